@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import json
 import os
 import shutil
 import subprocess
@@ -71,6 +72,42 @@ def _nbgrader(root: Path, *args: str, timeout: float | None = None) -> subproces
         text=True,
         timeout=timeout,
     )
+
+
+def _run_worker(root: Path, lesson: str, student: str, *, timeout: float) -> subprocess.CompletedProcess:
+    """Autograde and generate feedback for one job in one fresh process (nbgrader imported once)."""
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env["XLT_COURSE_GRADING"] = "1"
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "xlt_course.grading", str(root), lesson, student],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _worker_main(root: str, lesson: str, student: str) -> int:
+    """Entry point of :func:`_run_worker`: prints one JSON status line."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    api = NbGraderAPI(config=config)
+    status: dict[str, Any] = {"autograde": False, "feedback": False}
+    res = api.autograde(lesson, student, force=True, create=True)
+    status["autograde"] = bool(res.get("success"))
+    if not status["autograde"]:
+        status["error"] = (res.get("error") or res.get("log") or "")[-2000:]
+    else:
+        fb = api.generate_feedback(lesson, student, force=True)
+        status["feedback"] = bool(fb.get("success"))
+    print(json.dumps(status))
+    return 0
 
 
 def generate_lesson(lesson: str, dest: Path, *, scratch: Path | None = None) -> Path:
@@ -188,17 +225,23 @@ def grade_one(
     sub_dir.mkdir(parents=True)
     shutil.copy(notebook, sub_dir / f"{lesson}.ipynb")
     try:
-        res = _nbgrader(root, "autograde", lesson, f"--student={student}", "--force", timeout=timeout)
+        res = _run_worker(root, lesson, student, timeout=timeout)
     except subprocess.TimeoutExpired:
         result.flags.append(f"grading exceeded {timeout:.0f} s")
         return result
-    if res.returncode != 0:
-        result.flags.append("autograde error: " + (res.stderr.strip().splitlines() or ["?"])[-1][:200])
+    status = {}
+    if res.stdout.strip():
+        try:
+            status = json.loads(res.stdout.strip().splitlines()[-1])
+        except ValueError:
+            status = {}
+    if res.returncode != 0 or not status.get("autograde"):
+        last = (status.get("error") or res.stderr or "?").strip().splitlines() or ["?"]
+        result.flags.append("autograde error: " + last[-1][:200])
         return result
     result.score, result.max_score, result.points = _read_scores(root, lesson, student)
-    fb = _nbgrader(root, "generate_feedback", lesson, f"--student={student}", "--force", timeout=timeout)
     html = root / "feedback" / student / lesson / f"{lesson}.html"
-    if fb.returncode == 0 and html.exists():
+    if status.get("feedback") and html.exists():
         result.feedback = html
     else:
         result.flags.append("feedback not generated")
@@ -298,3 +341,7 @@ def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
     """
     ns: dict[str, Any] = {"__name__": "__tests__", **functions}
     exec(compile(cell_source(nb_path, grade_id), f"{nb_path.name}:{grade_id}", "exec"), ns)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(*sys.argv[1:4]))

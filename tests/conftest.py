@@ -1,0 +1,33 @@
+"""Shared test settings: offline, smoke-size lessons, helpers to find notebooks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The suite runs offline and executes lessons at their documented smoke size.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["XLT_COURSE_SMOKE"] = "1"
+
+from xlt_course import grading, paths  # noqa: E402
+
+LESSONS = grading.lesson_names()
+
+
+def solution(lesson: str) -> Path:
+    """Return the solution notebook of ``lesson``."""
+    return paths.solutions_dir() / lesson / f"{lesson}.ipynb"
+
+
+@pytest.fixture(scope="session")
+def built_data() -> Path:
+    """Return the build folder, skipping nothing: the suite needs `xlt-course data build`."""
+    from xlt_course.data.build import artefact_status
+
+    bad = {k: v[1] for k, v in artefact_status().items() if not v[0]}
+    if bad:
+        pytest.fail(f"offline data is not built or is corrupt ({bad}): run `make data`")
+    return paths.build_dir()

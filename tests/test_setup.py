@@ -1,0 +1,130 @@
+"""Lesson 00-setup: environment checks, setup cell, and its exercises' tests catch mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import solution
+
+from xlt_course import setup
+from xlt_course.grading import run_test_cell, solution_namespace
+
+NB = solution("00-setup")
+
+
+def test_import_has_no_visible_side_effects():
+    code = (
+        "import random, sys; state = random.getstate();"
+        "import xlt_course, xlt_course.setup, xlt_course.checks, xlt_course.grading, xlt_course.data.build;"
+        "assert random.getstate() == state, 'import seeded random';"
+        "assert 'torch' not in sys.modules, 'import pulled in torch'"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "" and res.stderr == ""
+
+
+def test_setup_lesson_seeds_and_reports(capsys, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    env = setup.setup_lesson(seed=3)
+    out = capsys.readouterr().out
+    assert "xlt-course ready" in out and "offline" in out
+    assert env.offline and env.smoke and env.device in ("cpu", "cuda", "mps")
+    a = np.random.rand()
+    setup.setup_lesson(seed=3, quiet=True)
+    assert np.random.rand() == a
+
+
+def test_environment_report_lists_everything(built_data):
+    report = setup.environment_report()
+    names = {c.name for c in report}
+    assert {"python", "torch", "transformers", "nbgrader", "device"} <= names
+    assert any(n.startswith("data: vectors-en") for n in names)
+    missing = [c for c in report if not c.ok]
+    assert not missing, setup.format_report(missing)
+
+
+# --- exercise 1: cosine_similarity_matrix ---
+
+
+def _cos_reference():
+    return solution_namespace(NB, "ex1_cosine")["cosine_similarity_matrix"]
+
+
+def test_ex1_reference_passes():
+    run_test_cell(NB, "ex1_cosine_tests", cosine_similarity_matrix=_cos_reference())
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda A, B: __import__("sklearn.metrics.pairwise").metrics.pairwise.cosine_similarity(A, B),
+        lambda A, B: __import__("torch").nn.functional.cosine_similarity(
+            __import__("torch").as_tensor(A)[:, None, :], __import__("torch").as_tensor(B)[None, :, :], dim=-1
+        ),
+        lambda A, B: np.einsum("nd,md->nm", A, B)
+        / np.outer(np.sqrt((A * A).sum(1)), np.sqrt((B * B).sum(1))),
+    ],
+    ids=["sklearn", "torch", "einsum"],
+)
+def test_ex1_correct_variants_pass(variant):
+    run_test_cell(NB, "ex1_cosine_tests", cosine_similarity_matrix=variant)
+
+
+def _inplace(A, B):
+    A /= np.linalg.norm(A, axis=1, keepdims=True)
+    B /= np.linalg.norm(B, axis=1, keepdims=True)
+    return A @ B.T
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda A, B: A @ B.T,  # no normalisation
+        lambda A, B: (A / np.linalg.norm(A, axis=0)) @ (B / np.linalg.norm(B, axis=0)).T,  # wrong axis
+        lambda A, B: (A / np.linalg.norm(A, axis=1, keepdims=True)) @ B.T,  # only A normalised
+        lambda A, B: B @ A.T,  # transposed result
+        _inplace,  # modifies its inputs
+    ],
+    ids=["dot", "axis0", "only-A", "transposed", "in-place"],
+)
+def test_ex1_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex1_cosine_tests", cosine_similarity_matrix=wrong)
+
+
+def test_ex1_stub_gets_friendly_message():
+    def stub(A, B):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        run_test_cell(NB, "ex1_cosine_tests", cosine_similarity_matrix=stub)
+
+
+# --- exercise 2: top_k ---
+
+
+def test_ex2_reference_and_variants_pass():
+    run_test_cell(NB, "ex2_top_k_tests", top_k=solution_namespace(NB, "ex2_top_k")["top_k"])
+    run_test_cell(NB, "ex2_top_k_tests", top_k=lambda s, k: np.argsort(-s, axis=1)[:, :k])
+    torch = pytest.importorskip("torch")
+    run_test_cell(NB, "ex2_top_k_tests", top_k=lambda s, k: torch.topk(torch.as_tensor(s), k, dim=1).indices)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda s, k: np.argsort(s, axis=1)[:, :k],  # smallest scores
+        lambda s, k: np.argsort(s, axis=1)[:, -k:],  # largest but worst first
+        lambda s, k: np.argpartition(s, -k, axis=1)[:, -k:],  # the k best, unordered
+        lambda s, k: np.argsort(-s, axis=0)[:k].T,  # wrong axis
+        lambda s, k: np.sort(s, axis=1)[:, ::-1][:, :k],  # scores, not indices
+    ],
+    ids=["smallest", "worst-first", "unsorted", "axis0", "values"],
+)
+def test_ex2_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex2_top_k_tests", top_k=wrong)
