@@ -61,7 +61,9 @@ def test_blank_lesson_scores_zero(graded):
 
 def test_plausible_wrong_answer_scores_in_between(graded):
     _, r = graded
-    assert r["partial"].score == 2, "exercise 1 right (2 points), exercise 2 wrong despite the edited tests cell"
+    assert r["partial"].score == 2, (
+        "exercise 1 right (2 points), exercise 2 wrong despite the edited tests cell"
+    )
     assert r["partial"].points["ex2_top_k_tests"] == (0.0, 1.0)
 
 
@@ -73,7 +75,7 @@ def test_broken_and_missing_notebooks_are_flagged_not_fatal(graded):
 
 def test_grades_csv_and_feedback(graded):
     out, _ = graded
-    rows = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
+    rows = list(csv.DictReader((out / "grades.csv").read_text(encoding="utf-8").splitlines()))
     assert [row["student"] for row in rows] == ["absent", "blank", "broken", "partial", "ref"]
     assert rows[-1]["points"] == "ex1_cosine_tests=2/2;ex2_top_k_tests=1/1"
     html = (out / "feedback" / "ref" / f"{LESSON}.html").read_text(encoding="utf-8")

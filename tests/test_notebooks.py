@@ -15,7 +15,9 @@ def test_there_are_lessons():
 
 def test_lessons_mirror_solutions():
     released = sorted(p.name for p in paths.lessons_dir().iterdir() if p.is_dir())
-    assert released == LESSONS, "lessons/ and solutions/ hold different lessons: run `xlt-course lessons`"
+    assert released == LESSONS, (
+        "lessons/ and solutions/ hold different lessons: run `xlt-course lessons`"
+    )
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -23,8 +25,12 @@ def test_solution_notebook_shape(lesson):
     nb = notebooks.read_notebook(solution(lesson))
     assert not notebooks.has_outputs(nb), f"{lesson}: commit notebooks without outputs"
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code[0].source == notebooks.SETUP_SOURCE, f"{lesson}: the first code cell must be the shared setup cell"
-    assert notebooks.colab_badge(lesson) in nb.cells[0].source, f"{lesson}: the title cell needs its Colab badge"
+    assert code[0].source == notebooks.SETUP_SOURCE, (
+        f"{lesson}: the first code cell must be the shared setup cell"
+    )
+    assert notebooks.colab_badge(lesson) in nb.cells[0].source, (
+        f"{lesson}: the title cell needs its Colab badge"
+    )
     cells = notebooks.grade_cells(nb)
     answers = [g for g, c in cells.items() if c.metadata["nbgrader"]["solution"]]
     tests = [g for g, c in cells.items() if c.metadata["nbgrader"]["grade"]]
@@ -35,7 +41,9 @@ def test_solution_notebook_shape(lesson):
     for g in tests:
         src = cells[g].source
         assert "### BEGIN HIDDEN TESTS" in src, f"{lesson}: {g} has no hidden tests"
-        assert "checks." in src.split("### BEGIN HIDDEN TESTS")[0], f"{lesson}: {g} needs visible self-checks"
+        assert "checks." in src.split("### BEGIN HIDDEN TESTS")[0], (
+            f"{lesson}: {g} needs visible self-checks"
+        )
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

@@ -61,12 +61,18 @@ def test_ex1_reference_passes():
 @pytest.mark.parametrize(
     "variant",
     [
-        lambda A, B: __import__("sklearn.metrics.pairwise").metrics.pairwise.cosine_similarity(A, B),
-        lambda A, B: __import__("torch").nn.functional.cosine_similarity(
-            __import__("torch").as_tensor(A)[:, None, :], __import__("torch").as_tensor(B)[None, :, :], dim=-1
+        lambda A, B: __import__("sklearn.metrics.pairwise").metrics.pairwise.cosine_similarity(
+            A, B
         ),
-        lambda A, B: np.einsum("nd,md->nm", A, B)
-        / np.outer(np.sqrt((A * A).sum(1)), np.sqrt((B * B).sum(1))),
+        lambda A, B: __import__("torch").nn.functional.cosine_similarity(
+            __import__("torch").as_tensor(A)[:, None, :],
+            __import__("torch").as_tensor(B)[None, :, :],
+            dim=-1,
+        ),
+        lambda A, B: (
+            np.einsum("nd,md->nm", A, B)
+            / np.outer(np.sqrt((A * A).sum(1)), np.sqrt((B * B).sum(1)))
+        ),
     ],
     ids=["sklearn", "torch", "einsum"],
 )
@@ -84,7 +90,9 @@ def _inplace(A, B):
     "wrong",
     [
         lambda A, B: A @ B.T,  # no normalisation
-        lambda A, B: (A / np.linalg.norm(A, axis=0)) @ (B / np.linalg.norm(B, axis=0)).T,  # wrong axis
+        lambda A, B: (
+            (A / np.linalg.norm(A, axis=0)) @ (B / np.linalg.norm(B, axis=0)).T
+        ),  # wrong axis
         lambda A, B: (A / np.linalg.norm(A, axis=1, keepdims=True)) @ B.T,  # only A normalised
         lambda A, B: B @ A.T,  # transposed result
         _inplace,  # modifies its inputs
@@ -111,7 +119,9 @@ def test_ex2_reference_and_variants_pass():
     run_test_cell(NB, "ex2_top_k_tests", top_k=solution_namespace(NB, "ex2_top_k")["top_k"])
     run_test_cell(NB, "ex2_top_k_tests", top_k=lambda s, k: np.argsort(-s, axis=1)[:, :k])
     torch = pytest.importorskip("torch")
-    run_test_cell(NB, "ex2_top_k_tests", top_k=lambda s, k: torch.topk(torch.as_tensor(s), k, dim=1).indices)
+    run_test_cell(
+        NB, "ex2_top_k_tests", top_k=lambda s, k: torch.topk(torch.as_tensor(s), k, dim=1).indices
+    )
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,9 @@ def _lessons(args: argparse.Namespace) -> int:
     if args.check:
         drift = {n: grading.lesson_drift(n) for n in names}
         for n, d in drift.items():
-            print(f"{n}: {'up to date' if not d else 'DIFFERS from solutions/ (run xlt-course lessons)'}")
+            print(
+                f"{n}: {'up to date' if not d else 'DIFFERS from solutions/ (run xlt-course lessons)'}"
+            )
         return 1 if any(drift.values()) else 0
     for path in grading.generate_lessons(names):
         print(f"generated {path}")
@@ -44,7 +46,9 @@ def _lessons(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from xlt_course import grading
 
-    results = grading.grade(Path(args.submissions), Path(args.out), lessons=args.lesson, timeout=args.timeout)
+    results = grading.grade(
+        Path(args.submissions), Path(args.out), lessons=args.lesson, timeout=args.timeout
+    )
     print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
     flagged = [r for r in results if r.flags]
     for r in flagged:

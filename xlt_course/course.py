@@ -43,7 +43,10 @@ def execute_notebook(path: Path, *, timeout: int = 1200, smoke: bool = False) ->
             work = Path(tmp) / path.parent.name
             shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".*"))
             client = nbclient.NotebookClient(
-                nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+                nb,
+                timeout=timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(work)}},
             )
             t0 = time.perf_counter()
             client.execute()
@@ -56,7 +59,9 @@ def execute_notebook(path: Path, *, timeout: int = 1200, smoke: bool = False) ->
                 os.environ["XLT_COURSE_SMOKE"] = env_before
 
 
-def grade_reference_and_blank(lessons: list[str], out: Path) -> dict[tuple[str, str], grading.SubmissionResult]:
+def grade_reference_and_blank(
+    lessons: list[str], out: Path
+) -> dict[tuple[str, str], grading.SubmissionResult]:
     """Grade each lesson's reference solution and blank student notebook through the pipeline.
 
     Returns:
@@ -88,7 +93,9 @@ def run_course(*, smoke: bool = False, out: Path | None = None) -> list[LessonRu
             secs = execute_notebook(nb, smoke=smoke)
             runs.append(LessonRun(lesson, True, secs, "", ""))
         except Exception as e:  # noqa: BLE001 - reported in the table, the run goes on
-            runs.append(LessonRun(lesson, False, 0.0, "", "", error=str(e).strip().splitlines()[-1][:200]))
+            runs.append(
+                LessonRun(lesson, False, 0.0, "", "", error=str(e).strip().splitlines()[-1][:200])
+            )
     out = out or Path(tempfile.mkdtemp(prefix="xlt-course-"))
     graded = grade_reference_and_blank(lessons, out)
     for run in runs:

@@ -74,7 +74,9 @@ def _nbgrader(root: Path, *args: str, timeout: float | None = None) -> subproces
     )
 
 
-def _run_worker(root: Path, lesson: str, student: str, *, timeout: float) -> subprocess.CompletedProcess:
+def _run_worker(
+    root: Path, lesson: str, student: str, *, timeout: float
+) -> subprocess.CompletedProcess:
     """Autograde and generate feedback for one job in one fresh process (nbgrader imported once)."""
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -131,7 +133,9 @@ def generate_lesson(lesson: str, dest: Path, *, scratch: Path | None = None) -> 
         shutil.copytree(src, root / "source" / lesson, ignore=shutil.ignore_patterns(".*"))
         res = _nbgrader(root, "generate_assignment", lesson, "--force", "--log-level=WARN")
         if res.returncode != 0:
-            raise GradingError(f"nbgrader generate_assignment {lesson} failed:\n{res.stderr[-3000:]}")
+            raise GradingError(
+                f"nbgrader generate_assignment {lesson} failed:\n{res.stderr[-3000:]}"
+            )
         out = dest / lesson
         if out.exists():
             shutil.rmtree(out)
@@ -197,7 +201,9 @@ def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
 
     with Gradebook(f"sqlite:///{template}", "xlt-course") as gb:
         nb = gb.find_notebook(lesson, lesson)
-        cells = {c.name: (0.0, float(c.max_score)) for c in sorted(nb.grade_cells, key=lambda c: c.name)}
+        cells = {
+            c.name: (0.0, float(c.max_score)) for c in sorted(nb.grade_cells, key=lambda c: c.name)
+        }
         return float(nb.max_score), cells
 
 
@@ -260,7 +266,9 @@ def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
     for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
         for lesson_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
             if lesson_dir.name in known:
-                found.append((student_dir.name, lesson_dir.name, lesson_dir / f"{lesson_dir.name}.ipynb"))
+                found.append(
+                    (student_dir.name, lesson_dir.name, lesson_dir / f"{lesson_dir.name}.ipynb")
+                )
     return found
 
 
@@ -272,7 +280,9 @@ def write_grades_csv(results: list[SubmissionResult], path: Path) -> None:
         w.writerow(["student", "lesson", "score", "max_score", "points", "flags"])
         for r in sorted(results, key=lambda r: (r.student, r.lesson)):
             pts = ";".join(f"{k}={s:g}/{m:g}" for k, (s, m) in sorted(r.points.items()))
-            w.writerow([r.student, r.lesson, f"{r.score:g}", f"{r.max_score:g}", pts, "; ".join(r.flags)])
+            w.writerow(
+                [r.student, r.lesson, f"{r.score:g}", f"{r.max_score:g}", pts, "; ".join(r.flags)]
+            )
 
 
 def grade(

@@ -40,7 +40,9 @@ CellKind = Literal["markdown", "code", "setup", "solution", "tests", "readonly"]
 def colab_badge(lesson: str) -> str:
     """Return the markdown of the "Open in Colab" badge for ``lesson`` (e.g. ``02-procrustes``)."""
     repo = REPO_URL.removeprefix("https://github.com/")
-    href = f"https://colab.research.google.com/github/{repo}/blob/main/lessons/{lesson}/{lesson}.ipynb"
+    href = (
+        f"https://colab.research.google.com/github/{repo}/blob/main/lessons/{lesson}/{lesson}.ipynb"
+    )
     img = "https://colab.research.google.com/assets/colab-badge.svg"
     return f"[![Open In Colab]({img})]({href})"
 
@@ -145,6 +147,5 @@ def grade_cells(nb: nbformat.NotebookNode) -> dict[str, Any]:
 def has_outputs(nb: nbformat.NotebookNode) -> bool:
     """Return True when any code cell carries outputs or an execution count."""
     return any(
-        c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))
-        for c in nb.cells
+        c.cell_type == "code" and (c.get("outputs") or c.get("execution_count")) for c in nb.cells
     )

@@ -133,7 +133,9 @@ def environment_report() -> list[Check]:
         One :class:`Check` per item, with the fix when it fails.
     """
     checks = [
-        Check("python", sys.version_info >= (3, 10), platform.python_version(), "use Python >= 3.10"),
+        Check(
+            "python", sys.version_info >= (3, 10), platform.python_version(), "use Python >= 3.10"
+        ),
     ]
     for pkg in PACKAGES:
         try:
@@ -148,7 +150,9 @@ def environment_report() -> list[Check]:
     from xlt_course.data.build import artefact_status
 
     for name, (ok, detail) in artefact_status().items():
-        checks.append(Check(f"data: {name}", ok, detail, "" if ok else "run `xlt-course data build`"))
+        checks.append(
+            Check(f"data: {name}", ok, detail, "" if ok else "run `xlt-course data build`")
+        )
     return checks
 
 

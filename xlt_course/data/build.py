@@ -46,7 +46,10 @@ def artefact_status(folder: Path | None = None) -> dict[str, tuple[bool, str]]:
         ``{name: (ok, detail)}`` where detail is the source and version or the error.
     """
     out: dict[str, tuple[bool, str]] = {}
-    for label, man_dir in (("build", folder or paths.build_dir()), ("topics", paths.data_dir() / "topics")):
+    for label, man_dir in (
+        ("build", folder or paths.build_dir()),
+        ("topics", paths.data_dir() / "topics"),
+    ):
         try:
             manifest = Manifest(man_dir)
         except DataError as e:

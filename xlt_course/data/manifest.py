@@ -92,6 +92,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600; artefacts are ordinary readable files.
+        os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -155,7 +157,9 @@ class Manifest:
         """
         art = self.entries.get(name)
         if art is None:
-            raise DataError(f"artefact {name!r} is not built yet (no entry in {self.file}): {FIX_HINT}")
+            raise DataError(
+                f"artefact {name!r} is not built yet (no entry in {self.file}): {FIX_HINT}"
+            )
         path = self.folder / art.path
         if not path.exists():
             raise DataError(f"{path} is missing although {self.file} lists it: {FIX_HINT}")
