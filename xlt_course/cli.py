@@ -46,8 +46,16 @@ def _lessons(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from xlt_course import grading
 
+    limits = grading.GradeLimits(
+        notebook_timeout=args.timeout, cell_timeout=args.cell_timeout, memory_mb=args.memory_mb
+    )
     results = grading.grade(
-        Path(args.submissions), Path(args.out), lessons=args.lesson, timeout=args.timeout
+        Path(args.submissions),
+        Path(args.out),
+        lessons=args.lesson,
+        students=args.student,
+        jobs=args.jobs,
+        limits=limits,
     )
     print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
     flagged = [r for r in results if r.flags]
@@ -101,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("submissions")
     g.add_argument("--out", required=True)
     g.add_argument("--lesson", nargs="+", help="only these lessons")
-    g.add_argument("--timeout", type=float, default=600, help="seconds per notebook")
+    g.add_argument("--student", nargs="+", help="only these students (regrade one)")
+    g.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: cores)")
+    g.add_argument("--timeout", type=float, default=600, help="wall-clock seconds per notebook")
+    g.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell")
+    g.add_argument("--memory-mb", type=int, default=8192, help="memory cap per notebook (0: none)")
     g.set_defaults(func=_grade)
 
     c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")

@@ -9,6 +9,7 @@ kernel runs in. Scores are read back from each job's gradebook and merged into
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import json
@@ -74,31 +75,81 @@ def _nbgrader(root: Path, *args: str, timeout: float | None = None) -> subproces
     )
 
 
-def _run_worker(
-    root: Path, lesson: str, student: str, *, timeout: float
-) -> subprocess.CompletedProcess:
-    """Autograde and generate feedback for one job in one fresh process (nbgrader imported once)."""
+@dataclass(frozen=True)
+class GradeLimits:
+    """Limits that keep one submission from hurting the batch.
+
+    Attributes:
+        notebook_timeout: wall-clock seconds for grading one notebook (kernel included).
+        cell_timeout: seconds one cell may run before it is interrupted.
+        memory_mb: address-space cap of the grading process and its kernel (0: none).
+    """
+
+    notebook_timeout: float = 600.0
+    cell_timeout: int = 120
+    memory_mb: int = 8192
+
+
+def _limit_memory(memory_mb: int) -> None:  # runs in the child, before exec
+    if memory_mb > 0:
+        import resource
+
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _run_worker(root: Path, lesson: str, student: str, limits: GradeLimits) -> tuple[int, str, str]:
+    """Autograde and generate feedback for one job in a fresh process group.
+
+    The process group (worker and kernel) is killed when the notebook's wall-clock limit
+    passes, so an infinite loop or a hung kernel cannot outlive its job.
+
+    Returns:
+        ``(returncode, stdout, stderr)``; returncode is -9 after a timeout.
+    """
+    import signal
+
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env["XLT_COURSE_GRADING"] = "1"
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "xlt_course.grading", str(root), lesson, student],
+    cmd = [
+        sys.executable,
+        "-m",
+        "xlt_course.grading",
+        str(root),
+        lesson,
+        student,
+        str(limits.cell_timeout),
+    ]
+    proc = subprocess.Popen(
+        cmd,
         cwd=root,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,
+        preexec_fn=lambda: _limit_memory(limits.memory_mb),  # noqa: PLW1509 - no threads in child
     )
+    try:
+        out, err = proc.communicate(timeout=limits.notebook_timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return -9, out, err
 
 
-def _worker_main(root: str, lesson: str, student: str) -> int:
+def _worker_main(root: str, lesson: str, student: str, cell_timeout: str = "120") -> int:
     """Entry point of :func:`_run_worker`: prints one JSON status line."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
     config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    config.Execute.timeout = int(cell_timeout)
     api = NbGraderAPI(config=config)
     status: dict[str, Any] = {"autograde": False, "feedback": False}
     res = api.autograde(lesson, student, force=True, create=True)
@@ -207,10 +258,73 @@ def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
         return float(nb.max_score), cells
 
 
+def _job_key(notebook: Path, template: Path, limits: GradeLimits) -> str:
+    """Return what a cached result must match: the submission, the lesson and the limits."""
+    from xlt_course.data.manifest import sha256_file
+
+    sub = sha256_file(notebook) if notebook.is_file() else "missing"
+    return f"{sub}:{sha256_file(template)}:{limits.cell_timeout}:{limits.memory_mb}"
+
+
+def _save_result(result: SubmissionResult, path: Path, key: str) -> None:
+    payload = {
+        "key": key,
+        "student": result.student,
+        "lesson": result.lesson,
+        "score": result.score,
+        "max_score": result.max_score,
+        "points": {k: list(v) for k, v in result.points.items()},
+        "flags": result.flags,
+        "feedback": str(result.feedback) if result.feedback else None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _load_result(path: Path) -> tuple[str, SubmissionResult] | None:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        r = SubmissionResult(
+            d["student"],
+            d["lesson"],
+            float(d["score"]),
+            float(d["max_score"]),
+            {k: (float(v[0]), float(v[1])) for k, v in d["points"].items()},
+            list(d["flags"]),
+            Path(d["feedback"]) if d["feedback"] else None,
+        )
+        return d["key"], r
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def grade_one(
-    student: str, lesson: str, notebook: Path, template: Path, work: Path, *, timeout: float = 600
+    student: str,
+    lesson: str,
+    notebook: Path,
+    template: Path,
+    work: Path,
+    limits: GradeLimits | None = None,
 ) -> SubmissionResult:
-    """Autograde one submitted notebook in its own scratch course and generate feedback."""
+    """Autograde one submitted notebook in its own scratch course and generate feedback.
+
+    The result is stored in ``work/LESSON/STUDENT.json``; grading the same submission again
+    with the same lesson and limits returns it without running anything (resumable batches).
+    """
+    limits = limits or GradeLimits()
+    record = work / lesson / f"{student}.json"
+    key = _job_key(notebook, template, limits)
+    cached = _load_result(record) if record.exists() else None
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    result = _grade_fresh(student, lesson, notebook, template, work, limits)
+    _save_result(result, record, key)
+    return result
+
+
+def _grade_fresh(
+    student: str, lesson: str, notebook: Path, template: Path, work: Path, limits: GradeLimits
+) -> SubmissionResult:
     max_score, zero_points = _template_max(template, lesson)
     result = SubmissionResult(student, lesson, 0.0, max_score, dict(zero_points))
     if not notebook.exists():
@@ -230,19 +344,16 @@ def grade_one(
     sub_dir = root / "submitted" / student / lesson
     sub_dir.mkdir(parents=True)
     shutil.copy(notebook, sub_dir / f"{lesson}.ipynb")
-    try:
-        res = _run_worker(root, lesson, student, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        result.flags.append(f"grading exceeded {timeout:.0f} s")
+    code, stdout, stderr = _run_worker(root, lesson, student, limits)
+    if code == -9:
+        result.flags.append(f"grading exceeded {limits.notebook_timeout:g} s and was stopped")
         return result
     status = {}
-    if res.stdout.strip():
-        try:
-            status = json.loads(res.stdout.strip().splitlines()[-1])
-        except ValueError:
-            status = {}
-    if res.returncode != 0 or not status.get("autograde"):
-        last = (status.get("error") or res.stderr or "?").strip().splitlines() or ["?"]
+    if stdout.strip():
+        with contextlib.suppress(ValueError):
+            status = json.loads(stdout.strip().splitlines()[-1])
+    if code != 0 or not status.get("autograde"):
+        last = (status.get("error") or stderr or "?").strip().splitlines() or ["?"]
         result.flags.append("autograde error: " + last[-1][:200])
         return result
     result.score, result.max_score, result.points = _read_scores(root, lesson, student)
@@ -290,39 +401,80 @@ def grade(
     out: Path,
     *,
     lessons: list[str] | None = None,
-    timeout: float = 600,
+    students: list[str] | None = None,
+    jobs: int | None = None,
+    limits: GradeLimits | None = None,
     progress: bool = True,
 ) -> list[SubmissionResult]:
     """Autograde every submission under ``submissions`` and write grades and feedback to ``out``.
 
-    Writes ``out/grades.csv`` and ``out/feedback/STUDENT/NN-topic.html``.
+    Jobs run in parallel (``jobs``, default: the number of cores), each in its own
+    scratch course, and results are merged in sorted order, so ``grades.csv`` is the same
+    whatever the scheduling. Writes ``out/grades.csv`` and
+    ``out/feedback/STUDENT/NN-topic.html``.
 
     Returns:
         One :class:`SubmissionResult` per (student, lesson), sorted.
     """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from tqdm.auto import tqdm
 
-    jobs = [j for j in find_submissions(Path(submissions)) if lessons is None or j[1] in lessons]
+    todo = [
+        j
+        for j in find_submissions(Path(submissions))
+        if (lessons is None or j[1] in lessons) and (students is None or j[0] in students)
+    ]
     out = Path(out)
     work = out / ".work"
     templates: dict[str, Path] = {}
-    for lesson in sorted({j[1] for j in jobs}):
+    from xlt_course.data.manifest import sha256_file
+
+    for lesson in sorted({j[1] for j in todo}):
         scratch = work / "_templates" / lesson
-        if scratch.exists():
-            shutil.rmtree(scratch)
-        generate_lesson(lesson, work / "_release", scratch=scratch)
+        src_hash = sha256_file(paths.solutions_dir() / lesson / f"{lesson}.ipynb")
+        stamp = scratch / "solution.sha256"
+        if not (
+            stamp.exists() and stamp.read_text() == src_hash and (scratch / "gradebook.db").exists()
+        ):
+            if scratch.exists():
+                shutil.rmtree(scratch)
+            generate_lesson(lesson, work / "_release", scratch=scratch)
+            stamp.write_text(src_hash)
         templates[lesson] = scratch / "gradebook.db"
     results = []
-    for student, lesson, nb in tqdm(jobs, desc="grading", disable=not progress):
-        r = grade_one(student, lesson, nb, templates[lesson], work / "jobs", timeout=timeout)
+    n_jobs = max(1, jobs or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        futures = [
+            pool.submit(grade_one, student, lesson, nb, templates[lesson], work / "jobs", limits)
+            for student, lesson, nb in todo
+        ]
+        for fut in tqdm(
+            as_completed(futures), total=len(futures), desc="grading", disable=not progress
+        ):
+            results.append(fut.result())
+    for r in results:
         if r.feedback is not None:
-            dest = out / "feedback" / student / f"{lesson}.html"
+            dest = out / "feedback" / r.student / f"{r.lesson}.html"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(r.feedback, dest)
             r.feedback = dest
-        results.append(r)
-    write_grades_csv(results, out / "grades.csv")
-    return sorted(results, key=lambda r: (r.student, r.lesson))
+    results.sort(key=lambda r: (r.student, r.lesson))
+    # grades.csv covers every submission graded into this folder so far, not only this run
+    # (so `--student X` regrades X and keeps the others).
+    everything = {(r.student, r.lesson): r for r in _all_results(work / "jobs")}
+    everything.update({(r.student, r.lesson): r for r in results})
+    write_grades_csv(list(everything.values()), out / "grades.csv")
+    return results
+
+
+def _all_results(jobs_dir: Path) -> list[SubmissionResult]:
+    found = []
+    for path in sorted(jobs_dir.glob("*/*.json")):
+        loaded = _load_result(path)
+        if loaded is not None:
+            found.append(loaded[1])
+    return found
 
 
 # --- proving that test cells catch mistakes -------------------------------------------
@@ -354,4 +506,4 @@ def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(_worker_main(*sys.argv[1:4]))
+    sys.exit(_worker_main(*sys.argv[1:5]))
