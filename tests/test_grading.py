@@ -80,6 +80,27 @@ def test_grades_csv_and_feedback(graded):
     assert rows[-1]["points"] == "ex1_cosine_tests=2/2;ex2_top_k_tests=1/1"
     html = (out / "feedback" / "ref" / f"{LESSON}.html").read_text(encoding="utf-8")
     assert "cosine_similarity_matrix" in html
+    # Feedback shows the visible checks but never the hidden tests' source.
+    for student in ("ref", "blank", "partial"):
+        page = (out / "feedback" / student / f"{LESSON}.html").read_text(encoding="utf-8")
+        assert "hidden tests ran here" in page
+        assert "BEGIN HIDDEN TESTS" not in page and "_reference" not in page
+
+
+def test_strip_hidden_tests_keeps_hint_drops_traceback():
+    nb = notebooks.read_notebook(solution(LESSON))
+    cell = notebooks.grade_cells(nb)["ex1_cosine_tests"]
+    cell.outputs = [
+        {
+            "output_type": "error",
+            "ename": "AssertionError",
+            "evalue": "values differ",
+            "traceback": ["secret line"],
+        }
+    ]
+    assert grading.strip_hidden_tests(nb) == 2
+    assert "_reference" not in cell.source and "checks.passed" in cell.source
+    assert cell.outputs[0]["traceback"] == ["AssertionError: values differ"]
 
 
 def test_cli_grade_reports_missing_folder(tmp_path, capsys):

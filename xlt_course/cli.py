@@ -47,7 +47,10 @@ def _grade(args: argparse.Namespace) -> int:
     from xlt_course import grading
 
     limits = grading.GradeLimits(
-        notebook_timeout=args.timeout, cell_timeout=args.cell_timeout, memory_mb=args.memory_mb
+        notebook_timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+        memory_mb=args.memory_mb,
+        include_hidden=args.include_hidden,
     )
     results = grading.grade(
         Path(args.submissions),
@@ -113,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: cores)")
     g.add_argument("--timeout", type=float, default=600, help="wall-clock seconds per notebook")
     g.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell")
+    g.add_argument(
+        "--include-hidden",
+        action="store_true",
+        help="instructors only: show hidden tests and full tracebacks in the feedback",
+    )
     g.add_argument("--memory-mb", type=int, default=8192, help="memory cap per notebook (0: none)")
     g.set_defaults(func=_grade)
 

@@ -83,11 +83,13 @@ class GradeLimits:
         notebook_timeout: wall-clock seconds for grading one notebook (kernel included).
         cell_timeout: seconds one cell may run before it is interrupted.
         memory_mb: address-space cap of the grading process and its kernel (0: none).
+        include_hidden: show hidden tests' source and tracebacks in feedback (instructors).
     """
 
     notebook_timeout: float = 600.0
     cell_timeout: int = 120
     memory_mb: int = 8192
+    include_hidden: bool = False
 
 
 def _limit_memory(memory_mb: int) -> None:  # runs in the child, before exec
@@ -122,6 +124,7 @@ def _run_worker(root: Path, lesson: str, student: str, limits: GradeLimits) -> t
         lesson,
         student,
         str(limits.cell_timeout),
+        "1" if limits.include_hidden else "0",
     ]
     proc = subprocess.Popen(
         cmd,
@@ -143,7 +146,40 @@ def _run_worker(root: Path, lesson: str, student: str, limits: GradeLimits) -> t
         return -9, out, err
 
 
-def _worker_main(root: str, lesson: str, student: str, cell_timeout: str = "120") -> int:
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+
+
+def strip_hidden_tests(nb: Any) -> int:
+    """Remove hidden tests and their tracebacks from an autograded notebook, in place.
+
+    Each tests cell keeps its visible part; its hidden part becomes one comment line, and
+    an error it raised is reduced to the exception's name and message (the short hint
+    written in the test), since a traceback would quote the hidden code.
+
+    Returns:
+        How many cells were changed.
+    """
+    changed = 0
+    for c in nb.cells:
+        meta = c.get("metadata", {}).get("nbgrader", {})
+        if c.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+            continue
+        if HIDDEN_BEGIN in c.source:
+            head, _, rest = c.source.partition(HIDDEN_BEGIN)
+            _, _, tail = rest.partition(HIDDEN_END)
+            c.source = head + "# (hidden tests ran here when your notebook was graded)" + tail
+            changed += 1
+        for out in c.get("outputs", []):
+            if out.get("output_type") == "error":
+                hint = str(out.get("evalue") or "").strip() or "a hidden test failed"
+                out["traceback"] = [f"{out.get('ename', 'Error')}: {hint}"]
+    return changed
+
+
+def _worker_main(
+    root: str, lesson: str, student: str, cell_timeout: str = "120", include_hidden: str = "0"
+) -> int:
     """Entry point of :func:`_run_worker`: prints one JSON status line."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
@@ -157,6 +193,11 @@ def _worker_main(root: str, lesson: str, student: str, cell_timeout: str = "120"
     if not status["autograde"]:
         status["error"] = (res.get("error") or res.get("log") or "")[-2000:]
     else:
+        if include_hidden != "1":
+            graded = Path(root) / "autograded" / student / lesson / f"{lesson}.ipynb"
+            nb = notebooks.read_notebook(graded)
+            strip_hidden_tests(nb)
+            graded.write_text(notebooks.dumps(nb), encoding="utf-8")
         fb = api.generate_feedback(lesson, student, force=True)
         status["feedback"] = bool(fb.get("success"))
     print(json.dumps(status))
@@ -263,7 +304,7 @@ def _job_key(notebook: Path, template: Path, limits: GradeLimits) -> str:
     from xlt_course.data.manifest import sha256_file
 
     sub = sha256_file(notebook) if notebook.is_file() else "missing"
-    return f"{sub}:{sha256_file(template)}:{limits.cell_timeout}:{limits.memory_mb}"
+    return f"{sub}:{sha256_file(template)}:{limits}"
 
 
 def _save_result(result: SubmissionResult, path: Path, key: str) -> None:
@@ -506,4 +547,4 @@ def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(_worker_main(*sys.argv[1:5]))
+    sys.exit(_worker_main(*sys.argv[1:6]))
