@@ -115,9 +115,25 @@ class Manifest:
                 raise DataError(f"{self.file} is not a valid manifest ({e}): {FIX_HINT}") from e
 
     def record(self, artefact: Artefact) -> None:
-        """Add or replace an entry and save the manifest atomically."""
-        self.entries[artefact.name] = artefact
-        self.save()
+        """Add or replace an entry and save the manifest atomically.
+
+        Entries another process recorded since this manifest was read are kept: the file is
+        re-read under an exclusive lock before it is rewritten.
+        """
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Lock the folder itself: the manifest file is replaced, so its inode cannot hold a lock.
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self.file.exists():
+                on_disk = Manifest(self.folder, self.file.name).entries
+                self.entries = {**on_disk, **self.entries}
+            self.entries[artefact.name] = artefact
+            self.save()
+        finally:
+            os.close(fd)
 
     def save(self) -> None:
         """Write the manifest with sorted keys so that rebuilds are byte-identical."""
