@@ -1,0 +1,462 @@
+"""Lesson 02-procrustes: its exercises' tests accept correct variants and reject plausible mistakes.
+
+The package side of the lesson (``xlt_course.align``) is tested in ``tests/test_align.py``;
+here every graded cell of the solution notebook is run, visible and hidden parts together,
+against the reference solution, against independent correct implementations (scipy, torch,
+pandas, the package itself), and against the mistakes students make.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import solution
+
+from xlt_course import align
+from xlt_course.grading import run_test_cell, solution_namespace
+
+NB = solution("02-procrustes")
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+# --- exercise 1: procrustes ---------------------------------------------------------------
+
+
+def _svd(M):
+    return np.linalg.svd(M)
+
+
+def _seed_convention(X, Y):
+    # svd(Y^T X) = U S V^T gives W = V U^T: the same matrix as U V^T of svd(X^T Y).
+    U, _, Vt = _svd(Y.T @ X)
+    return Vt.T @ U.T
+
+
+def _torch_procrustes(X, Y):
+    torch = pytest.importorskip("torch")
+    U, _, Vh = torch.linalg.svd(torch.as_tensor(X).T @ torch.as_tensor(Y))
+    return U @ Vh
+
+
+def _polar(X, Y):
+    import scipy.linalg
+
+    # The orthogonal factor of the polar decomposition of X^T Y is the Procrustes solution.
+    return scipy.linalg.polar(X.T @ Y)[0]
+
+
+def test_ex1_reference_passes():
+    ref = solution_namespace(NB, "ex1_procrustes")["procrustes"]
+    run_test_cell(NB, "ex1_procrustes_tests", procrustes=ref)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda X, Y: __import__("scipy.linalg").linalg.orthogonal_procrustes(X, Y)[0],
+        _torch_procrustes,
+        _seed_convention,
+        _polar,
+        align.procrustes,
+    ],
+    ids=["scipy", "torch", "seed-convention", "polar", "package"],
+)
+def test_ex1_correct_variants_pass(variant):
+    run_test_cell(NB, "ex1_procrustes_tests", procrustes=variant)
+
+
+def _transposed(X, Y):
+    U, _, Vt = _svd(X.T @ Y)
+    return (U @ Vt).T
+
+
+def _vt_not_v(X, Y):
+    U, _, Vt = _svd(X.T @ Y)
+    return U @ Vt.T  # treats numpy's third output as V
+
+
+def _wrong_product(X, Y):
+    U, _, Vt = _svd(Y.T @ X)  # the seed's matrix with the row-convention formula
+    return U @ Vt
+
+
+def _with_sigma(X, Y):
+    U, s, Vt = _svd(X.T @ Y)
+    return U @ np.diag(s) @ Vt
+
+
+def _least_squares(X, Y):
+    return np.linalg.lstsq(X, Y, rcond=None)[0]
+
+
+def _rotation_only(X, Y):
+    # Kabsch: forces det(W) = +1, wrong when the best orthogonal map is a reflection.
+    U, _, Vt = _svd(X.T @ Y)
+    D = np.eye(U.shape[0])
+    D[-1, -1] = np.sign(np.linalg.det(U @ Vt))
+    return U @ D @ Vt
+
+
+def _normalises_inputs(X, Y):
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Y = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+    U, _, Vt = _svd(X.T @ Y)
+    return U @ Vt
+
+
+def _centres_in_place(X, Y):
+    X -= X.mean(axis=0)
+    Y -= Y.mean(axis=0)
+    U, _, Vt = _svd(X.T @ Y)
+    return U @ Vt
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        _transposed,
+        _vt_not_v,
+        _wrong_product,
+        _with_sigma,
+        _least_squares,
+        _rotation_only,
+        _normalises_inputs,
+        _centres_in_place,
+    ],
+    ids=[
+        "transposed-W",
+        "Vt-taken-for-V",
+        "svd(YtX)-with-UVt",
+        "keeps-sigma",
+        "least-squares",
+        "rotation-only",
+        "normalises-inputs",
+        "centres-in-place",
+    ],
+)
+def test_ex1_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex1_procrustes_tests", procrustes=wrong)
+
+
+def test_ex1_transposed_W_fails_visibly():
+    """Students learn about the convention mix-up from the self-check, before grading."""
+    with pytest.raises(AssertionError, match="does not reproduce Y"):
+        run_test_cell(NB, "ex1_procrustes_tests", procrustes=_transposed)
+
+
+def test_ex1_stub_gets_friendly_message():
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        run_test_cell(NB, "ex1_procrustes_tests", procrustes=_stub)
+
+
+# --- exercise 2: csls_matrix ----------------------------------------------------------------
+
+
+def _unit(A):
+    return A / np.linalg.norm(A, axis=1, keepdims=True)
+
+
+def _topk_mean(S, k, axis):
+    return np.sort(S, axis=axis).take(np.arange(-k, 0), axis=axis).mean(axis=axis)
+
+
+def _csls_from(cos, r_T, r_S, *, a=2.0, s_T=-1.0, s_S=-1.0):
+    return a * cos + s_T * r_T[:, None] + s_S * r_S[None, :]
+
+
+def _csls_partition(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    n, m = cos.shape
+    r_T = np.partition(cos, m - k, axis=1)[:, m - k :].mean(axis=1)
+    r_S = np.partition(cos, n - k, axis=0)[n - k :, :].mean(axis=0)
+    return 2 * cos - r_T[:, None] - r_S[None, :]
+
+
+def _csls_torch(X, Y, k=10):
+    torch = pytest.importorskip("torch")
+    Xt = torch.nn.functional.normalize(torch.as_tensor(X, dtype=torch.float64), dim=1)
+    Yt = torch.nn.functional.normalize(torch.as_tensor(Y, dtype=torch.float64), dim=1)
+    cos = Xt @ Yt.T
+    r_T = cos.topk(k, dim=1).values.mean(dim=1)
+    r_S = cos.topk(k, dim=0).values.mean(dim=0)
+    return 2 * cos - r_T[:, None] - r_S[None, :]
+
+
+def test_ex2_reference_passes():
+    ref = solution_namespace(NB, "ex2_csls")["csls_matrix"]
+    run_test_cell(NB, "ex2_csls_tests", csls_matrix=ref)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [lambda X, Y, k=10: align.csls_scores(X, Y, k=k), _csls_partition, _csls_torch],
+    ids=["package", "partition", "torch"],
+)
+def test_ex2_correct_variants_pass(variant):
+    run_test_cell(NB, "ex2_csls_tests", csls_matrix=variant)
+
+
+def _no_normalisation(X, Y, k=10):
+    cos = X @ Y.T
+    return _csls_from(cos, _topk_mean(cos, k, 1), _topk_mean(cos, k, 0))
+
+
+def _r_S_in_target_space(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    YY = _unit(Y) @ _unit(Y).T  # neighbours of y among the targets (itself included)
+    return _csls_from(cos, _topk_mean(cos, k, 1), _topk_mean(YY, k, 1))
+
+
+def _r_T_in_source_space(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    XX = _unit(X) @ _unit(X).T
+    return _csls_from(cos, _topk_mean(XX, k, 1), _topk_mean(cos, k, 0))
+
+
+def _k_plus_one(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    return _csls_from(cos, _topk_mean(cos, k + 1, 1), _topk_mean(cos, k + 1, 0))
+
+
+def _skips_self(X, Y, k=10):
+    # takes k+1 neighbours and drops the best one, as if it were the word itself
+    cos = _unit(X) @ _unit(Y).T
+    r_T = np.sort(cos, axis=1)[:, -(k + 1) : -1].mean(axis=1)
+    r_S = np.sort(cos, axis=0)[-(k + 1) : -1, :].mean(axis=0)
+    return _csls_from(cos, r_T, r_S)
+
+
+def _plus_penalties(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    return _csls_from(cos, _topk_mean(cos, k, 1), _topk_mean(cos, k, 0), s_T=1.0, s_S=1.0)
+
+
+def _without_r_T(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    return 2 * cos - _topk_mean(cos, k, 0)[None, :]
+
+
+def _without_factor_2(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    return _csls_from(cos, _topk_mean(cos, k, 1), _topk_mean(cos, k, 0), a=1.0)
+
+
+def _ranking_score(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    return cos - 0.5 * _topk_mean(cos, k, 0)[None, :]
+
+
+def _mean_of_all(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    return _csls_from(cos, cos.mean(axis=1), cos.mean(axis=0))
+
+
+def _k_smallest(X, Y, k=10):
+    cos = _unit(X) @ _unit(Y).T
+    r_T = np.sort(cos, axis=1)[:, :k].mean(axis=1)
+    r_S = np.sort(cos, axis=0)[:k, :].mean(axis=0)
+    return _csls_from(cos, r_T, r_S)
+
+
+def _ignores_k(X, Y, k=10):
+    return _csls_partition(X, Y, k=min(10, X.shape[0], Y.shape[0]))
+
+
+def _normalises_in_place(X, Y, k=10):
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    return _csls_partition(X, Y, k=k)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        _no_normalisation,
+        _r_S_in_target_space,
+        _r_T_in_source_space,
+        _k_plus_one,
+        _skips_self,
+        _plus_penalties,
+        _without_r_T,
+        _without_factor_2,
+        _ranking_score,
+        _mean_of_all,
+        _k_smallest,
+        _ignores_k,
+        _normalises_in_place,
+    ],
+    ids=[
+        "no-normalisation",
+        "r_S-in-target-space",
+        "r_T-in-source-space",
+        "k+1-neighbours",
+        "skips-self",
+        "plus-instead-of-minus",
+        "2cos-minus-r_S-only",
+        "no-factor-2",
+        "ranking-score-cos-minus-half-r_S",
+        "mean-over-all",
+        "k-smallest",
+        "ignores-k",
+        "normalises-in-place",
+    ],
+)
+def test_ex2_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex2_csls_tests", csls_matrix=wrong)
+
+
+def test_ex2_stub_gets_friendly_message():
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        run_test_cell(NB, "ex2_csls_tests", csls_matrix=_stub)
+
+
+# --- exercise 3: precision_at_k ---------------------------------------------------------------
+
+
+def _golds_by_query(queries, gold_pairs):
+    gold: dict[int, set[int]] = {}
+    for s, t in np.asarray(gold_pairs).tolist():
+        gold.setdefault(s, set()).add(t)
+    return [gold[q] for q in np.asarray(queries).tolist()]
+
+
+def _pak_package(predictions, queries, gold_pairs, k):
+    return align.precision_at_k(predictions, _golds_by_query(queries, gold_pairs), k)
+
+
+def _pak_vectorised(predictions, queries, gold_pairs, k):
+    P = np.asarray(predictions)[:, :k]
+    row_of = {q: r for r, q in enumerate(np.asarray(queries).tolist())}
+    gp = np.asarray(gold_pairs)
+    rows = np.array([row_of[s] for s in gp[:, 0].tolist()])
+    found = (P[rows] == gp[:, 1:2]).any(axis=1)  # per pair: is this gold in its query's top k?
+    hit = np.zeros(len(P), dtype=bool)
+    np.logical_or.at(hit, rows, found)
+    return float(hit.mean())
+
+
+def _pak_pandas(predictions, queries, gold_pairs, k):
+    import pandas as pd
+
+    top = pd.DataFrame(
+        [(q, t) for q, row in zip(queries, predictions, strict=True) for t in row[:k]],
+        columns=["src", "tgt"],
+    )
+    gold = pd.DataFrame(np.asarray(gold_pairs), columns=["src", "tgt"])
+    hits = top.merge(gold, on=["src", "tgt"])["src"].nunique()
+    return hits / len(queries)
+
+
+def test_ex3_reference_passes():
+    ref = solution_namespace(NB, "ex3_precision")["precision_at_k"]
+    run_test_cell(NB, "ex3_precision_tests", precision_at_k=ref)
+
+
+@pytest.mark.parametrize(
+    "variant", [_pak_package, _pak_vectorised, _pak_pandas], ids=["package", "numpy", "pandas"]
+)
+def test_ex3_correct_variants_pass(variant):
+    run_test_cell(NB, "ex3_precision_tests", precision_at_k=variant)
+
+
+def _first_gold_only(predictions, queries, gold_pairs, k):
+    first: dict[int, int] = {}
+    for s, t in np.asarray(gold_pairs).tolist():
+        first.setdefault(s, t)
+    P = np.asarray(predictions)[:, :k]
+    return float(np.mean([first[q] in row for q, row in zip(queries, P.tolist(), strict=True)]))
+
+
+def _last_gold_only(predictions, queries, gold_pairs, k):
+    last = dict(np.asarray(gold_pairs).tolist())
+    P = np.asarray(predictions)[:, :k]
+    return float(np.mean([last[q] in row for q, row in zip(queries, P.tolist(), strict=True)]))
+
+
+def _per_pair(predictions, queries, gold_pairs, k):
+    row_of = {q: r for r, q in enumerate(np.asarray(queries).tolist())}
+    P = np.asarray(predictions)[:, :k]
+    return float(np.mean([t in P[row_of[s]] for s, t in np.asarray(gold_pairs).tolist()]))
+
+
+def _counts_every_gold(predictions, queries, gold_pairs, k):
+    row_of = {q: r for r, q in enumerate(np.asarray(queries).tolist())}
+    P = np.asarray(predictions)[:, :k]
+    found = sum(t in P[row_of[s]] for s, t in np.asarray(gold_pairs).tolist())
+    return found / len(queries)
+
+
+def _hits_over_pairs(predictions, queries, gold_pairs, k):
+    golds = _golds_by_query(queries, gold_pairs)
+    P = np.asarray(predictions)[:, :k]
+    hits = sum(bool(g & set(row)) for g, row in zip(golds, P.tolist(), strict=True))
+    return hits / len(gold_pairs)
+
+
+def _k_plus_one_candidates(predictions, queries, gold_pairs, k):
+    P = np.asarray(predictions)
+    return align.precision_at_k(P, _golds_by_query(queries, gold_pairs), min(k + 1, P.shape[1]))
+
+
+def _only_rank_k(predictions, queries, gold_pairs, k):
+    golds = _golds_by_query(queries, gold_pairs)
+    P = np.asarray(predictions)
+    return float(np.mean([P[r, k - 1] in g for r, g in enumerate(golds)]))
+
+
+def _rows_by_source_id(predictions, queries, gold_pairs, k):
+    gold: dict[int, set[int]] = {}
+    for s, t in np.asarray(gold_pairs).tolist():
+        gold.setdefault(s, set()).add(t)
+    P = np.asarray(predictions)[:, :k]
+    return float(np.mean([bool(gold[q] & set(P[q].tolist())) for q in gold]))
+
+
+def _sorted_queries(predictions, queries, gold_pairs, k):
+    # assumes the rows of predictions follow the sorted source ids
+    srcs = np.unique(np.asarray(gold_pairs)[:, 0])
+    return _pak_package(predictions, srcs, gold_pairs, k)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        _first_gold_only,
+        _last_gold_only,
+        _per_pair,
+        _counts_every_gold,
+        _hits_over_pairs,
+        _k_plus_one_candidates,
+        _only_rank_k,
+        _sorted_queries,
+    ],
+    ids=[
+        "first-gold-only",
+        "last-gold-only",
+        "per-pair",
+        "counts-every-gold",
+        "divides-by-pairs",
+        "k+1-candidates",
+        "only-rank-k",
+        "rows-in-sorted-order",
+    ],
+)
+def test_ex3_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex3_precision_tests", precision_at_k=wrong)
+
+
+def test_ex3_rows_indexed_by_source_id_fail():
+    # Indexing predictions by the source id either crashes or scores the wrong rows.
+    with pytest.raises((AssertionError, IndexError)):
+        run_test_cell(NB, "ex3_precision_tests", precision_at_k=_rows_by_source_id)
+
+
+def test_ex3_stub_gets_friendly_message():
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        run_test_cell(NB, "ex3_precision_tests", precision_at_k=_stub)
