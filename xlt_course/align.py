@@ -48,6 +48,10 @@ BLOCK_BYTES = 256 * 2**20
 _CACHE_BYTES = 24 * 2**20
 #: ...but keep at least this many columns, below which matrix products lose efficiency.
 _MIN_BLOCK = 256
+#: From this many scores (n * m), top-1 CSLS orders targets by estimated r_S first.
+_REORDER_MIN_SCORES = 1_000_000_000
+#: Rows per matrix-product tile when group maxima are folded into the product.
+_TILE_ROWS = 16_384
 #: Rows of a block processed at once when subtracting r_S / 2 and taking the argmax.
 _ROW_CHUNK = 1024
 #: Below this many scores (n * m), retrieval runs its numpy passes in one thread.
@@ -531,34 +535,44 @@ def _block_rows(n_rows_scored: int, chunk_size: int) -> int:
     return int(max(1, min(chunk_size, cap, preferred)))
 
 
-def _topk_mean_axis0(S: np.ndarray, k: int) -> np.ndarray:
+def _groups(n: int, k: int) -> tuple[int, int] | None:
+    """Return (g, G): n rows split into G strided groups of g, or None when n is small."""
+    g = int(np.clip(math.isqrt(max(1, n // k)), 8, 256))
+    G = n // g
+    return None if G < 4 * k or n < 2048 else (g, G)
+
+
+def _group_max(S: np.ndarray, G: int) -> np.ndarray:
+    """Return (G, c) maxima of the strided row groups {b, b + G, ...} of S (G divides len(S))."""
+    # A reduction over the leading axis, which numpy vectorises across contiguous slabs.
+    return S.reshape(-1, G, S.shape[1]).max(axis=0)
+
+
+def _topk_mean_axis0(S: np.ndarray, k: int, M: np.ndarray | None = None) -> np.ndarray:
     """Return the mean of the k largest values of each column of ``S``.
 
-    Exact, in one streaming pass instead of a full partition: the rows are split into G
-    strided groups; only the k groups with the largest maxima can hold a top-k value (any
-    element outside them is <= the k-th largest group maximum, and those k groups hold k
-    elements at least that large), so a partition runs on k * g candidates per column.
+    Exact, without a full partition: the rows are split into G strided groups; only the k
+    groups with the largest maxima can hold a top-k value (any element outside them is <=
+    the k-th largest group maximum, and those k groups hold k elements at least that large),
+    so a partition runs on k * g candidates per column.
 
     Args:
-        S: (n, c) float32 scores.
+        S: (n, c) float32 scores (a view with unit column stride).
         k: 1 <= k <= n.
+        M: the (G, c) group maxima of the first g * G rows if already computed.
 
     Returns:
         (c,) float32 means.
     """
     n, c = S.shape
-    g = int(np.clip(math.isqrt(max(1, n // k)), 8, 256))
-    G = n // g
-    if G < 4 * k or n < 2048:
-        return (
-            np.partition(S, n - k, axis=0)[n - k :]
-            .mean(axis=0, dtype=np.float64)
-            .astype(np.float32)
-        )
+    shape = _groups(n, k)
+    if shape is None:
+        top = np.partition(S, n - k, axis=0)[n - k :]
+        return top.mean(axis=0, dtype=np.float64).astype(np.float32)
+    g, G = shape
     main = G * g
-    # Group b holds rows {b, b + G, b + 2G, ...}: a reduction over the leading axis that
-    # numpy vectorises across the contiguous (G, c) slabs.
-    M = S[:main].reshape(g, G, c).max(axis=0)
+    if M is None:
+        M = _group_max(S[:main], G)
     top_groups = np.argpartition(np.ascontiguousarray(M.T), G - k, axis=1)[:, G - k :]
     cand = (top_groups[:, :, None] + G * np.arange(g)[None, None, :]).reshape(c, k * g)
     if main < n:
@@ -588,18 +602,19 @@ class _RowTopT:
         self.idx = np.full((n_rows, t), -1, dtype=np.int64)
         self.started = False
 
-    def update_top1(self, C: np.ndarray, offset: int, row_start: int) -> None:
-        """Merge (t = 1) rows ``row_start:row_start + len(C)`` of a block starting at ``offset``."""
+    def update_top1_rows(self, C: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> None:
+        """Merge (t = 1) scores ``C`` (len(rows), c) of the given rows; ``cols`` are their ids.
+
+        ``cols`` ascends within a block, so argmax's first maximum is the lowest index; across
+        blocks an equal score replaces the current best only for a lower index.
+        """
         am = C.argmax(axis=1)
         mv = C[np.arange(C.shape[0]), am]
-        rows = slice(row_start, row_start + C.shape[0])
-        cur = self.vals[rows, 0]
-        better = mv > cur
-        cur[better] = mv[better]
-        self.vals[rows, 0] = cur
-        idx = self.idx[rows, 0]
-        idx[better] = am[better] + offset
-        self.idx[rows, 0] = idx
+        ids = cols[am]
+        cur, cur_ids = self.vals[rows, 0], self.idx[rows, 0]
+        better = (mv > cur) | ((mv == cur) & (ids < cur_ids))
+        self.vals[rows[better], 0] = mv[better]
+        self.idx[rows[better], 0] = ids[better]
 
     def update(self, C: np.ndarray, offset: int) -> None:
         """Merge block ``C`` (n_rows, c) whose column 0 is global column ``offset``."""
@@ -691,6 +706,51 @@ def knn_mean_similarity(
     return out
 
 
+def _matmul_group_max(
+    A: np.ndarray, BT: np.ndarray, out: np.ndarray, k: int, row_max: np.ndarray
+) -> np.ndarray | None:
+    """Compute ``out = A @ BT`` in row tiles, reducing each tile while it is in cache.
+
+    Fills ``row_max`` (n,) with the maximum of each row of ``out`` and returns the (G, c)
+    group maxima of :func:`_topk_mean_axis0` (None for small inputs, which are not tiled).
+    Folding both reductions into the product saves passes over ``out`` in main memory.
+    """
+    shape = _groups(A.shape[0], k)
+    if shape is None:
+        np.matmul(A, BT, out=out)
+        out.max(axis=1, out=row_max)
+        return None
+    g, G = shape
+    main = g * G
+    tile = max(1, _TILE_ROWS // G) * G
+    M: np.ndarray | None = None
+    for r0 in range(0, main, tile):
+        r1 = min(r0 + tile, main)
+        part_out = out[r0:r1]
+        np.matmul(A[r0:r1], BT, out=part_out)
+        part_out.max(axis=1, out=row_max[r0:r1])
+        part = _group_max(part_out, G)
+        M = part if M is None else np.maximum(M, part, out=M)
+    if main < A.shape[0]:
+        np.matmul(A[main:], BT, out=out[main:])
+        out[main:].max(axis=1, out=row_max[main:])
+    return M
+
+
+def _hub_order(X: np.ndarray, Y: np.ndarray, k: int, step: int) -> np.ndarray:
+    """Order targets by an estimate of r_S from a sample of sources, sorted within blocks.
+
+    Blocks of targets with similar r_S make the per-row bound of :func:`_retrieve` tight,
+    so few rows need the exact argmax. Any order gives the same, exact result.
+    """
+    n_sample = min(X.shape[0], max(100 * k, X.shape[0] // 20))
+    est = knn_mean_similarity(Y, X[:n_sample], k)
+    order = np.argsort(est, kind="stable")
+    for s in range(0, len(order), step):
+        order[s : s + step].sort()
+    return order
+
+
 def _retrieve(
     X: np.ndarray,
     Y: np.ndarray,
@@ -701,6 +761,7 @@ def _retrieve(
     queries: np.ndarray | None,
     chunk_size: int,
     progress: bool,
+    reorder: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Stream over target blocks; return (indices, scores, r_S) with scores = cos or cos - r_S/2.
 
@@ -708,6 +769,11 @@ def _retrieve(
     sources, so r_S of the block's targets is exact at once and the block's CSLS scores can be
     merged into each query's running top-n. The query's own penalty r_T(x) is a constant
     for its row, so it does not change the ranking and is not needed here.
+
+    For top-1 CSLS a row can only improve on its running best b if
+    max_j S_ij - min_j r_S(j) / 2 > b; the row maxima come almost free with the product, so
+    only the rows passing this bound are re-read. ``reorder`` (default: for large inputs)
+    processes targets in order of estimated r_S to tighten the bound.
     """
     m = Y.shape[0]
     Xq = X if queries is None else X[queries]
@@ -715,12 +781,19 @@ def _retrieve(
     best = _RowTopT(nq, topn)
     rS = np.empty(m, dtype=np.float32) if method == "csls" else None
     A = X if rS is not None else Xq
-    step = _block_rows(A.shape[0], chunk_size)
+    n_rows = A.shape[0]
+    step = _block_rows(n_rows, chunk_size)
+    top1_csls = rS is not None and topn == 1
+    if reorder is None:
+        reorder = top1_csls and n_rows * m >= _REORDER_MIN_SCORES
+    order = _hub_order(X, Y, k, step) if reorder and top1_csls else None
+    Yo = Y if order is None else Y[order]
     # One preallocated block: a fresh 100+ MB array per block would cost page faults.
-    buf = np.empty((A.shape[0], min(step, m)), dtype=np.float32)
+    buf = np.empty((n_rows, min(step, m)), dtype=np.float32)
+    row_max = np.empty(n_rows, dtype=np.float32)
     starts = range(0, m, step)
-    show = progress and A.shape[0] * m >= _PROGRESS_MIN_SCORES
-    workers = _n_threads() if A.shape[0] * m >= _PARALLEL_MIN_SCORES else 1
+    show = progress and n_rows * m >= _PROGRESS_MIN_SCORES
+    workers = _n_threads() if n_rows * m >= _PARALLEL_MIN_SCORES else 1
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     local = threading.local()
 
@@ -732,44 +805,55 @@ def _retrieve(
         else:
             list(pool.map(fn, items))
 
-    def top1_slab(r0: int, S: np.ndarray, half: np.ndarray | None, offset: int) -> None:
-        stop = min(r0 + _ROW_CHUNK, nq)
-        rows = S[r0:stop] if queries is None or half is None else S[queries[r0:stop]]
-        if half is not None:
-            # Subtract into a small per-thread buffer: S is read once and never rewritten.
-            tmp = getattr(local, "tmp", None)
-            if tmp is None or tmp.shape[1] < rows.shape[1]:
-                tmp = local.tmp = np.empty((_ROW_CHUNK, buf.shape[1]), dtype=np.float32)
-            t = tmp[: rows.shape[0], : rows.shape[1]]
-            np.subtract(rows, half, out=t)
-            rows = t
-        best.update_top1(rows, offset, r0)
+    def top1_rows(rows: np.ndarray, S: np.ndarray, half: np.ndarray, cols: np.ndarray) -> None:
+        # rows: positions among the queries. Subtract into a small per-thread buffer, so S
+        # is only read, never rewritten.
+        src_rows = rows if queries is None else queries[rows]
+        tmp = getattr(local, "tmp", None)
+        if tmp is None or tmp.shape[1] < S.shape[1]:
+            tmp = local.tmp = np.empty((_ROW_CHUNK, buf.shape[1]), dtype=np.float32)
+        t = tmp[: rows.size, : S.shape[1]]
+        np.subtract(S[src_rows], half, out=t)
+        best.update_top1_rows(t, cols, rows)
 
     try:
         for s in _progress(starts, len(starts), f"{method.upper()} retrieval", show):
-            YbT = Y[s : s + step].T
+            YbT = Yo[s : s + step].T
             w = YbT.shape[1]
+            cols = np.arange(s, s + w) if order is None else order[s : s + w]
             S = buf[:, :w]
-            np.matmul(A, YbT, out=S)
-            half: np.ndarray | None = None
-            if rS is not None:
-                parts = [p for p in np.array_split(np.arange(w), workers) if p.size]
+            if rS is None:
+                np.matmul(A, YbT, out=S)
+                if topn == 1:
+                    chunks = [
+                        np.arange(r0, min(r0 + _ROW_CHUNK, nq)) for r0 in range(0, nq, _ROW_CHUNK)
+                    ]
+                    run(
+                        lambda rows, S=S, cols=cols: best.update_top1_rows(S[rows], cols, rows),
+                        chunks,
+                    )
+                else:
+                    best.update(S, s)
+                continue
+            M = _matmul_group_max(A, YbT, S, k, row_max)
+            parts = [p for p in np.array_split(np.arange(w), workers) if p.size]
 
-                def topk_part(cols: np.ndarray, S: np.ndarray = S, s: int = s) -> None:
-                    a, b = int(cols[0]), int(cols[-1]) + 1
-                    rS[s + a : s + b] = _topk_mean_axis0(S[:, a:b], k)
+            def topk_part(
+                c: np.ndarray, S: np.ndarray = S, M: np.ndarray | None = M, cols: np.ndarray = cols
+            ) -> None:
+                a, b = int(c[0]), int(c[-1]) + 1
+                rS[cols[a:b]] = _topk_mean_axis0(S[:, a:b], k, None if M is None else M[:, a:b])
 
-                run(topk_part, parts)
-                half = 0.5 * rS[s : s + w]
+            run(topk_part, parts)
+            half = 0.5 * rS[cols]
             if topn == 1:
-                run(
-                    partial(top1_slab, S=S, half=half, offset=s),
-                    range(0, nq, _ROW_CHUNK),
-                )
+                bound = row_max if queries is None else row_max[queries]
+                need = np.flatnonzero(bound - half.min() >= best.vals[:, 0])
+                chunks = [need[i : i + _ROW_CHUNK] for i in range(0, need.size, _ROW_CHUNK)]
+                run(partial(top1_rows, S=S, half=half, cols=cols), chunks)
             else:
-                C = S if queries is None or half is None else S[queries]
-                if half is not None:
-                    C -= half
+                C = S if queries is None else S[queries]
+                C -= half
                 best.update(C, s)
     finally:
         if pool is not None:
