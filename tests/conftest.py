@@ -31,3 +31,11 @@ def built_data() -> Path:
     if bad:
         pytest.fail(f"offline data is not built or is corrupt ({bad}): run `make data`")
     return paths.build_dir()
+
+
+def assert_build_is_noop(build, manifest, names: tuple[str, ...]) -> None:
+    """Run ``build(manifest)`` again and check that it rewrote none of the ``names`` artefacts."""
+    files = [manifest.folder / manifest.entries[n].path for n in names]
+    before = [f.stat().st_mtime_ns for f in files]
+    build(manifest)
+    assert [f.stat().st_mtime_ns for f in files] == before, "a second build rewrote artefacts"
