@@ -1,0 +1,744 @@
+"""Lesson 06-zero-shot-transfer: the fine-tuning loop, its cache and checkpoints, the exercises.
+
+The loop is tested end to end on a tiny randomly initialised BERT classifier and a
+word-level tokenizer saved to a temporary folder (the real local-folder code path, no
+mocks); the offline encoder is exercised by the notebook test at smoke size.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import solution
+
+from xlt_course import finetune as ft
+from xlt_course.data.topics import TopicSplit
+from xlt_course.grading import run_test_cell, solution_namespace
+
+NB = solution("06-zero-shot-transfer")
+torch = pytest.importorskip("torch")
+
+WORDS = {
+    0: ["table", "index", "query", "row", "column", "schema", "server", "backup"],
+    1: ["password", "login", "user", "account", "group", "shell", "expire", "lock"],
+    2: ["file", "directory", "copy", "remove", "link", "size", "archive", "pattern"],
+}
+COMMON = ["the", "a", "of", "to", "is", "cannot", "not", "for", "with"]
+LABELS = ("database", "security", "files")
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    words = sorted({w for ws in WORDS.values() for w in ws} | set(COMMON))
+    vocab = {t: i for i, t in enumerate(specials + words + [w + "x" for w in words])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+
+
+def _save_tiny(folder, *, arch="bert", dropout=0.1):
+    """Save a tiny random sequence classifier (3 labels) and its tokenizer to ``folder``."""
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        XLMRobertaConfig,
+        XLMRobertaForSequenceClassification,
+    )
+
+    tok = _tokenizer()
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+        pad_token_id=0,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    torch.manual_seed(0)
+    if arch == "bert":
+        model = BertForSequenceClassification(BertConfig(max_position_embeddings=64, **common))
+    else:
+        model = XLMRobertaForSequenceClassification(
+            XLMRobertaConfig(max_position_embeddings=70, **common)
+        )
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def make_split(n: int, lang: str = "en", seed: int = 0) -> TopicSplit:
+    """A synthetic 3-class split: class words mixed with common words; "xx" marks some words."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=n)
+    texts = []
+    for y in labels:
+        words = [
+            str(rng.choice(WORDS[int(y)])) if rng.random() < 0.5 else str(rng.choice(COMMON))
+            for _ in range(int(rng.integers(2, 12)))
+        ]
+        if lang != "en":
+            words = [w + "x" if rng.random() < 0.3 else w for w in words]
+        texts.append(" ".join(words))
+    return TopicSplit(lang, texts, labels.astype(np.int64), LABELS, [f"it{i}" for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _save_tiny(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+@pytest.fixture(scope="module")
+def tiny_nodrop(tmp_path_factory):
+    return _save_tiny(tmp_path_factory.mktemp("tiny") / "bert0", dropout=0.0)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Each test caches under its own folder (the course's data/cache is left alone)."""
+    monkeypatch.setattr(ft.paths, "cache_dir", lambda: tmp_path / "cache")
+
+
+TRAIN = make_split(96)
+EVALS = {"en": make_split(48, seed=1), "xx": make_split(48, "xx", seed=1)}
+
+
+def cfg(model: str, **kw) -> ft.FinetuneConfig:
+    base = dict(
+        model=model,
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-2,
+        pooling="mean",
+        freeze="none",
+        warmup_ratio=0.0,
+        device="cpu",
+        num_threads=1,
+        progress=False,
+    )
+    base.update(kw)
+    return ft.FinetuneConfig(**base)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_import_does_not_pull_torch():
+    code = "import sys, xlt_course.finetune; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(grad_accumulation=0), "grad_accumulation"),
+        (dict(batch_size=2.5), "batch_size"),
+        (dict(learning_rate=0), "learning_rate"),
+        (dict(learning_rate=5), "learning_rate"),
+        (dict(head_learning_rate=0), "head_learning_rate"),
+        (dict(precision="fp8"), "precision"),
+        (dict(pooling="max"), "pooling"),
+        (dict(freeze="all"), "freeze"),
+        (dict(backend="ddp"), "backend"),
+        (dict(device="tpu"), "device"),
+        (dict(eval_split="validation"), "eval_split"),
+        (dict(languages="en"), "languages"),
+        (dict(languages=()), "languages"),
+        (dict(languages=("en", "fr", "en")), "twice"),
+        (dict(train_languages=[]), "train_languages"),
+        (dict(max_length=2), "max_length"),
+        (dict(warmup_ratio=1.0), "warmup_ratio"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(max_grad_norm=-1), "max_grad_norm"),
+        (dict(seed=-1), "seed"),
+        (dict(max_train_examples=0), "max_train_examples"),
+        (dict(bucket_batches=0), "bucket_batches"),
+        (dict(num_threads=0), "num_threads"),
+        (dict(model=""), "model"),
+    ],
+)
+def test_config_rejects_bad_values(change, match):
+    with pytest.raises(ValueError, match=match):
+        ft.FinetuneConfig(**change)
+
+
+def test_config_is_typed_and_round_trips():
+    c = ft.FinetuneConfig(languages=["en", "fr"], pooling="mean")
+    assert c.languages == ("en", "fr")  # lists become tuples: the config is hashable
+    assert hash(c) == hash(ft.FinetuneConfig(languages=("en", "fr"), pooling="mean"))
+    assert ft.FinetuneConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert c.replace(seed=3).seed == 3 and c.seed == 0
+    with pytest.raises(ValueError, match="epochs"):
+        c.replace(epochs=-1)
+
+
+def test_resolve_precision(monkeypatch):
+    assert ft.resolve_precision("auto", "cpu") == "fp32"
+    assert ft.resolve_precision("bf16", "cpu") == "bf16"
+    assert ft.resolve_precision("auto", "mps") == "fp32"
+    with pytest.raises(ValueError, match="MPS"):
+        ft.resolve_precision("fp16", "mps")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert ft.resolve_precision("auto", "cuda") == "bf16"
+    assert ft.resolve_precision("fp16", "cuda:1") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert ft.resolve_precision("auto", "cuda") == "fp16"
+    with pytest.raises(ValueError, match="bf16"):
+        ft.resolve_precision("bf16", "cuda")
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def _skewed_lengths(n=1000, seed=0):
+    return np.random.default_rng(seed).lognormal(2.3, 0.6, size=n).astype(int) + 3
+
+
+@pytest.mark.parametrize("bucket_batches", [1, 4, 50])
+@pytest.mark.parametrize("batch_size", [1, 7, 32])
+def test_bucketed_batches_cover_every_example_once(batch_size, bucket_batches):
+    lengths = _skewed_lengths(203)
+    for rng in (np.random.default_rng(1), None):
+        batches = ft.length_bucketed_batches(
+            lengths, batch_size, rng=rng, bucket_batches=bucket_batches
+        )
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(len(lengths)))
+        assert all(1 <= len(b) <= batch_size for b in batches)
+        assert len(batches) == -(-len(lengths) // batch_size)  # only the last batch is short
+    assert ft.length_bucketed_batches([], 4, rng=np.random.default_rng(0)) == []
+
+
+def test_bucketed_batches_are_seeded_and_save_padding():
+    lengths = _skewed_lengths()
+
+    def positions(batches):
+        return sum(len(b) * lengths[b].max() for b in batches)
+
+    a = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5))
+    b = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5))
+    c = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(6))
+    assert a == b and a != c
+    random = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5), bucket_batches=1)
+    assert positions(a) < 0.75 * positions(random)
+    assert positions(a) >= lengths.sum()
+    # evaluation order: deterministic, longest first
+    ev = ft.length_bucketed_batches(lengths, 32)
+    maxima = [lengths[b].max() for b in ev]
+    assert maxima == sorted(maxima, reverse=True)
+
+
+def test_bucketed_batches_keep_groups_together():
+    # 60 items, each in English and in a translation: the pair must share its batch (1:1 mixing)
+    ids = [f"it{i}" for i in range(60)] * 2
+    lengths = np.random.default_rng(0).integers(3, 40, size=120)
+    batches = ft.length_bucketed_batches(
+        lengths, 8, rng=np.random.default_rng(0), bucket_batches=3, groups=ids
+    )
+    assert sorted(i for b in batches for i in b) == list(range(120))
+    where = {i: k for k, b in enumerate(batches) for i in b}
+    assert all(where[i] == where[i + 60] for i in range(60))
+    with pytest.raises(ValueError, match="groups"):
+        ft.length_bucketed_batches(lengths, 8, groups=ids[:10])
+
+
+def test_pool_ignores_padding():
+    g = torch.Generator().manual_seed(0)
+    H = torch.randn(3, 5, 4, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
+    H2 = H.clone()
+    H2[mask == 0] = 99.0
+    assert torch.allclose(ft.pool(H, mask, "mean"), ft.pool(H2, mask, "mean"))
+    assert torch.allclose(ft.pool(H, mask, "mean")[1], H[1, :2].mean(0))
+    assert torch.equal(ft.pool(H, mask, "cls"), H[:, 0])
+    with pytest.raises(ValueError, match="method"):
+        ft.pool(H, mask, "max")
+
+
+def test_accuracy_and_gaps():
+    logits = np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0], [5.0, 0.0]])
+    assert ft.accuracy(logits, [1, 0, 0, -100]) == pytest.approx(2 / 3)
+    assert ft.accuracy(torch.tensor(logits), torch.tensor([1, 0, 1, 0])) == 1.0
+    assert np.isnan(ft.accuracy(logits, [-100] * 4))
+    with pytest.raises(ValueError, match="logits"):
+        ft.accuracy(logits[0], [1])
+    assert ft.transfer_gaps({"en": 0.8, "fr": 0.7, "pt": 0.9}) == pytest.approx(
+        {"fr": 0.1, "pt": -0.1}
+    )
+    assert ft.published_gaps("XLM-R Base")["fr"] == pytest.approx(85.8 - 79.7)
+    assert ft.published_gaps("mBERT", "es")["en"] == pytest.approx(74.3 - 82.1)
+    with pytest.raises(ValueError, match="source"):
+        ft.transfer_gaps({"fr": 0.5}, "en")
+
+
+# --------------------------------------------------------------------------- tiny runs
+
+
+def test_run_is_deterministic_and_learns(tiny):
+    c = cfg(tiny)
+    a = ft.finetune(c, TRAIN, EVALS, cache="off")
+    b = ft.finetune(c, TRAIN, EVALS, cache="off")
+    other = ft.finetune(c.replace(seed=1), TRAIN, EVALS, cache="off")
+    for name in EVALS:
+        assert np.array_equal(a.probs[name], b.probs[name])
+        assert a.probs[name].shape == (48, 3) and a.probs[name].dtype == np.float32
+        assert np.allclose(a.probs[name].sum(1), 1, atol=1e-5)
+        assert a.ids[name] == EVALS[name].ids and np.array_equal(a.labels[name], EVALS[name].labels)
+        assert a.accuracy[name] == ft.accuracy(np.log(a.probs[name]), EVALS[name].labels)
+    assert a.history == b.history
+    assert not np.array_equal(a.probs["en"], other.probs["en"])
+    assert a.history[-1]["loss"] < 0.8 * a.history[0]["loss"]
+    assert a.accuracy["en"] > 0.6, a.accuracy  # chance is 1/3
+    s = a.stats
+    assert s["train_examples"] == 3 * 96 and s["optimizer_steps"] == 3 * 12
+    assert 0 < s["train_tokens"] <= s["train_padded_tokens"]
+    assert a.label_names == LABELS and list(a.predictions("xx")) == list(a.probs["xx"].argmax(1))
+    assert a.gaps() == pytest.approx({"xx": a.accuracy["en"] - a.accuracy["xx"]})
+
+
+def test_checkpoint_reloads_with_from_pretrained(tiny):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    for pooling in ("cls", "mean"):
+        c = cfg(tiny, pooling=pooling, save_checkpoint=True)
+        res = ft.finetune(c, TRAIN, EVALS)
+        assert res.checkpoint is not None and (res.checkpoint / "config.json").is_file()
+        tok, model, loaded = ft.load_checkpoint(res.checkpoint, device="cpu")
+        assert loaded == c
+        assert model.config.id2label == dict(enumerate(LABELS))
+        probs = ft.predict_proba(model, tok, EVALS["xx"].texts, pooling=loaded.pooling)
+        np.testing.assert_allclose(probs, res.probs["xx"], atol=1e-6)
+        if pooling == "cls":
+            # a plain transformers model(**batch) predicts the same: the checkpoint is standard
+            tok2 = AutoTokenizer.from_pretrained(res.checkpoint)
+            plain = AutoModelForSequenceClassification.from_pretrained(res.checkpoint).eval()
+            batch = tok2(EVALS["en"].texts, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                p = torch.softmax(plain(**batch).logits, -1).numpy()
+            np.testing.assert_allclose(p, res.probs["en"], atol=1e-5)
+
+
+def test_cache_modes(tiny):
+    c = cfg(tiny, epochs=1)
+    assert ft.finetune(c, TRAIN, EVALS, cache="only") is None
+    first = ft.finetune(c, TRAIN, EVALS)
+    assert not first.from_cache and first.cache_path is not None
+    assert (first.cache_path / "metrics.json").is_file() and (
+        first.cache_path / "probs.npz"
+    ).is_file()
+    assert first.cache_path.parent == ft.paths.cache_dir() / "finetune"
+    again = ft.finetune(c.replace(progress=True, num_threads=None), TRAIN, EVALS, cache="only")
+    assert again is not None and again.from_cache and again.config == c
+    assert again.accuracy == first.accuracy and again.history == first.history
+    for name in EVALS:
+        assert np.array_equal(again.probs[name], first.probs[name])
+        assert again.ids[name] == first.ids[name]
+    # anything that changes the result changes the key: seed, data, evaluation sets
+    assert ft.finetune(c.replace(seed=4), TRAIN, EVALS, cache="only") is None
+    assert ft.finetune(c, make_split(96, seed=9), EVALS, cache="only") is None
+    assert ft.finetune(c, TRAIN, {"en": EVALS["en"]}, cache="only") is None
+    refreshed = ft.finetune(c, TRAIN, EVALS, cache="refresh")
+    assert not refreshed.from_cache
+    off = ft.finetune(c.replace(seed=7), TRAIN, EVALS, cache="off")
+    assert off.cache_path is None
+    assert ft.finetune(c.replace(seed=7), TRAIN, EVALS, cache="only") is None
+    # a cached run without a checkpoint does not satisfy a request for one
+    assert ft.finetune(c.replace(save_checkpoint=True), TRAIN, EVALS, cache="only") is None
+    with pytest.raises(ValueError, match="cache"):
+        ft.finetune(c, TRAIN, EVALS, cache="sometimes")
+
+
+def test_grad_accumulation_equals_a_big_batch(tiny_nodrop):
+    # Without dropout, 2 passes of 4 per step must give the updates of 1 pass of 8.
+    big = ft.finetune(cfg(tiny_nodrop, batch_size=8), TRAIN, EVALS, cache="off")
+    acc = ft.finetune(
+        cfg(tiny_nodrop, batch_size=4, grad_accumulation=2), TRAIN, EVALS, cache="off"
+    )
+    for name in EVALS:
+        np.testing.assert_allclose(acc.probs[name], big.probs[name], atol=2e-5)
+    assert acc.stats["optimizer_steps"] == big.stats["optimizer_steps"]
+
+
+def test_accelerate_single_process_matches_plain_loop(tiny):
+    from accelerate.state import AcceleratorState
+
+    plain = ft.finetune(cfg(tiny), TRAIN, EVALS, cache="off")
+    AcceleratorState._reset_state(True)  # a fresh Accelerator, as in a new process
+    try:
+        wrapped = ft.finetune(cfg(tiny, backend="accelerate"), TRAIN, EVALS, cache="off")
+    finally:
+        AcceleratorState._reset_state(True)
+    assert wrapped.stats["backend"] == "accelerate" and plain.stats["backend"] == "torch"
+    for name in EVALS:
+        np.testing.assert_allclose(wrapped.probs[name], plain.probs[name], atol=1e-6)
+
+
+def test_auto_backend_follows_the_launcher(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for k in [k for k in __import__("os").environ if k.startswith("ACCELERATE_")]:
+        monkeypatch.delenv(k)
+    assert not ft._launched_distributed()
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert ft._launched_distributed()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_paths_run(tiny, precision):
+    # On CPU this exercises autocast and (fp16) the GradScaler code path of the CUDA recipe.
+    res = ft.finetune(cfg(tiny, precision=precision, epochs=1), TRAIN, EVALS, cache="off")
+    assert res.stats["precision"] == precision
+    assert all(np.isfinite(p).all() for p in res.probs.values())
+
+
+def test_probe_trains_only_the_head(tiny):
+    from transformers import AutoModelForSequenceClassification
+
+    c = cfg(
+        tiny, freeze="encoder", pooling="cls", epochs=20, learning_rate=0.1, save_checkpoint=True
+    )
+    res = ft.finetune(c, TRAIN, EVALS)
+    assert res.stats["trainable_params"] == 16 * 3 + 3  # the Linear head of a 16-d encoder
+    before = AutoModelForSequenceClassification.from_pretrained(tiny).state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(res.checkpoint).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"classifier.weight", "classifier.bias"}
+    again = ft.finetune(c.replace(save_checkpoint=False), TRAIN, EVALS, cache="off")
+    assert np.array_equal(again.probs["xx"], res.probs["xx"])  # shared cached features
+    tok, model, loaded = ft.load_checkpoint(res.checkpoint, device="cpu")
+    np.testing.assert_allclose(
+        ft.predict_proba(model, tok, EVALS["en"].texts), res.probs["en"], atol=1e-6
+    )
+
+
+def test_param_groups_give_the_head_its_own_rate(tiny):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny)
+    head = {id(p) for p in model.classifier.parameters()}
+    exempt = {id(p) for n, p in model.named_parameters() if p.ndim < 2 or "LayerNorm" in n}
+    for head_lr, want in ((None, 1e-4), (3e-3, 3e-3)):
+        c = cfg(tiny, learning_rate=1e-4, head_learning_rate=head_lr, weight_decay=0.01)
+        groups = ft._param_groups(model, c)
+        assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+        for g in groups:
+            ids = {id(p) for p in g["params"]}
+            assert ids <= head or not ids & head  # a group is all head or no head
+            assert g["lr"] == (want if ids <= head else 1e-4)
+            assert g["weight_decay"] == (0.0 if ids <= exempt else 0.01)
+            assert ids <= exempt or not ids & exempt
+
+
+def test_embeddings_freeze(tiny):
+    res = ft.finetune(cfg(tiny, freeze="embeddings", epochs=1), TRAIN, EVALS, cache="off")
+    from transformers import AutoModelForSequenceClassification
+
+    m = AutoModelForSequenceClassification.from_pretrained(tiny)
+    emb = sum(p.numel() for p in m.bert.embeddings.parameters())
+    assert res.stats["trainable_params"] == res.stats["total_params"] - emb
+
+
+def test_predictions_do_not_depend_on_batch_neighbours(tiny):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny).eval()
+    short, long = "the table", " ".join(["the index of a row"] * 6)
+    for pooling in ("cls", "mean"):
+        alone = ft.predict_proba(model, tok, [short], pooling=pooling)
+        padded = ft.predict_proba(model, tok, [short, long], pooling=pooling, batch_size=2)
+        np.testing.assert_allclose(alone[0], padded[0], atol=1e-6)
+
+
+def test_roberta_heads_and_cls_logits(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    folder = _save_tiny(tmp_path / "xlmr", arch="xlmr")
+    for pooling in ("cls", "mean"):
+        res = ft.finetune(cfg(folder, pooling=pooling, epochs=1), TRAIN, EVALS, cache="off")
+        assert all(np.isfinite(p).all() for p in res.probs.values())
+    # the wrapper's [CLS] path is the model's own forward, for both head styles
+    for path in (folder, _save_tiny(tmp_path / "bert", arch="bert")):
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        clf = ft._make_classifier(model, "cls")
+        ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0]])
+        mask = (ids != 0).long()
+        with torch.no_grad():
+            want = model(input_ids=ids, attention_mask=mask).logits
+            assert torch.allclose(clf(ids, mask), want, atol=1e-6)
+            assert torch.allclose(clf.head(clf.features(ids, mask)), want, atol=1e-6)
+
+
+def test_mixed_language_training_and_subsets(tiny):
+    xx_train = make_split(96, "xx", seed=0)  # a "translation" of TRAIN: same ids and labels
+    c = cfg(tiny, epochs=1, batch_parallel=True, max_eval_examples=20)
+    res = ft.finetune(c, [TRAIN, xx_train], EVALS, cache="off")
+    assert res.stats["train_examples"] == 2 * 96
+    assert res.ids["en"] == res.ids["xx"] and len(res.ids["en"]) == 20
+    small = ft.finetune(c.replace(max_train_examples=10), [TRAIN, xx_train], EVALS, cache="off")
+    assert small.stats["train_examples"] == 10
+    bad = TopicSplit("xx", xx_train.texts, xx_train.labels, ("a", "b", "c"), xx_train.ids)
+    with pytest.raises(ValueError, match="label order"):
+        ft.finetune(c, [TRAIN, bad], EVALS, cache="off")
+    with pytest.raises(ValueError, match="evals"):
+        ft.finetune(c, TRAIN, {}, cache="off")
+    with pytest.raises(ValueError, match="labels outside"):
+        wrong = TopicSplit("en", TRAIN.texts, TRAIN.labels + 5, LABELS, TRAIN.ids)
+        ft.finetune(c, wrong, EVALS, cache="off")
+
+
+# --------------------------------------------------------------------------- exercise 1
+
+
+def _ref(grade_id, name):
+    return solution_namespace(NB, grade_id)[name]
+
+
+def test_ex1_reference_and_variants_pass():
+    run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=_ref("ex1_gaps", "transfer_gaps"))
+    run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=ft.transfer_gaps)
+
+    def with_loop(acc, source="en"):
+        out = {}
+        for lang in acc:
+            if lang != source:
+                out[lang] = acc[source] - acc[lang]
+        return out
+
+    def with_pandas(acc, source="en"):
+        import pandas as pd
+
+        s = pd.Series(acc)
+        return (s[source] - s.drop(source)).to_dict()
+
+    run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=with_loop)
+    run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=with_pandas)
+
+
+def _drop_source_in_place(acc, source="en"):
+    src = acc.pop(source)
+    return {lang: src - a for lang, a in acc.items()}
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda acc, source="en": {
+            lang: a - acc[source] for lang, a in acc.items() if lang != source
+        },
+        lambda acc, source="en": {
+            lang: abs(acc[source] - a) for lang, a in acc.items() if lang != source
+        },
+        lambda acc, source="en": {
+            lang: (acc[source] - a) / acc[source] for lang, a in acc.items() if lang != source
+        },
+        lambda acc, source="en": {lang: acc["en"] - a for lang, a in acc.items() if lang != "en"},
+        lambda acc, source="en": {lang: acc[source] - a for lang, a in acc.items()},
+        lambda acc, source="en": dict(
+            sorted({lang: acc[source] - a for lang, a in acc.items() if lang != source}.items())
+        ),
+        _drop_source_in_place,
+    ],
+    ids=["sign", "abs", "relative", "hard-coded-en", "keeps-source", "reordered", "in-place"],
+)
+def test_ex1_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=wrong)
+
+
+def test_ex1_stub_gets_friendly_message():
+    def transfer_gaps(acc, source="en"):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=transfer_gaps)
+
+
+# --------------------------------------------------------------------------- exercise 2
+
+
+def test_ex2_reference_and_variants_pass():
+    run_test_cell(NB, "ex2_pool_tests", pool=_ref("ex2_pool", "pool"))
+    run_test_cell(NB, "ex2_pool_tests", pool=ft.pool)
+
+    def with_einsum(hidden, attention_mask, method):
+        if method == "cls":
+            return hidden[:, 0, :].clone()
+        m = attention_mask.to(hidden.dtype)
+        return torch.einsum("btd,bt->bd", hidden, m) / m.sum(1, keepdim=True)
+
+    def with_masked_fill(hidden, attention_mask, method):
+        if method == "cls":
+            return hidden.select(1, 0)
+        keep = attention_mask.bool().unsqueeze(-1)
+        total = hidden.masked_fill(~keep, 0.0).sum(1)
+        return total / keep.sum(1).to(hidden.dtype)
+
+    def with_numpy(hidden, attention_mask, method):
+        h = hidden.numpy()
+        m = attention_mask.numpy().astype(h.dtype)
+        if method == "cls":
+            return torch.from_numpy(h[:, 0].copy())
+        return torch.from_numpy((h * m[..., None]).sum(1) / m.sum(1, keepdims=True))
+
+    for variant in (with_einsum, with_masked_fill, with_numpy):
+        run_test_cell(NB, "ex2_pool_tests", pool=variant)
+
+
+def _inplace_pool(hidden, attention_mask, method):
+    if method == "cls":
+        return hidden[:, 0]
+    hidden *= attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return hidden.sum(1) / attention_mask.to(hidden.dtype).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        # mean over every position, padding included
+        lambda h, m, method: h[:, 0] if method == "cls" else h.mean(dim=1),
+        # masked sum divided by the padded length
+        lambda h, m, method: (
+            h[:, 0] if method == "cls" else (h * m.unsqueeze(-1).to(h.dtype)).sum(1) / h.shape[1]
+        ),
+        # [CLS] taken at the last position
+        lambda h, m, method: h[:, -1] if method == "cls" else ft.pool(h, m, "mean"),
+        # masked sum, no division
+        lambda h, m, method: (
+            h[:, 0] if method == "cls" else (h * m.unsqueeze(-1).to(h.dtype)).sum(1)
+        ),
+        # mean over the batch axis
+        lambda h, m, method: h[:, 0] if method == "cls" else h.mean(dim=0),
+        # masked sum divided by the number of real tokens of the whole batch
+        lambda h, m, method: (
+            h[:, 0] if method == "cls" else (h * m.unsqueeze(-1).to(h.dtype)).sum(1) / m.sum()
+        ),
+        # the result always in float32
+        lambda h, m, method: ft.pool(h, m.long(), method).float(),
+        _inplace_pool,
+    ],
+    ids=[
+        "mean-with-padding",
+        "divide-by-T",
+        "cls-last",
+        "sum",
+        "batch-axis",
+        "divide-by-batch-total",
+        "float32",
+        "in-place",
+    ],
+)
+def test_ex2_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex2_pool_tests", pool=wrong)
+
+
+# --------------------------------------------------------------------------- exercise 3
+
+
+def test_ex3_reference_and_variants_pass():
+    run_test_cell(
+        NB, "ex3_accuracy_tests", batched_accuracy=_ref("ex3_accuracy", "batched_accuracy")
+    )
+
+    def concatenate(batches, ignore_index=-100):
+        logits, labels = zip(*batches, strict=True)
+        return ft.accuracy(torch.cat(logits), torch.cat(labels), ignore_index)
+
+    def with_numpy(batches, ignore_index=-100):
+        hits, n = 0, 0
+        for logits, labels in batches:
+            lg, y = logits.numpy(), labels.numpy()
+            keep = y != ignore_index
+            hits += int((lg.argmax(axis=-1) == y)[keep].sum())
+            n += int(keep.sum())
+        return float(hits / n)
+
+    def with_sklearn(batches, ignore_index=-100):
+        from sklearn.metrics import accuracy_score
+
+        preds, gold = [], []
+        for logits, labels in batches:
+            keep = labels != ignore_index
+            preds += logits[keep].argmax(1).tolist()
+            gold += labels[keep].tolist()
+        return float(accuracy_score(gold, preds))
+
+    for variant in (concatenate, with_numpy, with_sklearn):
+        run_test_cell(NB, "ex3_accuracy_tests", batched_accuracy=variant)
+
+
+def _mean_of_batches(batches, ignore_index=-100):
+    accs = []
+    for logits, labels in batches:
+        keep = labels != ignore_index
+        accs.append(float((logits.argmax(1)[keep] == labels[keep]).float().mean()))
+    return float(np.mean(accs))
+
+
+def _padding_counted(batches, ignore_index=-100):
+    hits, n = 0, 0
+    for logits, labels in batches:
+        hits += int((logits.argmax(1) == labels).sum())
+        n += len(labels)
+    return hits / n
+
+
+def _wrong_axis(batches, ignore_index=-100):
+    hits, n = 0, 0
+    for logits, labels in batches:
+        keep = labels != ignore_index
+        hits += int((logits.argmax(0) == labels)[keep].sum())
+        n += int(keep.sum())
+    return hits / n
+
+
+def _hard_coded_ignore(batches, ignore_index=-100):
+    return _reference_accuracy(batches, -100)
+
+
+def _reference_accuracy(batches, ignore_index):
+    logits, labels = zip(*batches, strict=True)
+    return ft.accuracy(torch.cat(logits), torch.cat(labels), ignore_index)
+
+
+def _returns_tensor(batches, ignore_index=-100):
+    return torch.tensor(_reference_accuracy(list(batches), ignore_index))
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [_mean_of_batches, _padding_counted, _wrong_axis, _hard_coded_ignore, _returns_tensor],
+    ids=["mean-of-batches", "padding-counted", "argmax-axis0", "ignores-argument", "tensor"],
+)
+def test_ex3_plausible_mistakes_fail(wrong):
+    with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex3_accuracy_tests", batched_accuracy=wrong)
+
+
+def test_ex3_stub_gets_friendly_message():
+    def batched_accuracy(batches, ignore_index=-100):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        run_test_cell(NB, "ex3_accuracy_tests", batched_accuracy=batched_accuracy)

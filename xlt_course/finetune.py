@@ -1,0 +1,1555 @@
+"""Lesson 06-zero-shot-transfer: fine-tune a multilingual encoder, evaluate it per language.
+
+One training loop serves lessons 06-08. It fine-tunes any ``AutoModelForSequenceClassification``
+(the offline encoder, ``xlm-roberta-base`` on Colab, a local folder) on labelled texts in one
+or several languages and evaluates it on named evaluation sets (usually one per language),
+keeping the class probabilities of every evaluation item for ensembles.
+
+What the loop does, and why:
+
+- **Dynamic padding with length-bucketed batches** (:func:`length_bucketed_batches`): texts
+  are short and of very different lengths, so each batch is padded only to its own longest
+  text, and batches are built from texts of similar length. This is most of the speed-up
+  over padding every batch of a random shuffle.
+- **Gradient accumulation**: an optimiser step sees ``batch_size * grad_accumulation``
+  examples split into ``grad_accumulation`` forward passes; the loss is normalised by the
+  step's example count, so accumulation gives the gradient of the big batch.
+- **Mixed precision on CUDA**: ``precision="auto"`` trains in bf16 autocast where the GPU
+  supports it, else fp16 autocast with a ``GradScaler``; fp32 on CPU and MPS (``"bf16"``
+  can be asked for on a CPU with native bf16 arithmetic).
+- **Freezing**: ``"embeddings"`` freezes the embedding layer (the 250k-row vocabulary matrix
+  is most of the parameters of a small multilingual encoder); ``"encoder"`` is a linear
+  probe: the encoder runs once in eval mode and only the classification head is trained on
+  its pooled features.
+- **Determinism**: with a seed, a CPU run is repeatable (same thread count): the head is
+  initialised and dropout drawn from a forked torch RNG, batches from a numpy generator.
+- **accelerate**: ``backend="accelerate"`` (or ``"auto"`` under ``accelerate launch`` /
+  ``torchrun``) wraps the model, optimiser, scheduler and data loader in ``Accelerator()``,
+  so the same call runs data-parallel on several GPUs without code changes.
+- **Caching**: a run's metrics and probabilities are stored under
+  ``paths.cache_dir()/finetune/<hash>/``, keyed by the config, the data and the model, so a
+  lesson re-run (or the autograder) loads them instead of retraining.
+
+Importing this module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+
+from xlt_course import paths
+from xlt_course.data.topics import TopicSplit
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "CACHE_VERSION",
+    "XNLI_ZERO_SHOT",
+    "Backend",
+    "CacheMode",
+    "Device",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "Freeze",
+    "Pooling",
+    "Precision",
+    "accuracy",
+    "clear_feature_cache",
+    "finetune",
+    "finetune_topics",
+    "get_tokenizer",
+    "length_bucketed_batches",
+    "load_checkpoint",
+    "pool",
+    "predict_proba",
+    "published_gaps",
+    "resolve_precision",
+    "transfer_gaps",
+]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Pooling = Literal["cls", "mean"]
+Freeze = Literal["none", "embeddings", "encoder"]
+Backend = Literal["auto", "torch", "accelerate"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+CacheMode = Literal["use", "refresh", "off", "only"]
+Split = Literal["train", "dev", "test"]
+
+CACHE_VERSION = 1
+"""Bump when a change to the loop changes results, so older cached runs are not reused."""
+
+IGNORE_INDEX = -100
+"""Label of padded rows (e.g. rows added to even out batches across processes)."""
+
+#: Zero-shot XNLI accuracy (%) from Conneau et al. (2020), "Unsupervised cross-lingual
+#: representation learning at scale", ACL, Table 1 (fine-tuned on English MultiNLI only).
+#: XNLI is natural-language inference, not topic classification: compare gaps, not accuracies.
+XNLI_ZERO_SHOT: dict[str, dict[str, float]] = {
+    "mBERT": {
+        "en": 82.1, "fr": 73.8, "es": 74.3, "de": 71.1, "el": 66.4, "bg": 68.9, "ru": 69.0,
+        "tr": 61.6, "ar": 64.9, "vi": 69.5, "th": 55.8, "zh": 69.3, "hi": 60.0, "sw": 50.4,
+        "ur": 58.0,
+    },
+    "XLM-R Base": {
+        "en": 85.8, "fr": 79.7, "es": 80.7, "de": 78.7, "el": 77.5, "bg": 79.6, "ru": 78.1,
+        "tr": 74.2, "ar": 73.8, "vi": 76.5, "th": 74.6, "zh": 76.7, "hi": 72.4, "sw": 66.5,
+        "ur": 68.3,
+    },
+    "XLM-R Large": {
+        "en": 89.1, "fr": 84.1, "es": 85.1, "de": 83.9, "el": 82.9, "bg": 84.0, "ru": 81.2,
+        "tr": 79.6, "ar": 79.8, "vi": 80.8, "th": 78.1, "zh": 80.2, "hi": 76.9, "sw": 73.9,
+        "ur": 73.8,
+    },
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _check_choice(name: str, value: Any, choices: Any) -> None:
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _as_languages(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be a tuple of language codes such as ('en',), got {value!r}")
+    langs = tuple(value)
+    if not langs or not all(isinstance(x, str) and x for x in langs):
+        raise ValueError(f"{name} must name at least one language code, got {value!r}")
+    if len(set(langs)) != len(langs):
+        raise ValueError(f"{name} lists a language twice: {langs}")
+    return langs
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that decides a fine-tuning run (and its cache key).
+
+    Attributes:
+        model: ``"offline"`` (the built encoder), a local folder, or a hub id such as
+            ``"xlm-roberta-base"``.
+        train_languages: languages of the training set (:func:`finetune_topics` only).
+        languages: evaluation languages (:func:`finetune_topics` only).
+        eval_split: ``"test"`` for reported numbers, ``"dev"`` to choose hyper-parameters.
+        epochs: passes over the training set.
+        batch_size: examples per forward pass (micro-batch).
+        grad_accumulation: micro-batches per optimiser step; the effective batch is
+            ``batch_size * grad_accumulation``.
+        eval_batch_size: examples per forward pass at evaluation.
+        learning_rate: peak AdamW learning rate (after warm-up).
+        head_learning_rate: peak learning rate of the classification head (None = the
+            same); a new, randomly initialised head learns slowly at an encoder's rate.
+        weight_decay: AdamW weight decay (never on biases and LayerNorm weights).
+        warmup_ratio: share of the optimiser steps with a linear warm-up; then linear decay
+            to 0.
+        max_grad_norm: gradient clipping norm (0 disables clipping).
+        max_length: tokens per text, longer texts are truncated.
+        seed: seeds the head initialisation, dropout and the batch order.
+        precision: ``"auto"`` = bf16 on CUDA GPUs that support it, else fp16 (with a
+            GradScaler), fp32 on CPU/MPS; or force ``"fp32"``, ``"bf16"``, ``"fp16"``.
+        pooling: ``"cls"`` = the model's own head on the first token (a checkpoint then
+            predicts with a plain ``model(**batch)``); ``"mean"`` = mean of the last hidden
+            states over real (non-padding) tokens, then the head.
+        freeze: ``"none"``, ``"embeddings"`` (embedding layer frozen) or ``"encoder"``
+            (linear probe: only the classification head is trained).
+        bucket_batches: pool of ``bucket_batches`` batches whose texts are sorted by length
+            before being cut into batches; 1 gives random batches (no bucketing).
+        batch_parallel: keep examples that share an id (an item and its translations) in
+            the same batch, e.g. for 1:1 mixing of English and translated training data.
+        max_train_examples: train on a fixed random subset of this size (same subset for
+            every seed); None uses everything.
+        max_eval_examples: evaluate on this many items per evaluation set (the same item ids
+            in every language); None uses everything.
+        save_checkpoint: save model + tokenizer + this config in the cache folder.
+        device: ``"auto"`` picks CUDA, then MPS, then CPU.
+        backend: ``"torch"`` (plain loop), ``"accelerate"`` (``Accelerator()``), or
+            ``"auto"`` = accelerate when started by ``accelerate launch``/``torchrun``.
+        num_threads: torch CPU threads during the run (None keeps the current setting).
+        progress: show tqdm progress bars.
+    """
+
+    model: str = "offline"
+    train_languages: tuple[str, ...] = ("en",)
+    languages: tuple[str, ...] = ("en", "fr", "de", "es", "it", "ru", "zh", "ja", "pt")
+    eval_split: Split = "test"
+    epochs: int = 2
+    batch_size: int = 32
+    grad_accumulation: int = 1
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    head_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_length: int = 64
+    seed: int = 0
+    precision: Precision = "auto"
+    pooling: Pooling = "cls"
+    freeze: Freeze = "embeddings"
+    bucket_batches: int = 50
+    batch_parallel: bool = False
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    save_checkpoint: bool = False
+    device: Device = "auto"
+    backend: Backend = "auto"
+    num_threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model must be a non-empty string, got {self.model!r}")
+        object.__setattr__(
+            self, "train_languages", _as_languages("train_languages", self.train_languages)
+        )
+        object.__setattr__(self, "languages", _as_languages("languages", self.languages))
+        _check_choice("eval_split", self.eval_split, Split)
+        _check_choice("precision", self.precision, Precision)
+        _check_choice("pooling", self.pooling, Pooling)
+        _check_choice("freeze", self.freeze, Freeze)
+        _check_choice("device", self.device, Device)
+        _check_choice("backend", self.backend, Backend)
+        for name in ("epochs", "batch_size", "grad_accumulation", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.bucket_batches, int) or self.bucket_batches < 1:
+            raise ValueError(
+                f"bucket_batches must be an integer >= 1 (1 = no bucketing), got {self.bucket_batches!r}"
+            )
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise ValueError(
+                f"learning_rate must be in (0, 1), e.g. 5e-5, got {self.learning_rate!r}"
+            )
+        if self.head_learning_rate is not None and not (
+            isinstance(self.head_learning_rate, (int, float)) and 0 < self.head_learning_rate < 1
+        ):
+            raise ValueError(
+                f"head_learning_rate must be None or in (0, 1), got {self.head_learning_rate!r}"
+            )
+        if not (0 <= self.weight_decay < 1):
+            raise ValueError(f"weight_decay must be in [0, 1), got {self.weight_decay!r}")
+        if not (0 <= self.warmup_ratio < 1):
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.max_grad_norm < 0:
+            raise ValueError(
+                f"max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm!r}"
+            )
+        if not isinstance(self.max_length, int) or self.max_length < 3:
+            raise ValueError(
+                f"max_length must be an integer >= 3 (room for <s>, a token, </s>), got {self.max_length!r}"
+            )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
+        if self.num_threads is not None and (
+            not isinstance(self.num_threads, int) or self.num_threads < 1
+        ):
+            raise ValueError(f"num_threads must be None or >= 1, got {self.num_threads!r}")
+
+    def replace(self, **changes: Any) -> FinetuneConfig:
+        """Return a copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-friendly dict (tuples become lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinetuneConfig:
+        """Build a config from :meth:`to_dict`'s output, ignoring unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Fields that do not change what a run computes, left out of the cache key.
+_NOT_IN_KEY = ("progress", "num_threads", "backend", "device", "save_checkpoint")
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf16", "fp16"]:
+    """Return the precision a run uses on ``device``.
+
+    Args:
+        precision: the config's choice.
+        device: ``"cpu"``, ``"cuda"``, ``"mps"`` (a ``torch.device`` string).
+
+    Returns:
+        ``"auto"`` resolved: bf16 on CUDA GPUs with bf16 support, fp16 on older CUDA GPUs,
+        fp32 elsewhere; explicit choices are returned after checking the device can run them.
+
+    Raises:
+        ValueError: bf16 on a CUDA GPU without bf16, or fp16/bf16 on MPS.
+    """
+    _check_choice("precision", precision, Precision)
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if precision == "auto":
+            return "bf16" if bf16_ok else "fp16"
+        if precision == "bf16" and not bf16_ok:
+            raise ValueError("this GPU has no bf16 support: use precision='fp16' or 'auto'")
+        return precision
+    if precision == "auto":
+        return "fp32"
+    if kind == "mps" and precision != "fp32":
+        raise ValueError("mixed precision is not supported on MPS here: use precision='fp32'")
+    return precision
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, method: Pooling) -> torch.Tensor:
+    """Pool token states into one vector per text.
+
+    Args:
+        hidden: (batch, seq, hidden) last hidden states.
+        attention_mask: (batch, seq), 1 for real tokens, 0 for padding.
+        method: ``"cls"`` = the first position (``<s>``/``[CLS]``; the tokenizers here pad
+            on the right); ``"mean"`` = mean over the real tokens only.
+
+    Returns:
+        (batch, hidden) pooled vectors, in ``hidden``'s dtype.
+
+    Used in: lesson 06-zero-shot-transfer, exercise 2.
+    """
+    if method == "cls":
+        return hidden[:, 0]
+    if method == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    raise ValueError(f"method must be 'cls' or 'mean', got {method!r}")
+
+
+def accuracy(logits: Any, labels: Any, ignore_index: int = IGNORE_INDEX) -> float:
+    """Return the share of rows whose highest logit is the gold label, skipping padded rows.
+
+    Args:
+        logits: (n, C) scores (numpy or torch).
+        labels: (n,) gold class indices; rows labelled ``ignore_index`` are padding.
+        ignore_index: label of rows to skip.
+
+    Returns:
+        Accuracy in [0, 1] over the rows whose label is not ``ignore_index`` (nan if none).
+
+    Used in: lesson 06-zero-shot-transfer, exercise 3 (as the reference).
+    """
+    logits = np.asarray(logits.detach().float().cpu() if hasattr(logits, "detach") else logits)
+    labels = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(
+            f"logits must be (n, C) and labels (n,), got {logits.shape} and {labels.shape}"
+        )
+    real = labels != ignore_index
+    if not real.any():
+        return float("nan")
+    return float((logits[real].argmax(axis=1) == labels[real]).mean())
+
+
+def transfer_gaps(acc: Mapping[str, float], source: str = "en") -> dict[str, float]:
+    """Return the transfer gap Δ(source → l) = Acc(source) − Acc(l) for every other language.
+
+    Args:
+        acc: accuracy per language code (any unit; gaps come out in the same unit).
+        source: the language the model was trained on.
+
+    Returns:
+        ``{l: acc[source] - acc[l]}`` for every ``l`` in ``acc`` other than ``source``, in
+        ``acc``'s order; a positive gap means the target language is worse.
+
+    Used in: lesson 06-zero-shot-transfer, exercise 1 (as the reference).
+    """
+    if source not in acc:
+        raise ValueError(f"source {source!r} is not among the languages {list(acc)}")
+    return {lang: float(acc[source]) - float(a) for lang, a in acc.items() if lang != source}
+
+
+def published_gaps(model: str = "XLM-R Base", source: str = "en") -> dict[str, float]:
+    """Return the zero-shot XNLI gaps (accuracy points) of a model in :data:`XNLI_ZERO_SHOT`."""
+    if model not in XNLI_ZERO_SHOT:
+        raise ValueError(f"model must be one of {sorted(XNLI_ZERO_SHOT)}, got {model!r}")
+    return transfer_gaps(XNLI_ZERO_SHOT[model], source)
+
+
+def length_bucketed_batches(
+    lengths: Sequence[int] | np.ndarray,
+    batch_size: int,
+    *,
+    rng: np.random.Generator | None = None,
+    bucket_batches: int = 50,
+    groups: Sequence[Any] | None = None,
+) -> list[list[int]]:
+    """Cut example indices into batches of similar length.
+
+    Training (``rng`` given): shuffle, take pools of ``bucket_batches * batch_size``
+    examples, sort each pool by length, cut it into batches and shuffle the batch order, so
+    batches are random from epoch to epoch but hold texts of similar length.
+    Evaluation (``rng=None``): sort everything by decreasing length and cut.
+
+    Args:
+        lengths: (n,) token count of each example.
+        batch_size: examples per batch (a group larger than this forms one batch).
+        rng: numpy generator for training order; None for the deterministic eval order.
+        bucket_batches: batches per sorted pool (1 = no sorting: random batches).
+        groups: optional (n,) keys; examples with the same key always share a batch
+            (e.g. an English item and its translation).
+
+    Returns:
+        A list of batches, each a list of indices; every index appears exactly once.
+    """
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1:
+        raise ValueError(f"lengths must be 1-D, got shape {lengths.shape}")
+    if batch_size < 1 or bucket_batches < 1:
+        raise ValueError(
+            f"batch_size and bucket_batches must be >= 1, got {batch_size}, {bucket_batches}"
+        )
+    n = len(lengths)
+    if groups is None:
+        units = [[i] for i in range(n)]
+    else:
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} keys for {n} examples")
+        by_key: dict[Any, list[int]] = {}
+        for i, key in enumerate(groups):
+            by_key.setdefault(key, []).append(i)
+        units = list(by_key.values())
+    unit_len = np.array([max(lengths[i] for i in u) for u in units]) if units else np.zeros(0)
+    order = np.arange(len(units))
+
+    def pack(unit_ids: Sequence[int]) -> list[list[int]]:
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for u in unit_ids:
+            if current and len(current) + len(units[u]) > batch_size:
+                batches.append(current)
+                current = []
+            current = current + units[u]
+        if current:
+            batches.append(current)
+        return batches
+
+    if rng is None:
+        # Longest first: a memory problem shows up on the first batch, not the last.
+        return pack(sorted(order.tolist(), key=lambda u: (-unit_len[u], u)))
+    pool_size = batch_size * bucket_batches
+    pools: list[list[int]] = []
+    current: list[int] = []
+    filled = 0
+    for u in rng.permutation(order).tolist():
+        current.append(u)
+        filled += len(units[u])
+        if filled >= pool_size:
+            pools.append(current)
+            current, filled = [], 0
+    if current:
+        pools.append(current)
+    batches: list[list[int]] = []
+    for chunk in pools:
+        if bucket_batches > 1:
+            chunk.sort(key=lambda u: unit_len[u])  # stable: equal lengths keep their random order
+        batches.extend(pack(chunk))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class _Encoded:
+    """Tokenized examples: ids without padding, labels, and the items' ids."""
+
+    input_ids: list[list[int]]
+    labels: np.ndarray
+    ids: list[str]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.input_ids], dtype=np.int64)
+
+
+class _IndexDataset:
+    """A map-style dataset of example indices (the collate function looks the tokens up)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class _PlanSampler:
+    """Batch sampler that yields a precomputed list of batches for the current epoch."""
+
+    batch_size = None  # variable-size batches: accelerate shards them without re-cutting
+    drop_last = False
+
+    def __init__(self, plan: list[list[list[int]]]) -> None:
+        self.plan = plan
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.plan[self.epoch])
+
+    def __len__(self) -> int:
+        return len(self.plan[self.epoch])
+
+
+def _collate(encoded: _Encoded, pad_id: int, micro: int):
+    """Return a collate function: indices -> ``micro`` padded micro-batches (dicts of tensors)."""
+    import torch
+
+    def collate(indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        parts = [p for p in np.array_split(np.asarray(indices), micro) if len(p)]
+        out = []
+        for part in parts:
+            seqs = [encoded.input_ids[i] for i in part]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for row, s in enumerate(seqs):
+                ids[row, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+                mask[row, : len(s)] = 1
+            out.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": mask,
+                    "labels": torch.as_tensor(encoded.labels[part], dtype=torch.long),
+                    "index": torch.as_tensor(part, dtype=torch.long),
+                    "n_step": torch.tensor(len(indices)),
+                }
+            )
+        return out
+
+    return collate
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _split_fingerprint(split: TopicSplit) -> str:
+    return _fingerprint(
+        [split.texts, split.labels.tolist(), list(split.ids), list(split.label_names)]
+    )
+
+
+def _model_fingerprint(model_id: str) -> str:
+    """Identify a model folder by its config and weight files (size + first/last MiB)."""
+    folder = Path(model_id)
+    if not folder.is_dir():
+        return model_id
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.name == "config.json":
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin") and f.is_file():
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}".encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                fh.seek(max(0, size - (1 << 20)))
+                h.update(fh.read(1 << 20))
+    return h.hexdigest()
+
+
+def _subset(split: TopicSplit, keep: Sequence[int]) -> TopicSplit:
+    keep = list(keep)
+    return TopicSplit(
+        split.lang,
+        [split.texts[i] for i in keep],
+        split.labels[keep],
+        split.label_names,
+        [split.ids[i] for i in keep],
+    )
+
+
+def _concat(splits: Sequence[TopicSplit]) -> TopicSplit:
+    names = splits[0].label_names
+    for s in splits:
+        if tuple(s.label_names) != tuple(names):
+            raise ValueError(
+                f"training splits disagree on label order: {s.label_names} vs {names}; "
+                "map them to one order first"
+            )
+    return TopicSplit(
+        "+".join(s.lang for s in splits),
+        [t for s in splits for t in s.texts],
+        np.concatenate([s.labels for s in splits]).astype(np.int64),
+        tuple(names),
+        [i for s in splits for i in s.ids],
+    )
+
+
+# --------------------------------------------------------------------------- model pieces
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def get_tokenizer(name_or_path: str = "offline") -> PreTrainedTokenizerBase:
+    """Return the tokenizer of a model, loading it once per session.
+
+    Building XLM-R's 250,002-piece tokenizer takes seconds; fine-tuning runs and lessons
+    share this copy (do not modify it).
+
+    Args:
+        name_or_path: ``"offline"``, a local folder or a hub id (see
+            :func:`xlt_course.models.resolve_model_id`).
+    """
+    from xlt_course.models import load_tokenizer, resolve_model_id
+
+    model_id = resolve_model_id(name_or_path)
+    if model_id not in _TOKENIZERS:
+        _TOKENIZERS[model_id] = load_tokenizer(model_id)
+    return _TOKENIZERS[model_id]
+
+
+def _head_kind(model: Any) -> Literal["linear", "roberta", "other"]:
+    import torch
+
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, torch.nn.Linear) and hasattr(model, "dropout"):
+        return "linear"  # BERT family: pooler -> dropout -> Linear
+    if classifier is not None and hasattr(classifier, "out_proj") and hasattr(classifier, "dense"):
+        return "roberta"  # XLM-R family: head reads position 0 of its input sequence
+    return "other"
+
+
+def _make_classifier(model: Any, pooling: Pooling):
+    """Wrap a sequence-classification model so that forward returns logits with ``pooling``."""
+    import torch
+
+    kind = _head_kind(model)
+
+    class SequenceClassifier(torch.nn.Module):
+        """forward(input_ids, attention_mask) -> (batch, C) logits; not saved, only ``model`` is."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def features(self, input_ids, attention_mask):
+            out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask)
+            if pooling == "mean":
+                return pool(out.last_hidden_state, attention_mask, "mean")
+            pooled = getattr(out, "pooler_output", None)
+            if kind == "linear" and pooled is not None:
+                return pooled
+            return out.last_hidden_state[:, 0]
+
+        def head(self, features):
+            if kind == "linear":
+                return self.model.classifier(self.model.dropout(features))
+            return self.model.classifier(features[:, None, :])
+
+        def forward(self, input_ids, attention_mask):
+            if pooling == "cls" and kind == "other":
+                return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return self.head(self.features(input_ids, attention_mask))
+
+    if kind == "other" and pooling == "mean":
+        raise ValueError(
+            f"pooling='mean' needs a BERT- or RoBERTa-style head (mBERT, XLM-R, the offline "
+            f"encoder); {type(model).__name__} has another head: use pooling='cls'"
+        )
+    return SequenceClassifier()
+
+
+def _freeze(model: Any, freeze: Freeze) -> None:
+    base = model.base_model
+    if freeze == "encoder":
+        for p in base.parameters():
+            p.requires_grad_(False)
+    elif freeze == "embeddings":
+        for p in base.embeddings.parameters():
+            p.requires_grad_(False)
+
+
+def _param_groups(model: Any, config: FinetuneConfig) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and LayerNorm; the head's own learning rate."""
+    head = getattr(model, "classifier", None)
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+    head_lr = config.head_learning_rate or config.learning_rate
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+        groups.setdefault((id(p) in head_ids, no_decay), []).append(p)
+    return [
+        {
+            "params": params,
+            "lr": head_lr if is_head else config.learning_rate,
+            "weight_decay": 0.0 if no_decay else config.weight_decay,
+        }
+        for (is_head, no_decay), params in sorted(groups.items())
+    ]
+
+
+# --------------------------------------------------------------------------- runtimes
+
+
+def _launched_distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or any(
+        k.startswith("ACCELERATE_") and k != "ACCELERATE_USE_CPU" for k in os.environ
+    )
+
+
+class _TorchRuntime:
+    """Single process: device placement, autocast and GradScaler by hand."""
+
+    is_main = True
+    num_processes = 1
+
+    def __init__(self, device: str, precision: str) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.precision = precision
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+
+    def prepare(self, module=None, optimizer=None, scheduler=None, loader=None):
+        module = module.to(self.device) if module is not None else None
+        return module, optimizer, scheduler, loader
+
+    def autocast(self):
+        import torch
+
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def backward(self, loss) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def no_sync(self, module, skip: bool):
+        return contextlib.nullcontext()
+
+    def step(self, optimizer, scheduler, params, max_grad_norm: float) -> None:
+        import torch
+
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+        if max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        if self.scaler:
+            scale = self.scaler.get_scale()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            skipped = self.scaler.get_scale() < scale  # inf/nan gradients: step skipped
+        else:
+            optimizer.step()
+            skipped = False
+        if not skipped:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def gather(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def unwrap(self, module):
+        return module
+
+    def wait(self) -> None:
+        pass
+
+
+class _AccelerateRuntime(_TorchRuntime):
+    """``accelerate.Accelerator``: the same loop single-process, multi-GPU or on CPU."""
+
+    def __init__(self, device: str, precision: str) -> None:
+        from accelerate import Accelerator
+
+        mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+        try:
+            self.acc = Accelerator(mixed_precision=mixed, cpu=device == "cpu")
+        except ValueError as e:
+            raise ValueError(
+                f"accelerate was already set up in this process with another precision ({e}); "
+                "restart the kernel or keep one precision per process"
+            ) from e
+        self.device = self.acc.device
+        self.precision = precision
+        self.is_main = self.acc.is_main_process
+        self.num_processes = self.acc.num_processes
+
+    def prepare(self, module=None, optimizer=None, scheduler=None, loader=None):
+        objs = [o for o in (module, optimizer, scheduler, loader) if o is not None]
+        prepared = iter(self.acc.prepare(*objs))
+        return tuple(
+            next(prepared) if o is not None else None
+            for o in (module, optimizer, scheduler, loader)
+        )
+
+    def autocast(self):
+        return self.acc.autocast()
+
+    def to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def backward(self, loss) -> None:
+        self.acc.backward(loss)
+
+    def no_sync(self, module, skip: bool):
+        return self.acc.no_sync(module) if skip else contextlib.nullcontext()
+
+    def step(self, optimizer, scheduler, params, max_grad_norm: float) -> None:
+        if max_grad_norm > 0:
+            self.acc.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        if not self.acc.optimizer_step_was_skipped:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def gather(self, obj: Any) -> list[Any]:
+        if self.num_processes == 1:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+    def unwrap(self, module):
+        return self.acc.unwrap_model(module)
+
+    def wait(self) -> None:
+        self.acc.wait_for_everyone()
+
+
+def _resolve_device(device: Device) -> str:
+    from xlt_course.setup import default_device
+
+    return default_device() if device == "auto" else device
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run measured.
+
+    Attributes:
+        config: the run's configuration.
+        accuracy: accuracy in [0, 1] per evaluation set name (usually a language code).
+        probs: per evaluation set, (n, C) float32 class probabilities, rows in ``ids`` order.
+        labels: per evaluation set, (n,) int64 gold labels.
+        ids: per evaluation set, the n item ids (parallel sets share them).
+        label_names: the C class names, column order of ``probs``.
+        stats: timings and counts: ``train_seconds``, ``eval_seconds`` (wall clock),
+            ``train_cpu_seconds``, ``eval_cpu_seconds`` (CPU time of all threads, less
+            sensitive to other programs on a shared machine), ``train_examples``
+            (examples seen, all epochs), ``train_tokens`` (real tokens seen),
+            ``train_padded_tokens`` (tokens including padding), ``trainable_params``,
+            ``total_params``, ``device``, ``precision``, ``backend``.
+        history: one dict per epoch: mean training loss and the last learning rate.
+        checkpoint: folder of the saved model (``from_pretrained``-loadable) or None.
+        cache_path: the cache folder of this run, or None (``cache="off"``).
+        from_cache: True when the results were loaded instead of computed.
+    """
+
+    config: FinetuneConfig
+    accuracy: dict[str, float]
+    probs: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    ids: dict[str, list[str]]
+    label_names: tuple[str, ...]
+    stats: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    cache_path: Path | None = None
+    from_cache: bool = False
+
+    def predictions(self, name: str) -> np.ndarray:
+        """Return the (n,) predicted class indices on evaluation set ``name``."""
+        return self.probs[name].argmax(axis=1)
+
+    def gaps(self, source: str = "en") -> dict[str, float]:
+        """Return :func:`transfer_gaps` of this run's accuracies."""
+        return transfer_gaps(self.accuracy, source)
+
+
+def _save_result(result: FinetuneResult, folder: Path) -> None:
+    metrics = {
+        "cache_version": CACHE_VERSION,
+        "config": result.config.to_dict(),
+        "accuracy": result.accuracy,
+        "label_names": list(result.label_names),
+        "stats": result.stats,
+        "history": result.history,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    arrays: dict[str, np.ndarray] = {"names": np.array(list(result.probs), dtype=str)}
+    for i, name in enumerate(result.probs):
+        arrays[f"probs_{i}"] = result.probs[name].astype(np.float32)
+        arrays[f"labels_{i}"] = result.labels[name].astype(np.int64)
+        arrays[f"ids_{i}"] = np.array(result.ids[name], dtype=str)
+    np.savez_compressed(folder / "probs.npz", **arrays)
+
+
+def _load_result(folder: Path) -> FinetuneResult:
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    probs, labels, ids = {}, {}, {}
+    with np.load(folder / "probs.npz") as z:
+        for i, name in enumerate(z["names"].tolist()):
+            probs[name] = z[f"probs_{i}"]
+            labels[name] = z[f"labels_{i}"]
+            ids[name] = z[f"ids_{i}"].tolist()
+    ckpt = folder / "checkpoint"
+    return FinetuneResult(
+        config=FinetuneConfig.from_dict(metrics["config"]),
+        accuracy={k: float(v) for k, v in metrics["accuracy"].items()},
+        probs=probs,
+        labels=labels,
+        ids=ids,
+        label_names=tuple(metrics["label_names"]),
+        stats=metrics["stats"],
+        history=metrics["history"],
+        checkpoint=ckpt if (ckpt / "config.json").is_file() else None,
+        cache_path=folder,
+        from_cache=True,
+    )
+
+
+def _cache_key(
+    config: FinetuneConfig, model_id: str, train: TopicSplit, evals, device, precision
+) -> str:
+    cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+    return _fingerprint(
+        {
+            "version": CACHE_VERSION,
+            "config": cfg,
+            "device": str(device).split(":")[0],
+            "precision": precision,
+            "model": _model_fingerprint(model_id),
+            "train": _split_fingerprint(train),
+            "evals": {name: _split_fingerprint(s) for name, s in evals.items()},
+        }
+    )[:20]
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def finetune(
+    config: FinetuneConfig,
+    train: TopicSplit | Sequence[TopicSplit],
+    evals: Mapping[str, TopicSplit],
+    *,
+    cache: CacheMode = "use",
+) -> FinetuneResult | None:
+    """Fine-tune ``config.model`` on ``train`` and evaluate it on every set of ``evals``.
+
+    Args:
+        config: the run's settings (its ``languages``/``train_languages`` are not used here).
+        train: labelled training texts; several splits (e.g. English and machine-translated
+            Spanish) are concatenated, and with ``config.batch_parallel`` examples sharing an
+            id go into the same batch.
+        evals: evaluation sets by name, e.g. ``{"en": ..., "fr": ...}``; their labels use
+            the training label order.
+        cache: ``"use"`` loads a cached run or computes and stores it; ``"refresh"``
+            recomputes and overwrites; ``"off"`` neither reads nor writes; ``"only"`` loads
+            a cached run or returns None (the autograder never trains).
+
+    Returns:
+        A :class:`FinetuneResult` (None only with ``cache="only"`` and nothing cached).
+
+    Used in: lessons 06-zero-shot-transfer, 07-translate-train-test, 08-pivots-and-ensembles.
+    """
+    _check_choice("cache", cache, CacheMode)
+    splits = [train] if isinstance(train, TopicSplit) else list(train)
+    if not splits or not all(isinstance(s, TopicSplit) for s in splits):
+        raise ValueError("train must be a TopicSplit or a non-empty list of TopicSplit")
+    train_split = _concat(splits)
+    if not evals:
+        raise ValueError("evals must name at least one evaluation set, e.g. {'en': test_en}")
+    label_names = tuple(train_split.label_names)
+    for name, s in evals.items():
+        if tuple(s.label_names) != label_names:
+            raise ValueError(
+                f"evaluation set {name!r} has label order {s.label_names}, training has {label_names}"
+            )
+    n_labels = len(label_names)
+    for name, s in [("train", train_split), *evals.items()]:
+        if len(s) == 0:
+            raise ValueError(f"{name} is empty")
+        if s.labels.min() < 0 or s.labels.max() >= n_labels:
+            raise ValueError(f"{name} has labels outside 0..{n_labels - 1}")
+
+    if config.max_train_examples is not None and config.max_train_examples < len(train_split):
+        # A fixed subset (generator 0), so runs that differ only in seed see the same data.
+        keep = np.sort(
+            np.random.default_rng(0).permutation(len(train_split))[: config.max_train_examples]
+        )
+        train_split = _subset(train_split, keep)
+    if config.max_eval_examples is not None:
+        evals = _eval_subset(evals, config.max_eval_examples)
+
+    from xlt_course.models import resolve_model_id
+
+    model_id = resolve_model_id(config.model)
+    device = _resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    folder = None
+    if cache != "off":
+        key = _cache_key(config, model_id, train_split, evals, device, precision)
+        folder = paths.cache_dir() / "finetune" / key
+        done = (folder / "metrics.json").is_file() and (folder / "probs.npz").is_file()
+        if done and config.save_checkpoint:
+            done = (folder / "checkpoint" / "config.json").is_file()
+        if done and cache in ("use", "only"):
+            return _load_result(folder)
+        if cache == "only":
+            return None
+
+    result = _run(config, model_id, train_split, dict(evals), device, precision, folder)
+    return result
+
+
+def _eval_subset(evals: Mapping[str, TopicSplit], k: int) -> dict[str, TopicSplit]:
+    """Keep the same k item ids in every evaluation set (a fixed random choice)."""
+    first = next(iter(evals.values()))
+    chosen = set(np.random.default_rng(0).permutation(first.ids).tolist()[:k])
+    out = {}
+    for name, s in evals.items():
+        keep = [i for i, item in enumerate(s.ids) if item in chosen] or list(range(min(k, len(s))))
+        out[name] = _subset(s, keep)
+    return out
+
+
+def _run(
+    config: FinetuneConfig,
+    model_id: str,
+    train: TopicSplit,
+    evals: dict[str, TopicSplit],
+    device: str,
+    precision: str,
+    folder: Path | None,
+) -> FinetuneResult:
+    import torch
+    from tqdm.auto import tqdm
+
+    backend = config.backend
+    if backend == "auto":
+        backend = "accelerate" if _launched_distributed() else "torch"
+    threads_before = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    cuda_devices = list(range(torch.cuda.device_count())) if device.startswith("cuda") else []
+    try:
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(config.seed)
+            runtime: _TorchRuntime = (
+                _AccelerateRuntime(device, precision)
+                if backend == "accelerate"
+                else _TorchRuntime(device, precision)
+            )
+            t_load = time.perf_counter()
+            tokenizer = get_tokenizer(model_id)
+            model = _load_model(model_id, train.label_names)
+            load_seconds = time.perf_counter() - t_load
+
+            def encode(split: TopicSplit) -> _Encoded:
+                ids = tokenizer(list(split.texts), truncation=True, max_length=config.max_length)
+                return _Encoded(ids["input_ids"], split.labels, list(split.ids))
+
+            enc_train = encode(train)
+            enc_evals = {name: encode(s) for name, s in evals.items()}
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            _freeze(model, config.freeze)
+            classifier = _make_classifier(model, config.pooling)
+            stats: dict[str, Any] = {
+                "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "total_params": sum(p.numel() for p in model.parameters()),
+                "device": str(runtime.device),
+                "precision": precision,
+                "backend": backend,
+                "load_seconds": round(load_seconds, 2),
+            }
+            if config.freeze == "encoder":
+                history, train_stats, logits = _train_probe(
+                    config,
+                    classifier,
+                    runtime,
+                    enc_train,
+                    enc_evals,
+                    pad_id,
+                    _model_fingerprint(model_id),
+                )
+            else:
+                history, train_stats, logits = _train_full(
+                    config, classifier, runtime, enc_train, enc_evals, pad_id
+                )
+            stats.update(train_stats)
+    finally:
+        torch.set_num_threads(threads_before)
+
+    probs = {
+        name: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), dim=-1).numpy()
+        for name, lg in logits.items()
+    }
+    result = FinetuneResult(
+        config=config,
+        accuracy={name: accuracy(logits[name], enc_evals[name].labels) for name in evals},
+        probs=probs,
+        labels={name: e.labels.copy() for name, e in enc_evals.items()},
+        ids={name: list(e.ids) for name, e in enc_evals.items()},
+        label_names=tuple(train.label_names),
+        stats=stats,
+        history=history,
+    )
+    if folder is not None and runtime.is_main:
+        tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if config.save_checkpoint:
+            _save_checkpoint(classifier.model, tokenizer, config, tmp / "checkpoint")
+        _save_result(result, tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        result = dataclasses.replace(
+            result,
+            cache_path=folder,
+            checkpoint=folder / "checkpoint" if config.save_checkpoint else None,
+        )
+        if config.progress:
+            tqdm.write(f"cached in {folder}")
+    runtime.wait()
+    return result
+
+
+def _load_model(model_id: str, label_names: Sequence[str]):
+    """Load the encoder with a new head (the same call as ``models.load_classifier``, which
+    would also rebuild the tokenizer: seconds for XLM-R's 250k pieces, cached here instead)."""
+    from transformers import AutoModelForSequenceClassification
+
+    with _quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_id,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+        )
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' load report and weight-loading bars (the new head is expected)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    # The schedule of transformers' get_linear_schedule_with_warmup (the Trainer's default).
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return f
+
+
+def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id):
+    """Fine-tune with the encoder in the graph; return (history, stats, eval logits)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(config.seed)
+    step_size = config.batch_size * config.grad_accumulation
+    groups = enc_train.ids if config.batch_parallel else None
+    plan = [
+        length_bucketed_batches(
+            enc_train.lengths,
+            step_size,
+            rng=rng,
+            bucket_batches=config.bucket_batches,
+            groups=groups,
+        )
+        for _ in range(config.epochs)
+    ]
+    sampler = _PlanSampler(plan)
+    loader = DataLoader(
+        _IndexDataset(len(enc_train.labels)),
+        batch_sampler=sampler,
+        collate_fn=_collate(enc_train, pad_id, config.grad_accumulation),
+        generator=_private_generator(),
+    )
+    model = classifier.model
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
+    total_steps = sum(len(p) for p in plan)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total_steps, math.ceil(config.warmup_ratio * total_steps))
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    classifier, optimizer, scheduler, loader = runtime.prepare(
+        classifier, optimizer, scheduler, loader
+    )
+
+    history: list[dict[str, float]] = []
+    seen = tokens = padded = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    bar = tqdm(total=total_steps // runtime.num_processes, desc="fine-tuning", unit="step",
+               disable=not (config.progress and runtime.is_main))  # fmt: skip
+    for epoch in range(config.epochs):
+        sampler.set_epoch(epoch)
+        classifier.train()
+        loss_sum, n_sum = 0.0, 0
+        for micro_batches in loader:
+            n_step = int(micro_batches[0]["n_step"])
+            for j, mb in enumerate(micro_batches):
+                mb = runtime.to_device(mb)
+                with runtime.no_sync(classifier, skip=j < len(micro_batches) - 1):
+                    with runtime.autocast():
+                        logits = classifier(mb["input_ids"], mb["attention_mask"])
+                    loss = torch.nn.functional.cross_entropy(
+                        logits.float(), mb["labels"], reduction="sum"
+                    )
+                    runtime.backward(loss / n_step)
+                loss_sum += float(loss.detach())
+                n_sum += len(mb["labels"])
+                tokens += int(mb["attention_mask"].sum())
+                padded += int(mb["attention_mask"].numel())
+            seen += n_step
+            runtime.step(optimizer, scheduler, params, config.max_grad_norm)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(n_sum, 1):.3f}")
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": loss_sum / max(n_sum, 1),
+                "lr": float(scheduler.get_last_lr()[0]),
+            }
+        )
+    bar.close()
+    train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+
+    t1, c1 = time.perf_counter(), time.process_time()
+    logits = {}
+    for name, enc in enc_evals.items():
+        logits[name] = _predict_encoded(classifier, runtime, enc, pad_id, config, desc=name)
+    stats = {
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(time.perf_counter() - t1, 2),
+        "train_cpu_seconds": round(train_cpu, 2),
+        "eval_cpu_seconds": round(time.process_time() - c1, 2),
+        "train_examples": seen,
+        "train_tokens": tokens,
+        "train_padded_tokens": padded,
+        "optimizer_steps": total_steps,
+    }
+    return history, stats, logits
+
+
+def _eval_loader(enc: _Encoded, pad_id: int, batch_size: int):
+    from torch.utils.data import DataLoader
+
+    batches = length_bucketed_batches(enc.lengths, batch_size)
+    return DataLoader(
+        _IndexDataset(len(enc.labels)),
+        batch_sampler=_PlanSampler([batches]),
+        collate_fn=_collate(enc, pad_id, 1),
+        generator=_private_generator(),
+    )
+
+
+def _private_generator():
+    """A generator for DataLoader's per-iteration base seed, which would otherwise be drawn
+    from the global torch RNG and make dropout depend on how many loaders ran before."""
+    import torch
+
+    return torch.Generator().manual_seed(0)
+
+
+def _predict_encoded(classifier, runtime, enc: _Encoded, pad_id, config, desc: str) -> np.ndarray:
+    """Return (n, C) float32 logits in the order of ``enc`` (the batches are length-sorted)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    loader = _eval_loader(enc, pad_id, config.eval_batch_size)
+    if runtime.num_processes > 1:
+        loader = runtime.prepare(loader=loader)[3]
+    classifier.eval()
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    with torch.inference_mode():
+        for (mb,) in tqdm(loader, desc=f"evaluating {desc}", unit="batch", leave=False,
+                          disable=not (config.progress and runtime.is_main)):  # fmt: skip
+            mb = runtime.to_device(mb)
+            with runtime.autocast():
+                lg = classifier(mb["input_ids"], mb["attention_mask"])
+            parts.append((mb["index"].cpu().numpy(), lg.float().cpu().numpy()))
+    out: np.ndarray | None = None
+    for rank_parts in runtime.gather(parts):
+        for index, lg in rank_parts:
+            if out is None:
+                out = np.zeros((len(enc.labels), lg.shape[1]), dtype=np.float32)
+            out[index] = lg  # scatter by index: batch order and duplicates do not matter
+    assert out is not None
+    return out
+
+
+_FEATURES: OrderedDict[str, Any] = OrderedDict()
+_FEATURES_MAX = 32
+
+
+def clear_feature_cache() -> None:
+    """Forget the frozen-encoder features that linear-probe runs share within a session."""
+    _FEATURES.clear()
+
+
+def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id, model_key):
+    """Linear probe: pool the frozen encoder's features once, train the head on them.
+
+    The features depend on the pretrained encoder, the pooling and the tokens only, so runs
+    that differ in seed or head hyper-parameters share them (kept in memory this session).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    classifier = classifier.to(runtime.device)
+
+    def features(enc: _Encoded, desc: str) -> torch.Tensor:
+        key = _fingerprint([model_key, config.pooling, runtime.precision, enc.input_ids])
+        if key in _FEATURES:
+            _FEATURES.move_to_end(key)
+            return _FEATURES[key]
+        loader = _eval_loader(enc, pad_id, config.eval_batch_size)
+        classifier.eval()
+        out = None
+        with torch.no_grad():
+            for (mb,) in tqdm(loader, desc=f"encoding {desc}", unit="batch", leave=False,
+                              disable=not config.progress):  # fmt: skip
+                mb = runtime.to_device(mb)
+                with runtime.autocast():
+                    f = classifier.features(mb["input_ids"], mb["attention_mask"]).float()
+                if out is None:
+                    out = torch.zeros((len(enc.labels), f.shape[1]), dtype=torch.float32)
+                out[mb["index"].cpu()] = f.cpu()
+        _FEATURES[key] = out
+        while len(_FEATURES) > _FEATURES_MAX:
+            _FEATURES.popitem(last=False)
+        return out
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    X = features(enc_train, "train").to(runtime.device)
+    y = torch.as_tensor(enc_train.labels, dtype=torch.long, device=runtime.device)
+    rng = np.random.default_rng(config.seed)
+    step_size = config.batch_size * config.grad_accumulation
+    groups = enc_train.ids if config.batch_parallel else None
+    plan = [
+        length_bucketed_batches(
+            enc_train.lengths,
+            step_size,
+            rng=rng,
+            bucket_batches=config.bucket_batches,
+            groups=groups,
+        )
+        for _ in range(config.epochs)
+    ]
+    model = classifier.model
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
+    total_steps = sum(len(p) for p in plan)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total_steps, math.ceil(config.warmup_ratio * total_steps))
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    history = []
+    for epoch in range(config.epochs):
+        model.train()
+        loss_sum = 0.0
+        for batch in plan[epoch]:
+            idx = torch.as_tensor(batch, device=runtime.device)
+            for part in torch.tensor_split(idx, config.grad_accumulation):
+                if len(part) == 0:
+                    continue
+                logits = classifier.head(X[part])
+                loss = torch.nn.functional.cross_entropy(logits.float(), y[part], reduction="sum")
+                (loss / len(batch)).backward()
+                loss_sum += float(loss.detach())
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        history.append(
+            {"epoch": epoch + 1, "loss": loss_sum / len(y), "lr": float(scheduler.get_last_lr()[0])}
+        )
+    train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t1, c1 = time.perf_counter(), time.process_time()
+    logits = {}
+    model.eval()
+    for name, enc in enc_evals.items():
+        F = features(enc, name).to(runtime.device)
+        with torch.inference_mode():
+            logits[name] = classifier.head(F).float().cpu().numpy()
+    lengths = enc_train.lengths
+    stats = {
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(time.perf_counter() - t1, 2),
+        "train_cpu_seconds": round(train_cpu, 2),
+        "eval_cpu_seconds": round(time.process_time() - c1, 2),
+        "train_examples": len(y) * config.epochs,
+        "train_tokens": int(lengths.sum()),  # the encoder sees each text once
+        "train_padded_tokens": None,
+        "optimizer_steps": total_steps,
+    }
+    return history, stats, logits
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+FINETUNE_CONFIG_FILE = "finetune_config.json"
+
+
+def _save_checkpoint(model, tokenizer, config: FinetuneConfig, folder: Path) -> None:
+    model.config.xlt_pooling = config.pooling
+    with _quiet_transformers():
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / FINETUNE_CONFIG_FILE).write_text(
+        json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def load_checkpoint(
+    folder: str | Path, *, device: str | None = None
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, FinetuneConfig]:
+    """Reload a saved run with ``from_pretrained``.
+
+    Args:
+        folder: a run's ``checkpoint`` folder (``FinetuneResult.checkpoint``).
+        device: None picks :func:`xlt_course.setup.default_device`.
+
+    Returns:
+        ``(tokenizer, model, config)``: ``AutoTokenizer``/``AutoModelForSequenceClassification``
+        loaded from the folder (model in eval mode), and the run's :class:`FinetuneConfig`.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = Path(folder)
+    cfg_file = folder / FINETUNE_CONFIG_FILE
+    if not cfg_file.is_file():
+        raise ValueError(f"{folder} is not a fine-tuning checkpoint: {cfg_file.name} is missing")
+    config = FinetuneConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with _quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+    model.to(device or _resolve_device("auto")).eval()
+    return tokenizer, model, config
+
+
+def predict_proba(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    pooling: Pooling = "cls",
+    max_length: int = 64,
+    batch_size: int = 64,
+    precision: Precision = "fp32",
+    progress: bool = False,
+) -> np.ndarray:
+    """Return (n, C) class probabilities of a sequence-classification model on ``texts``.
+
+    Args:
+        model: e.g. from :func:`load_checkpoint`.
+        tokenizer: its tokenizer.
+        texts: n strings.
+        pooling: the pooling the model was trained with (``config.pooling``).
+        max_length: truncation length used in training.
+        batch_size: texts per forward pass (length-sorted, padded per batch).
+        precision: autocast precision on the model's device.
+        progress: show a progress bar.
+
+    Returns:
+        (n, C) float32 probabilities, rows in the order of ``texts``.
+    """
+    import torch
+
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings (wrap one text in a list)")
+    device = str(next(model.parameters()).device)
+    runtime = _TorchRuntime(device, resolve_precision(precision, device))
+    enc = _Encoded(
+        tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"],
+        np.zeros(len(texts), dtype=np.int64),
+        [str(i) for i in range(len(texts))],
+    )
+    cfg = FinetuneConfig(eval_batch_size=batch_size, progress=progress)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    logits = _predict_encoded(_make_classifier(model, pooling), runtime, enc, pad_id, cfg, "texts")
+    return torch.softmax(torch.as_tensor(logits), dim=-1).numpy()
+
+
+# --------------------------------------------------------------------------- topic data
+
+
+def finetune_topics(config: FinetuneConfig, *, cache: CacheMode = "use") -> FinetuneResult | None:
+    """Fine-tune on the topic dataset's train split and evaluate on ``config.languages``.
+
+    Training uses ``load_topics("train", l)`` for every ``l`` in ``config.train_languages``
+    (only items with a human translation in ``l``); evaluation uses ``config.eval_split``
+    in every language of ``config.languages`` (parallel: the same items everywhere).
+
+    Args:
+        config: the run's settings.
+        cache: see :func:`finetune`.
+
+    Returns:
+        A :class:`FinetuneResult` with one evaluation set per language code.
+
+    Used in: lesson 06-zero-shot-transfer.
+    """
+    from xlt_course.data.topics import load_topics
+
+    train = [load_topics("train", lang) for lang in config.train_languages]
+    evals = {lang: load_topics(config.eval_split, lang) for lang in config.languages}
+    return finetune(config, train, evals, cache=cache)
