@@ -1,0 +1,243 @@
+"""Benchmark xlt_course.finetune against transformers.Trainer: same model, data and batch size.
+
+Both fine-tune the offline encoder (embeddings frozen, [CLS] head, max_length 64) on the
+same subset of the English topic training set with the same optimiser settings (AdamW
+without its fused kernel, learning rate, weight decay, linear warm-up and decay, gradient
+clipping), then classify the same English test items. What differs is the batching:
+
+- xlt_course.finetune: dynamic padding with length-bucketed batches (pools of 50 batches
+  sorted by length, batch order shuffled);
+- Trainer: its standard ``DataCollatorWithPadding``, i.e. dynamic padding of randomly
+  shuffled batches, no length bucketing (``train_sampling_strategy="random"``).
+
+Each method runs in a fresh child process, so its peak resident memory (``ru_maxrss``) is
+its own. Throughput counts the training loop only (Trainer's own ``train_runtime``;
+``train_seconds`` for ours); tokens/s counts real (non-padding) tokens, which are the same
+for both. The default size (the 2,257 English training texts for one epoch, the 900
+English test items) keeps a run around 5 minutes on 2 busy CPU cores; ``--epochs 2`` is
+the lesson's training length, ``--train 1024`` a quicker check. Unless ``OMP_WAIT_POLICY`` is already set, the script sets it to
+``PASSIVE`` for both runs: on a machine shared with other jobs, OpenMP threads that
+spin-wait for a descheduled partner made a training step up to 20 times slower.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_finetune.py [--train N] [--epochs E] [--batch-size B]
+
+The last line reads ``ratio=R acc_ours=A acc_trainer=B`` with R = our training
+examples/s divided by Trainer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+# Before torch is imported anywhere (the children inherit it): see the docstring.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _data(n_train: int, n_eval: int):
+    from xlt_course.data.topics import TopicSplit, load_topics
+
+    def subset(split: TopicSplit, n: int) -> TopicSplit:
+        keep = np.sort(np.random.default_rng(0).permutation(len(split))[:n])
+        return TopicSplit(
+            split.lang,
+            [split.texts[i] for i in keep],
+            split.labels[keep],
+            split.label_names,
+            [split.ids[i] for i in keep],
+        )
+
+    return subset(load_topics("train", "en"), n_train), subset(load_topics("test", "en"), n_eval)
+
+
+def _config(args):
+    from xlt_course import finetune as ft
+
+    return ft.FinetuneConfig(
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=64,
+        learning_rate=args.lr,
+        weight_decay=0.01,
+        warmup_ratio=0.1,
+        max_grad_norm=1.0,
+        max_length=64,
+        seed=0,
+        pooling="cls",  # the model's own head: what Trainer runs
+        freeze="embeddings",
+        device="cpu",
+        backend="torch",
+        num_threads=args.threads,
+        progress=False,
+    )
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_ours(args) -> dict:
+    """Fine-tune and evaluate with xlt_course.finetune (in a child process)."""
+    from xlt_course import finetune as ft
+
+    train, test = _data(args.train, args.eval)
+    res = ft.finetune(_config(args), train, {"en": test}, cache="off")
+    s = res.stats
+    return {
+        "seconds": s["train_seconds"],
+        "examples": s["train_examples"],
+        "tokens": s["train_tokens"],
+        "positions": s["train_padded_tokens"],
+        "accuracy": res.accuracy["en"],
+        "rss_mb": _peak_rss_mb(),
+    }
+
+
+def run_trainer(args) -> dict:
+    """Fine-tune and evaluate with transformers.Trainer (in a child process)."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from xlt_course import finetune as ft
+    from xlt_course.models import load_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _config(args)
+    train, test = _data(args.train, args.eval)
+    torch.manual_seed(cfg.seed)
+    with ft._quiet_transformers():
+        tokenizer, model = load_classifier(
+            cfg.model,
+            num_labels=len(train.label_names),
+            device="cpu",
+            id2label=dict(enumerate(train.label_names)),
+        )
+    for p in model.base_model.embeddings.parameters():
+        p.requires_grad_(False)
+
+    class Encoded(torch.utils.data.Dataset):
+        def __init__(self, split):
+            self.ids = tokenizer(split.texts, truncation=True, max_length=cfg.max_length)[
+                "input_ids"
+            ]
+            self.labels = split.labels
+
+        def __len__(self):
+            return len(self.ids)
+
+        def __getitem__(self, i):
+            return {"input_ids": self.ids[i], "labels": int(self.labels[i])}
+
+    collator = DataCollatorWithPadding(tokenizer)
+    counts = {"tokens": 0, "positions": 0, "on": True}
+
+    def counting_collator(features):
+        batch = collator(features)
+        if counts["on"]:
+            counts["tokens"] += int(batch["attention_mask"].sum())
+            counts["positions"] += int(batch["attention_mask"].numel())
+        return batch
+
+    with tempfile.TemporaryDirectory() as out:
+        targs = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.eval_batch_size,
+            num_train_epochs=cfg.epochs,
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=cfg.warmup_ratio,
+            lr_scheduler_type="linear",
+            max_grad_norm=cfg.max_grad_norm,
+            optim="adamw_torch",  # the same (non-fused) AdamW as ours
+            train_sampling_strategy="random",
+            logging_strategy="no",
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            seed=cfg.seed,
+            use_cpu=True,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=targs,
+            train_dataset=Encoded(train),
+            data_collator=counting_collator,
+        )
+        result = trainer.train()
+        counts["on"] = False
+        pred = trainer.predict(Encoded(test))
+    return {
+        "seconds": float(result.metrics["train_runtime"]),
+        "examples": len(train) * cfg.epochs,
+        "tokens": counts["tokens"],
+        "positions": counts["positions"],
+        "accuracy": ft.accuracy(pred.predictions, test.labels),
+        "rss_mb": _peak_rss_mb(),
+    }
+
+
+def _in_child(fn, args) -> dict:
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, args).result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="offline", help="model id or folder (default offline)")
+    parser.add_argument("--train", type=int, default=2257, help="English training texts")
+    parser.add_argument("--eval", type=int, default=900, help="English test items")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    results = {"xlt_course.finetune": _in_child(run_ours, args)}
+    results["transformers.Trainer"] = _in_child(run_trainer, args)
+    wall = time.perf_counter() - t0
+    load1 = os.getloadavg()[0]
+
+    print(
+        f"\n{args.train} training texts x {args.epochs} epoch(s), batch {args.batch_size}, "
+        f"{args.eval} English test items; CPU threads {args.threads or 'default'}; "
+        f"load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; wall {wall:.0f} s"
+    )
+    head = (
+        f"{'method':<22}{'examples/s':>11}{'tokens/s':>10}{'positions':>11}"
+        f"{'real/pos':>9}{'train s':>9}{'accuracy':>9}{'peak RSS MB':>12}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, r in results.items():
+        print(
+            f"{name:<22}{r['examples'] / r['seconds']:>11.1f}{r['tokens'] / r['seconds']:>10.0f}"
+            f"{r['positions']:>11}{r['tokens'] / r['positions']:>9.2f}{r['seconds']:>9.1f}"
+            f"{r['accuracy']:>9.3f}{r['rss_mb']:>12.0f}"
+        )
+    ours, trainer = results["xlt_course.finetune"], results["transformers.Trainer"]
+    ratio = (ours["examples"] / ours["seconds"]) / (trainer["examples"] / trainer["seconds"])
+    print(
+        f"ratio={ratio:.2f} acc_ours={ours['accuracy']:.3f} acc_trainer={trainer['accuracy']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
