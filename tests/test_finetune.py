@@ -8,6 +8,7 @@ mocks); the offline encoder is exercised by the notebook test at smoke size.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -396,7 +397,7 @@ def test_accelerate_single_process_matches_plain_loop(tiny):
 
 def test_auto_backend_follows_the_launcher(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    for k in [k for k in __import__("os").environ if k.startswith("ACCELERATE_")]:
+    for k in [k for k in os.environ if k.startswith("ACCELERATE_")]:
         monkeypatch.delenv(k)
     assert not ft._launched_distributed()
     monkeypatch.setenv("WORLD_SIZE", "4")
@@ -450,12 +451,15 @@ def test_param_groups_give_the_head_its_own_rate(tiny):
 
 
 def test_embeddings_freeze(tiny):
-    res = ft.finetune(cfg(tiny, freeze="embeddings", epochs=1), TRAIN, EVALS, cache="off")
     from transformers import AutoModelForSequenceClassification
 
     m = AutoModelForSequenceClassification.from_pretrained(tiny)
     emb = sum(p.numel() for p in m.bert.embeddings.parameters())
-    assert res.stats["trainable_params"] == res.stats["total_params"] - emb
+    pooler = sum(p.numel() for p in m.bert.pooler.parameters())
+    for pooling, unused in (("cls", 0), ("mean", pooler)):  # mean pooling skips the pooler
+        c = cfg(tiny, freeze="embeddings", epochs=1, pooling=pooling)
+        res = ft.finetune(c, TRAIN, EVALS, cache="off")
+        assert res.stats["trainable_params"] == res.stats["total_params"] - emb - unused
 
 
 def test_predictions_do_not_depend_on_batch_neighbours(tiny):

@@ -687,13 +687,19 @@ def _make_classifier(model: Any, pooling: Pooling):
     return SequenceClassifier()
 
 
-def _freeze(model: Any, freeze: Freeze) -> None:
+def _freeze(model: Any, freeze: Freeze, pooling: Pooling) -> None:
+    """Switch off gradients of the frozen parts (and of a BERT pooler that mean pooling skips:
+    a parameter without gradient would also stop DistributedDataParallel)."""
     base = model.base_model
+    frozen = []
     if freeze == "encoder":
-        for p in base.parameters():
-            p.requires_grad_(False)
+        frozen.append(base)
     elif freeze == "embeddings":
-        for p in base.embeddings.parameters():
+        frozen.append(base.embeddings)
+    if pooling == "mean" and getattr(base, "pooler", None) is not None:
+        frozen.append(base.pooler)
+    for module in frozen:
+        for p in module.parameters():
             p.requires_grad_(False)
 
 
@@ -1091,7 +1097,7 @@ def _run(
             enc_train = encode(train)
             enc_evals = {name: encode(s) for name, s in evals.items()}
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            _freeze(model, config.freeze)
+            _freeze(model, config.freeze, config.pooling)
             classifier = _make_classifier(model, config.pooling)
             stats: dict[str, Any] = {
                 "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
