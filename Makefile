@@ -8,6 +8,9 @@ PIP := $(PY) -m pip
 APT_PACKAGES := apertium apertium-eng-spa apertium-fr-es lttoolbox lttoolbox-dev dict-freedict-eng-fra dict-freedict-fra-eng
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.xlt-installed
+# Idle OpenMP threads would otherwise spin and steal the cores from notebook kernels.
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 .PHONY: course test install apt data lessons lint format colab clean-build
 

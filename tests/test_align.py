@@ -192,6 +192,19 @@ def test_streaming_retrieval_equals_brute_force(chunk_size, method):
         assert idx.dtype == np.int64 and idx.shape == (len(ref_idx), topn)
 
 
+def test_threaded_slab_retrieval_equals_brute_force(monkeypatch):
+    # Force the threaded, slab-wise path on inputs small enough for a brute-force reference.
+    monkeypatch.setattr(align, "_PARALLEL_MIN_SCORES", 0)
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(6000, 10)).astype(np.float32)
+    Y = rng.normal(size=(210, 10)).astype(np.float32)
+    queries = rng.choice(6000, size=500, replace=False)
+    for topn, q, chunk in [(1, None, 64), (1, queries, 4096), (3, queries, 37)]:
+        ref_idx, _ = _brute(X, Y, method="csls", k=10, topn=topn, queries=q)
+        idx = align.translate(X, Y, k=10, topn=topn, queries=q, chunk_size=chunk, progress=False)
+        np.testing.assert_array_equal(idx, ref_idx)
+
+
 @pytest.mark.parametrize("n", [50, 5000, 20011])
 def test_knn_mean_similarity_equals_brute_force(n):
     rng = np.random.default_rng(n)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -48,10 +47,8 @@ BLOCK_BYTES = 256 * 2**20
 _CACHE_BYTES = 24 * 2**20
 #: ...but keep at least this many columns, below which matrix products lose efficiency.
 _MIN_BLOCK = 256
-#: From this many scores (n * m), top-1 CSLS orders targets by estimated r_S first.
-_REORDER_MIN_SCORES = 1_000_000_000
-#: Rows per matrix-product tile when group maxima are folded into the product.
-_TILE_ROWS = 16_384
+#: A slab of scores that one thread computes and reduces should fit in a core's L2 cache.
+_L2_BYTES = 2**20
 #: Rows of a block processed at once when subtracting r_S / 2 and taking the argmax.
 _ROW_CHUNK = 1024
 #: Below this many scores (n * m), retrieval runs its numpy passes in one thread.
@@ -167,7 +164,7 @@ def normalize(X: np.ndarray, *, center: bool = True, unit: bool = True) -> np.nd
         ValueError: ``X`` is not 2-D, contains NaN/inf, or has rows of norm zero (before or
             after centring), naming how many.
 
-    Used in: lesson 02-procrustes, exercise 1.
+    Used in: lessons 02-procrustes and 03-unsupervised-alignment.
     """
     A = _as_matrix(X, "X").copy()
     if unit:
@@ -232,6 +229,8 @@ def preprocess(
 def reduce_dim(X: np.ndarray, dim: int, *, n_ref: int | None = None) -> np.ndarray:
     """Project ``X`` on its ``dim`` leading principal components (after centring).
 
+    With ``dim == d`` nothing is lost by projecting, so ``X`` is returned unchanged (a copy).
+
     Args:
         X: (n, d) vectors.
         dim: target dimension, 1 <= dim <= d.
@@ -246,6 +245,8 @@ def reduce_dim(X: np.ndarray, dim: int, *, n_ref: int | None = None) -> np.ndarr
     if not 1 <= dim <= A.shape[1]:
         raise ValueError(f"dim must be in [1, {A.shape[1]}] for X of shape {A.shape}, got {dim}")
     if dim == A.shape[1]:
+        # All components would only centre and rotate X, which the pipeline does itself
+        # (centring, then an orthogonal map): keep the original coordinates.
         return A.copy()
     ref = A[:n_ref].astype(np.float64)
     mean = ref.mean(axis=0)
@@ -294,7 +295,7 @@ def procrustes(X_src: np.ndarray, Y_tgt: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: row counts differ, dimensions differ, no rows, or NaN.
 
-    Used in: lesson 02-procrustes, exercise 2; lesson 03-self-learning.
+    Used in: lesson 02-procrustes, exercise 1; lesson 03-unsupervised-alignment.
     """
     X, Y = _check_pair_shapes(X_src, Y_tgt, same_dim=True)
     M = X.astype(np.float64).T @ Y.astype(np.float64)
@@ -312,7 +313,7 @@ def least_squares(X_src: np.ndarray, Y_tgt: np.ndarray) -> np.ndarray:
     Returns:
         W: (d_src, d_tgt) float32; not orthogonal in general (see :func:`isometry_error`).
 
-    Used in: lesson 02-procrustes, exercise 3 (least squares vs Procrustes).
+    Used in: lesson 02-procrustes (least squares vs Procrustes).
     """
     X, Y = _check_pair_shapes(X_src, Y_tgt, same_dim=False)
     W, *_ = np.linalg.lstsq(X.astype(np.float64), Y.astype(np.float64), rcond=None)
@@ -466,7 +467,7 @@ def pairs_to_matrices(
     Warns:
         DroppedPairsWarning: with the count of pairs dropped because a word is missing.
 
-    Used in: lesson 02-procrustes, exercise 2.
+    Used in: lessons 02-procrustes and 03-unsupervised-alignment.
     """
     ids, kept = pairs_to_indices(pairs, src_emb, tgt_emb)
     X = np.asarray(src_emb.vectors, dtype=np.float32)[ids[:, 0]]
@@ -490,7 +491,7 @@ def identical_strings_seed(
     Returns:
         (p, 2) int64 pairs of (source row, target row).
 
-    Used in: lesson 03-self-learning, exercise 1.
+    Used in: lesson 03-unsupervised-alignment, exercise 1.
     """
     src_words = list(src_emb.words)[:max_rank]
     tgt_ids: dict[str, int] = {}
@@ -559,20 +560,24 @@ def _topk_mean_axis0(S: np.ndarray, k: int, M: np.ndarray | None = None) -> np.n
     Args:
         S: (n, c) float32 scores (a view with unit column stride).
         k: 1 <= k <= n.
-        M: the (G, c) group maxima of the first g * G rows if already computed.
+        M: the (G, c) maxima of the strided groups of the first g * G rows, g = n // G, if
+            already computed (G >= k).
 
     Returns:
         (c,) float32 means.
     """
     n, c = S.shape
-    shape = _groups(n, k)
-    if shape is None:
-        top = np.partition(S, n - k, axis=0)[n - k :]
-        return top.mean(axis=0, dtype=np.float64).astype(np.float32)
-    g, G = shape
+    if M is not None:
+        G = M.shape[0]
+        g = n // G
+    else:
+        shape = _groups(n, k)
+        if shape is None:
+            top = np.partition(S, n - k, axis=0)[n - k :]
+            return top.mean(axis=0, dtype=np.float64).astype(np.float32)
+        g, G = shape
+        M = _group_max(S[: G * g], G)
     main = G * g
-    if M is None:
-        M = _group_max(S[:main], G)
     top_groups = np.argpartition(np.ascontiguousarray(M.T), G - k, axis=1)[:, G - k :]
     cand = (top_groups[:, :, None] + G * np.arange(g)[None, None, :]).reshape(c, k * g)
     if main < n:
@@ -605,8 +610,8 @@ class _RowTopT:
     def update_top1_rows(self, C: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> None:
         """Merge (t = 1) scores ``C`` (len(rows), c) of the given rows; ``cols`` are their ids.
 
-        ``cols`` ascends within a block, so argmax's first maximum is the lowest index; across
-        blocks an equal score replaces the current best only for a lower index.
+        ``cols`` ascends, so argmax's first maximum is the lowest index; an equal score from
+        another block replaces the current best only for a lower index.
         """
         am = C.argmax(axis=1)
         mv = C[np.arange(C.shape[0]), am]
@@ -689,7 +694,7 @@ def knn_mean_similarity(
     Returns:
         (n,) float32.
 
-    Used in: lesson 02-procrustes, exercise 4 (CSLS).
+    Used in: lesson 02-procrustes, exercise 2 (CSLS).
     """
     Qa = _unit_rows(_as_matrix(Q, "Q"), "Q")
     Ka = _unit_rows(_as_matrix(K, "K"), "K")
@@ -706,49 +711,30 @@ def knn_mean_similarity(
     return out
 
 
-def _matmul_group_max(
-    A: np.ndarray, BT: np.ndarray, out: np.ndarray, k: int, row_max: np.ndarray
-) -> np.ndarray | None:
-    """Compute ``out = A @ BT`` in row tiles, reducing each tile while it is in cache.
+def _slab_rows(n: int, c: int, k: int) -> int | None:
+    """Rows per slab of an (n, c) block: one slab of scores fits in a core's L2 cache.
 
-    Fills ``row_max`` (n,) with the maximum of each row of ``out`` and returns the (G, c)
-    group maxima of :func:`_topk_mean_axis0` (None for small inputs, which are not tiled).
-    Folding both reductions into the product saves passes over ``out`` in main memory.
+    Returns G, the number of strided row groups of :func:`_topk_mean_axis0` (a slab is one
+    row of every group), or None when n is too small for slabs to pay.
     """
-    shape = _groups(A.shape[0], k)
-    if shape is None:
-        np.matmul(A, BT, out=out)
-        out.max(axis=1, out=row_max)
+    G = int(np.clip(_L2_BYTES // (4 * c), 8 * k, 65_536))
+    if n < 2048 or n // G < 2:
         return None
-    g, G = shape
-    main = g * G
-    tile = max(1, _TILE_ROWS // G) * G
-    M: np.ndarray | None = None
-    for r0 in range(0, main, tile):
-        r1 = min(r0 + tile, main)
-        part_out = out[r0:r1]
-        np.matmul(A[r0:r1], BT, out=part_out)
-        part_out.max(axis=1, out=row_max[r0:r1])
-        part = _group_max(part_out, G)
-        M = part if M is None else np.maximum(M, part, out=M)
-    if main < A.shape[0]:
-        np.matmul(A[main:], BT, out=out[main:])
-        out[main:].max(axis=1, out=row_max[main:])
-    return M
+    # Rebalance so that the n - g * G leftover rows (candidates of every column) are < g.
+    return n // (n // G)
 
 
-def _hub_order(X: np.ndarray, Y: np.ndarray, k: int, step: int) -> np.ndarray:
-    """Order targets by an estimate of r_S from a sample of sources, sorted within blocks.
+def _blas_single_thread() -> Any:
+    """Return a context manager limiting BLAS to one thread, or None without threadpoolctl.
 
-    Blocks of targets with similar r_S make the per-row bound of :func:`_retrieve` tight,
-    so few rows need the exact argmax. Any order gives the same, exact result.
+    Our own threads each run a product on their slab; a multi-threaded BLAS under them
+    would oversubscribe the cores.
     """
-    n_sample = min(X.shape[0], max(100 * k, X.shape[0] // 20))
-    est = knn_mean_similarity(Y, X[:n_sample], k)
-    order = np.argsort(est, kind="stable")
-    for s in range(0, len(order), step):
-        order[s : s + step].sort()
-    return order
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return None
+    return ThreadpoolController().limit(limits=1, user_api="blas")
 
 
 def _retrieve(
@@ -761,7 +747,6 @@ def _retrieve(
     queries: np.ndarray | None,
     chunk_size: int,
     progress: bool,
-    reorder: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Stream over target blocks; return (indices, scores, r_S) with scores = cos or cos - r_S/2.
 
@@ -770,10 +755,11 @@ def _retrieve(
     merged into each query's running top-n. The query's own penalty r_T(x) is a constant
     for its row, so it does not change the ranking and is not needed here.
 
-    For top-1 CSLS a row can only improve on its running best b if
-    max_j S_ij - min_j r_S(j) / 2 > b; the row maxima come almost free with the product, so
-    only the rows passing this bound are re-read. ``reorder`` (default: for large inputs)
-    processes targets in order of estimated r_S to tighten the bound.
+    The block is computed in slabs of rows that fit in a core's L2 cache, one thread per
+    core, each reducing its slab while it is hot: row maxima, and the group maxima that make
+    r_S cheap (:func:`_topk_mean_axis0`). For top-1 a row can only improve on its running
+    best b if max_j S_ij - min_j r_S(j) / 2 >= b, so only the rows passing this bound are
+    read again (a third of them on the EN-FR data, fewer as the blocks go by).
     """
     m = Y.shape[0]
     Xq = X if queries is None else X[queries]
@@ -783,60 +769,70 @@ def _retrieve(
     A = X if rS is not None else Xq
     n_rows = A.shape[0]
     step = _block_rows(n_rows, chunk_size)
-    top1_csls = rS is not None and topn == 1
-    if reorder is None:
-        reorder = top1_csls and n_rows * m >= _REORDER_MIN_SCORES
-    order = _hub_order(X, Y, k, step) if reorder and top1_csls else None
-    Yo = Y if order is None else Y[order]
     # One preallocated block: a fresh 100+ MB array per block would cost page faults.
     buf = np.empty((n_rows, min(step, m)), dtype=np.float32)
     row_max = np.empty(n_rows, dtype=np.float32)
     starts = range(0, m, step)
     show = progress and n_rows * m >= _PROGRESS_MIN_SCORES
-    workers = _n_threads() if n_rows * m >= _PARALLEL_MIN_SCORES else 1
+    G = _slab_rows(n_rows, buf.shape[1], k) if rS is not None else None
+    workers = _n_threads() if n_rows * m >= _PARALLEL_MIN_SCORES and G is not None else 1
+    # Created just before the loop: the limit applies from creation until __exit__ below.
+    limit = _blas_single_thread() if workers > 1 else None
+    if limit is None:
+        workers = 1
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    local = threading.local()
 
-    def run(fn: Callable[[Any], None], items: Sequence[Any]) -> None:
-        # numpy releases the GIL in these loops, so threads use the cores BLAS used.
-        if pool is None:
-            for item in items:
-                fn(item)
-        else:
-            list(pool.map(fn, items))
+    def run(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        # numpy and BLAS release the GIL, so the threads run on all cores.
+        return [fn(i) for i in items] if pool is None else list(pool.map(fn, items))
+
+    slabs: list[list[tuple[int, int]]] = []
+    if G is not None:
+        g = n_rows // G
+        bounds = [(a * G, (a + 1) * G) for a in range(g)]
+        if g * G < n_rows:
+            bounds.append((g * G, n_rows))
+        slabs = [bounds[i::workers] for i in range(workers)]
+
+    def product(my_slabs: list[tuple[int, int]], S: np.ndarray, YbT: np.ndarray) -> Any:
+        M = None
+        for r0, r1 in my_slabs:
+            part = S[r0:r1]
+            np.matmul(A[r0:r1], YbT, out=part)
+            part.max(axis=1, out=row_max[r0:r1])
+            if r1 - r0 == G:
+                M = part.copy() if M is None else np.maximum(M, part, out=M)
+        return M
 
     def top1_rows(rows: np.ndarray, S: np.ndarray, half: np.ndarray, cols: np.ndarray) -> None:
-        # rows: positions among the queries. Subtract into a small per-thread buffer, so S
-        # is only read, never rewritten.
+        # rows: positions among the queries.
         src_rows = rows if queries is None else queries[rows]
-        tmp = getattr(local, "tmp", None)
-        if tmp is None or tmp.shape[1] < S.shape[1]:
-            tmp = local.tmp = np.empty((_ROW_CHUNK, buf.shape[1]), dtype=np.float32)
-        t = tmp[: rows.size, : S.shape[1]]
-        np.subtract(S[src_rows], half, out=t)
-        best.update_top1_rows(t, cols, rows)
+        best.update_top1_rows(S[src_rows] - half, cols, rows)
 
     try:
         for s in _progress(starts, len(starts), f"{method.upper()} retrieval", show):
-            YbT = Yo[s : s + step].T
+            YbT = np.ascontiguousarray(Y[s : s + step].T)
             w = YbT.shape[1]
-            cols = np.arange(s, s + w) if order is None else order[s : s + w]
+            cols = np.arange(s, s + w)
             S = buf[:, :w]
             if rS is None:
                 np.matmul(A, YbT, out=S)
                 if topn == 1:
-                    chunks = [
-                        np.arange(r0, min(r0 + _ROW_CHUNK, nq)) for r0 in range(0, nq, _ROW_CHUNK)
-                    ]
-                    run(
-                        lambda rows, S=S, cols=cols: best.update_top1_rows(S[rows], cols, rows),
-                        chunks,
-                    )
+                    for r0 in range(0, nq, _ROW_CHUNK):
+                        rows = np.arange(r0, min(r0 + _ROW_CHUNK, nq))
+                        best.update_top1_rows(S[rows], cols, rows)
                 else:
                     best.update(S, s)
                 continue
-            M = _matmul_group_max(A, YbT, S, k, row_max)
-            parts = [p for p in np.array_split(np.arange(w), workers) if p.size]
+            M = None
+            if G is None:
+                np.matmul(A, YbT, out=S)
+                S.max(axis=1, out=row_max)
+            else:
+                for P in run(partial(product, S=S, YbT=YbT), slabs):
+                    if P is not None:
+                        M = P if M is None else np.maximum(M, P, out=M)
+            col_parts = [p for p in np.array_split(np.arange(w), workers) if p.size]
 
             def topk_part(
                 c: np.ndarray, S: np.ndarray = S, M: np.ndarray | None = M, cols: np.ndarray = cols
@@ -844,7 +840,7 @@ def _retrieve(
                 a, b = int(c[0]), int(c[-1]) + 1
                 rS[cols[a:b]] = _topk_mean_axis0(S[:, a:b], k, None if M is None else M[:, a:b])
 
-            run(topk_part, parts)
+            run(topk_part, col_parts)
             half = 0.5 * rS[cols]
             if topn == 1:
                 bound = row_max if queries is None else row_max[queries]
@@ -858,6 +854,8 @@ def _retrieve(
     finally:
         if pool is not None:
             pool.shutdown()
+        if limit is not None:
+            limit.__exit__(None, None, None)
     vals, idx = best.result()
     return idx, vals, rS
 
@@ -927,12 +925,13 @@ def translate(
         progress: show a tqdm bar (only for large inputs).
 
     Returns:
-        (n_queries, topn) int64 target row indices, best first; ties go to the lower index.
+        (n_queries, topn) int64 target row indices, best first; equal float32 scores go to
+        the lower index (two identical target vectors may still score an ulp apart).
 
     Raises:
         ValueError: dimensions differ, NaN or zero rows, k or topn out of range.
 
-    Used in: lesson 02-procrustes, exercise 4; lesson 03-self-learning.
+    Used in: lesson 02-procrustes, exercise 2; lesson 03-unsupervised-alignment.
     """
     X, Y, q = _check_retrieval_args(X_src_mapped, Y_tgt, method, k, topn, queries)
     idx, _, _ = _retrieve(
@@ -1004,7 +1003,7 @@ def csls_scores(X_src_mapped: np.ndarray, Y_tgt: np.ndarray, *, k: int = 10) -> 
     Returns:
         (n, m) float32.
 
-    Used in: lesson 02-procrustes, exercise 4.
+    Used in: lesson 02-procrustes, exercise 2.
     """
     cos = nn_scores(X_src_mapped, Y_tgt)
     _check_k(k, cos.shape[1], "target rows (Y_tgt)")
@@ -1024,7 +1023,7 @@ def k_occurrence(predictions: np.ndarray, n_targets: int | None = None) -> np.nd
     Returns:
         (n_targets,) int64 counts; a heavy right tail means hubs.
 
-    Used in: lesson 02-procrustes, exercise 5.
+    Used in: lesson 02-procrustes (hubness).
     """
     P = np.asarray(predictions)
     if P.ndim != 2:
@@ -1058,7 +1057,7 @@ def precision_at_k(
     Returns:
         Precision in [0, 1].
 
-    Used in: lesson 02-procrustes, exercise 4.
+    Used in: lesson 02-procrustes, exercise 3.
     """
     P = np.asarray(predictions)
     if P.ndim != 2:
@@ -1170,7 +1169,7 @@ def evaluate_bli(
     Warns:
         DroppedPairsWarning: test pairs with a word outside the vocabularies.
 
-    Used in: lesson 02-procrustes, exercise 4.
+    Used in: lesson 02-procrustes.
     """
     ids, _ = pairs_to_indices(test_pairs, src_emb, tgt_emb)
     queries, gold = _gold_by_query(ids)
@@ -1221,7 +1220,7 @@ def induce_dictionary(
     Returns:
         (p, 2) int64 pairs (source row, target row), sorted by source row.
 
-    Used in: lesson 03-self-learning, exercise 2.
+    Used in: lesson 03-unsupervised-alignment, exercise 2.
     """
     X = _as_matrix(X_mapped, "X_mapped")[:max_rank]
     Y = _as_matrix(Y_tgt, "Y_tgt")[:max_rank]
@@ -1354,7 +1353,7 @@ def self_learning(
     Returns:
         :class:`SelfLearningResult`.
 
-    Used in: lesson 03-self-learning, exercise 3.
+    Used in: lesson 03-unsupervised-alignment, exercise 3 (convergence).
     """
     cfg = config or SelfLearningConfig()
     X = _as_matrix(X_src, "X_src")
@@ -1450,7 +1449,7 @@ def wasserstein_procrustes(
     Returns:
         (d, d) float32 orthogonal W.
 
-    Used in: lesson 03-self-learning (optional extension).
+    Used in: lesson 03-unsupervised-alignment (optional extension).
     """
     import ot  # POT; imported here because only this refinement needs it
 
@@ -1581,7 +1580,7 @@ def run_bli(
     tgt: str,
     *,
     method: Method = "csls",
-    k: int = 10,
+    k: int | None = None,
     dim_reduce: DimReduce | None = None,
     mapping: MappingKind | None = None,
     config: BLIConfig | None = None,
@@ -1597,7 +1596,7 @@ def run_bli(
     Args:
         src, tgt: ISO 639-1 codes, e.g. ``"en"``, ``"fr"``.
         method: criterion for inducing refinement pairs (NN and CSLS are both evaluated).
-        k: CSLS neighbourhood (overrides ``config.k``).
+        k: CSLS neighbourhood; None keeps ``config.k`` (10 in both recipes).
         dim_reduce: see :class:`BLIConfig`; None keeps ``config.dim_reduce``.
         mapping: see :class:`BLIConfig`; None keeps ``config.mapping``.
         config: settings (default: :meth:`BLIConfig.recommended`; the plain Procrustes
@@ -1619,7 +1618,9 @@ def run_bli(
     from xlt_course.data.vectors import load_vectors
 
     t0 = time.perf_counter()
-    cfg = replace(config or BLIConfig.recommended(), k=k)
+    cfg = config or BLIConfig.recommended()
+    if k is not None:
+        cfg = replace(cfg, k=k)
     if dim_reduce is not None:
         cfg = replace(cfg, dim_reduce=dim_reduce)
     if mapping is not None:
