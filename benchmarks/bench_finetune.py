@@ -47,14 +47,7 @@ def _data(n_train: int, n_eval: int):
     from xlt_course.data.topics import TopicSplit, load_topics
 
     def subset(split: TopicSplit, n: int) -> TopicSplit:
-        keep = np.sort(np.random.default_rng(0).permutation(len(split))[:n])
-        return TopicSplit(
-            split.lang,
-            [split.texts[i] for i in keep],
-            split.labels[keep],
-            split.label_names,
-            [split.ids[i] for i in keep],
-        )
+        return split.select(np.sort(np.random.default_rng(0).permutation(len(split))[:n]))
 
     return subset(load_topics("train", "en"), n_train), subset(load_topics("test", "en"), n_eval)
 

