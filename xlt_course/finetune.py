@@ -1208,6 +1208,18 @@ def _epoch_plan(config: FinetuneConfig, enc_train: _Encoded) -> list[list[list[i
     ]
 
 
+def _optimizer(model: Any, config: FinetuneConfig, plan: list[list[list[int]]]):
+    """Return (AdamW, linear warmup/decay schedule, trainable parameters) for ``plan``."""
+    import torch
+
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
+    total_steps = sum(len(p) for p in plan)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total_steps, math.ceil(config.warmup_ratio * total_steps))
+    )
+    return optimizer, scheduler, [p for p in model.parameters() if p.requires_grad]
+
+
 def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id):
     """Fine-tune with the encoder in the graph; return (history, stats, eval logits)."""
     import torch
@@ -1223,12 +1235,8 @@ def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad
         generator=_private_generator(),
     )
     model = classifier.model
-    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
+    optimizer, scheduler, params = _optimizer(model, config, plan)
     total_steps = sum(len(p) for p in plan)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, math.ceil(config.warmup_ratio * total_steps))
-    )
-    params = [p for p in model.parameters() if p.requires_grad]
     classifier, optimizer, scheduler, loader = runtime.prepare(
         classifier, optimizer, scheduler, loader
     )
@@ -1382,12 +1390,8 @@ def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pa
     y = torch.as_tensor(enc_train.labels, dtype=torch.long, device=runtime.device)
     plan = _epoch_plan(config, enc_train)
     model = classifier.model
-    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
+    optimizer, scheduler, params = _optimizer(model, config, plan)
     total_steps = sum(len(p) for p in plan)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, math.ceil(config.warmup_ratio * total_steps))
-    )
-    params = [p for p in model.parameters() if p.requires_grad]
     history = []
     for epoch in range(config.epochs):
         model.train()
