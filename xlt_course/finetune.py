@@ -1343,8 +1343,8 @@ def _predict_encoded(classifier, runtime, enc: _Encoded, pad_id, config, desc: s
     return out
 
 
-_FEATURES: OrderedDict[str, Any] = OrderedDict()
-_FEATURES_MAX = 32
+_FEATURES: OrderedDict[str, dict[tuple[int, ...], Any]] = OrderedDict()
+_FEATURES_MAX_ROWS = 200_000
 
 
 def clear_feature_cache() -> None:
@@ -1355,8 +1355,10 @@ def clear_feature_cache() -> None:
 def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id, model_key):
     """Linear probe: pool the frozen encoder's features once, train the head on them.
 
-    The features depend on the pretrained encoder, the pooling and the tokens only, so runs
-    that differ in seed or head hyper-parameters share them (kept in memory this session).
+    The features depend on the pretrained encoder, the pooling and the tokens only, so they
+    are kept in memory this session per distinct text (token ids): runs that differ in seed
+    or head hyper-parameters, or that share texts (English + translated training sets,
+    the same evaluation sets), encode each text once.
     """
     import torch
     from tqdm.auto import tqdm
@@ -1364,26 +1366,27 @@ def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pa
     classifier = classifier.to(runtime.device)
 
     def features(enc: _Encoded, desc: str) -> torch.Tensor:
-        key = _fingerprint([model_key, config.pooling, runtime.precision, enc.input_ids])
-        if key in _FEATURES:
-            _FEATURES.move_to_end(key)
-            return _FEATURES[key]
-        loader = _eval_loader(enc, pad_id, config.eval_batch_size)
-        classifier.eval()
-        out = None
-        with torch.no_grad():
-            for (mb,) in tqdm(loader, desc=f"encoding {desc}", unit="batch", leave=False,
-                              disable=not config.progress):  # fmt: skip
-                mb = runtime.to_device(mb)
-                with runtime.autocast():
-                    f = classifier.features(mb["input_ids"], mb["attention_mask"]).float()
-                if out is None:
-                    out = torch.zeros((len(enc.labels), f.shape[1]), dtype=torch.float32)
-                out[mb["index"].cpu()] = f.cpu()
-        _FEATURES[key] = out
-        while len(_FEATURES) > _FEATURES_MAX:
+        space = _fingerprint([model_key, config.pooling, runtime.precision])
+        rows = _FEATURES.setdefault(space, {})
+        _FEATURES.move_to_end(space)
+        keys = [tuple(ids) for ids in enc.input_ids]
+        todo = list(dict.fromkeys(k for k in keys if k not in rows))
+        if todo:
+            sub = _Encoded([list(k) for k in todo], np.zeros(len(todo), dtype=np.int64),
+                           [str(i) for i in range(len(todo))])  # fmt: skip
+            loader = _eval_loader(sub, pad_id, config.eval_batch_size)
+            classifier.eval()
+            with torch.no_grad():
+                for (mb,) in tqdm(loader, desc=f"encoding {desc}", unit="batch", leave=False,
+                                  disable=not config.progress):  # fmt: skip
+                    mb = runtime.to_device(mb)
+                    with runtime.autocast():
+                        f = classifier.features(mb["input_ids"], mb["attention_mask"]).float()
+                    for j, vec in zip(mb["index"].tolist(), f.cpu(), strict=True):
+                        rows[todo[j]] = vec
+        while len(_FEATURES) > 1 and sum(map(len, _FEATURES.values())) > _FEATURES_MAX_ROWS:
             _FEATURES.popitem(last=False)
-        return out
+        return torch.stack([rows[k] for k in keys])
 
     t0, c0 = time.perf_counter(), time.process_time()
     X = features(enc_train, "train").to(runtime.device)
