@@ -91,6 +91,24 @@ def _bli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from xlt_course import pretrain
+
+    names = list(pretrain.CONFIGS) if args.config == ["all"] else args.config
+    try:
+        configs = [pretrain.get_config(name, smoke=args.smoke) for name in names]
+    except ValueError as e:
+        print(f"xlt-course: error: {e}", file=sys.stderr)
+        return 2
+    root = Path(args.root) if args.root else None
+    for config in configs:
+        path, cached = pretrain.load_or_pretrain(config, root=root, force=args.force)
+        info = pretrain.read_info(path) or {}
+        how = "cached" if cached else f"trained in {info['seconds']:.0f} s on {info['device']}"
+        print(f"{config.name}: {how}, final MLM loss {info['loss'][-1]:.2f} -> {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``xlt-course``."""
     p = argparse.ArgumentParser(prog="xlt-course", description=__doc__)
@@ -136,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--src", default="en")
     b.add_argument("--tgt", default="fr")
     b.set_defaults(func=_bli)
+
+    pt = sub.add_parser("pretrain", help="pretrain a tiny bilingual BERT of lesson 05 (cached)")
+    pt.add_argument(
+        "config",
+        nargs="+",
+        help="predefined configs (base, fake, ...; all: every one) or JSON files",
+    )
+    pt.add_argument("--smoke", action="store_true", help="the smoke-size run (name-smoke)")
+    pt.add_argument("--force", action="store_true", help="retrain even when cached")
+    pt.add_argument(
+        "--root", help="checkpoint folder (default: data/cache/05-multilingual-pretraining)"
+    )
+    pt.set_defaults(func=_pretrain)
     return p
 
 

@@ -49,7 +49,9 @@ PUBLISHED_ALPHA: dict[str, float] = {"mBERT": 0.7, "XLM": 0.5, "XLM-R": 0.3}
 def _as_counts(counts: Any) -> np.ndarray:
     n = np.asarray(counts, dtype=np.float64)
     if n.ndim != 1 or n.size == 0:
-        raise ValueError(f"counts must be a non-empty 1-D array of corpus sizes, got shape {n.shape}")
+        raise ValueError(
+            f"counts must be a non-empty 1-D array of corpus sizes, got shape {n.shape}"
+        )
     if not np.all(np.isfinite(n)) or np.any(n < 0):
         raise ValueError(f"counts must be finite and >= 0, got {n.tolist()}")
     if not np.any(n > 0):
@@ -129,8 +131,7 @@ def sampling_table(
     langs = list(sizes)
     counts = [sizes[lang] for lang in langs]
     return {
-        a: dict(zip(langs, language_probabilities(counts, a).tolist(), strict=True))
-        for a in alphas
+        a: dict(zip(langs, language_probabilities(counts, a).tolist(), strict=True)) for a in alphas
     }
 
 

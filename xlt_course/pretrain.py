@@ -8,13 +8,19 @@ its translation. Afterwards we measure what emerged on the held-out, human-paral
 
 - cross-lingual retrieval: does the mean-pooled hidden state of an English sentence have its
   French translation as nearest neighbour among 900 candidates (P@1)?
-- zero-shot transfer: fine-tune on English topic labels, test on the French test sentences.
+- zero-shot transfer: train a topic classifier on English (a linear probe on the frozen
+  sentence vectors, or fine-tuning), test it on the French test sentences.
+
+An untrained model with the same vocabulary is the control: identical pieces share their
+(random) embeddings, so it already "retrieves" part of the translations.
 
 Ablations in the spirit of K et al. (ICLR 2020), each a :class:`PretrainConfig` in
-:data:`CONFIGS`: the second language shifted into an unused Unicode range so that it shares
-no character, hence no subword, with English (``variant="fake"``); only whole words that occur
-identically in both corpora kept (``variant="anchors"``); 1 layer instead of 4; the language
-sampling exponent alpha (:mod:`xlt_course.sampling`).
+:data:`CONFIGS`: the second language shifted by 200,000 code points, into ranges no text of
+the corpus uses, so that it shares no character, hence no subword, with English
+(``variant="fake"``); only whole words that occur identically in both corpora kept
+(``variant="anchors"``); 1 layer instead of 4; the language sampling exponent alpha
+(:mod:`xlt_course.sampling`); and the limiting case of the Fake test, English paired with
+Fake-English made from other English sentences (``other="en"``).
 
 ``xlt-course pretrain CONFIG`` trains the same checkpoints outside the notebook, into
 ``paths.cache_dir() / "05-multilingual-pretraining" / CONFIG``; the lesson loads them from
@@ -51,7 +57,8 @@ VARIANTS: tuple[Variant, ...] = ("shared", "fake", "anchors")
 
 #: The shift K et al. (ICLR 2020) used to create Fake-English (200,000 code points, as stated
 #: in REFERENCE_NUMBERS.md, second-hand). Every character the dataset uses (at most U+FFFF)
-#: lands in planes 3-4, far from any script the corpus uses, and stays a valid code point.
+#: lands in planes 3-4 (Latin letters in CJK Unified Ideographs Extension G, rare ideographs
+#: no text of the corpus uses; some shifted characters are unassigned), a valid code point.
 FAKE_OFFSET = 200_000
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -69,7 +76,7 @@ class PretrainConfig:
     Attributes:
         name: the checkpoint folder name under ``cache_dir()/05-multilingual-pretraining``.
         other: the second language (ISO 639-1), English being the first. ``"en"`` with
-            ``variant="fake"`` is K et al.'s own setting: English and Fake-English, each
+            ``variant="fake"`` is the limiting case: English and Fake-English, each
             from different items.
         variant: ``"shared"`` (plain text), ``"fake"`` (the second language shifted by
             ``offset`` code points: no shared character or subword), ``"anchors"`` (shifted
@@ -83,9 +90,11 @@ class PretrainConfig:
             language are concatenated and cut into blocks, so each sequence is one language.
         other_share: share of the items translated in both languages whose ``other`` text
             goes into the corpus; the English text of all remaining items does, so English
-            has about twice the second language's text and no item is in both.
+            has two to three times the second language's tokens and no item is in both.
         steps, batch_size, learning_rate, warmup_steps, weight_decay, mlm_probability:
             optimisation (AdamW, linear warm-up then linear decay, BERT's 15% masking).
+        dropout: dropout of the hidden states and attention (0: the runs are too short to
+            overfit much, and dropout slows them down).
         seed: seeds the corpus split, the initialisation, the sampling and the masking.
         offset: the Unicode shift of the ``fake`` and ``anchors`` variants.
     """
@@ -133,8 +142,8 @@ class PretrainConfig:
         return dataclasses.replace(
             self,
             name=f"{self.name}-smoke",
-            steps=30,
-            warmup_steps=5,
+            steps=20,
+            warmup_steps=4,
             batch_size=16,
             vocab_size=1000,
             hidden_size=64,
@@ -272,7 +281,7 @@ class PretrainCorpus:
 
     Attributes:
         langs: ``("en", second)``: second is the ``other`` language, or ``"en-fake"`` for
-            K et al.'s English + Fake-English.
+            English + Fake-English.
         texts: ``{lang: sentences}`` as the model sees them (split into words; the second
             language transformed by the config's variant).
         ids: ``{lang: item ids}``, disjoint between the two languages.
@@ -430,10 +439,10 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train a WordPiece tokenizer on space-separated text and wrap it for transformers.
 
-    No normalisation and a whitespace-only pre-tokenizer, so that Fake text (characters in
-    unassigned Unicode ranges) is segmented exactly like real text. Why not the XLM-R
-    tokenizer: its 250,002 pieces would make the embedding matrix (250,002 x 128 = 32M
-    parameters) 25 times the size of the rest of the model, for a corpus of 20,000 words.
+    No normalisation and a whitespace-only pre-tokenizer, so that Fake text (shifted
+    characters, mostly rare CJK ideographs) is segmented exactly like real text. Why not the
+    XLM-R tokenizer: its 250,002 pieces would make the embedding matrix (250,002 x 128 = 32M
+    parameters) dwarf the rest of the model (about 0.55M), for a corpus of 20,000 words.
 
     Args:
         texts: the pretraining sentences of every language (already :func:`split_words`).
@@ -533,14 +542,29 @@ class PretrainInfo:
         return dataclasses.asdict(self)
 
 
-def _autocast(device: str) -> tuple[contextlib.AbstractContextManager, Any]:
-    """Return (autocast context, dtype): bf16 (or fp16) on CUDA, nothing elsewhere."""
+def mixed_precision(device: str) -> tuple[contextlib.AbstractContextManager, Any]:
+    """Return the autocast context and the gradient scaler to train on ``device`` with.
+
+    On CUDA: bf16 autocast where the GPU supports it (same exponent range as fp32, so no
+    loss scaling), else fp16 autocast with a dynamic loss scaler. Elsewhere: full precision
+    and a disabled scaler, whose ``scale``/``unscale_``/``step``/``update`` pass through.
+
+    Args:
+        device: a torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+
+    Returns:
+        ``(autocast context manager, torch.amp.GradScaler)``.
+    """
     import torch
 
-    if device == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype), dtype
-    return contextlib.nullcontext(), None
+    if torch.device(device).type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return (
+                torch.autocast("cuda", dtype=torch.bfloat16),
+                torch.amp.GradScaler("cuda", enabled=False),
+            )
+        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+    return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
 
 
 def new_model(config: PretrainConfig, vocab_size: int, pad_id: int) -> BertForMaskedLM:
@@ -630,8 +654,7 @@ def pretrain(
         weight_decay=config.weight_decay,
     )
     schedule = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
-    autocast, dtype = _autocast(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    autocast, scaler = mixed_precision(device)
     sampled = np.zeros(len(corpus.langs), dtype=np.int64)
     losses: list[float] = []
     model.train()
@@ -884,7 +907,7 @@ class EvalConfig:
 
     def smoke(self) -> EvalConfig:
         """Return the smoke-size version."""
-        return dataclasses.replace(self, n_test=120, n_train=300, epochs=1)
+        return dataclasses.replace(self, n_test=100, n_train=200, epochs=1)
 
 
 @dataclass(frozen=True)
@@ -1003,16 +1026,18 @@ def finetune_zero_shot(
     steps = cfg.epochs * -(-len(data.en_train) // cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, steps // 10, steps)
-    autocast, _ = _autocast(device)
+    autocast, scaler = mixed_precision(device)
     model.train()
     bar = tqdm(total=steps, desc="fine-tune (en)", disable=not progress)
     for _ in range(cfg.epochs):
         for batch in batches(data.en_train, data.train_labels, rng.permutation(len(data.en_train))):
             with autocast:
                 loss = model(**batch).loss
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
             bar.update()
@@ -1080,7 +1105,9 @@ def evaluate(
 
     Returns:
         ``{"p1_layers": (L+1,) P@1, "p1_layers_centered": (L+1,), "p1": last layer,
-        "p1_centered": last layer centred, "acc_en", "acc_other", "n_test"}``.
+        "p1_centered": last layer centred, "acc_en", "acc_other", "acc_other_centered"
+        (the probe applied to the second language's vectors minus their mean, trained on the
+        English vectors minus theirs; NaN when fine-tuning), "n_test"}``.
     """
     data = eval_data(corpus, cfg, root=root)
     if checkpoint is not None:
@@ -1098,6 +1125,15 @@ def evaluate(
         acc = probe_zero_shot(
             T, data.train_labels, {"en": X[-1], "other": Y[-1]}, data.test_labels, c=cfg.probe_c
         )
+        # each set minus its own mean: the language direction removed (no labels used)
+        centred = probe_zero_shot(
+            T - T.mean(0),
+            data.train_labels,
+            {"other": Y[-1] - Y[-1].mean(0)},
+            data.test_labels,
+            c=cfg.probe_c,
+        )
+        acc["other_centered"] = centred["other"]
     else:
         acc = finetune_zero_shot(
             checkpoint, data, cfg, config=config, tokenizer=tokenizer, device=device
@@ -1109,5 +1145,6 @@ def evaluate(
         "p1_centered": float(p1c[-1]),
         "acc_en": acc["en"],
         "acc_other": acc["other"],
+        "acc_other_centered": acc.get("other_centered", float("nan")),
         "n_test": len(data.en_test),
     }

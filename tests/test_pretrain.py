@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import solution
 
-from xlt_course import pretrain, sampling
+from xlt_course import notebooks, paths, pretrain, sampling
 from xlt_course.cli import main as cli_main
 from xlt_course.data.topics import load_topics
 from xlt_course.grading import run_test_cell, solution_namespace
@@ -223,6 +224,43 @@ def test_pretrain_saves_a_complete_seeded_checkpoint(tiny_checkpoint, tmp_path):
     assert not [p for p in root.iterdir() if p.name.startswith(".")], "temporary folder left"
 
 
+def test_mixed_precision_only_on_cuda(monkeypatch):
+    torch = pytest.importorskip("torch")
+    autocast, scaler = pretrain.mixed_precision("cpu")
+    assert not isinstance(autocast, torch.autocast) and not scaler.is_enabled()
+    for supported, dtype in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        with pytest.warns(UserWarning) if not torch.cuda.is_available() else _no_warning():
+            autocast, scaler = pretrain.mixed_precision("cuda:0")
+        assert isinstance(autocast, torch.autocast) and autocast.device == "cuda"
+        assert autocast.fast_dtype == dtype
+        if torch.cuda.is_available():  # without CUDA, torch disables every CUDA scaler
+            assert scaler.is_enabled() == (dtype == torch.float16), "loss scaling for fp16 only"
+
+
+@contextlib.contextmanager
+def _no_warning():
+    yield
+
+
+def test_training_loop_runs_under_autocast_and_loss_scaling(monkeypatch, tmp_path):
+    """The CUDA code path (autocast + a live GradScaler), exercised on CPU with bf16."""
+    torch = pytest.importorskip("torch")
+    used = []
+
+    def cpu_mixed(device):
+        used.append(device)
+        return torch.autocast("cpu", dtype=torch.bfloat16), torch.amp.GradScaler("cpu")
+
+    monkeypatch.setattr(pretrain, "mixed_precision", cpu_mixed)
+    path = pretrain.pretrain(TINY, tmp_path / "bf16", device="cpu", progress=False)
+    info = pretrain.read_info(path)
+    assert used == ["cpu"] and len(info["loss"]) == TINY.steps
+    assert all(np.isfinite(info["loss"])) and info["loss"][0] > 5
+    model, _ = pretrain.load_checkpoint(path)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}, "weights stay fp32"
+
+
 def test_load_or_pretrain_uses_the_cache_only_for_the_same_config(tiny_checkpoint):
     root, path = tiny_checkpoint
     assert pretrain.is_cached(TINY, root)
@@ -254,7 +292,7 @@ def test_evaluate_reports_retrieval_and_transfer(tiny_checkpoint):
     corpus = pretrain.build_corpus(TINY)
     result = pretrain.evaluate(path, corpus, TINY_EVAL)
     assert len(result["p1_layers"]) == TINY.num_layers + 1 and result["n_test"] == 24
-    for key in ("p1", "p1_centered", "acc_en", "acc_other"):
+    for key in ("p1", "p1_centered", "acc_en", "acc_other", "acc_other_centered"):
         assert 0 <= result[key] <= 1
     _, tokenizer = pretrain.load_checkpoint(path)
     control = pretrain.evaluate(None, corpus, TINY_EVAL, config=TINY, tokenizer=tokenizer)
@@ -262,7 +300,7 @@ def test_evaluate_reports_retrieval_and_transfer(tiny_checkpoint):
     tuned = pretrain.evaluate(
         path, corpus, dataclasses.replace(TINY_EVAL, mode="finetune", epochs=1)
     )
-    assert 0 <= tuned["acc_other"] <= 1
+    assert 0 <= tuned["acc_other"] <= 1 and np.isnan(tuned["acc_other_centered"])
 
 
 def test_cli_pretrain_writes_the_checkpoint(tmp_path, capsys):
@@ -274,6 +312,58 @@ def test_cli_pretrain_writes_the_checkpoint(tmp_path, capsys):
     assert cli_main(["pretrain", str(config), "--root", str(tmp_path / "out")]) == 0
     assert "cached" in capsys.readouterr().out
     assert cli_main(["pretrain", "nope"]) == 2
+
+
+def test_cli_checkpoint_is_the_one_the_lesson_loads(tmp_path, monkeypatch, capsys):
+    """`xlt-course pretrain NAME` writes where the lesson's load_or_pretrain looks, bit for bit."""
+    torch = pytest.importorskip("torch")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "topics").symlink_to(paths.data_dir() / "topics", target_is_directory=True)
+    monkeypatch.setenv("XLT_COURSE_DATA", str(data))
+    config = tmp_path / "lesson-tiny.json"
+    config.write_text(json.dumps({**TINY.to_dict(), "name": "lesson-tiny"}))
+    assert cli_main(["pretrain", str(config)]) == 0
+    cfg = pretrain.get_config(str(config))
+    where = paths.cache_dir() / pretrain.LESSON / "lesson-tiny"
+    assert f"-> {where}" in capsys.readouterr().out
+    # the call the notebook makes: found in the cache, not retrained
+    assert pretrain.load_or_pretrain(cfg, progress=False) == (where, True)
+    # and the same weights as training it in the lesson would give
+    fresh = pretrain.pretrain(cfg, tmp_path / "in-lesson", progress=False)
+    cli_model, cli_tok = pretrain.load_checkpoint(where)
+    lesson_model, lesson_tok = pretrain.load_checkpoint(fresh)
+    assert cli_tok.get_vocab() == lesson_tok.get_vocab()
+    cli_state, lesson_state = cli_model.state_dict(), lesson_model.state_dict()
+    assert cli_state.keys() == lesson_state.keys()
+    assert all(torch.equal(cli_state[k], lesson_state[k]) for k in cli_state)
+
+
+def test_lesson_trains_only_outside_grading():
+    """Under the autograder (ENV.grading) the lesson must never train a model."""
+    nb = notebooks.read_notebook(NB)
+    training = ("load_or_pretrain(", "pretrain.pretrain(", "finetune_zero_shot(", ".fit(")
+    graded = notebooks.grade_cells(nb).values()
+    for c in graded:
+        assert not any(t in c.source for t in training), "a graded cell trains"
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    trains = [src for src in code if any(t in src for t in training)]
+    assert len(trains) == 1, "the lesson trains in exactly one cell"
+    (src,) = trains
+    before, _, after = src.partition("if ENV.grading:")
+    assert after and not any(t in before for t in training)
+    guarded, _, rest = after.partition("\nelse:")
+    assert rest and not any(t in guarded for t in training), "training is skipped under grading"
+    # every later cell that uses the checkpoints runs only when they were loaded
+    later = code[code.index(src) + 1 :]
+    for s in later:
+        if "checkpoints[" in s or "infos[" in s or "results[" in s:
+            lines = [
+                line
+                for line in s.splitlines()
+                if line.strip() and not line.startswith(("#", "import ", "from ", "results = {}"))
+            ]
+            assert lines[0].startswith(("if checkpoints:", "if infos:", "if results:")), s[:80]
 
 
 # --- exercise 1: language_probabilities -------------------------------------------------
