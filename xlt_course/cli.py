@@ -109,6 +109,12 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _translate(args: argparse.Namespace) -> int:
+    from xlt_course.translate import main_translate
+
+    return main_translate(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``xlt-course``."""
     p = argparse.ArgumentParser(prog="xlt-course", description=__doc__)
@@ -167,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--root", help="checkpoint folder (default: data/cache/05-multilingual-pretraining)"
     )
     pt.set_defaults(func=_pretrain)
+
+    tr = sub.add_parser(
+        "translate",
+        help="translate lines of text offline (Apertium, dictionary) or with a hub model",
+        add_help=False,
+    )
+    tr.add_argument("rest", nargs=argparse.REMAINDER, help="SRC TGT [FILE] [--system S]")
+    tr.set_defaults(func=_translate)
     return p
 
 
