@@ -1,0 +1,856 @@
+"""Lesson 10-transfer-gap-and-low-resource: where the gap comes from, what to do about it.
+
+The one implementation the course uses for
+
+- **the log-linear resource model** ``acc ≈ a + b·log(size)``: a closed-form least-squares
+  fit reported in base-invariant terms (accuracy at size 1, change per tenfold size, fitted
+  values, residuals, R²), the t-interval of the slope and a bootstrap over the points
+  (:func:`fit_log_linear`, :func:`per_decade_interval`, :func:`bootstrap_per_decade`);
+- **paired comparisons** of two systems on the same test items (:func:`paired_bootstrap`);
+- **few-shot samples** that are stratified by class and never touch held-out items
+  (:func:`few_shot_sample`);
+- **the low-resource playbook** measured with a frozen encoder and a linear probe:
+  sentence features cached on disk (:func:`encode_texts`, :func:`cached_features`), a
+  multinomial logistic-regression probe (:func:`fit_probe`), and adaptive pretraining by
+  continued masked-language modelling on target-language text (:func:`adapt_mlm`).
+
+Facts: per-language CC-100 sizes from Conneau et al. (2020, ACL, Appendix A, Table 6), read
+second-hand (see :data:`CC100_GIB`); masked-language modelling as in Devlin et al. (2019,
+NAACL); task-adaptive pretraining after Gururangan et al. (2020, ACL); language-adaptive
+pretraining for low-resource languages after Chau et al. (2020, Findings of EMNLP) and
+Pfeiffer et al. (2020, EMNLP); few-shot target data on top of zero-shot transfer after
+Lauscher et al. (2020, EMNLP).
+
+Importing this module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xlt_course import paths
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "CC100_GIB",
+    "CC100_SOURCE",
+    "CC100_TOKENS_M",
+    "FAMILY",
+    "LESSON",
+    "SCRIPT",
+    "LogLinearFit",
+    "MLMConfig",
+    "MLMResult",
+    "Probe",
+    "adapt_mlm",
+    "bootstrap_per_decade",
+    "cached_features",
+    "encode_texts",
+    "few_shot_sample",
+    "fit_log_linear",
+    "fit_probe",
+    "mask_tokens",
+    "paired_bootstrap",
+    "per_decade_interval",
+    "weakest_language",
+]
+
+LESSON = "10-transfer-gap-and-low-resource"
+
+CC100_SOURCE = (
+    "Conneau et al. (2020), ACL, Appendix A, Table 6, read second-hand from the transcription "
+    "in github.com/mayhewsw/multilingual-data-stats (cc-100/cc-100.csv): check the paper "
+    "before quoting"
+)
+#: Size of each language's CC-100 pretraining data in GiB (uncompressed text), the corpus
+#: XLM-R was trained on. ``zh`` is Simplified Chinese. Second-hand: see :data:`CC100_SOURCE`.
+CC100_GIB: dict[str, float] = {
+    "en": 300.8, "vi": 137.3, "ru": 278.0, "de": 66.6, "fr": 56.8, "es": 53.3, "pt": 49.1,
+    "bg": 57.5, "it": 30.2, "el": 46.9, "ar": 28.0, "tr": 20.9, "th": 71.7, "hi": 20.2,
+    "ur": 5.7, "ja": 69.3, "sw": 1.6, "zh": 46.9,
+}  # fmt: skip
+#: The same table's token counts in millions. Tokens of languages written without spaces
+#: (zh, ja, th) are not comparable with the others' (ja 69.3 GiB but 530M tokens), so the
+#: lesson fits on GiB. Second-hand: see :data:`CC100_SOURCE`.
+CC100_TOKENS_M: dict[str, float] = {
+    "en": 55608, "vi": 24757, "ru": 23408, "de": 10297, "fr": 9780, "es": 9374, "pt": 8405,
+    "bg": 5487, "it": 4983, "el": 4285, "ar": 2869, "tr": 2736, "th": 1834, "hi": 1715,
+    "ur": 730, "ja": 530, "sw": 275, "zh": 259,
+}  # fmt: skip
+
+#: Writing system of the course's and XNLI's languages.
+SCRIPT: dict[str, str] = {
+    "en": "Latin", "fr": "Latin", "de": "Latin", "es": "Latin", "it": "Latin", "pt": "Latin",
+    "vi": "Latin", "tr": "Latin", "sw": "Latin", "ru": "Cyrillic", "bg": "Cyrillic",
+    "el": "Greek", "ar": "Arabic", "ur": "Arabic", "hi": "Devanagari", "th": "Thai",
+    "zh": "Han", "ja": "Kana + Han",
+}  # fmt: skip
+#: Language family (branch for Indo-European languages).
+FAMILY: dict[str, str] = {
+    "en": "IE: Germanic", "de": "IE: Germanic", "fr": "IE: Romance", "es": "IE: Romance",
+    "it": "IE: Romance", "pt": "IE: Romance", "ru": "IE: Slavic", "bg": "IE: Slavic",
+    "el": "IE: Hellenic", "hi": "IE: Indo-Aryan", "ur": "IE: Indo-Aryan", "tr": "Turkic",
+    "ar": "Afro-Asiatic", "vi": "Austroasiatic", "th": "Kra-Dai", "sw": "Niger-Congo",
+    "zh": "Sino-Tibetan", "ja": "Japonic",
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the log-linear fit
+
+
+@dataclass(frozen=True)
+class LogLinearFit:
+    """A least-squares fit ``acc ≈ intercept + per_decade · log10(size)``.
+
+    Every field is independent of the base of the logarithm used to compute it.
+
+    Attributes:
+        intercept: fitted accuracy at ``size = 1`` (in the unit of ``size``).
+        per_decade: change of the fitted accuracy per tenfold increase of ``size``.
+        fitted: (n,) fitted values at the data points.
+        residuals: (n,) ``acc - fitted``.
+        r2: coefficient of determination, ``1 - SS_res / SS_tot``.
+        per_decade_se: standard error of ``per_decade`` (needs n >= 3; nan otherwise).
+        n: number of points.
+    """
+
+    intercept: float
+    per_decade: float
+    fitted: np.ndarray
+    residuals: np.ndarray
+    r2: float
+    per_decade_se: float
+    n: int
+
+    def predict(self, size: Any) -> np.ndarray:
+        """Return the fitted accuracy at ``size`` (scalar or array, same unit as the fit)."""
+        return self.intercept + self.per_decade * np.log10(np.asarray(size, dtype=float))
+
+
+def _check_xy(size: Any, acc: Any) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(size, dtype=float)
+    y = np.asarray(acc, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(
+            f"size and acc must be 1-D of the same length, got {x.shape} and {y.shape}"
+        )
+    if len(x) < 2:
+        raise ValueError(f"a line needs at least 2 points, got {len(x)}")
+    if np.any(~np.isfinite(x)) or np.any(x <= 0):
+        raise ValueError("every size must be a positive finite number (its logarithm is taken)")
+    if np.any(~np.isfinite(y)):
+        raise ValueError("acc holds a nan or inf")
+    if np.ptp(np.log10(x)) == 0:
+        raise ValueError("all sizes are equal: the slope is undefined")
+    return x, y
+
+
+def fit_log_linear(
+    size: Sequence[float] | np.ndarray, acc: Sequence[float] | np.ndarray
+) -> LogLinearFit:
+    """Fit ``acc ≈ a + b·log10(size)`` by ordinary least squares, in closed form.
+
+    Args:
+        size: (n,) positive resource sizes (e.g. GiB of pretraining text).
+        acc: (n,) accuracies (any unit; the fit keeps it).
+
+    Returns:
+        A :class:`LogLinearFit`; ``per_decade`` is ``b``, ``intercept`` is ``a``.
+
+    Used in: lesson 10-transfer-gap-and-low-resource, exercise 1 (as the reference).
+    """
+    x, y = _check_xy(size, acc)
+    t = np.log10(x)
+    tc = t - t.mean()
+    b = float(tc @ (y - y.mean()) / (tc @ tc))
+    a = float(y.mean() - b * t.mean())
+    fitted = a + b * t
+    res = y - fitted
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float(res @ res) / ss_tot if ss_tot > 0 else float("nan")
+    n = len(x)
+    se = math.sqrt(float(res @ res) / (n - 2) / float(tc @ tc)) if n >= 3 else float("nan")
+    return LogLinearFit(a, b, fitted, res, r2, se, n)
+
+
+def per_decade_interval(
+    size: Sequence[float] | np.ndarray, acc: Sequence[float] | np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """Return the t-interval of the per-decade slope of :func:`fit_log_linear`.
+
+    ``b ± t_{n-2, (1+level)/2} · SE(b)`` with ``SE(b)² = Σ r_i² / (n-2) / Σ (t_i - t̄)²``,
+    valid when the residuals are independent, normal and of equal variance.
+
+    Args:
+        size: (n,) positive sizes, n >= 3.
+        acc: (n,) accuracies.
+        level: coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)`` in accuracy units per tenfold size.
+
+    Used in: lesson 10-transfer-gap-and-low-resource, exercise 2 (as the reference).
+    """
+    from scipy import stats
+
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    fit = fit_log_linear(size, acc)
+    if fit.n < 3:
+        raise ValueError("an interval needs at least 3 points (n - 2 degrees of freedom)")
+    q = float(stats.t.ppf((1 + level) / 2, fit.n - 2))
+    return fit.per_decade - q * fit.per_decade_se, fit.per_decade + q * fit.per_decade_se
+
+
+def bootstrap_per_decade(
+    size: Sequence[float] | np.ndarray,
+    acc: Sequence[float] | np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Refit the per-decade slope on ``n_boot`` resamples of the points (with replacement).
+
+    Resamples whose sizes are all equal (no slope) are drawn again.
+
+    Args:
+        size: (n,) positive sizes.
+        acc: (n,) accuracies.
+        n_boot: number of resamples.
+        seed: numpy generator seed.
+
+    Returns:
+        (n_boot,) per-decade slopes; their percentiles give a bootstrap interval.
+    """
+    x, y = _check_xy(size, acc)
+    rng = np.random.default_rng(seed)
+    t = np.log10(x)
+    out = np.empty(n_boot)
+    i = 0
+    while i < n_boot:
+        idx = rng.integers(0, len(x), len(x))
+        tc = t[idx] - t[idx].mean()
+        denom = tc @ tc
+        if denom <= 1e-12:
+            continue
+        out[i] = tc @ (y[idx] - y[idx].mean()) / denom
+        i += 1
+    return out
+
+
+def paired_bootstrap(
+    correct_a: Sequence[bool] | np.ndarray,
+    correct_b: Sequence[bool] | np.ndarray,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Compare two systems on the same test items: accuracy(b) - accuracy(a) and its interval.
+
+    Items are resampled with replacement, the same items for both systems, so the item
+    difficulty they share cancels out.
+
+    Args:
+        correct_a: (n,) whether system a got each item right.
+        correct_b: (n,) the same for system b, same item order.
+        n_boot: number of resamples.
+        level: coverage of the percentile interval.
+        seed: numpy generator seed.
+
+    Returns:
+        ``(difference, low, high)`` in accuracy units (fractions for 0/1 inputs).
+    """
+    a = np.asarray(correct_a, dtype=float)
+    b = np.asarray(correct_b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
+        raise ValueError(
+            f"correct_a and correct_b must be 1-D of the same length, got {a.shape}, {b.shape}"
+        )
+    d = b - a
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def weakest_language(acc: Mapping[str, Sequence[float]], source: str = "en") -> str:
+    """Return the target language with the lowest mean accuracy over runs.
+
+    Args:
+        acc: accuracy per language, one value per run (seeds, settings).
+        source: the training language, left out.
+
+    Returns:
+        The language code with the lowest mean (ties: the first in ``acc``'s order).
+    """
+    means = {lang: float(np.mean(v)) for lang, v in acc.items() if lang != source}
+    if not means:
+        raise ValueError(f"acc has no language other than the source {source!r}")
+    return min(means, key=lambda lang: means[lang])
+
+
+# --------------------------------------------------------------------------- few-shot samples
+
+
+def few_shot_sample(
+    labels: Sequence[int] | np.ndarray,
+    ids: Sequence[str],
+    k: int,
+    seed: int,
+    exclude: Iterable[str] = (),
+) -> np.ndarray:
+    """Draw k examples, stratified by class, never one whose id is in ``exclude``.
+
+    Every class gets ``k // C`` examples and ``k % C`` randomly chosen classes one more, so
+    class counts differ by at most one (C = the number of distinct labels among the allowed
+    examples). A class with too few allowed examples gives what it has and the rest is
+    spread over the other classes.
+
+    Args:
+        labels: (n,) class of each candidate.
+        ids: (n,) item id of each candidate (e.g. the topic dataset's ``tp-...`` ids).
+        k: sample size, 1 <= k <= the number of allowed candidates.
+        seed: numpy generator seed; the same seed gives the same sample.
+        exclude: ids that must never be drawn (test items, items used elsewhere).
+
+    Returns:
+        (k,) int64 indices into ``labels``, distinct, sorted.
+
+    Used in: lesson 10-transfer-gap-and-low-resource, exercise 3 (as the reference).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(ids) != len(labels):
+        raise ValueError(
+            f"labels and ids must have the same length, got {labels.shape} and {len(ids)}"
+        )
+    banned = set(exclude)
+    allowed = np.array([i for i, item in enumerate(ids) if item not in banned], dtype=np.int64)
+    if not isinstance(k, (int, np.integer)) or k < 1 or k > len(allowed):
+        raise ValueError(
+            f"k must be an integer in [1, {len(allowed)}] (allowed candidates), got {k!r}"
+        )
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels[allowed])
+    pools = {c: rng.permutation(allowed[labels[allowed] == c]) for c in classes}
+    quota = {c: 0 for c in classes}
+    remaining = int(k)
+    # Round-robin in a random class order: counts end up within one of each other, and a
+    # class that runs out simply stops receiving.
+    while remaining:
+        open_classes = [c for c in rng.permutation(classes) if quota[c] < len(pools[c])]
+        for c in open_classes[:remaining]:
+            quota[c] += 1
+        remaining -= min(remaining, len(open_classes))
+    picked = np.concatenate([pools[c][: quota[c]] for c in classes])
+    return np.sort(picked).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- frozen-encoder probe
+
+
+def encode_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 64,
+    progress: bool = True,
+    desc: str = "encoding",
+) -> np.ndarray:
+    """Return (n, d) mean-pooled last hidden states of a (frozen) encoder.
+
+    The pooling of lesson 06's probe (``finetune.pool(..., "mean")``): the mean over real
+    tokens, no normalisation. Texts are sorted by length so batches carry little padding.
+
+    Args:
+        model: a ``transformers`` encoder (``AutoModel``) returning ``last_hidden_state``.
+        tokenizer: its tokenizer.
+        texts: n strings.
+        batch_size: texts per forward pass.
+        max_length: truncation length (lesson 06 uses 64).
+        progress: show a progress bar.
+        desc: the bar's label.
+
+    Returns:
+        (n, d) float32 features in the order of ``texts``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from xlt_course.finetune import pool
+
+    texts = list(texts)
+    d = int(model.config.hidden_size)
+    out = np.zeros((len(texts), d), dtype=np.float32)
+    if not texts:
+        return out
+    enc = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(enc[i]), reverse=True)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        starts = range(0, len(order), batch_size)
+        for s in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
+            idx = order[s : s + batch_size]
+            width = max(len(enc[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids[row, : len(enc[i])] = torch.as_tensor(enc[i])
+                mask[row, : len(enc[i])] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            out[idx] = pool(hidden, mask, "mean").cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def lesson_cache() -> Path:
+    """Return this lesson's cache folder, ``paths.cache_dir()/10-transfer-gap-and-low-resource``."""
+    return paths.cache_dir() / LESSON
+
+
+def cached_features(
+    name: str,
+    texts: Sequence[str],
+    encoder_key: str,
+    get_encoder: Any,
+    *,
+    batch_size: int = 64,
+    max_length: int = 64,
+    only: bool = False,
+    progress: bool = True,
+) -> np.ndarray | None:
+    """Return :func:`encode_texts` features, loaded from or stored in the lesson cache.
+
+    Args:
+        name: a readable part of the file name (e.g. ``"base-ja-test"``).
+        texts: n strings (part of the cache key).
+        encoder_key: identifies the encoder's weights (e.g. a hash of an MLM run's config).
+        get_encoder: a callable returning ``(model, tokenizer)``, called only on a miss.
+        batch_size: texts per forward pass.
+        max_length: truncation length (part of the cache key).
+        only: never compute: return None on a miss (the autograder never encodes).
+        progress: show a progress bar.
+
+    Returns:
+        (n, d) float32 features, or None (``only`` and nothing cached).
+    """
+    key = _fingerprint([encoder_key, max_length, list(texts)])[:16]
+    path = lesson_cache() / "features" / f"{name}-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    if only:
+        return None
+    model, tokenizer = get_encoder()
+    feats = encode_texts(
+        model,
+        tokenizer,
+        texts,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
+        desc=name,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(tmp, "wb") as f:
+        np.save(f, feats)
+    os.replace(tmp, path)
+    return feats
+
+
+@dataclass
+class Probe:
+    """A multinomial logistic-regression head on standardised features.
+
+    Attributes:
+        mean: (d,) feature means of the training set.
+        scale: (d,) feature standard deviations of the training set (zeros replaced by 1).
+        W: (d, C) weights; ``b``: (C,) biases.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """Return (n, C) logits of features X (n, d)."""
+        return ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ self.W + self.b
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Return (n,) predicted classes."""
+        return self.logits(X).argmax(axis=1)
+
+
+def fit_probe(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    l2: float = 1e-2,
+    n_classes: int | None = None,
+    max_iter: int = 500,
+) -> Probe:
+    """Fit a multinomial logistic regression by L-BFGS (convex: no seed, one optimum).
+
+    Minimises ``mean_i CE(softmax(x̃_i W + b), y_i) + l2 · ||W||²`` with ``x̃`` the features
+    standardised by the training mean and standard deviation.
+
+    Args:
+        X: (n, d) training features.
+        y: (n,) classes in ``0..C-1``.
+        l2: weight of the squared-norm penalty on W (not on b).
+        n_classes: C (default: ``y.max() + 1``).
+        max_iter: L-BFGS iterations.
+
+    Returns:
+        The fitted :class:`Probe`.
+    """
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    C = int(n_classes if n_classes is not None else y.max() + 1)
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+    Z = (X - mean) / scale
+    n, d = Z.shape
+    Y = np.eye(C)[y]
+
+    def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        W = theta[: d * C].reshape(d, C)
+        b = theta[d * C :]
+        logp = log_softmax(Z @ W + b, axis=1)
+        loss = -(Y * logp).sum() / n + l2 * (W * W).sum()
+        G = (np.exp(logp) - Y) / n
+        gW = Z.T @ G + 2 * l2 * W
+        return float(loss), np.concatenate([gW.ravel(), G.sum(axis=0)])
+
+    res = minimize(loss_grad, np.zeros(d * C + C), jac=True, method="L-BFGS-B",
+                   options={"maxiter": max_iter})  # fmt: skip
+    return Probe(mean, scale, res.x[: d * C].reshape(d, C), res.x[d * C :])
+
+
+# --------------------------------------------------------------------------- adaptive pretraining
+
+
+@dataclass(frozen=True)
+class MLMConfig:
+    """Continued masked-language modelling of an encoder on target-language text.
+
+    The offline encoder (multilingual-e5-small) was saved without its MLM head, so
+    ``BertForMaskedLM`` gets a new, random prediction head (a dense layer + LayerNorm, and
+    an output bias; the output matrix is tied to the frozen word embeddings). Training runs
+    in two phases: ``head_steps`` with only the head trained (the encoder is unchanged: this
+    gives the "no adaptation" MLM loss), then ``steps`` with the head and the top
+    ``train_layers`` transformer layers trained.
+
+    Attributes:
+        head_steps: optimiser steps that train the new head only.
+        steps: optimiser steps that train the head and the top layers.
+        train_layers: transformer layers (from the top) trained in the second phase.
+        batch_size: texts per step.
+        learning_rate: AdamW learning rate of the transformer layers.
+        head_learning_rate: AdamW learning rate of the new head.
+        mask_prob: share of real tokens chosen for prediction (of which 80% become
+            ``<mask>``, 10% a random token, 10% stay; Devlin et al. 2019).
+        max_length: tokens per text.
+        seed: masks, batch order and head initialisation.
+    """
+
+    head_steps: int = 60
+    steps: int = 150
+    train_layers: int = 4
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    head_learning_rate: float = 1e-3
+    mask_prob: float = 0.15
+    max_length: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("head_steps", "steps", "train_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if not 0 < self.mask_prob < 1:
+            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob!r}")
+
+
+@dataclass
+class MLMResult:
+    """What :func:`adapt_mlm` measured.
+
+    Attributes:
+        config: the run's settings.
+        key: identifies the adapted weights (use it as ``encoder_key`` of cached features).
+        loss_history: mean training MLM loss per block of 10 steps, both phases.
+        eval_loss_head_only: masked-token cross-entropy on the held-out texts after the
+            head-only phase (the unadapted encoder with a trained head).
+        eval_loss_adapted: the same after the second phase.
+        seconds: wall-clock training time.
+        trainable_params: parameters trained in the second phase.
+        model: the adapted bare encoder (``BertModel``), None when loaded from the cache.
+    """
+
+    config: MLMConfig
+    key: str
+    loss_history: list[float]
+    eval_loss_head_only: float
+    eval_loss_adapted: float
+    seconds: float
+    trainable_params: int
+    model: Any = field(default=None, repr=False)
+
+
+def mask_tokens(
+    input_ids: np.ndarray,
+    maskable: np.ndarray,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    rng: np.random.Generator,
+    mask_prob: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Choose MLM targets and corrupt the input (Devlin et al. 2019).
+
+    Args:
+        input_ids: (batch, seq) token ids.
+        maskable: (batch, seq) bool, True for real non-special tokens.
+        mask_id: id of ``<mask>``.
+        vocab_size: size of the vocabulary (random replacements are drawn from it).
+        rng: numpy generator.
+        mask_prob: share of maskable tokens chosen (at least one per row with a maskable token).
+
+    Returns:
+        ``(corrupted_ids, targets)``: (batch, seq) ids with 80% of the chosen positions set to
+        ``mask_id``, 10% to a random id and 10% unchanged; (batch, seq) bool of the chosen
+        positions.
+    """
+    ids = np.array(input_ids, copy=True)
+    maskable = np.asarray(maskable, dtype=bool)
+    chosen = (rng.random(ids.shape) < mask_prob) & maskable
+    for r in np.flatnonzero(~chosen.any(axis=1) & maskable.any(axis=1)):
+        chosen[r, rng.choice(np.flatnonzero(maskable[r]))] = True
+    u = rng.random(ids.shape)
+    ids[chosen & (u < 0.8)] = mask_id
+    rand = chosen & (u >= 0.8) & (u < 0.9)
+    ids[rand] = rng.integers(0, vocab_size, int(rand.sum()))
+    return ids, chosen
+
+
+def _mlm_batches(tokenizer, texts: Sequence[str], max_length: int):
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length,
+                    return_special_tokens_mask=True)  # fmt: skip
+    return enc["input_ids"], enc["special_tokens_mask"]
+
+
+def _pad(rows: list[list[int]], value: int) -> np.ndarray:
+    width = max(len(r) for r in rows)
+    out = np.full((len(rows), width), value, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def adapt_mlm(
+    texts: Sequence[str],
+    config: MLMConfig,
+    *,
+    eval_texts: Sequence[str] = (),
+    model: str = "offline",
+    cache: bool = True,
+    only: bool = False,
+    progress: bool = True,
+) -> MLMResult | None:
+    """Continue masked-language modelling of ``model`` on ``texts`` (adaptive pretraining).
+
+    Args:
+        texts: unlabelled target-language training texts.
+        config: see :class:`MLMConfig`.
+        eval_texts: held-out target-language texts for the before/after MLM loss (fixed masks).
+        model: ``"offline"``, a folder or a hub id of a BERT-style encoder.
+        cache: load/store the run's measurements (not the weights) in the lesson cache.
+        only: return None instead of training when nothing is cached (the autograder).
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`MLMResult`; its ``model`` is the adapted encoder when trained now (None
+        when loaded from the cache: features of the adapted encoder are cached separately
+        under ``key``). None with ``only`` and nothing cached.
+    """
+    from xlt_course.finetune import _model_fingerprint
+    from xlt_course.models import resolve_model_id
+
+    model_id = resolve_model_id(model)
+    key = _fingerprint(
+        {
+            "config": asdict(config),
+            "model": _model_fingerprint(model_id),
+            "texts": list(texts),
+            "eval": list(eval_texts),
+        }  # fmt: skip
+    )[:16]
+    path = lesson_cache() / "mlm" / f"{key}.json"
+    if cache and path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["config"] = MLMConfig(**data["config"])
+        return MLMResult(**data)
+    if only:
+        return None
+    result = _train_mlm(model_id, texts, eval_texts, config, key, progress)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in asdict(result).items() if k != "model"}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return result
+
+
+def _train_mlm(
+    model_id, texts, eval_texts, config: MLMConfig, key: str, progress: bool
+) -> MLMResult:
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import BertForMaskedLM
+
+    from xlt_course.finetune import _quiet_transformers, get_tokenizer
+    from xlt_course.setup import default_device
+
+    if len(texts) == 0:
+        raise ValueError("texts is empty: adaptive pretraining needs target-language text")
+    tokenizer = get_tokenizer(model_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        with _quiet_transformers():
+            mlm = BertForMaskedLM.from_pretrained(model_id)
+    device = torch.device(default_device())
+    mlm.to(device).train()
+    for p in mlm.parameters():
+        p.requires_grad_(False)
+    head = [p for n, p in mlm.cls.named_parameters() if "decoder.weight" not in n]
+    for p in head:
+        p.requires_grad_(True)
+    layers = mlm.bert.encoder.layer
+    top = [p for layer in layers[len(layers) - config.train_layers :] for p in layer.parameters()]
+
+    ids_all, special_all = _mlm_batches(tokenizer, texts, config.max_length)
+    rng = np.random.default_rng(config.seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    vocab = mlm.config.vocab_size
+
+    def loss_on(rows: list[int], ids_src, special_src, gen: np.random.Generator):
+        ids = _pad([ids_src[i] for i in rows], pad_id)
+        real = _pad([[1] * len(ids_src[i]) for i in rows], 0).astype(bool)
+        maskable = real & ~_pad([special_src[i] for i in rows], 1).astype(bool)
+        corrupted, chosen = mask_tokens(ids, maskable, mask_id=tokenizer.mask_token_id,
+                                        vocab_size=vocab, rng=gen, mask_prob=config.mask_prob)  # fmt: skip
+        hidden = mlm.bert(input_ids=torch.as_tensor(corrupted, device=device),
+                          attention_mask=torch.as_tensor(real.astype(np.int64), device=device)).last_hidden_state  # fmt: skip
+        sel = torch.as_tensor(chosen, device=device)
+        logits = mlm.cls(hidden[sel])
+        return torch.nn.functional.cross_entropy(
+            logits, torch.as_tensor(ids[chosen], device=device)
+        ), int(chosen.sum())
+
+    def eval_loss() -> float:
+        if not eval_texts:
+            return float("nan")
+        e_ids, e_special = _mlm_batches(tokenizer, eval_texts, config.max_length)
+        gen = np.random.default_rng(12345)  # the same masks before and after
+        total, count = 0.0, 0
+        mlm.eval()
+        with torch.inference_mode():
+            for s in range(0, len(e_ids), 64):
+                rows = list(range(s, min(s + 64, len(e_ids))))
+                loss, m = loss_on(rows, e_ids, e_special, gen)
+                total += loss.item() * m
+                count += m
+        mlm.train()
+        return total / max(count, 1)
+
+    history: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=config.head_steps + config.steps, desc="MLM", unit="step", disable=not progress
+    )
+    block: list[float] = []
+
+    def run_phase(n_steps: int, groups: list[dict]) -> None:
+        if n_steps == 0:
+            return
+        opt = torch.optim.AdamW(groups, weight_decay=0.01)
+        for _ in range(n_steps):
+            rows = rng.choice(
+                len(ids_all), size=min(config.batch_size, len(ids_all)), replace=False
+            )
+            loss, _ = loss_on(rows.tolist(), ids_all, special_all, rng)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            value = loss.detach().item()
+            block.append(value)
+            if len(block) == 10:
+                history.append(float(np.mean(block)))
+                block.clear()
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.2f}")
+
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        run_phase(config.head_steps, [{"params": head, "lr": config.head_learning_rate}])
+        before = eval_loss()
+        for p in top:
+            p.requires_grad_(True)
+        run_phase(
+            config.steps,
+            [
+                {"params": head, "lr": config.head_learning_rate},
+                {"params": top, "lr": config.learning_rate},
+            ],  # fmt: skip
+        )
+        after = eval_loss()
+    bar.close()
+    if block:
+        history.append(float(np.mean(block)))
+    encoder = mlm.bert.eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return MLMResult(
+        config=config,
+        key=key,
+        loss_history=history,
+        eval_loss_head_only=before,
+        eval_loss_adapted=after,
+        seconds=round(time.perf_counter() - t0, 1),
+        trainable_params=sum(p.numel() for p in head) + sum(p.numel() for p in top),
+        model=encoder,
+    )
