@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := apertium apertium-eng-spa apertium-fr-es lttoolbox lttoolbox-dev dict-freedict-eng-fra dict-freedict-fra-eng
+APT_PACKAGES := apertium apertium-eng-spa apertium-fr-es lttoolbox lttoolbox-dev dict-freedict-eng-fra dict-freedict-fra-eng bubblewrap
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.xlt-installed
 # Idle OpenMP threads would otherwise spin and steal the cores from notebook kernels.

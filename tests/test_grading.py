@@ -1,56 +1,188 @@
-"""The real nbgrader pipeline: lessons generate, submissions grade, bad input is flagged."""
+"""The real nbgrader pipeline: lessons generate, submissions grade, hostile input is contained.
+
+One batch of submissions of lesson 00-setup (the fastest lesson) is graded once, in
+parallel, and many tests read its result: every hostile or broken case is graded as
+intended, flagged, and leaves the other students' grades alone.
+"""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
+import zipfile
 
+import nbformat
 import pytest
 from conftest import solution
 
 from xlt_course import cli, grading, notebooks, paths
 
 LESSON = "00-setup"
+RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
+# Generous per-cell limit: the setup cell imports torch, slow on a loaded CI machine.
+LIMITS = grading.GradeLimits(notebook_timeout=400, cell_timeout=25, memory_mb=2500)
+
+WRONG_TOP_K = "def top_k(scores, k):\n    return np.argsort(scores, axis=1)[:, :k]\n"
+WRONG_COSINE = "def cosine_similarity_matrix(A, B):\n    return A @ B.T\n"
 
 
-def _submit(root, student, nb_path_or_text):
+def _ref_sources() -> dict[str, str]:
+    cells = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))
+    return {gid: cells[gid].source for gid in ("ex1_cosine", "ex2_top_k")}
+
+
+def _student_nb(ex1: str | None = "ref", ex2: str | None = "ref") -> nbformat.NotebookNode:
+    """Return the student notebook with exercise sources: "ref", None (blank) or code."""
+    nb = notebooks.read_notebook(RELEASE)
+    cells = notebooks.grade_cells(nb)
+    ref = _ref_sources()
+    for gid, src in (("ex1_cosine", ex1), ("ex2_top_k", ex2)):
+        if src == "ref":
+            cells[gid].source = ref[gid]
+        elif src is not None:
+            cells[gid].source = "import numpy as np\n" + src
+    return nb
+
+
+def _index(nb, grade_id: str) -> int:
+    return next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
+def _insert_after(nb, grade_id: str, source: str):
+    nb.cells.insert(_index(nb, grade_id) + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _submit(root, student, content):
     dest = root / student / LESSON / f"{LESSON}.ipynb"
     dest.parent.mkdir(parents=True)
-    if isinstance(nb_path_or_text, str):
-        dest.write_text(nb_path_or_text, encoding="utf-8")
+    if isinstance(content, nbformat.NotebookNode):
+        content = nbformat.writes(content)
+    if isinstance(content, bytes):
+        dest.write_bytes(content)
     else:
-        shutil.copy(nb_path_or_text, dest)
+        dest.write_text(content, encoding="utf-8")
     return dest
+
+
+def _hostile_submissions(subs):
+    """Write one submission per case; return nothing (the tests know the names)."""
+    ref = _ref_sources()
+    _submit(subs, "ref", solution(LESSON).read_text(encoding="utf-8"))
+    _submit(subs, "blank", RELEASE.read_text(encoding="utf-8"))
+    nb = _student_nb(ex2=WRONG_TOP_K)
+    notebooks.grade_cells(nb)["ex2_top_k_tests"].source = "pass"  # edits a locked tests cell
+    _submit(subs, "partial", nb)
+    _submit(subs, "broken", "{ this is not json")
+    (subs / "absent" / LESSON).mkdir(parents=True)
+    _submit(subs, "empty", b"")
+    _submit(subs, "nbformat5", json.dumps({"nbformat": 5, "nbformat_minor": 0, "cells": []}))
+    v3 = nbformat.convert(_student_nb(), 3)
+    _submit(subs, "nbformat3", nbformat.writes(v3, version=3))
+    # An infinite loop in the second exercise: the first still counts.
+    _submit(subs, "loop", _student_nb(ex2="while True:\n    pass\n"))
+    # A memory bomb grows until the cap stops it (address space, so no real RAM is used).
+    bomb = "bomb = []\nwhile True:\n    bomb.append(np.empty(10**8))\n"
+    _submit(subs, "membomb", _student_nb(ex2=bomb + ref["ex2_top_k"]))
+    _submit(subs, "sysexit", _student_nb(ex1=ref["ex1_cosine"] + "\nimport sys\nsys.exit(1)\n"))
+    # os._exit in a cell of its own: the kernel restarts, earlier cells are replayed.
+    _submit(
+        subs, "osexit", _insert_after(_student_nb(), "ex1_cosine_tests", "import os\nos._exit(0)")
+    )
+    # A segfault before the second function is defined: that exercise scores 0.
+    crash = "import ctypes\nctypes.string_at(0)\n"
+    _submit(subs, "crash", _student_nb(ex2=crash + ref["ex2_top_k"]))
+    big = _insert_after(_student_nb(), "ex1_cosine_tests", 'print("x" * 100_000_000)')
+    _submit(subs, "bigoutput", big)
+    nb = _student_nb()
+    del nb.cells[_index(nb, "ex2_top_k_tests")]
+    del nb.cells[_index(nb, "setup")]
+    _submit(subs, "deleted", nb)
+    nb = _student_nb()
+    ex1, ex1_tests = _index(nb, "ex1_cosine"), _index(nb, "ex1_cosine_tests")
+    nb.cells[ex1], nb.cells[ex1_tests] = nb.cells[ex1_tests], nb.cells[ex1]
+    nb.cells.append(nb.cells.pop(_index(nb, "ex2_top_k")))
+    _submit(subs, "reordered", nb)
+    nb = _student_nb()
+    twin = copy.deepcopy(nb.cells[_index(nb, "ex1_cosine")])
+    twin["id"] = "twin"
+    nb.cells.insert(_index(nb, "ex1_cosine") + 1, twin)
+    tests = copy.deepcopy(nb.cells[_index(nb, "ex2_top_k_tests")])
+    tests.source, tests["id"] = "pass", "twin-tests"
+    nb.cells.append(tests)
+    _submit(subs, "duplicated", nb)
+    nb = _student_nb()
+    nb.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    _submit(subs, "kernelname", nb)
+    # A wrong cosine that silences the visible checks and the hidden comparison.
+    patch = (
+        WRONG_COSINE + "from xlt_course import checks\n"
+        "checks.check = lambda *a, **k: None\n"
+        "np.allclose = lambda *a, **k: True\n"
+    )
+    _submit(subs, "monkeypatch", _student_nb(ex1=patch))
+    during = (
+        "def top_k(scores, k):\n"
+        "    np.array_equal = lambda *a, **k: True\n"
+        "    return np.argsort(scores, axis=1)[:, :k]\n"
+    )
+    _submit(subs, "patchduring", _student_nb(ex2=during))
+    # Calling the course's implementation: plainly (static check) and through a module
+    # imported under an innocent name in another cell (runtime check).
+    ex1 = "from xlt_course.align import nn_scores\n\ndef cosine_similarity_matrix(A, B):\n"
+    ex1 += "    return nn_scores(A, B)\n"
+    ex2 = ref["ex2_top_k"].replace('"""\n', '"""\n    assert helper is not None\n', 1)
+    nb = _student_nb(ex1=ex1, ex2=ex2)
+    sneaky = 'helper = __import__("importlib").import_module("xlt_" + "course.align")'
+    _submit(subs, "refimpl", _insert_after(nb, "ex1_cosine_tests", sneaky))
+    # Reading the instructor's notebook (to copy the answer) and writing into another
+    # student's job: neither path is reachable from the grading kernel.
+    sol = str(solution(LESSON))
+    other = subs.parent / "graded"
+    steal = (
+        "import json, pathlib\n"
+        f"_nb = json.loads(pathlib.Path({sol!r}).read_text())\n"
+        "_src = [''.join(c['source']) for c in _nb['cells']\n"
+        "        if c['metadata'].get('nbgrader', {}).get('grade_id') == 'ex1_cosine'][0]\n"
+        "exec(_src.replace('### BEGIN SOLUTION', '').replace('### END SOLUTION', ''))\n"
+    )
+    vandal = (
+        "import pathlib\n"
+        f"for p in pathlib.Path({str(other)!r}).rglob('*'):\n"
+        "    if p.is_file():\n"
+        "        p.write_text('vandalised')\n"
+    )
+    nb = _student_nb(ex1=steal)
+    if grading.sandbox_available():  # unconfined, it would really vandalise the batch
+        nb = _insert_after(nb, "ex1_cosine_tests", vandal)
+    _submit(subs, "readsolutions", nb)
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, built_data):
-    subs = tmp_path_factory.mktemp("submissions")
-    _submit(subs, "ref", solution(LESSON))
-    _submit(subs, "blank", paths.lessons_dir() / LESSON / f"{LESSON}.ipynb")
-    # A plausible wrong answer: exercise 1 right, exercise 2 returns the smallest scores.
-    nb = notebooks.read_notebook(paths.lessons_dir() / LESSON / f"{LESSON}.ipynb")
-    cells = notebooks.grade_cells(nb)
-    ref = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))
-    cells["ex1_cosine"].source = ref["ex1_cosine"].source
-    cells["ex2_top_k"].source = cells["ex2_top_k"].source.replace(
-        "raise NotImplementedError()", "return np.argsort(scores, axis=1)[:, :k]"
-    )
-    # ... and an attempt to cheat by editing the locked tests cell.
-    cells["ex2_top_k_tests"].source = "pass"
-    _submit(subs, "partial", notebooks.dumps(nb))
-    _submit(subs, "broken", "{ this is not json")
-    (subs / "absent" / LESSON).mkdir(parents=True)
-    out = tmp_path_factory.mktemp("graded")
-    results = grading.grade(subs, out, progress=False)
+    base = tmp_path_factory.mktemp("batch")
+    subs = base / "submissions"
+    subs.mkdir()
+    _hostile_submissions(subs)
+    out = base / "graded"
+    results = grading.grade(subs, out, jobs=2, limits=LIMITS, progress=False)
     return out, {r.student: r for r in results}
 
 
-def test_reference_scores_full_marks(graded):
+def _flags(r) -> str:
+    return " | ".join(r.flags)
+
+
+def test_reference_scores_full_marks_despite_hostile_neighbours(graded):
     _, r = graded
     assert r["ref"].max_score == 3
-    assert r["ref"].score == r["ref"].max_score, r["ref"]
+    assert r["ref"].score == 3, r["ref"]
     assert not r["ref"].flags
 
 
@@ -59,32 +191,169 @@ def test_blank_lesson_scores_zero(graded):
     assert r["blank"].score == 0 and r["blank"].max_score == 3
 
 
-def test_plausible_wrong_answer_scores_in_between(graded):
+def test_edited_tests_cell_is_restored_and_flagged(graded):
     _, r = graded
-    assert r["partial"].score == 2, (
-        "exercise 1 right (2 points), exercise 2 wrong despite the edited tests cell"
-    )
+    assert r["partial"].score == 2, "exercise 1 right, exercise 2 wrong despite the edit"
     assert r["partial"].points["ex2_top_k_tests"] == (0.0, 1.0)
+    assert "locked cell ex2_top_k_tests edited" in _flags(r["partial"])
 
 
-def test_broken_and_missing_notebooks_are_flagged_not_fatal(graded):
+@pytest.mark.parametrize(
+    ("student", "flag"),
+    [
+        ("broken", "invalid notebook: not JSON"),
+        ("absent", "missing notebook"),
+        ("empty", "empty file"),
+        ("nbformat5", "nbformat 5 is not a Jupyter notebook version"),
+    ],
+)
+def test_unreadable_submissions_score_zero_with_reason(graded, student, flag):
     _, r = graded
-    assert r["broken"].score == 0 and "invalid notebook" in r["broken"].flags[0]
-    assert r["absent"].score == 0 and r["absent"].flags == ["missing notebook"]
+    assert r[student].score == 0 and r[student].max_score == 3
+    assert flag in _flags(r[student])
+
+
+@pytest.mark.parametrize(
+    ("student", "score", "flag"),
+    [
+        ("nbformat3", 3, "nbformat 3 notebook converted to nbformat 4"),
+        ("loop", 2, "ex2_top_k stopped at the per-cell time limit"),
+        ("membomb", 2, "ex2_top_k ran out of memory"),
+        ("sysexit", 3, "ex1_cosine called sys.exit"),
+        ("osexit", 3, "kernel died in cell"),
+        ("crash", 2, "kernel died in ex2_top_k"),
+        ("bigoutput", 3, "output truncated"),
+        ("deleted", 3, "locked cell ex2_top_k_tests deleted (restored)"),
+        ("reordered", 3, "cells reordered"),
+        ("duplicated", 3, "cell ex1_cosine duplicated"),
+        ("kernelname", 3, "kernel 'ir' replaced by 'python3'"),
+        ("monkeypatch", 1, "monkeypatching: numpy.allclose, xlt_course.checks.check replaced"),
+        ("patchduring", 2, "numpy.array_equal replaced while ex2_top_k_tests ran"),
+    ],
+)
+def test_hostile_submission_graded_as_intended_and_flagged(graded, student, score, flag):
+    _, r = graded
+    assert r[student].score == score, (student, r[student])
+    assert flag in _flags(r[student]), r[student].flags
+
+
+def test_patch_during_tests_zeroes_only_that_exercise(graded):
+    _, r = graded
+    # The patch happens when top_k is called, so only exercise 2's tests saw it.
+    assert r["patchduring"].points == {
+        "ex1_cosine_tests": (2.0, 2.0),
+        "ex2_top_k_tests": (0.0, 1.0),
+    }
+
+
+def test_course_implementation_scores_zero(graded):
+    _, r = graded
+    res = r["refimpl"]
+    assert res.points == {"ex1_cosine_tests": (0.0, 2.0), "ex2_top_k_tests": (0.0, 1.0)}
+    assert "ex1_cosine_tests: scored 0, solution uses xlt_course (imports nn_scores)" in _flags(res)
+    assert "ex2_top_k_tests: calls the course's implementation (top_k uses helper)" in _flags(res)
+
+
+def test_static_check_allows_checks_and_forbids_the_rest():
+    names = {"_reference", "load_vectors"}
+    assert grading.forbidden_course_use("from xlt_course import checks\nx = 1", names) == []
+    assert grading.forbidden_course_use("import xlt_course.checks as c", names) == []
+    assert grading.forbidden_course_use("def f(x):\n    return _reference(x)", names) == [
+        "uses _reference"
+    ]
+    assert grading.forbidden_course_use("import xlt_course.align", set()) == ["imports xlt_course"]
+    assert grading.forbidden_course_use("m = __import__('xlt_course.align')", set()) == [
+        "names the xlt_course package in a string"
+    ]
+
+
+def test_lesson_layout_knows_hidden_reference_names():
+    layout = grading.lesson_layout(
+        "01-shared-space", paths.lessons_dir() / "01-shared-space" / "01-shared-space.ipynb"
+    )
+    assert "_reference" in layout.course_names
+    assert layout.solutions_of["ex1_distance_ratio_tests"] == ["ex1_distance_ratio"]
+
+
+def test_solutions_and_other_jobs_are_unreachable_from_the_kernel(graded):
+    out, r = graded
+    if not grading.sandbox_available():
+        pytest.skip("bubblewrap is not available: the kernel runs unconfined")
+    assert r["readsolutions"].points["ex1_cosine_tests"] == (0.0, 2.0)
+    assert r["readsolutions"].points["ex2_top_k_tests"] == (1.0, 1.0)
+    page = (out / "feedback" / "readsolutions" / f"{LESSON}.html").read_text(encoding="utf-8")
+    assert "FileNotFoundError" in page
+    # The vandal could only write into its own job's folders.
+    own = out / ".work" / "jobs" / LESSON / "readsolutions"
+    written = [
+        p for p in out.rglob("*") if p.is_file() and own not in p.parents and p.stat().st_size == 10
+    ]
+    assert not [p for p in written if p.read_bytes() == b"vandalised"]
 
 
 def test_grades_csv_and_feedback(graded):
-    out, _ = graded
+    out, r = graded
     rows = list(csv.DictReader((out / "grades.csv").read_text(encoding="utf-8").splitlines()))
-    assert [row["student"] for row in rows] == ["absent", "blank", "broken", "partial", "ref"]
-    assert rows[-1]["points"] == "ex1_cosine_tests=2/2;ex2_top_k_tests=1/1"
+    assert [row["student"] for row in rows] == sorted(r)
+    ref_row = next(row for row in rows if row["student"] == "ref")
+    assert ref_row["points"] == "ex1_cosine_tests=2/2;ex2_top_k_tests=1/1"
     html = (out / "feedback" / "ref" / f"{LESSON}.html").read_text(encoding="utf-8")
     assert "cosine_similarity_matrix" in html
     # Feedback shows the visible checks but never the hidden tests' source.
-    for student in ("ref", "blank", "partial"):
+    for student in ("ref", "blank", "partial", "crash", "monkeypatch"):
         page = (out / "feedback" / student / f"{LESSON}.html").read_text(encoding="utf-8")
         assert "hidden tests ran here" in page
         assert "BEGIN HIDDEN TESTS" not in page and "_reference" not in page
+    # A 100 MB print does not reach the feedback page.
+    assert (out / "feedback" / "bigoutput" / f"{LESSON}.html").stat().st_size < 2_000_000
+    # The grader's own guard code never shows.
+    assert "xltg" not in (out / "feedback" / "monkeypatch" / f"{LESSON}.html").read_text()
+
+
+def test_summary_histogram_written(graded):
+    out, _ = graded
+    png = out / "summary" / f"scores-{LESSON}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grades_are_byte_identical_serial_and_parallel(graded, tmp_path):
+    """Regrade a subset (crash recovery and the guard included) with 1 and 2 jobs."""
+    out, _ = graded
+    subs = tmp_path / "subs"
+    for student in ("ref", "partial", "osexit", "monkeypatch"):
+        shutil.copytree(out.parent / "submissions" / student, subs / student)
+    a = grading.grade(subs, tmp_path / "serial", jobs=1, limits=LIMITS, progress=False)
+    b = grading.grade(subs, tmp_path / "parallel", jobs=2, limits=LIMITS, progress=False)
+    assert [(x.student, x.score, x.flags) for x in a] == [(x.student, x.score, x.flags) for x in b]
+    serial = (tmp_path / "serial" / "grades.csv").read_bytes()
+    assert serial == (tmp_path / "parallel" / "grades.csv").read_bytes()
+    # ... and the same lines as in the big parallel batch.
+    batch = (out / "grades.csv").read_text(encoding="utf-8").splitlines()
+    assert set(serial.decode().splitlines()[1:]) <= set(batch)
+    # Re-running is resumable: nothing is regraded, the same grades.csv is written.
+    records = sorted((tmp_path / "serial" / ".work" / "jobs").glob("*/*.json"))
+    stamps = [p.stat().st_mtime_ns for p in records]
+    again = grading.grade(subs, tmp_path / "serial", jobs=2, limits=LIMITS, progress=False)
+    assert [p.stat().st_mtime_ns for p in records] == stamps
+    assert [(x.student, x.points) for x in again] == [(x.student, x.points) for x in a]
+    assert (tmp_path / "serial" / "grades.csv").read_bytes() == serial
+
+
+def test_lms_zip_input(graded, tmp_path):
+    """An LMS zip is unpacked into the folder layout; names that match no pattern fail clearly."""
+    subs = graded[0].parent / "submissions"
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(subs / "ref" / LESSON / f"{LESSON}.ipynb", f"ref-{LESSON}.ipynb")
+        z.write(subs / "partial" / LESSON / f"{LESSON}.ipynb", f"doe_12345_67890_{LESSON}.ipynb")
+    found = grading.unpack_lms_zip(archive, tmp_path / "unzipped")
+    assert found == [("doe_12345", LESSON), ("ref", LESSON)]
+    assert (tmp_path / "unzipped" / "ref" / LESSON / f"{LESSON}.ipynb").exists()
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("homework.ipynb", "{}")
+    with pytest.raises(grading.GradingError, match="homework.ipynb"):
+        grading.unpack_lms_zip(bad, tmp_path / "bad")
 
 
 def test_strip_hidden_tests_keeps_hint_drops_traceback():
@@ -113,3 +382,20 @@ def test_generated_lesson_keeps_nbgrader_metadata(tmp_path):
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
     ids = [c["metadata"].get("nbgrader", {}).get("grade_id") for c in nb["cells"]]
     assert {"ex1_cosine", "ex1_cosine_tests", "ex2_top_k", "ex2_top_k_tests"} <= set(ids)
+
+
+def test_every_reference_scores_full_and_every_blank_zero(tmp_path):
+    # The whole course through the real pipeline, in grading mode: a solution cell that
+    # trips the xlt_course rule, a graded cell that needs a training run, or a hidden test
+    # that rejects its own reference shows up here, lesson by lesson.
+    from xlt_course import course
+
+    lessons = grading.lesson_names()
+    results = course.grade_reference_and_blank(lessons, tmp_path)
+    wrong = {
+        (student, lesson): (r.score, r.max_score, r.flags)
+        for (student, lesson), r in results.items()
+        if r.flags or r.max_score <= 0 or r.score != (r.max_score if student == "reference" else 0)
+    }
+    assert len(results) == 2 * len(lessons)
+    assert not wrong, wrong

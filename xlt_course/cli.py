@@ -51,6 +51,7 @@ def _grade(args: argparse.Namespace) -> int:
         cell_timeout=args.cell_timeout,
         memory_mb=args.memory_mb,
         include_hidden=args.include_hidden,
+        sandbox=args.sandbox,
     )
     results = grading.grade(
         Path(args.submissions),
@@ -61,6 +62,7 @@ def _grade(args: argparse.Namespace) -> int:
         limits=limits,
     )
     print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
+    print(f"score histograms -> {Path(args.out) / 'summary'}")
     flagged = [r for r in results if r.flags]
     for r in flagged:
         print(f"  flagged {r.student}/{r.lesson}: {'; '.join(r.flags)}")
@@ -132,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--check", action="store_true", help="only report lessons that drifted")
     le.set_defaults(func=_lessons)
 
-    g = sub.add_parser("grade", help="autograde SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb")
-    g.add_argument("submissions")
+    g = sub.add_parser(
+        "grade", help="autograde SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb or an LMS zip"
+    )
+    g.add_argument("submissions", help="a folder of submissions or an LMS zip of notebooks")
     g.add_argument("--out", required=True)
     g.add_argument("--lesson", nargs="+", help="only these lessons")
     g.add_argument("--student", nargs="+", help="only these students (regrade one)")
@@ -146,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instructors only: show hidden tests and full tracebacks in the feedback",
     )
     g.add_argument("--memory-mb", type=int, default=8192, help="memory cap per notebook (0: none)")
+    g.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "none"],
+        default="auto",
+        help="run kernels in bubblewrap, hiding solutions/ and other students' work "
+        "(auto: when it works here)",
+    )
     g.set_defaults(func=_grade)
 
     c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")

@@ -10,24 +10,29 @@ kernel runs in. Scores are read back from each job's gradebook and merged into
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import difflib
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from xlt_course import notebooks, paths
+from xlt_course.errors import XltCourseError
 
 CONFIG_FILE = paths.REPO_ROOT / "autograder" / "nbgrader_config.py"
 
 
-class GradingError(RuntimeError):
+class GradingError(XltCourseError, RuntimeError):
     """nbgrader failed on the course's own notebooks (not a student's fault)."""
 
 
@@ -84,66 +89,117 @@ class GradeLimits:
         cell_timeout: seconds one cell may run before it is interrupted.
         memory_mb: address-space cap of the grading process and its kernel (0: none).
         include_hidden: show hidden tests' source and tracebacks in feedback (instructors).
+        sandbox: run kernels in bubblewrap ("bwrap"; an error when it is missing), when it
+            works here ("auto"), or unconfined ("none").
     """
 
     notebook_timeout: float = 600.0
     cell_timeout: int = 120
     memory_mb: int = 8192
     include_hidden: bool = False
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+
+
+MAX_FILE_BYTES = 1 << 30
+"""Largest file a grading worker or kernel may write (a notebook cannot fill the disk)."""
 
 
 def _limit_memory(memory_mb: int) -> None:  # runs in the child, before exec
-    if memory_mb > 0:
-        import resource
+    import resource
 
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+    if memory_mb > 0:
         cap = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def _run_worker(root: Path, lesson: str, student: str, limits: GradeLimits) -> tuple[int, str, str]:
-    """Autograde and generate feedback for one job in a fresh process group.
+class _Worker:
+    """A long-lived grading worker process (``python -m xlt_course.grading_worker``).
 
-    The process group (worker and kernel) is killed when the notebook's wall-clock limit
-    passes, so an infinite loop or a hung kernel cannot outlive its job.
-
-    Returns:
-        ``(returncode, stdout, stderr)``; returncode is -9 after a timeout.
+    Each thread of :func:`grade` keeps one, so the ~2.5 s of CPU that importing nbgrader
+    and nbconvert costs is paid once per thread, not once per notebook. Jobs go in on
+    stdin (one job folder a line), statuses come back on stdout. The worker runs in its
+    own process group under the memory cap; when a job passes its wall-clock limit the
+    whole group (worker and kernel) is killed and the next job starts a fresh worker.
     """
-    import signal
 
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    env["XLT_COURSE_GRADING"] = "1"
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "xlt_course.grading",
-        str(root),
-        lesson,
-        student,
-        str(limits.cell_timeout),
-        "1" if limits.include_hidden else "0",
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: _limit_memory(limits.memory_mb),  # noqa: PLW1509 - no threads in child
-    )
-    try:
-        out, err = proc.communicate(timeout=limits.notebook_timeout)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return -9, out, err
+    def __init__(self, limits: GradeLimits, log: Path) -> None:
+        self.limits = limits
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ)
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env["XLT_COURSE_GRADING"] = "1"
+        env["MPLBACKEND"] = "Agg"
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        memory_mb = self.limits.memory_mb
+        with open(self.log, "ab") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "xlt_course.grading_worker", "--serve"],
+                cwd=self.log.parent,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=lambda: _limit_memory(memory_mb),  # noqa: PLW1509 - no threads
+            )
+
+    def run(self, root: Path) -> tuple[int, dict]:
+        """Grade the prepared job ``root``; return ``(code, status)``, code -9 on timeout."""
+        import select
+        import signal
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(f"{root}\n".encode())
+            proc.stdin.flush()
+        except BrokenPipeError:
+            self.proc = None
+            return 1, {"error": "the grading worker exited"}
+        deadline = time.monotonic() + self.limits.notebook_timeout
+        fd = proc.stdout.fileno()
+        buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            ready = select.select([fd], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                self.close(signal.SIGKILL)
+                return -9, {}
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:  # the worker died (memory cap, a crash)
+                self.close(signal.SIGKILL)
+                return 1, {"error": f"the grading worker died (see {self.log})"}
+            buf += chunk
+            for line in buf.split(b"\n")[:-1]:
+                if line.startswith(b"XLTJOB "):
+                    return 0, json.loads(line[7:])
+            buf = buf.rsplit(b"\n", 1)[-1] if b"\n" in buf else buf
+
+    def close(self, sig: int | None = None) -> None:
+        """Stop the worker (and, with ``sig``, its whole process group at once)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if sig is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        else:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait()
 
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
@@ -175,33 +231,6 @@ def strip_hidden_tests(nb: Any) -> int:
                 hint = str(out.get("evalue") or "").strip() or "a hidden test failed"
                 out["traceback"] = [f"{out.get('ename', 'Error')}: {hint}"]
     return changed
-
-
-def _worker_main(
-    root: str, lesson: str, student: str, cell_timeout: str = "120", include_hidden: str = "0"
-) -> int:
-    """Entry point of :func:`_run_worker`: prints one JSON status line."""
-    from nbgrader.apps import NbGraderAPI
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
-    config.Execute.timeout = int(cell_timeout)
-    api = NbGraderAPI(config=config)
-    status: dict[str, Any] = {"autograde": False, "feedback": False}
-    res = api.autograde(lesson, student, force=True, create=True)
-    status["autograde"] = bool(res.get("success"))
-    if not status["autograde"]:
-        status["error"] = (res.get("error") or res.get("log") or "")[-2000:]
-    else:
-        if include_hidden != "1":
-            graded = Path(root) / "autograded" / student / lesson / f"{lesson}.ipynb"
-            nb = notebooks.read_notebook(graded)
-            strip_hidden_tests(nb)
-            graded.write_text(notebooks.dumps(nb), encoding="utf-8")
-        fb = api.generate_feedback(lesson, student, force=True)
-        status["feedback"] = bool(fb.get("success"))
-    print(json.dumps(status))
-    return 0
 
 
 def generate_lesson(lesson: str, dest: Path, *, scratch: Path | None = None) -> Path:
@@ -260,6 +289,393 @@ def lesson_drift(lesson: str) -> str:
         return "\n".join(difflib.unified_diff(a, b, str(committed), "regenerated", lineterm=""))
 
 
+# --- preparing a submission -------------------------------------------------------------
+
+ALLOWED_COURSE_MODULES = ("xlt_course.checks",)
+"""The only part of ``xlt_course`` a solution cell may use (the self-check helpers).
+
+No reference solution imports ``xlt_course``: every exercise re-implements something the
+package also implements (lesson 02's ``procrustes`` is ``xlt_course.align.procrustes``), and
+the test cells import those implementations as ``_reference``. Forbidding the whole package
+in solution cells, rather than a per-exercise list of function names, cannot go stale when a
+lesson or a module changes."""
+
+
+@dataclass
+class LessonLayout:
+    """What grading needs to know about one lesson's notebook (from solutions/ and lessons/).
+
+    Attributes:
+        cells: the release notebook's cells (student version), in order.
+        order: grade ids of the nbgrader cells, in order.
+        solutions_of: tests grade id -> the solution grade ids it tests (those since the
+            previous tests cell).
+        exercise_functions: tests grade id -> names the reference solution cells define.
+        course_names: names that any cell of the lesson binds from ``xlt_course`` (other
+            than ``checks``), e.g. ``_reference`` in hidden tests.
+        watch_modules: modules the tests rely on, guarded against monkeypatching.
+        kernel: the lesson's kernelspec name.
+        locked_sources: grade id -> the texts a locked cell may have (release and source).
+        allowed: tests grade id -> ``xlt_course`` names its reference solution itself uses
+            (a data type such as ``TopicSplit``), which the student may use too.
+    """
+
+    cells: list[Any]
+    order: list[str]
+    solutions_of: dict[str, list[str]]
+    exercise_functions: dict[str, list[str]]
+    course_names: set[str]
+    watch_modules: list[str]
+    kernel: str
+    locked_sources: dict[str, set[str]] = field(default_factory=dict)
+    allowed: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _nbgrader_meta(cell: Any) -> dict:
+    return cell.get("metadata", {}).get("nbgrader") or {}
+
+
+def _is_course(module: str) -> bool:
+    return module == "xlt_course" or module.startswith("xlt_course.")
+
+
+def _course_bindings(source: str) -> set[str]:
+    """Return the names ``source`` binds by importing from ``xlt_course`` (checks excepted)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if _is_course(a.name) and a.name not in ALLOWED_COURSE_MODULES:
+                    names.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and _is_course(node.module or ""):
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                if node.module not in ALLOWED_COURSE_MODULES and full not in ALLOWED_COURSE_MODULES:
+                    names.add(a.asname or a.name)
+    return names
+
+
+def _imported_modules(source: str) -> set[str]:
+    import ast
+
+    mods: set[str] = set()
+    with contextlib.suppress(SyntaxError):
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                mods.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                mods.add(node.module)
+                mods.update(f"{node.module}.{a.name}" for a in node.names if a.name != "*")
+    return mods
+
+
+def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
+    """Return the :class:`LessonLayout` of ``lesson`` from its release and source notebooks."""
+    import ast
+
+    release = notebooks.read_notebook(release_nb)
+    source = notebooks.read_notebook(paths.solutions_dir() / lesson / f"{lesson}.ipynb")
+    order, solutions_of, functions = [], {}, {}
+    pending: list[str] = []
+    pending_fns: list[str] = []
+    course_names: set[str] = set()
+    watch = {"builtins", "math"}
+    for c in source.cells:
+        if c.cell_type != "code":
+            continue
+        course_names |= _course_bindings(c.source)
+        meta = _nbgrader_meta(c)
+        if meta.get("solution"):
+            pending.append(meta["grade_id"])
+            with contextlib.suppress(SyntaxError):
+                tree = ast.parse(c.source)
+                pending_fns += [
+                    n.name
+                    for n in tree.body
+                    if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                ]
+        elif meta.get("grade"):
+            solutions_of[meta["grade_id"]] = pending
+            functions[meta["grade_id"]] = pending_fns
+            pending, pending_fns = [], []
+            watch |= _imported_modules(c.source)
+    if "numpy" in watch:
+        watch |= {"numpy.linalg", "numpy.random"}
+    if "torch" in watch:
+        watch |= {"torch.nn.functional"}
+    for c in release.cells:
+        meta = _nbgrader_meta(c)
+        if meta.get("grade_id"):
+            order.append(meta["grade_id"])
+    uses: dict[str, set[str]] = {}
+    for c in source.cells:
+        meta = _nbgrader_meta(c)
+        if c.cell_type == "code" and meta.get("solution"):
+            uses[meta["grade_id"]] = _course_bindings(c.source) | _names_used(
+                c.source, course_names
+            )
+    allowed = {
+        t: set().union(*(uses.get(s, set()) for s in sols)) for t, sols in solutions_of.items()
+    }
+    kernel = release.metadata.get("kernelspec", {}).get("name", "python3")
+    locked: dict[str, set[str]] = {}
+    for c in [*release.cells, *source.cells]:
+        meta = _nbgrader_meta(c)
+        if meta.get("locked") and meta.get("grade_id"):
+            locked.setdefault(meta["grade_id"], set()).add(c.source.strip())
+    return LessonLayout(
+        list(release.cells),
+        order,
+        solutions_of,
+        functions,
+        course_names,
+        sorted(watch),
+        kernel,
+        locked,
+        allowed,
+    )
+
+
+def _names_used(source: str, names: set[str]) -> set[str]:
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {
+        n.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names
+    }
+
+
+def forbidden_course_use(
+    source: str, course_names: set[str], allowed: set[str] = frozenset()
+) -> list[str]:
+    """Return why a solution cell's ``source`` uses ``xlt_course`` beyond its checks ([] if not).
+
+    Flags imports of ``xlt_course`` (except :data:`ALLOWED_COURSE_MODULES`), names that other
+    cells bind from it (``course_names``, e.g. a hidden test's ``_reference``), and strings
+    naming the package (``importlib.import_module("xlt_course.align")``). Names in
+    ``allowed`` (those the exercise's reference solution itself uses, e.g. a data type) pass.
+
+    Used in: every exercise of every lesson (grading).
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    found = set()
+    for name in sorted(_course_bindings(source) - allowed):
+        found.add(f"imports {name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in allowed:
+                continue
+            if node.id in course_names or node.id == "xlt_course":
+                found.add(f"uses {node.id}")
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and "xlt_course" in node.value.replace("xlt_course.checks", "")
+        ):
+            found.add("names the xlt_course package in a string")
+    return sorted(found)
+
+
+@dataclass
+class Prepared:
+    """A submission made gradable: the canonical notebook, flags, and exercises scored 0."""
+
+    nb: Any | None
+    flags: list[str] = field(default_factory=list)
+    zero: dict[str, str] = field(default_factory=dict)
+
+
+def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
+    """Read a submitted notebook and rebuild it in the lesson's structure.
+
+    - a missing, empty, non-JSON or non-notebook file is not graded (``nb`` is None);
+      nbformat 3 (and older) is converted to 4;
+    - every nbgrader cell is put back in the lesson's order with the lesson's metadata: a
+      deleted cell comes back from the lesson (a deleted solution as the blank stub), an
+      edited locked cell is restored, a duplicate keeps its first copy graded (later copies
+      of a solution run as ordinary cells after it, as they would in Jupyter);
+    - the student's own cells follow the nbgrader cell they followed;
+    - the kernel is the lesson's;
+    - a solution cell that uses ``xlt_course`` beyond ``checks`` scores 0 for its tests.
+
+    Returns:
+        A :class:`Prepared` with the notebook to grade and the flags, in a stable order.
+    """
+    import nbformat
+
+    p = Prepared(None)
+    if not notebook.is_file():
+        p.flags.append("missing notebook")
+        return p
+    raw = notebook.read_bytes()
+    if not raw.strip():
+        p.flags.append("empty file")
+        return p
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        p.flags.append(f"invalid notebook: not JSON ({str(e).splitlines()[0][:120]})")
+        return p
+    major = data.get("nbformat") if isinstance(data, dict) else None
+    if not isinstance(major, int) or not 1 <= major <= 4:
+        p.flags.append(f"invalid notebook: nbformat {major!r} is not a Jupyter notebook version")
+        return p
+    try:
+        with warnings.catch_warnings():  # e.g. duplicate cell ids: fixed below
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        if major != 4:
+            p.flags.append(f"nbformat {major} notebook converted to nbformat 4")
+    except Exception as e:  # noqa: BLE001 - nbformat raises many types for bad input
+        p.flags.append(f"invalid notebook: {str(e).splitlines()[0][:160]}")
+        return p
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel is not None and kernel != layout.kernel:
+        p.flags.append(f"kernel {kernel!r} replaced by {layout.kernel!r}")
+    template = {_nbgrader_meta(c)["grade_id"]: c for c in layout.cells if _nbgrader_meta(c)}
+    known: dict[str, Any] = {}
+    attached: dict[str | None, list[Any]] = {None: []}
+    anchor: str | None = None
+    seen_order: list[str] = []
+    for c in nb.cells:
+        gid = _nbgrader_meta(c).get("grade_id")
+        if gid in template and gid not in known:
+            known[gid] = c
+            seen_order.append(gid)
+            anchor = gid
+            attached.setdefault(gid, [])
+            continue
+        if gid in template:
+            p.flags.append(f"cell {gid} duplicated (first copy graded)")
+            if _nbgrader_meta(template[gid]).get("locked"):
+                continue
+        elif gid:
+            p.flags.append(f"unknown nbgrader cell {gid!r} graded as an ordinary cell")
+        plain = copy.deepcopy(c)
+        plain.get("metadata", {}).pop("nbgrader", None)
+        attached.setdefault(anchor, []).append(plain)
+    if seen_order != [g for g in layout.order if g in known]:
+        p.flags.append("cells reordered (graded in the lesson's order)")
+    cells = list(attached[None])
+    for gid in layout.order:
+        t = template[gid]
+        meta = _nbgrader_meta(t)
+        c = known.get(gid)
+        if c is None:
+            what = "solution" if meta.get("solution") else "locked"
+            p.flags.append(
+                f"{what} cell {gid} deleted ({'graded blank' if meta.get('solution') else 'restored'})"
+            )
+            c = copy.deepcopy(t)
+        else:
+            c = copy.deepcopy(c)
+            if meta.get("locked") and c.source.strip() not in layout.locked_sources.get(gid, ()):
+                p.flags.append(f"locked cell {gid} edited (restored from the lesson)")
+                c.source = t.source
+            c.cell_type = t.cell_type
+            if c.cell_type == "code":
+                c.setdefault("outputs", [])
+                c.setdefault("execution_count", None)
+            else:
+                c.pop("outputs", None)
+                c.pop("execution_count", None)
+        c.metadata = copy.deepcopy(t.metadata)
+        cells.append(c)
+        cells.extend(attached.get(gid, []))
+    nb.cells = cells
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": layout.kernel,
+    }
+    for tests_id, sols in layout.solutions_of.items():
+        reasons = []
+        for sid in sols:
+            c = known.get(sid)
+            if c is not None:
+                reasons += forbidden_course_use(
+                    c.source, layout.course_names, layout.allowed.get(tests_id, set())
+                )
+        if reasons:
+            why = "; ".join(sorted(set(reasons)))
+            p.zero[tests_id] = f"the solution uses xlt_course's own implementation ({why})"
+            p.flags.append(f"{tests_id}: scored 0, solution uses xlt_course ({why})")
+    for i, c in enumerate(nb.cells):
+        c["id"] = f"cell-{i:03d}"
+    p.nb = nb
+    return p
+
+
+def sandbox_available() -> bool:
+    """Return True when bubblewrap can start a process here (cached)."""
+    global _SANDBOX_OK
+    if _SANDBOX_OK is None:
+        exe = shutil.which("bwrap")
+        _SANDBOX_OK = bool(exe) and (
+            subprocess.run(
+                [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
+    return _SANDBOX_OK
+
+
+_SANDBOX_OK: bool | None = None
+
+
+def _ipc_dir(root: Path) -> Path:
+    """Return the folder for the kernel's Unix sockets (short: paths are capped at 107 bytes)."""
+    runtime = (root / "runtime").resolve()
+    if len(str(runtime)) <= 70:
+        return runtime
+    import hashlib
+
+    short = Path(tempfile.gettempdir()) / f"xltk-{hashlib.sha1(bytes(runtime)).hexdigest()[:12]}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short
+
+
+def kernel_sandbox(root: Path, kernel_cwd: Path, hide: list[Path]) -> list[str]:
+    """Return the command prefix that runs a grading kernel in bubblewrap.
+
+    The whole file system is read-only; ``hide`` (the solutions, the git history, the
+    submissions, the grading output) is replaced by empty folders; only the job's kernel
+    folders and its cwd are writable; there is no network. ``sh -c 'trap "" INT; exec ...'`` makes bwrap ignore
+    the SIGINT that interrupts a cell at its time limit (the kernel installs its own handler).
+    """
+    args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    needed = (Path(sys.prefix).resolve(), paths.PACKAGE_DIR.resolve())
+    for h in hide:
+        h = h.resolve()
+        # Never hide a folder that holds the interpreter or the package the kernel imports.
+        if h.exists() and not any(n == h or h in n.parents for n in needed):
+            args += ["--tmpfs", str(h)]
+    for rw in (root / "kernel_home", root / "runtime", _ipc_dir(root), kernel_cwd):
+        args += ["--bind", str(rw.resolve()), str(rw.resolve())]
+    # No network: the kernel reaches its worker over Unix sockets in runtime/ (see the plan's
+    # "ipc"), nothing else.
+    args += ["--unshare-net", "--die-with-parent", "--chdir", str(kernel_cwd.resolve())]
+    return ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *args]
+
+
 # --- grading ---------------------------------------------------------------------------
 
 
@@ -274,6 +690,7 @@ class SubmissionResult:
     points: dict[str, tuple[float, float]] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     feedback: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _read_scores(root: Path, lesson: str, student: str) -> tuple[float, float, dict]:
@@ -299,12 +716,16 @@ def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
         return float(nb.max_score), cells
 
 
+GRADER_VERSION = 3
+"""Bumped when grading changes what a submission scores (stored results are then redone)."""
+
+
 def _job_key(notebook: Path, template: Path, limits: GradeLimits) -> str:
-    """Return what a cached result must match: the submission, the lesson and the limits."""
+    """Return what a cached result must match: grader, submission, lesson and limits."""
     from xlt_course.data.manifest import sha256_file
 
     sub = sha256_file(notebook) if notebook.is_file() else "missing"
-    return f"{sub}:{sha256_file(template)}:{limits}"
+    return f"v{GRADER_VERSION}:{sub}:{sha256_file(template)}:{limits}"
 
 
 def _save_result(result: SubmissionResult, path: Path, key: str) -> None:
@@ -317,6 +738,7 @@ def _save_result(result: SubmissionResult, path: Path, key: str) -> None:
         "points": {k: list(v) for k, v in result.points.items()},
         "flags": result.flags,
         "feedback": str(result.feedback) if result.feedback else None,
+        "seconds": result.seconds,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
@@ -333,70 +755,127 @@ def _load_result(path: Path) -> tuple[str, SubmissionResult] | None:
             {k: (float(v[0]), float(v[1])) for k, v in d["points"].items()},
             list(d["flags"]),
             Path(d["feedback"]) if d["feedback"] else None,
+            dict(d.get("seconds", {})),
         )
         return d["key"], r
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
+@dataclass(frozen=True)
+class LessonContext:
+    """Per-lesson grading inputs: the gradebook template and the notebook layout."""
+
+    template: Path
+    layout: LessonLayout
+
+
 def grade_one(
     student: str,
     lesson: str,
     notebook: Path,
-    template: Path,
+    context: LessonContext,
     work: Path,
     limits: GradeLimits | None = None,
+    hide: tuple[Path, ...] = (),
+    worker: _Worker | None = None,
 ) -> SubmissionResult:
     """Autograde one submitted notebook in its own scratch course and generate feedback.
 
     The result is stored in ``work/LESSON/STUDENT.json``; grading the same submission again
     with the same lesson and limits returns it without running anything (resumable batches).
+    ``hide`` lists folders the kernel must not see (besides the solutions and git history).
     """
     limits = limits or GradeLimits()
     record = work / lesson / f"{student}.json"
-    key = _job_key(notebook, template, limits)
+    key = _job_key(notebook, context.template, limits)
     cached = _load_result(record) if record.exists() else None
     if cached is not None and cached[0] == key:
         return cached[1]
-    result = _grade_fresh(student, lesson, notebook, template, work, limits)
+    own = worker is None
+    worker = worker or _Worker(limits, work / "worker.log")
+    try:
+        result = _grade_fresh(student, lesson, notebook, context, work, limits, hide, worker)
+    finally:
+        if own:
+            worker.close()
     _save_result(result, record, key)
     return result
 
 
 def _grade_fresh(
-    student: str, lesson: str, notebook: Path, template: Path, work: Path, limits: GradeLimits
+    student: str,
+    lesson: str,
+    notebook: Path,
+    context: LessonContext,
+    work: Path,
+    limits: GradeLimits,
+    hide: tuple[Path, ...],
+    worker: _Worker,
 ) -> SubmissionResult:
-    max_score, zero_points = _template_max(template, lesson)
+    import secrets
+
+    max_score, zero_points = _template_max(context.template, lesson)
     result = SubmissionResult(student, lesson, 0.0, max_score, dict(zero_points))
-    if not notebook.exists():
-        result.flags.append("missing notebook")
-        return result
-    try:
-        notebooks.read_notebook(notebook)
-    except ValueError as e:
-        result.flags.append(f"invalid notebook: {str(e).splitlines()[0][:200]}")
+    prepared = prepare_submission(notebook, context.layout)
+    result.flags += prepared.flags
+    if prepared.nb is None:
         return result
     root = work / lesson / student
     if root.exists():
         shutil.rmtree(root)
     _write_course(root)
-    shutil.copy(template, root / "gradebook.db")
+    shutil.copy(context.template, root / "gradebook.db")
     (root / "source" / lesson).mkdir(parents=True)
     sub_dir = root / "submitted" / student / lesson
     sub_dir.mkdir(parents=True)
-    shutil.copy(notebook, sub_dir / f"{lesson}.ipynb")
-    code, stdout, stderr = _run_worker(root, lesson, student, limits)
+    (sub_dir / f"{lesson}.ipynb").write_text(notebooks.dumps(prepared.nb), encoding="utf-8")
+    kernel_cwd = root / "autograded" / student / lesson
+    for d in (kernel_cwd, root / "runtime", root / "kernel_home"):
+        d.mkdir(parents=True, exist_ok=True)
+    use_bwrap = limits.sandbox == "bwrap" or (limits.sandbox == "auto" and sandbox_available())
+    if limits.sandbox == "bwrap" and not sandbox_available():
+        raise GradingError(
+            "sandbox='bwrap' but bubblewrap does not work here (apt install bubblewrap)"
+        )
+    hidden = [
+        paths.solutions_dir(),
+        paths.REPO_ROOT / ".git",
+        paths.REPO_ROOT / "wip",
+        paths.REPO_ROOT / "tests",  # correct variants of the exercises live there
+        paths.REPO_ROOT / "autograder",
+        *hide,
+    ]
+    layout = context.layout
+    plan = {
+        "lesson": lesson,
+        "student": student,
+        "cell_timeout": limits.cell_timeout,
+        "include_hidden": limits.include_hidden,
+        "nonce": secrets.token_hex(8),
+        "watch_modules": layout.watch_modules,
+        "exercise_functions": layout.exercise_functions,
+        "solutions_of": layout.solutions_of,
+        "allowed_course_names": {k: sorted(v) for k, v in layout.allowed.items()},
+        "zero": prepared.zero,
+        "kernel_prefix": kernel_sandbox(root, kernel_cwd, hidden) if use_bwrap else [],
+        "ipc": str(_ipc_dir(root) / "kernel") if use_bwrap else "",
+    }
+    (root / "plan.json").write_text(json.dumps(plan, indent=1), encoding="utf-8")
+    t0 = time.perf_counter()
+    code, status = worker.run(root)
+    result.seconds["job"] = round(time.perf_counter() - t0, 3)
+    if use_bwrap and _ipc_dir(root) != (root / "runtime").resolve():
+        shutil.rmtree(_ipc_dir(root), ignore_errors=True)
     if code == -9:
         result.flags.append(f"grading exceeded {limits.notebook_timeout:g} s and was stopped")
         return result
-    status = {}
-    if stdout.strip():
-        with contextlib.suppress(ValueError):
-            status = json.loads(stdout.strip().splitlines()[-1])
     if code != 0 or not status.get("autograde"):
-        last = (status.get("error") or stderr or "?").strip().splitlines() or ["?"]
+        last = (status.get("error") or "?").strip().splitlines() or ["?"]
         result.flags.append("autograde error: " + last[-1][:200])
         return result
+    result.flags += [f for f in status.get("flags", []) if f not in result.flags]
+    result.seconds.update(status.get("timing", {}))
     result.score, result.max_score, result.points = _read_scores(root, lesson, student)
     html = root / "feedback" / student / lesson / f"{lesson}.html"
     if status.get("feedback") and html.exists():
@@ -449,7 +928,8 @@ def grade(
 ) -> list[SubmissionResult]:
     """Autograde every submission under ``submissions`` and write grades and feedback to ``out``.
 
-    Jobs run in parallel (``jobs``, default: the number of cores), each in its own
+    ``submissions`` is a folder ``STUDENT/NN-topic/NN-topic.ipynb`` or an LMS zip (see
+    :func:`unpack_lms_zip`). Jobs run in parallel (``jobs``, default: the cores), each in its own
     scratch course, and results are merged in sorted order, so ``grades.csv`` is the same
     whatever the scheduling. Writes ``out/grades.csv`` and
     ``out/feedback/STUDENT/NN-topic.html``.
@@ -461,39 +941,54 @@ def grade(
 
     from tqdm.auto import tqdm
 
+    out = Path(out)
+    submissions = Path(submissions)
+    if submissions.is_file() and submissions.suffix == ".zip":
+        unpacked = out / ".work" / "zip"
+        unpack_lms_zip(submissions, unpacked)
+        submissions = unpacked
     todo = [
         j
-        for j in find_submissions(Path(submissions))
+        for j in find_submissions(submissions)
         if (lessons is None or j[1] in lessons) and (students is None or j[0] in students)
     ]
-    out = Path(out)
     work = out / ".work"
-    templates: dict[str, Path] = {}
-    from xlt_course.data.manifest import sha256_file
-
-    for lesson in sorted({j[1] for j in todo}):
-        scratch = work / "_templates" / lesson
-        src_hash = sha256_file(paths.solutions_dir() / lesson / f"{lesson}.ipynb")
-        stamp = scratch / "solution.sha256"
-        if not (
-            stamp.exists() and stamp.read_text() == src_hash and (scratch / "gradebook.db").exists()
-        ):
-            if scratch.exists():
-                shutil.rmtree(scratch)
-            generate_lesson(lesson, work / "_release", scratch=scratch)
-            stamp.write_text(src_hash)
-        templates[lesson] = scratch / "gradebook.db"
-    results = []
+    # The kernels see neither the submissions nor the grading output (other students' work).
+    hide = (Path(submissions).resolve(), out.resolve())
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        futures = [
-            pool.submit(grade_one, student, lesson, nb, templates[lesson], work / "jobs", limits)
-            for student, lesson, nb in todo
-        ]
-        for fut in tqdm(
-            as_completed(futures), total=len(futures), desc="grading", disable=not progress
-        ):
-            results.append(fut.result())
+        names = sorted({j[1] for j in todo})
+        contexts = dict(
+            zip(names, pool.map(lambda n: _lesson_context(n, work), names), strict=True)
+        )
+    results = []
+    limits = limits or GradeLimits()
+    idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+    workers = [_Worker(limits, work / "jobs" / f"worker-{i}.log") for i in range(n_jobs)]
+    for w in workers:
+        idle.put(w)
+
+    def job(student: str, lesson: str, nb: Path) -> SubmissionResult:
+        w = idle.get()
+        try:
+            return grade_one(student, lesson, nb, contexts[lesson], work / "jobs", limits, hide, w)
+        finally:
+            idle.put(w)
+
+    try:
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            futures = [pool.submit(job, *j) for j in todo]
+            for fut in tqdm(
+                as_completed(futures),
+                total=len(futures),
+                desc="grading",
+                unit="notebook",
+                disable=not progress,
+            ):
+                results.append(fut.result())
+    finally:
+        for w in workers:
+            w.close()
     for r in results:
         if r.feedback is not None:
             dest = out / "feedback" / r.student / f"{r.lesson}.html"
@@ -506,7 +1001,27 @@ def grade(
     everything = {(r.student, r.lesson): r for r in _all_results(work / "jobs")}
     everything.update({(r.student, r.lesson): r for r in results})
     write_grades_csv(list(everything.values()), out / "grades.csv")
+    write_summary(list(everything.values()), out)
     return results
+
+
+def _lesson_context(lesson: str, work: Path) -> LessonContext:
+    """Return the lesson's gradebook template and layout, regenerated when solutions/ changed."""
+    from xlt_course.data.manifest import sha256_file
+
+    scratch = work / "_templates" / lesson
+    release = work / "_release" / lesson
+    src_hash = sha256_file(paths.solutions_dir() / lesson / f"{lesson}.ipynb")
+    stamp = scratch / "solution.sha256"
+    fresh = stamp.exists() and stamp.read_text() == src_hash and (scratch / "gradebook.db").exists()
+    if not fresh or not (release / f"{lesson}.ipynb").exists():
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        generate_lesson(lesson, work / "_release", scratch=scratch)
+        stamp.write_text(src_hash)
+    return LessonContext(
+        scratch / "gradebook.db", lesson_layout(lesson, release / f"{lesson}.ipynb")
+    )
 
 
 def _all_results(jobs_dir: Path) -> list[SubmissionResult]:
@@ -516,6 +1031,131 @@ def _all_results(jobs_dir: Path) -> list[SubmissionResult]:
         if loaded is not None:
             found.append(loaded[1])
     return found
+
+
+# --- LMS zip input and the summary -----------------------------------------------------
+
+STUDENT_ID = r"[A-Za-z0-9][A-Za-z0-9.@-]*"
+LMS_PATTERNS = (
+    # Canvas: lastfirst[_LATE]_USERID_SUBMISSIONID_NN-topic[-N].ipynb -> lastfirst_USERID
+    r"(?P<name>[A-Za-z0-9.-]+)(?:_LATE)?_(?P<uid>\d+)_\d+_(?P<lesson>{lesson})(?:-\d+)?\.ipynb",
+    # nbgrader zip_collect's default, most LMS exports: STUDENT_NN-topic.ipynb (or -)
+    r"(?P<student>{student})[_-](?P<lesson>{lesson})\.ipynb",
+    # folders inside the zip: STUDENT/NN-topic/NN-topic.ipynb or STUDENT/NN-topic.ipynb
+    r"(?P<student>{student})/(?:(?P<lesson>{lesson})/)?(?P<nb>{lesson})\.ipynb",
+)
+"""Accepted names of notebooks inside an LMS zip, tried in this order (see the README)."""
+
+
+def parse_lms_name(name: str, lessons: list[str]) -> tuple[str, str] | None:
+    """Return ``(student, lesson)`` for a file name inside an LMS zip, or None.
+
+    Examples: ``s123_00-setup.ipynb`` -> ``("s123", "00-setup")``;
+    ``doe_12345_67890_00-setup.ipynb`` (Canvas) -> ``("doe_12345", "00-setup")``;
+    ``s123/00-setup/00-setup.ipynb`` -> ``("s123", "00-setup")``.
+    """
+    import re
+
+    alt = "|".join(re.escape(n) for n in sorted(lessons, key=len, reverse=True))
+    canvas, flat, folder = LMS_PATTERNS
+    base = name.rsplit("/", 1)[-1]
+    m = re.fullmatch(canvas.format(lesson=alt), base)
+    if m:
+        return f"{m['name']}_{m['uid']}", m["lesson"]
+    m = re.fullmatch(flat.format(student=STUDENT_ID, lesson=alt), base)
+    if m:
+        return m["student"], m["lesson"]
+    m = re.fullmatch(folder.format(student=STUDENT_ID, lesson=alt), name)
+    if m and (m["lesson"] is None or m["lesson"] == m["nb"]):
+        return m["student"], m["nb"]
+    return None
+
+
+def unpack_lms_zip(archive: Path, dest: Path) -> list[tuple[str, str]]:
+    """Unpack the notebooks of an LMS zip into ``dest/STUDENT/NN-topic/NN-topic.ipynb``.
+
+    Only ``*.ipynb`` members are read (others, e.g. ``__MACOSX/``, are ignored) and they
+    are written to computed paths, never to the names in the archive.
+
+    Returns:
+        The ``(student, lesson)`` pairs, sorted.
+
+    Raises:
+        GradingError: a notebook's name matches none of :data:`LMS_PATTERNS`, or two
+            notebooks are for the same student and lesson.
+    """
+    import zipfile
+
+    lessons = lesson_names()
+    if dest.exists():
+        shutil.rmtree(dest)
+    found: dict[tuple[str, str], str] = {}
+    bad = []
+    try:
+        z = zipfile.ZipFile(archive)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise GradingError(f"{archive} is not a readable zip file: {e}") from e
+    with z:
+        for info in sorted(z.infolist(), key=lambda i: i.filename):
+            name = info.filename
+            if info.is_dir() or not name.endswith(".ipynb") or name.startswith("__MACOSX/"):
+                continue
+            key = parse_lms_name(name, lessons)
+            if key is None:
+                bad.append(name)
+                continue
+            if key in found:
+                raise GradingError(
+                    f"{archive}: {found[key]} and {name} are both {key[0]}'s {key[1]}; keep one"
+                )
+            found[key] = name
+            path = dest / key[0] / key[1] / f"{key[1]}.ipynb"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(z.read(info))
+    if bad:
+        raise GradingError(
+            f"{archive}: cannot tell the student and lesson of {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}. Accepted names: STUDENT_NN-topic.ipynb, "
+            "STUDENT-NN-topic.ipynb, Canvas's name_USERID_SUBMISSIONID_NN-topic.ipynb, "
+            f"STUDENT/NN-topic.ipynb, STUDENT/NN-topic/NN-topic.ipynb (lessons: {', '.join(lessons)})"
+        )
+    return sorted(found)
+
+
+def write_summary(results: list[SubmissionResult], out: Path) -> list[Path]:
+    """Plot a score histogram per lesson into ``out/summary/scores-NN-topic.png``.
+
+    Returns:
+        The written image paths.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    folder = out / "summary"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for lesson in sorted({r.lesson for r in results}):
+        rows = [r for r in results if r.lesson == lesson]
+        max_score = max(r.max_score for r in rows) or 1.0
+        flagged = sum(bool(r.flags) for r in rows)
+        fig, ax = plt.subplots(figsize=(5, 3))
+        bins = [x - 0.5 for x in range(int(max_score) + 2)] if max_score <= 20 else 20
+        ax.hist([r.score for r in rows], bins=bins, color="#4477aa", edgecolor="white")
+        if max_score <= 20:
+            ax.set_xticks(range(int(max_score) + 1))
+        ax.set_xlabel(f"score (of {max_score:g})")
+        ax.set_ylabel("submissions")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{lesson}: {len(rows)} submissions, {flagged} flagged")
+        fig.tight_layout()
+        path = folder / f"scores-{lesson}.png"
+        fig.savefig(path, dpi=100, metadata={"Software": None})
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 # --- proving that test cells catch mistakes -------------------------------------------
@@ -544,7 +1184,3 @@ def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
     """
     ns: dict[str, Any] = {"__name__": "__tests__", **functions}
     exec(compile(cell_source(nb_path, grade_id), f"{nb_path.name}:{grade_id}", "exec"), ns)
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(*sys.argv[1:6]))

@@ -1,0 +1,478 @@
+"""The grading worker: runs nbgrader autograde on one prepared submission, bounded and guarded.
+
+:func:`xlt_course.grading.grade` starts one worker process per (student, lesson) with
+``python -m xlt_course.grading_worker ROOT``; ``ROOT/plan.json`` says what to run. The
+worker is trusted code; the kernel it starts runs the student's notebook and is not:
+
+- it runs inside bubblewrap (when available) with the solutions, the git history, the
+  submissions, the grading output and every other job hidden, and everything else
+  read-only but its own working folder;
+- a cell that kills the kernel (``os._exit``, a segfault, the memory cap) gets an error
+  output, and the remaining cells run in a restarted kernel after the earlier cells are
+  replayed, so work before the crash still counts;
+- each cell's output is capped (a 100 MB print becomes a note), so neither this process
+  nor the feedback page grows with it;
+- around every graded tests cell a guard restores the functions the tests rely on
+  (``numpy``, ``xlt_course.checks``, builtins, ...) when the student's code replaced them,
+  and checks that the exercise's functions do not call the course's own implementation.
+
+Everything the worker notices is printed as one JSON line (``flags``) for the parent.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import DeadKernelError
+from nbgrader.preprocessors import Execute
+
+from xlt_course import notebooks
+
+OUTPUT_CAP_CHARS = 1_000_000
+"""Characters of output one cell may keep; the rest is dropped with a note."""
+
+# Kernel-side code of the guard. It runs as hidden executions (not notebook cells, not in
+# the kernel's history). Names are unlikely to collide with students' names; {nonce} is
+# random per grading run.
+_SNAPSHOT = """
+def __xltg_snapshot(mods):
+    import importlib, sys, types
+    snap = {{}}
+    for m in mods:
+        try:
+            mod = importlib.import_module(m)
+        except Exception:
+            continue
+        snap[m] = (mod, dict(mod.__dict__))
+    holder = types.ModuleType("_xltg_{nonce}")
+    holder.snap = snap
+    sys.modules["_xltg_{nonce}"] = holder
+__xltg_snapshot({mods!r})
+del __xltg_snapshot
+"""
+
+_CHECK = """
+def __xltg_check(fns, allowed):
+    import sys
+    # ipykernel itself swaps these per execution (stdin forwarding, exit/quit helpers)
+    _IGNORED = ("get_ipython", "exit", "quit", "display", "input", "getpass")
+    holder = sys.modules.get("_xltg_{nonce}")
+    if holder is None:
+        return {{"tampered": True}}
+    import os
+    def from_notebook(o):
+        # Libraries replace their own attributes (lazy modules, wrappers): only objects
+        # made by the notebook's code count as monkeypatching (and are undone).
+        if o is holder:  # deleted
+            return True
+        if type(o) is type(sys):
+            return not getattr(o, "__file__", None)
+        f = getattr(o, "__func__", o)
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            fn = code.co_filename
+            return fn.startswith("<") or "ipykernel_" in fn or not os.path.exists(fn)
+        return "__main__" in (getattr(o, "__module__", None), getattr(type(o), "__module__", None))
+    changed = []
+    for m, (mod, saved) in holder.snap.items():
+        cur = sys.modules.get(m)
+        if cur is not mod and (cur is None or from_notebook(cur)):
+            changed.append(m)
+            sys.modules[m] = mod
+        d = mod.__dict__
+        for k, v in saved.items():
+            if k.startswith("_") and k != "__import__" or k in _IGNORED:
+                continue
+            new = d.get(k, holder)
+            if new is not v and from_notebook(new):
+                changed.append(m + "." + k)
+                d[k] = v
+    refs = []
+    seen = set()
+    def course_object(o):
+        mod = o.__name__ if type(o) is type(sys) else getattr(o, "__module__", None)
+        if not isinstance(mod, str) or not (mod == "xlt_course" or mod.startswith("xlt_course.")):
+            return False
+        if mod.startswith("xlt_course.checks"):
+            return False
+        return type(o) is type(sys) or callable(o) and hasattr(o, "__name__")
+    def visit(fn_name, f):
+        if id(f) in seen:
+            return
+        seen.add(id(f))
+        if course_object(f):
+            refs.append(fn_name + " is " + getattr(f, "__module__", "") + "." + getattr(f, "__name__", "?"))
+            return
+        code = getattr(f, "__code__", None)
+        glb = getattr(f, "__globals__", None)
+        if code is None or glb is None:
+            return
+        stack = [code]
+        while stack:
+            c = stack.pop()
+            stack.extend(x for x in c.co_consts if hasattr(x, "co_names"))
+            for name in c.co_names:
+                o = glb.get(name)
+                if o is None:
+                    continue
+                if name in allowed:
+                    continue
+                if course_object(o):
+                    refs.append(fn_name + " uses " + name)
+                elif getattr(o, "__globals__", None) is glb and getattr(o, "__code__", None) is not None:
+                    visit(fn_name, o)
+    g = globals()
+    for name in fns:
+        if name in g:
+            visit(name, g[name])
+    return {{"changed": sorted(set(changed)), "refs": sorted(set(refs))}}
+print("XLTG{nonce}" + __import__("json").dumps(__xltg_check({fns!r}, {allowed!r})))
+del __xltg_check
+"""
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager that starts the kernel behind a command prefix (bubblewrap).
+
+    With ``ipc`` set, the kernel talks to this process over Unix sockets with that path
+    prefix, so the sandbox can take the network away from it entirely.
+    """
+
+    prefix: list[str] = []
+    ipc: str = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.ipc:
+            self.transport = "ipc"
+            self.ip = self.ipc
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """Return the kernel's command line behind :attr:`prefix`."""
+        cmd = super().format_kernel_cmd(extra_arguments)
+        return [*self.prefix, *cmd]
+
+
+class GuardedExecute(Execute):
+    """nbgrader's Execute with crash recovery, an output cap and the monkeypatch guard.
+
+    Class attributes are set by :func:`main` before nbgrader instantiates it (one notebook
+    per process).
+    """
+
+    plan: dict[str, Any] = {}
+    events: list[str] = []
+    zero: dict[str, str] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    # --- output cap ---------------------------------------------------------------------
+    def output(self, outs, msg, display_id, cell_index):  # noqa: ANN001, D102 - nbclient hook
+        content = msg.get("content", {})
+        size = len(content.get("text", "")) + sum(
+            len(v) if isinstance(v, str) else 64 for v in content.get("data", {}).values()
+        )
+        size += sum(len(line) for line in content.get("traceback", []))
+        used = self._used.get(cell_index, 0)
+        self._used[cell_index] = used + size
+        if used + size > OUTPUT_CAP_CHARS:
+            if used <= OUTPUT_CAP_CHARS:
+                note = notebooks.nbformat.v4.new_output(
+                    "stream",
+                    name="stderr",
+                    text=f"\n[output truncated by the grader: more than {OUTPUT_CAP_CHARS:,} "
+                    "characters]\n",
+                )
+                outs.append(note)
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    # --- hidden executions ----------------------------------------------------------------
+    def _hidden(self, code: str, index: int) -> str:
+        """Execute ``code`` in the kernel outside the notebook; return its stdout."""
+        tmp = notebooks.nbformat.v4.new_code_cell(code)
+        orig, count = self.nb.cells[index], self.code_cells_executed
+        try:
+            self.execute_cell(tmp, index, store_history=False)
+        except Exception:  # noqa: BLE001 - a broken kernel is reported by the caller
+            return ""
+        finally:
+            self.nb.cells[index] = orig
+            self.code_cells_executed = count
+            self._used.pop(index, None)
+        return "".join(o.get("text", "") for o in tmp.outputs if o.get("output_type") == "stream")
+
+    def _snapshot(self, index: int) -> None:
+        code = _SNAPSHOT.format(nonce=self.plan["nonce"], mods=self.plan["watch_modules"])
+        self._hidden(code, index)
+
+    def _guard(self, grade_id: str, index: int, when: str) -> None:
+        fns = self.plan["exercise_functions"].get(grade_id, [])
+        marker = "XLTG" + self.plan["nonce"]
+        allowed = self.plan.get("allowed_course_names", {}).get(grade_id, [])
+        code = _CHECK.format(nonce=self.plan["nonce"], fns=fns, allowed=allowed)
+        text = self._hidden(code, index)
+        line = next((ln for ln in text.splitlines() if ln.startswith(marker)), None)
+        if line is None:
+            self.events.append(f"{grade_id}: the grader's guard did not answer (tampered with?)")
+            self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
+            return
+        res = json.loads(line[len(marker) :])
+        if res.get("tampered"):
+            self.events.append(f"{grade_id}: the grader's guard was removed")
+            self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
+            return
+        if res["changed"]:
+            names = ", ".join(res["changed"][:6]) + (" ..." if len(res["changed"]) > 6 else "")
+            if when == "before":
+                self.events.append(f"monkeypatching: {names} replaced before {grade_id} (restored)")
+            else:
+                self.events.append(f"monkeypatching: {names} replaced while {grade_id} ran")
+                self.zero.setdefault(grade_id, f"the code under test replaced {names}")
+        # (an exercise the static check already scored 0 is not reported twice)
+        if res["refs"] and when == "before" and grade_id not in self.zero:
+            what = "; ".join(res["refs"][:3])
+            self.events.append(f"{grade_id}: calls the course's implementation ({what})")
+            self.zero.setdefault(
+                grade_id, f"the exercise calls xlt_course's own implementation ({what})"
+            )
+
+    # --- crash recovery -------------------------------------------------------------------
+    def _restart(self, index: int) -> None:
+        """Start a fresh kernel, take the guard snapshot, replay the cells that ran before."""
+        from jupyter_core.utils import run_sync
+
+        async def restart() -> None:
+            await self._async_cleanup_kernel()
+            self.km = self.create_kernel_manager()
+            await self.async_start_new_kernel()
+            await self.async_start_new_kernel_client()
+
+        run_sync(restart)()
+        self._snapshot(index)
+        for i in self._ran:
+            orig, count = self.nb.cells[i], self.code_cells_executed
+            try:
+                self.execute_cell(copy.deepcopy(orig), i, store_history=False)
+            except DeadKernelError:
+                run_sync(restart)()
+                self._snapshot(index)
+            finally:
+                self.nb.cells[i] = orig
+                self.code_cells_executed = count
+                self._used.pop(i, None)
+
+    timing: dict[str, float] = {}
+
+    def preprocess(self, nb, resources=None, km=None):  # noqa: ANN001, D102 - nbconvert API
+        self.timing["execute_start"] = time.perf_counter()
+        self._used: dict[int, int] = {}
+        self._ran: list[int] = []
+        self._snapped = False
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):  # noqa: ANN001, D102 - nbconvert API
+        if cell.cell_type != "code" or not cell.source.strip():
+            return cell, resources
+        if not self._snapped:
+            # the kernel is up (started and answered kernel_info) when the first cell comes
+            self.timing.setdefault("kernel_ready", time.perf_counter())
+            self._snapshot(index)
+            self._snapped = True
+        meta = cell.metadata.get("nbgrader", {})
+        tests = meta.get("grade") and not meta.get("solution") and meta.get("grade_id")
+        if tests:
+            self._guard(tests, index, "before")
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            self._ran.append(index)
+        except DeadKernelError:
+            label = _label(self.nb, index)
+            cell.outputs.append(
+                notebooks.nbformat.v4.new_output(
+                    "error",
+                    ename="KernelDied",
+                    evalue="the kernel stopped while running this cell (os._exit, a crash or "
+                    "the memory limit); the cells after it ran in a restarted kernel",
+                    traceback=["KernelDied: the kernel stopped while running this cell"],
+                )
+            )
+            self.nb.cells[index] = cell
+            self.events.append(f"kernel died in {label} (restarted; later cells still graded)")
+            self._restart(index)
+        if tests:
+            self._guard(tests, index, "after")
+        return cell, resources
+
+
+def _cell_flags(nb: Any) -> list[str]:
+    """Return flags read from an executed notebook's error outputs (timeouts, exits, memory)."""
+    flags: list[str] = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        label = _label(nb, i)
+        for out in c.get("outputs", []):
+            if out.get("output_type") == "error":
+                ename = out.get("ename", "")
+                if ename in ("CellTimeoutError", "KeyboardInterrupt"):
+                    flags.append(f"{label} stopped at the per-cell time limit")
+                elif ename == "MemoryError":
+                    flags.append(f"{label} ran out of memory (memory cap)")
+                elif ename == "SystemExit":
+                    flags.append(f"{label} called sys.exit (ignored)")
+            elif out.get("output_type") == "stream" and "output truncated by the grader" in str(
+                out.get("text", "")
+            ):
+                flags.append(f"{label} output truncated (over {OUTPUT_CAP_CHARS:,} characters)")
+    return list(dict.fromkeys(flags))
+
+
+def _label(nb: Any, index: int) -> str:
+    """Name a cell for a flag: its grade id, or its position after the last graded cell."""
+    gid = nb.cells[index].get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    if gid:
+        return gid
+    before = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells[:index]]
+    anchor = next((g for g in reversed(before) if g), None)
+    return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
+
+
+def _apply_zero(root: Path, lesson: str, student: str, zero: dict[str, str]) -> None:
+    """Set the manual score of the tests cells in ``zero`` to 0 with the reason as comment."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "xlt-course") as gb:
+        for grade_id, reason in sorted(zero.items()):
+            try:
+                grade = gb.find_grade(grade_id, lesson, lesson, student)
+            except MissingEntry:
+                continue
+            grade.manual_score = 0.0
+            grade.needs_manual_grade = False
+            for sol in GuardedExecute.plan.get("solutions_of", {}).get(grade_id, []):
+                try:
+                    comment = gb.find_comment(sol, lesson, lesson, student)
+                except MissingEntry:
+                    continue
+                comment.manual_comment = f"Scored 0 by the grader: {reason}."
+        gb.db.commit()
+
+
+def serve() -> int:
+    """Grade the job folders read from stdin, one a line; print ``XLTJOB {status}`` for each."""
+    for line in sys.stdin:
+        root = line.strip()
+        if not root:
+            continue
+        try:
+            status = run_job(Path(root))
+        except Exception as e:  # noqa: BLE001 - one job's failure must not end the worker
+            status = {"autograde": False, "error": f"{type(e).__name__}: {e}"}
+        sys.stdout.write("XLTJOB " + json.dumps(status) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _job_environment(root: Path) -> None:
+    """Point everything the kernel may write (IPython, matplotlib, temp files) into the job."""
+    import os
+
+    home = root / "kernel_home"
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
+    os.environ["IPYTHONDIR"] = str(home / "ipython")
+    os.environ["MPLCONFIGDIR"] = str(home / "matplotlib")
+    os.environ["TMPDIR"] = str(home)
+    # tempfile caches the first TMPDIR it saw; jupyter_client writes the kernel's
+    # connection file there, which must be this job's folder (the sandbox hides the others).
+    tempfile.tempdir = str(home)
+
+
+def main(root_arg: str) -> int:
+    """Grade one job folder (for debugging: ``python -m xlt_course.grading_worker ROOT``)."""
+    print("XLTJOB " + json.dumps(run_job(Path(root_arg))))
+    return 0
+
+
+def run_job(root: Path) -> dict[str, Any]:
+    """Autograde ``ROOT/submitted/STUDENT/LESSON`` as ``ROOT/plan.json`` says.
+
+    Returns:
+        The status: ``autograde``/``feedback`` success, ``flags``, ``timing``, ``error``.
+    """
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from xlt_course.grading import strip_hidden_tests
+
+    plan = json.loads((root / "plan.json").read_text(encoding="utf-8"))
+    lesson, student = plan["lesson"], plan["student"]
+    _job_environment(root)
+    GuardedExecute.plan = plan
+    GuardedExecute.events = []
+    GuardedExecute.timing = {}
+    GuardedExecute.zero = dict(plan.get("zero", {}))
+    SandboxedKernelManager.prefix = list(plan.get("kernel_prefix", []))
+    SandboxedKernelManager.ipc = plan.get("ipc", "")
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.Execute.timeout = int(plan["cell_timeout"])
+    config.Autograde.autograde_preprocessors = [
+        GuardedExecute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
+    api = NbGraderAPI(config=config)
+    status: dict[str, Any] = {"autograde": False, "feedback": False, "flags": []}
+    t0 = time.perf_counter()
+    res = api.autograde(lesson, student, force=True, create=True)
+    t_autograde = time.perf_counter()
+    status["autograde"] = bool(res.get("success"))
+    if not status["autograde"]:
+        status["error"] = (res.get("error") or res.get("log") or "")[-2000:]
+    else:
+        graded = root / "autograded" / student / lesson / f"{lesson}.ipynb"
+        nb = notebooks.read_notebook(graded)
+        status["flags"] = list(dict.fromkeys(GuardedExecute.events + _cell_flags(nb)))
+        if GuardedExecute.zero:
+            _apply_zero(root, lesson, student, GuardedExecute.zero)
+        if not plan.get("include_hidden"):
+            strip_hidden_tests(nb)
+        graded.write_text(notebooks.dumps(nb), encoding="utf-8")
+        fb = api.generate_feedback(lesson, student, force=True)
+        status["feedback"] = bool(fb.get("success"))
+    t = GuardedExecute.timing
+    if "kernel_ready" in t:
+        # seconds: before execution (nbgrader's sanitising), kernel start, running the
+        # cells (and shutting the kernel down), feedback
+        status["timing"] = {
+            "prepare": round(t["execute_start"] - t0, 3),
+            "kernel_start": round(t["kernel_ready"] - t["execute_start"], 3),
+            "cells": round(t_autograde - t["kernel_ready"], 3),
+            "feedback": round(time.perf_counter() - t_autograde, 3),
+        }
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main(sys.argv[1]))
