@@ -23,83 +23,21 @@ from xlt_course.grading import run_test_cell, solution_namespace
 NB = solution("06-zero-shot-transfer")
 torch = pytest.importorskip("torch")
 
-WORDS = {
-    0: ["table", "index", "query", "row", "column", "schema", "server", "backup"],
-    1: ["password", "login", "user", "account", "group", "shell", "expire", "lock"],
-    2: ["file", "directory", "copy", "remove", "link", "size", "archive", "pattern"],
-}
-COMMON = ["the", "a", "of", "to", "is", "cannot", "not", "for", "with"]
-LABELS = ("database", "security", "files")
-
-
-def _tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    words = sorted({w for ws in WORDS.values() for w in ws} | set(COMMON))
-    vocab = {t: i for i, t in enumerate(specials + words + [w + "x" for w in words])}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-    )
+from tiny_models import LABELS, make_split, tiny_config, tiny_tokenizer  # noqa: E402
 
 
 def _save_tiny(folder, *, arch="bert", dropout=0.1):
     """Save a tiny random sequence classifier (3 labels) and its tokenizer to ``folder``."""
-    from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
-        XLMRobertaConfig,
-        XLMRobertaForSequenceClassification,
-    )
+    from transformers import BertForSequenceClassification, XLMRobertaForSequenceClassification
 
-    tok = _tokenizer()
-    common = dict(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=3,
-        pad_token_id=0,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
+    tok = tiny_tokenizer()
+    config = tiny_config(arch, vocab_size=len(tok), dropout=dropout, num_labels=3)
     torch.manual_seed(0)
-    if arch == "bert":
-        model = BertForSequenceClassification(BertConfig(max_position_embeddings=64, **common))
-    else:
-        model = XLMRobertaForSequenceClassification(
-            XLMRobertaConfig(max_position_embeddings=70, **common)
-        )
+    cls = BertForSequenceClassification if arch == "bert" else XLMRobertaForSequenceClassification
+    model = cls(config)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
-
-
-def make_split(n: int, lang: str = "en", seed: int = 0) -> TopicSplit:
-    """A synthetic 3-class split: class words mixed with common words; "xx" marks some words."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, size=n)
-    texts = []
-    for y in labels:
-        words = [
-            str(rng.choice(WORDS[int(y)])) if rng.random() < 0.5 else str(rng.choice(COMMON))
-            for _ in range(int(rng.integers(2, 12)))
-        ]
-        if lang != "en":
-            words = [w + "x" if rng.random() < 0.3 else w for w in words]
-        texts.append(" ".join(words))
-    return TopicSplit(lang, texts, labels.astype(np.int64), LABELS, [f"it{i}" for i in range(n)])
 
 
 @pytest.fixture(scope="module")

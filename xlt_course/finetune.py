@@ -909,22 +909,33 @@ def _save_result(result: FinetuneResult, folder: Path) -> None:
         "history": result.history,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    np.savez_compressed(folder / "probs.npz", **eval_arrays(result))
+
+
+def eval_arrays(result: FinetuneResult) -> dict[str, np.ndarray]:
+    """Return the evaluation outputs of ``result`` as named arrays for ``np.savez``."""
     arrays: dict[str, np.ndarray] = {"names": np.array(list(result.probs), dtype=str)}
     for i, name in enumerate(result.probs):
         arrays[f"probs_{i}"] = result.probs[name].astype(np.float32)
         arrays[f"labels_{i}"] = result.labels[name].astype(np.int64)
         arrays[f"ids_{i}"] = np.array(result.ids[name], dtype=str)
-    np.savez_compressed(folder / "probs.npz", **arrays)
+    return arrays
+
+
+def read_eval_arrays(z: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    """Return (probs, labels, ids) per evaluation set from arrays written by :func:`eval_arrays`."""
+    probs, labels, ids = {}, {}, {}
+    for i, name in enumerate(z["names"].tolist()):
+        probs[name] = z[f"probs_{i}"]
+        labels[name] = z[f"labels_{i}"]
+        ids[name] = z[f"ids_{i}"].tolist()
+    return probs, labels, ids
 
 
 def _load_result(folder: Path) -> FinetuneResult:
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    probs, labels, ids = {}, {}, {}
     with np.load(folder / "probs.npz") as z:
-        for i, name in enumerate(z["names"].tolist()):
-            probs[name] = z[f"probs_{i}"]
-            labels[name] = z[f"labels_{i}"]
-            ids[name] = z[f"ids_{i}"].tolist()
+        probs, labels, ids = read_eval_arrays(z)
     ckpt = folder / "checkpoint"
     return FinetuneResult(
         config=FinetuneConfig.from_dict(metrics["config"]),

@@ -123,9 +123,10 @@ class _Worker:
     whole group (worker and kernel) is killed and the next job starts a fresh worker.
     """
 
-    def __init__(self, limits: GradeLimits, log: Path) -> None:
+    def __init__(self, limits: GradeLimits, log: Path, threads: int = 1) -> None:
         self.limits = limits
         self.log = log
+        self.threads = threads
         self.proc: subprocess.Popen | None = None
 
     def _start(self) -> subprocess.Popen:
@@ -135,6 +136,11 @@ class _Worker:
         env["XLT_COURSE_GRADING"] = "1"
         env["MPLBACKEND"] = "Agg"
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        # Kernels grading side by side share the cores: each gets its share of math threads
+        # (torch, BLAS), and idle OpenMP threads sleep instead of spinning.
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env.setdefault(var, str(self.threads))
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         memory_mb = self.limits.memory_mb
         with open(self.log, "ab") as err:
@@ -964,7 +970,8 @@ def grade(
     results = []
     limits = limits or GradeLimits()
     idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-    workers = [_Worker(limits, work / "jobs" / f"worker-{i}.log") for i in range(n_jobs)]
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    workers = [_Worker(limits, work / "jobs" / f"worker-{i}.log", threads) for i in range(n_jobs)]
     for w in workers:
         idle.put(w)
 

@@ -30,7 +30,7 @@ import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -391,36 +391,18 @@ _NOT_IN_KEY = ("progress", "num_threads", "device", "eval_batch_size")
 
 
 @dataclass
-class PromptResult:
-    """What a prompt-tuning run measured (the fields of :class:`xlt_course.finetune.FinetuneResult`).
+class PromptResult(ft.FinetuneResult):
+    """What a prompt-tuning run measured: a :class:`xlt_course.finetune.FinetuneResult`
+    (accuracy, probs, labels, ids, label_names, stats, history, cache_path, from_cache;
+    ``checkpoint`` stays None) with the prompt-tuning settings and the trained prompt.
 
     Attributes:
         config: the run's settings.
-        accuracy: per evaluation set, accuracy in [0, 1].
-        probs: per evaluation set, (n, C) float32 class probabilities.
-        labels: per evaluation set, (n,) gold labels.
-        ids: per evaluation set, the n item ids.
-        label_names: the C class names.
-        stats: ``train_seconds``, ``train_cpu_seconds``, ``eval_seconds``,
-            ``eval_cpu_seconds``, ``trainable_params``, ``total_params``, ``train_examples``,
-            ``device``, ``precision``.
-        history: per epoch, the mean training loss.
         prompt: (m, d) the trained prompt vectors.
-        cache_path: the run's cache folder, or None.
-        from_cache: True when loaded from the cache.
     """
 
-    config: PromptConfig
-    accuracy: dict[str, float]
-    probs: dict[str, np.ndarray]
-    labels: dict[str, np.ndarray]
-    ids: dict[str, list[str]]
-    label_names: tuple[str, ...]
-    stats: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
+    config: PromptConfig  # type: ignore[assignment]
     prompt: np.ndarray | None = None
-    cache_path: Path | None = None
-    from_cache: bool = False
 
 
 def train_prompt(
@@ -699,11 +681,7 @@ def _save_prompt_result(result: PromptResult, folder: Path) -> None:
         "history": result.history,
     }
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    arrays: dict[str, np.ndarray] = {"names": np.array(list(result.probs), dtype=str)}
-    for i, name in enumerate(result.probs):
-        arrays[f"probs_{i}"] = result.probs[name]
-        arrays[f"labels_{i}"] = result.labels[name]
-        arrays[f"ids_{i}"] = np.array(result.ids[name], dtype=str)
+    arrays = ft.eval_arrays(result)
     if result.prompt is not None:
         arrays["prompt"] = result.prompt
     np.savez_compressed(tmp / "probs.npz", **arrays)
@@ -714,14 +692,8 @@ def _save_prompt_result(result: PromptResult, folder: Path) -> None:
 
 def _load_prompt_result(folder: Path) -> PromptResult:
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    probs, labels, ids = {}, {}, {}
     with np.load(folder / "probs.npz") as z:
-        for i, name in enumerate(z["names"].tolist()):
-            probs[name], labels[name], ids[name] = (
-                z[f"probs_{i}"],
-                z[f"labels_{i}"],
-                z[f"ids_{i}"].tolist(),
-            )
+        probs, labels, ids = ft.read_eval_arrays(z)
         prompt = z.get("prompt")
     return PromptResult(
         config=PromptConfig(**metrics["config"]),
