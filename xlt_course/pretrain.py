@@ -664,15 +664,7 @@ def pretrain(
         sampled += np.bincount(langs, minlength=len(corpus.langs))
         batch = collator([{"input_ids": streams[k].next_block()} for k in langs])
         batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast:
-            loss = model(**batch).loss
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        schedule.step()
+        loss = _train_step(model, batch, autocast, scaler, optimizer, schedule)
         losses.append(round(float(loss.detach()), 4))
         if len(losses) % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
@@ -732,6 +724,22 @@ def is_cached(config: PretrainConfig, root: Path | None = None) -> bool:
     """Return True when a complete checkpoint trained with exactly ``config`` exists."""
     info = read_info(checkpoint_dir(config, root))
     return info is not None and info.get("config") == config.to_dict()
+
+
+def _train_step(model: Any, batch: dict, autocast: Any, scaler: Any, optimizer: Any, schedule: Any):
+    """Run one mixed-precision optimiser step (clipped to norm 1); return the loss tensor."""
+    import torch
+
+    with autocast:
+        loss = model(**batch).loss
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    schedule.step()
+    return loss
 
 
 def load_or_pretrain(
@@ -1031,15 +1039,7 @@ def finetune_zero_shot(
     bar = tqdm(total=steps, desc="fine-tune (en)", disable=not progress)
     for _ in range(cfg.epochs):
         for batch in batches(data.en_train, data.train_labels, rng.permutation(len(data.en_train))):
-            with autocast:
-                loss = model(**batch).loss
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
+            _train_step(model, batch, autocast, scaler, optimizer, schedule)
             bar.update()
     bar.close()
     model.eval()
