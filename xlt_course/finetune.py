@@ -122,6 +122,14 @@ XNLI_ZERO_SHOT: dict[str, dict[str, float]] = {
 # --------------------------------------------------------------------------- configuration
 
 
+def check_positive_ints(config: Any, names: Sequence[str]) -> None:
+    """Raise ValueError naming the first field of ``config`` in ``names`` that is not an int >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 def _check_choice(name: str, value: Any, choices: Any) -> None:
     allowed = get_args(choices)
     if value not in allowed:
@@ -227,10 +235,7 @@ class FinetuneConfig:
         _check_choice("freeze", self.freeze, Freeze)
         _check_choice("device", self.device, Device)
         _check_choice("backend", self.backend, Backend)
-        for name in ("epochs", "batch_size", "grad_accumulation", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_positive_ints(self, ("epochs", "batch_size", "grad_accumulation", "eval_batch_size"))
         if not isinstance(self.bucket_batches, int) or self.bucket_batches < 1:
             raise ValueError(
                 f"bucket_batches must be an integer >= 1 (1 = no bucketing), got {self.bucket_batches!r}"

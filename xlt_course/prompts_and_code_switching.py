@@ -361,10 +361,7 @@ class PromptConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("n_prompt", "epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        ft.check_positive_ints(self, ("n_prompt", "epochs", "batch_size", "eval_batch_size"))
         if not isinstance(self.head_warmup_epochs, int) or self.head_warmup_epochs < 0:
             raise ValueError(
                 f"head_warmup_epochs must be an integer >= 0, got {self.head_warmup_epochs!r}"
