@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from xlt_course import grading, notebooks, paths
+from autograder import grading, notebooks, paths
 
 KINDS = ("correct", "wrong", "blank")
 

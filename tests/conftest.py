@@ -15,14 +15,16 @@ os.environ["XLT_COURSE_SMOKE"] = "1"
 # cores from the notebook kernels the suite starts.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from xlt_course import grading, paths  # noqa: E402
+from autograder import grading  # noqa: E402
+from autograder.paths import solutions_dir  # noqa: E402
+from xlt_course import paths  # noqa: E402
 
 LESSONS = grading.lesson_names()
 
 
 def solution(lesson: str) -> Path:
     """Return the solution notebook of ``lesson``."""
-    return paths.solutions_dir() / lesson / f"{lesson}.ipynb"
+    return solutions_dir() / lesson / f"{lesson}.ipynb"
 
 
 @pytest.fixture(scope="session")

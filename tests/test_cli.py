@@ -10,7 +10,7 @@ from xlt_course import cli
 
 def test_help_lists_every_command():
     res = subprocess.run(
-        [sys.executable, "-m", "xlt_course.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "autograder.cli", "--help"], capture_output=True, text=True
     )
     assert res.returncode == 0
     for command in ("data", "lessons", "grade", "course", "env", "bli"):

@@ -14,11 +14,11 @@ import sys
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import finetune as ft
 from xlt_course.data.topics import TopicSplit
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("06-zero-shot-transfer")
 torch = pytest.importorskip("torch")

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from conftest import solution
 
-from xlt_course import cli, grading, notebooks, paths
+from autograder import cli, grading, notebooks, paths
 
 LESSON = "00-setup"
 RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
@@ -162,6 +162,10 @@ def _hostile_submissions(subs):
     if grading.sandbox_available():  # unconfined, it would really vandalise the batch
         nb = _insert_after(nb, "ex1_cosine_tests", vandal)
     _submit(subs, "readsolutions", nb)
+    # Importing the grader (to read its code or call it): the kernel cannot.
+    _submit(
+        subs, "importgrader", _student_nb(ex1="import autograder.grading\n" + ref["ex1_cosine"])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +295,18 @@ def test_solutions_and_other_jobs_are_unreachable_from_the_kernel(graded):
     assert not [p for p in written if p.read_bytes() == b"vandalised"]
 
 
+def test_grading_package_cannot_be_imported_by_the_kernel(graded):
+    out, r = graded
+    if not grading.sandbox_available():
+        pytest.skip("bubblewrap is not available: the kernel runs unconfined")
+    assert r["importgrader"].points == {
+        "ex1_cosine_tests": (0.0, 2.0),
+        "ex2_top_k_tests": (1.0, 1.0),
+    }
+    page = (out / "feedback" / "importgrader" / f"{LESSON}.html").read_text(encoding="utf-8")
+    assert "cannot be imported while grading" in page
+
+
 def test_grades_csv_and_feedback(graded):
     out, r = graded
     rows = list(csv.DictReader((out / "grades.csv").read_text(encoding="utf-8").splitlines()))
@@ -388,7 +404,7 @@ def test_every_reference_scores_full_and_every_blank_zero(tmp_path):
     # The whole course through the real pipeline, in grading mode: a solution cell that
     # trips the xlt_course rule, a graded cell that needs a training run, or a hidden test
     # that rejects its own reference shows up here, lesson by lesson.
-    from xlt_course import course
+    from autograder import course
 
     lessons = grading.lesson_names()
     results = course.grade_reference_and_blank(lessons, tmp_path)

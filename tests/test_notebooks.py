@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import LESSONS, solution
 
-from xlt_course import course, grading, notebooks, paths
+from autograder import course, grading, notebooks, paths
 
 
 def test_there_are_lessons():

@@ -16,11 +16,11 @@ from collections import deque
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import pivots_and_ensembles as pe
 from xlt_course.data.topics import TopicSplit
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("08-pivots-and-ensembles")
 

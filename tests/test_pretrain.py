@@ -10,12 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
-from xlt_course import notebooks, paths, pretrain, sampling
+from autograder import notebooks
+from xlt_course import paths, pretrain, sampling
 from xlt_course.cli import main as cli_main
 from xlt_course.data.topics import load_topics
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("05-multilingual-pretraining")
 

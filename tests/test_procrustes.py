@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import align
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("02-procrustes")
 

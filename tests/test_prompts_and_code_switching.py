@@ -15,11 +15,11 @@ import sys
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import prompts_and_code_switching as pc
 from xlt_course.data.topics import TopicSplit
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution(pc.LESSON)
 torch = pytest.importorskip("torch")

@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import setup
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("00-setup")
 
@@ -18,7 +18,7 @@ NB = solution("00-setup")
 def test_import_has_no_visible_side_effects():
     code = (
         "import random, sys; state = random.getstate();"
-        "import xlt_course, xlt_course.setup, xlt_course.checks, xlt_course.grading, xlt_course.data.build;"
+        "import xlt_course, xlt_course.setup, xlt_course.checks, xlt_course.data.build, autograder.grading;"
         "assert random.getstate() == state, 'import seeded random';"
         "assert 'torch' not in sys.modules, 'import pulled in torch'"
     )

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import align, shared_space
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("01-shared-space")
 RNG = np.random.default_rng(123)

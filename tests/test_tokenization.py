@@ -10,10 +10,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import tokenization as T
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("04-subwords-and-anchors")
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"

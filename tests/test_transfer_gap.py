@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import transfer_gap as tg
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("10-transfer-gap-and-low-resource")
 

@@ -15,11 +15,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import translate as tr
 from xlt_course.errors import ResourceMissingError
-from xlt_course.grading import run_test_cell, solution_namespace
 
 NB = solution("07-translate-train-test")
 needs_apertium = pytest.mark.skipif(

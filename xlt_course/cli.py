@@ -1,4 +1,8 @@
-"""The ``xlt-course`` command line: data, lessons, grading, the whole course, BLI."""
+"""The student side of the ``xlt-course`` command line: data, environment, BLI, pretraining.
+
+The ``xlt-course`` entry point adds the instructor's commands (lessons, grade, course) to
+these from the grading package; this module knows nothing of them.
+"""
 
 from __future__ import annotations
 
@@ -25,56 +29,6 @@ def _data(args: argparse.Namespace) -> int:
     for name, (ok, detail) in sorted(status.items()):
         print(f"{'ok ' if ok else 'BAD'} {name}: {detail}")
     return 1 if bad else 0
-
-
-def _lessons(args: argparse.Namespace) -> int:
-    from xlt_course import grading
-
-    names = args.lesson or grading.lesson_names()
-    if args.check:
-        drift = {n: grading.lesson_drift(n) for n in names}
-        for n, d in drift.items():
-            print(
-                f"{n}: {'up to date' if not d else 'DIFFERS from solutions/ (run xlt-course lessons)'}"
-            )
-        return 1 if any(drift.values()) else 0
-    for path in grading.generate_lessons(names):
-        print(f"generated {path}")
-    return 0
-
-
-def _grade(args: argparse.Namespace) -> int:
-    from xlt_course import grading
-
-    limits = grading.GradeLimits(
-        notebook_timeout=args.timeout,
-        cell_timeout=args.cell_timeout,
-        memory_mb=args.memory_mb,
-        include_hidden=args.include_hidden,
-        sandbox=args.sandbox,
-    )
-    results = grading.grade(
-        Path(args.submissions),
-        Path(args.out),
-        lessons=args.lesson,
-        students=args.student,
-        jobs=args.jobs,
-        limits=limits,
-    )
-    print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
-    print(f"score histograms -> {Path(args.out) / 'summary'}")
-    flagged = [r for r in results if r.flags]
-    for r in flagged:
-        print(f"  flagged {r.student}/{r.lesson}: {'; '.join(r.flags)}")
-    return 0
-
-
-def _course(args: argparse.Namespace) -> int:
-    from xlt_course import course
-
-    runs = course.run_course(smoke=args.smoke, out=Path(args.out) if args.out else None)
-    print(course.format_summary(runs))
-    return 0 if all(r.executed for r in runs) else 1
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -118,51 +72,20 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``xlt-course``."""
+    """Return the argument parser of the student commands (``python -m xlt_course.cli``)."""
     p = argparse.ArgumentParser(prog="xlt-course", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    add_commands(p.add_subparsers(dest="command", required=True))
+    return p
 
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add the commands a student's environment needs (data, env, bli, pretrain, translate)."""
     d = sub.add_parser("data", help="build or verify the offline data")
     d.add_argument("action", choices=["build", "verify", "topics"])
     d.add_argument("--force", action="store_true", help="rebuild even when current")
     d.add_argument("--only", nargs="+", choices=["vectors", "dictionary", "encoder"])
     d.add_argument("--out", help="with `topics`: write the dataset here instead of data/topics")
     d.set_defaults(func=_data)
-
-    le = sub.add_parser("lessons", help="regenerate lessons/ from solutions/ with nbgrader")
-    le.add_argument("lesson", nargs="*", help="lesson ids (default: all)")
-    le.add_argument("--check", action="store_true", help="only report lessons that drifted")
-    le.set_defaults(func=_lessons)
-
-    g = sub.add_parser(
-        "grade", help="autograde SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb or an LMS zip"
-    )
-    g.add_argument("submissions", help="a folder of submissions or an LMS zip of notebooks")
-    g.add_argument("--out", required=True)
-    g.add_argument("--lesson", nargs="+", help="only these lessons")
-    g.add_argument("--student", nargs="+", help="only these students (regrade one)")
-    g.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: cores)")
-    g.add_argument("--timeout", type=float, default=600, help="wall-clock seconds per notebook")
-    g.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell")
-    g.add_argument(
-        "--include-hidden",
-        action="store_true",
-        help="instructors only: show hidden tests and full tracebacks in the feedback",
-    )
-    g.add_argument("--memory-mb", type=int, default=8192, help="memory cap per notebook (0: none)")
-    g.add_argument(
-        "--sandbox",
-        choices=["auto", "bwrap", "none"],
-        default="auto",
-        help="run kernels in bubblewrap, hiding solutions/ and other students' work "
-        "(auto: when it works here)",
-    )
-    g.set_defaults(func=_grade)
-
-    c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")
-    c.add_argument("--smoke", action="store_true", help="smoke-size settings (as the tests)")
-    c.add_argument("--out", help="keep grading output here")
-    c.set_defaults(func=_course)
 
     e = sub.add_parser("env", help="check the environment and every data artefact")
     e.set_defaults(func=_env)
@@ -192,12 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("rest", nargs=argparse.REMAINDER, help="SRC TGT [FILE] [--system S]")
     tr.set_defaults(func=_translate)
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """Run the command line; errors the course raises on purpose print without a traceback."""
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser()).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (XltCourseError, FileNotFoundError) as e:

@@ -28,7 +28,7 @@ What the loop does, and why:
   so the same call runs data-parallel on several GPUs without code changes.
 - **Caching**: a run's metrics and probabilities are stored under
   ``paths.cache_dir()/finetune/<hash>/``, keyed by the config, the data and the model, so a
-  lesson re-run (or the autograder) loads them instead of retraining.
+  lesson re-run (or the grader) loads them instead of retraining.
 
 Importing this module imports neither torch nor transformers.
 """
@@ -995,7 +995,7 @@ def finetune(
             the training label order.
         cache: ``"use"`` loads a cached run or computes and stores it; ``"refresh"``
             recomputes and overwrites; ``"off"`` neither reads nor writes; ``"only"`` loads
-            a cached run or returns None (the autograder never trains).
+            a cached run or returns None (the grader never trains).
 
     Returns:
         A :class:`FinetuneResult` (None only with ``cache="only"`` and nothing cached).

@@ -31,13 +31,3 @@ def build_dir() -> Path:
 def cache_dir() -> Path:
     """Return the folder where lessons cache expensive results."""
     return data_dir() / "cache"
-
-
-def solutions_dir() -> Path:
-    """Return nbgrader's source folder (instructor notebooks)."""
-    return REPO_ROOT / "solutions"
-
-
-def lessons_dir() -> Path:
-    """Return nbgrader's release folder (student notebooks, generated)."""
-    return REPO_ROOT / "lessons"

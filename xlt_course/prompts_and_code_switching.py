@@ -419,7 +419,7 @@ def train_prompt(
         train: labelled training splits (same label order).
         evals: evaluation sets by name (usually language codes).
         cache: ``"use"``, ``"refresh"``, ``"off"`` or ``"only"`` (load or return None: the
-            autograder never trains), as in :func:`xlt_course.finetune.finetune`.
+            grader never trains), as in :func:`xlt_course.finetune.finetune`.
 
     Returns:
         A :class:`PromptResult` (None only with ``cache="only"`` and nothing cached).

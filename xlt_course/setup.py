@@ -31,7 +31,7 @@ def smoke() -> bool:
 
 
 def grading() -> bool:
-    """Return True inside the autograder, where lessons must skip training and plotting work."""
+    """Return True inside the grader, where lessons must skip training and plotting work."""
     return os.environ.get("XLT_COURSE_GRADING", "") == "1"
 
 

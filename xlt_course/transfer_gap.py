@@ -450,7 +450,7 @@ def cached_features(
         get_encoder: a callable returning ``(model, tokenizer)``, called only on a miss.
         batch_size: texts per forward pass.
         max_length: truncation length (part of the cache key).
-        only: never compute: return None on a miss (the autograder never encodes).
+        only: never compute: return None on a miss (the grader never encodes).
         progress: show a progress bar.
 
     Returns:
@@ -697,7 +697,7 @@ def adapt_mlm(
         eval_texts: held-out target-language texts for the before/after MLM loss (fixed masks).
         model: ``"offline"``, a folder or a hub id of a BERT-style encoder.
         cache: load/store the run's measurements (not the weights) in the lesson cache.
-        only: return None instead of training when nothing is cached (the autograder).
+        only: return None instead of training when nothing is cached (the grader).
         progress: show a progress bar.
 
     Returns:

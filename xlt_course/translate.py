@@ -20,7 +20,7 @@
 
 Every translation is cached on disk in ``paths.cache_dir()/translate/translations.sqlite``,
 keyed by (system, version, src, tgt, text), so a lesson re-run, another lesson or the
-autograder never translates the same text twice; the version is the Debian package
+grader never translates the same text twice; the version is the Debian package
 versions for Apertium, the lexicon versions for the dictionary, and the weights for a
 model folder.
 

@@ -1,7 +1,7 @@
 """The grading worker: runs nbgrader autograde on one prepared submission, bounded and guarded.
 
-:func:`xlt_course.grading.grade` starts one worker process per (student, lesson) with
-``python -m xlt_course.grading_worker ROOT``; ``ROOT/plan.json`` says what to run. The
+:func:`autograder.grading.grade` starts one worker process per (student, lesson) with
+``python -m autograder.grading_worker ROOT``; ``ROOT/plan.json`` says what to run. The
 worker is trusted code; the kernel it starts runs the student's notebook and is not:
 
 - it runs inside bubblewrap (when available) with the solutions, the git history, the
@@ -33,109 +33,10 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import Execute
 
-from xlt_course import notebooks
+from autograder import kernel_guard, notebooks
 
 OUTPUT_CAP_CHARS = 1_000_000
 """Characters of output one cell may keep; the rest is dropped with a note."""
-
-# Kernel-side code of the guard. It runs as hidden executions (not notebook cells, not in
-# the kernel's history). Names are unlikely to collide with students' names; {nonce} is
-# random per grading run.
-_SNAPSHOT = """
-def __xltg_snapshot(mods):
-    import importlib, sys, types
-    snap = {{}}
-    for m in mods:
-        try:
-            mod = importlib.import_module(m)
-        except Exception:
-            continue
-        snap[m] = (mod, dict(mod.__dict__))
-    holder = types.ModuleType("_xltg_{nonce}")
-    holder.snap = snap
-    sys.modules["_xltg_{nonce}"] = holder
-__xltg_snapshot({mods!r})
-del __xltg_snapshot
-"""
-
-_CHECK = """
-def __xltg_check(fns, allowed):
-    import sys
-    # ipykernel itself swaps these per execution (stdin forwarding, exit/quit helpers)
-    _IGNORED = ("get_ipython", "exit", "quit", "display", "input", "getpass")
-    holder = sys.modules.get("_xltg_{nonce}")
-    if holder is None:
-        return {{"tampered": True}}
-    import os
-    def from_notebook(o):
-        # Libraries replace their own attributes (lazy modules, wrappers): only objects
-        # made by the notebook's code count as monkeypatching (and are undone).
-        if o is holder:  # deleted
-            return True
-        if type(o) is type(sys):
-            return not getattr(o, "__file__", None)
-        f = getattr(o, "__func__", o)
-        code = getattr(f, "__code__", None)
-        if code is not None:
-            fn = code.co_filename
-            return fn.startswith("<") or "ipykernel_" in fn or not os.path.exists(fn)
-        return "__main__" in (getattr(o, "__module__", None), getattr(type(o), "__module__", None))
-    changed = []
-    for m, (mod, saved) in holder.snap.items():
-        cur = sys.modules.get(m)
-        if cur is not mod and (cur is None or from_notebook(cur)):
-            changed.append(m)
-            sys.modules[m] = mod
-        d = mod.__dict__
-        for k, v in saved.items():
-            if k.startswith("_") and k != "__import__" or k in _IGNORED:
-                continue
-            new = d.get(k, holder)
-            if new is not v and from_notebook(new):
-                changed.append(m + "." + k)
-                d[k] = v
-    refs = []
-    seen = set()
-    def course_object(o):
-        mod = o.__name__ if type(o) is type(sys) else getattr(o, "__module__", None)
-        if not isinstance(mod, str) or not (mod == "xlt_course" or mod.startswith("xlt_course.")):
-            return False
-        if mod.startswith("xlt_course.checks"):
-            return False
-        return type(o) is type(sys) or callable(o) and hasattr(o, "__name__")
-    def visit(fn_name, f):
-        if id(f) in seen:
-            return
-        seen.add(id(f))
-        if course_object(f):
-            refs.append(fn_name + " is " + getattr(f, "__module__", "") + "." + getattr(f, "__name__", "?"))
-            return
-        code = getattr(f, "__code__", None)
-        glb = getattr(f, "__globals__", None)
-        if code is None or glb is None:
-            return
-        stack = [code]
-        while stack:
-            c = stack.pop()
-            stack.extend(x for x in c.co_consts if hasattr(x, "co_names"))
-            for name in c.co_names:
-                o = glb.get(name)
-                if o is None:
-                    continue
-                if name in allowed:
-                    continue
-                if course_object(o):
-                    refs.append(fn_name + " uses " + name)
-                elif getattr(o, "__globals__", None) is glb and getattr(o, "__code__", None) is not None:
-                    visit(fn_name, o)
-    g = globals()
-    for name in fns:
-        if name in g:
-            visit(name, g[name])
-    return {{"changed": sorted(set(changed)), "refs": sorted(set(refs))}}
-print("XLTG{nonce}" + __import__("json").dumps(__xltg_check({fns!r}, {allowed!r})))
-del __xltg_check
-"""
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -212,21 +113,18 @@ class GuardedExecute(Execute):
         return "".join(o.get("text", "") for o in tmp.outputs if o.get("output_type") == "stream")
 
     def _snapshot(self, index: int) -> None:
-        code = _SNAPSHOT.format(nonce=self.plan["nonce"], mods=self.plan["watch_modules"])
+        code = kernel_guard.snapshot_code(self.plan["nonce"], self.plan["watch_modules"])
         self._hidden(code, index)
 
     def _guard(self, grade_id: str, index: int, when: str) -> None:
         fns = self.plan["exercise_functions"].get(grade_id, [])
-        marker = "XLTG" + self.plan["nonce"]
         allowed = self.plan.get("allowed_course_names", {}).get(grade_id, [])
-        code = _CHECK.format(nonce=self.plan["nonce"], fns=fns, allowed=allowed)
-        text = self._hidden(code, index)
-        line = next((ln for ln in text.splitlines() if ln.startswith(marker)), None)
-        if line is None:
+        code = kernel_guard.check_code(self.plan["nonce"], fns, allowed)
+        res = kernel_guard.read_answer(self._hidden(code, index), self.plan["nonce"])
+        if res is None:
             self.events.append(f"{grade_id}: the grader's guard did not answer (tampered with?)")
             self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
             return
-        res = json.loads(line[len(marker) :])
         if res.get("tampered"):
             self.events.append(f"{grade_id}: the grader's guard was removed")
             self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
@@ -398,7 +296,7 @@ def _job_environment(root: Path) -> None:
 
 
 def main(root_arg: str) -> int:
-    """Grade one job folder (for debugging: ``python -m xlt_course.grading_worker ROOT``)."""
+    """Grade one job folder (for debugging: ``python -m autograder.grading_worker ROOT``)."""
     print("XLTJOB " + json.dumps(run_job(Path(root_arg))))
     return 0
 
@@ -420,7 +318,7 @@ def run_job(root: Path) -> dict[str, Any]:
     )
     from traitlets.config.loader import PyFileConfigLoader
 
-    from xlt_course.grading import strip_hidden_tests
+    from autograder.grading import strip_hidden_tests
 
     plan = json.loads((root / "plan.json").read_text(encoding="utf-8"))
     lesson, student = plan["lesson"], plan["student"]

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from xlt_course import grading, notebooks, paths
+from autograder import grading, notebooks, paths
 
 
 @dataclass

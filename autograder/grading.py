@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from xlt_course import notebooks, paths
+from autograder import notebooks, paths
+from xlt_course import paths as course_paths
 from xlt_course.errors import XltCourseError
 
-CONFIG_FILE = paths.REPO_ROOT / "autograder" / "nbgrader_config.py"
+CONFIG_FILE = paths.CONFIG_FILE
 
 
 class GradingError(XltCourseError, RuntimeError):
@@ -114,7 +115,7 @@ def _limit_memory(memory_mb: int) -> None:  # runs in the child, before exec
 
 
 class _Worker:
-    """A long-lived grading worker process (``python -m xlt_course.grading_worker``).
+    """A long-lived grading worker process (``python -m autograder.grading_worker``).
 
     Each thread of :func:`grade` keeps one, so the ~2.5 s of CPU that importing nbgrader
     and nbconvert costs is paid once per thread, not once per notebook. Jobs go in on
@@ -136,6 +137,10 @@ class _Worker:
         env["XLT_COURSE_GRADING"] = "1"
         env["MPLBACKEND"] = "Agg"
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        # `python -m autograder.grading_worker` must find this checkout's grader, installed or not.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env.get("PYTHONPATH", ""), str(paths.REPO_ROOT)) if p
+        )
         # Kernels grading side by side share the cores: each gets its share of math threads
         # (torch, BLAS), and idle OpenMP threads sleep instead of spinning.
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -145,7 +150,7 @@ class _Worker:
         memory_mb = self.limits.memory_mb
         with open(self.log, "ab") as err:
             return subprocess.Popen(
-                [sys.executable, "-m", "xlt_course.grading_worker", "--serve"],
+                [sys.executable, "-m", "autograder.grading_worker", "--serve"],
                 cwd=self.log.parent,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -659,6 +664,12 @@ def _ipc_dir(root: Path) -> Path:
     return short
 
 
+HIDDEN_PACKAGE_INIT = (
+    'raise ImportError("autograder, the grading system, cannot be imported while grading")\n'
+)
+"""What ``import autograder`` finds inside the grading sandbox."""
+
+
 def kernel_sandbox(root: Path, kernel_cwd: Path, hide: list[Path]) -> list[str]:
     """Return the command prefix that runs a grading kernel in bubblewrap.
 
@@ -668,12 +679,20 @@ def kernel_sandbox(root: Path, kernel_cwd: Path, hide: list[Path]) -> list[str]:
     the SIGINT that interrupts a cell at its time limit (the kernel installs its own handler).
     """
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    needed = (Path(sys.prefix).resolve(), paths.PACKAGE_DIR.resolve())
+    needed = (Path(sys.prefix).resolve(), course_paths.PACKAGE_DIR.resolve())
     for h in hide:
         h = h.resolve()
         # Never hide a folder that holds the interpreter or the package the kernel imports.
-        if h.exists() and not any(n == h or h in n.parents for n in needed):
+        if h.is_dir() and not any(n == h or h in n.parents for n in needed):
             args += ["--tmpfs", str(h)]
+        elif h.exists() and not h.is_dir():  # e.g. a git worktree's `.git` file
+            args += ["--ro-bind", "/dev/null", str(h)]
+    # The grading package becomes one that refuses to import (an empty folder would
+    # still import, as a namespace package).
+    stub = root / "hidden_package"
+    stub.mkdir(exist_ok=True)
+    (stub / "__init__.py").write_text(HIDDEN_PACKAGE_INIT, encoding="utf-8")
+    args += ["--ro-bind", str(stub.resolve()), str(paths.PACKAGE_DIR)]
     for rw in (root / "kernel_home", root / "runtime", _ipc_dir(root), kernel_cwd):
         args += ["--bind", str(rw.resolve()), str(rw.resolve())]
     # No network: the kernel reaches its worker over Unix sockets in runtime/ (see the plan's
@@ -1163,31 +1182,3 @@ def write_summary(results: list[SubmissionResult], out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
-
-
-# --- proving that test cells catch mistakes -------------------------------------------
-
-
-def cell_source(nb_path: Path, grade_id: str) -> str:
-    """Return the source of the cell ``grade_id`` in a (solution) notebook."""
-    cells = notebooks.grade_cells(notebooks.read_notebook(nb_path))
-    if grade_id not in cells:
-        raise KeyError(f"{nb_path} has no cell with grade_id {grade_id!r} (has: {sorted(cells)})")
-    return cells[grade_id].source
-
-
-def solution_namespace(nb_path: Path, grade_id: str) -> dict[str, Any]:
-    """Execute the solution cell ``grade_id`` alone and return the names it defines."""
-    ns: dict[str, Any] = {"__name__": "__solution__"}
-    exec(compile(cell_source(nb_path, grade_id), f"{nb_path.name}:{grade_id}", "exec"), ns)
-    return ns
-
-
-def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
-    """Run the tests cell ``grade_id`` (visible and hidden parts) against ``functions``.
-
-    Raises:
-        AssertionError: a test in the cell fails (as it would when graded).
-    """
-    ns: dict[str, Any] = {"__name__": "__tests__", **functions}
-    exec(compile(cell_source(nb_path, grade_id), f"{nb_path.name}:{grade_id}", "exec"), ns)

@@ -1,0 +1,122 @@
+"""The ``xlt-course`` command line: the student commands plus the instructor's.
+
+One entry point for both audiences: ``xlt-course`` runs :func:`main` here, which adds the
+instructor commands (``lessons``, ``grade``, ``course``) to the student commands of
+:mod:`xlt_course.cli` (``data``, ``env``, ``bli``, ``pretrain``, ``translate``). The grading
+code is imported only when an instructor command runs, so ``xlt-course data build`` never
+loads nbgrader. ``python -m xlt_course.cli`` has the student commands alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xlt_course import cli as student_cli
+
+
+def _lessons(args: argparse.Namespace) -> int:
+    from autograder import grading
+
+    names = args.lesson or grading.lesson_names()
+    if args.check:
+        drift = {n: grading.lesson_drift(n) for n in names}
+        for n, d in drift.items():
+            print(
+                f"{n}: {'up to date' if not d else 'DIFFERS from solutions/ (run xlt-course lessons)'}"
+            )
+        return 1 if any(drift.values()) else 0
+    for path in grading.generate_lessons(names):
+        print(f"generated {path}")
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from autograder import grading
+
+    limits = grading.GradeLimits(
+        notebook_timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+        memory_mb=args.memory_mb,
+        include_hidden=args.include_hidden,
+        sandbox=args.sandbox,
+    )
+    results = grading.grade(
+        Path(args.submissions),
+        Path(args.out),
+        lessons=args.lesson,
+        students=args.student,
+        jobs=args.jobs,
+        limits=limits,
+    )
+    print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
+    print(f"score histograms -> {Path(args.out) / 'summary'}")
+    flagged = [r for r in results if r.flags]
+    for r in flagged:
+        print(f"  flagged {r.student}/{r.lesson}: {'; '.join(r.flags)}")
+    return 0
+
+
+def _course(args: argparse.Namespace) -> int:
+    from autograder import course
+
+    runs = course.run_course(smoke=args.smoke, out=Path(args.out) if args.out else None)
+    print(course.format_summary(runs))
+    return 0 if all(r.executed for r in runs) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``xlt-course`` (every command)."""
+    p = argparse.ArgumentParser(prog="xlt-course", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    student_cli.add_commands(sub)
+    add_commands(sub)
+    return p
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add the instructor's commands: lessons, grade, course."""
+    le = sub.add_parser("lessons", help="regenerate lessons/ from solutions/ with nbgrader")
+    le.add_argument("lesson", nargs="*", help="lesson ids (default: all)")
+    le.add_argument("--check", action="store_true", help="only report lessons that drifted")
+    le.set_defaults(func=_lessons)
+
+    g = sub.add_parser(
+        "grade", help="autograde SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb or an LMS zip"
+    )
+    g.add_argument("submissions", help="a folder of submissions or an LMS zip of notebooks")
+    g.add_argument("--out", required=True)
+    g.add_argument("--lesson", nargs="+", help="only these lessons")
+    g.add_argument("--student", nargs="+", help="only these students (regrade one)")
+    g.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: cores)")
+    g.add_argument("--timeout", type=float, default=600, help="wall-clock seconds per notebook")
+    g.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell")
+    g.add_argument(
+        "--include-hidden",
+        action="store_true",
+        help="instructors only: show hidden tests and full tracebacks in the feedback",
+    )
+    g.add_argument("--memory-mb", type=int, default=8192, help="memory cap per notebook (0: none)")
+    g.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "none"],
+        default="auto",
+        help="run kernels in bubblewrap, hiding solutions/ and other students' work "
+        "(auto: when it works here)",
+    )
+    g.set_defaults(func=_grade)
+
+    c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")
+    c.add_argument("--smoke", action="store_true", help="smoke-size settings (as the tests)")
+    c.add_argument("--out", help="keep grading output here")
+    c.set_defaults(func=_course)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``xlt-course``; errors the course raises on purpose print without a traceback."""
+    return student_cli.main(argv, build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
