@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
     )
     sys.path.insert(0, "xlt-course")
 
-from xlt_course.setup import setup_lesson
+from xlt_course.runtime import setup_lesson
 
 ENV = setup_lesson()""".replace("{url}", REPO_URL)
 

@@ -1,11 +1,11 @@
-"""Benchmark CSLS word translation: xlt_course.align.translate vs a full-matrix version vs GEMM.
+"""Benchmark CSLS word translation: xlt_course.retrieval.translate_words vs a full-matrix version vs GEMM.
 
 Task: translate every one of n source words (CSLS, k = 10, P@1 ranking, i.e. top-1) against
 the target vocabulary. Cases n = 20,000 and n = 200,000 source words.
 
 Data: the real offline vectors when built (``xlt-course data build``): the n most frequent
 GloVe EN words and the 14,959 fastText FR words, mapped into their shared 50-d space by
-the course's recommended pipeline (``align.BLIConfig.recommended()``), so the target is
+the course's recommended pipeline (``procrustes.BLIConfig.recommended()``), so the target is
 the real FR vocabulary in both cases. Without the build, random unit vectors of the same
 shapes (documented in the output).
 
@@ -15,7 +15,7 @@ hits all three alike; peak memory is measured by running each computation once m
 subprocess of its own (peak RSS from /proc VmHWM, which includes the interpreter and the
 inputs, and the tracemalloc peak of numpy's allocations):
 
-- ``ours``: ``align.translate(X, Y, method="csls", k=10, topn=1)``, streaming.
+- ``ours``: ``retrieval.translate_words(X, Y, method="csls", k=10, topn=1)``, streaming.
 - ``naive``: the straightforward full-matrix numpy version below (materialises the n x m
   similarity matrix, partitions it along both axes, forms the CSLS matrix, argmax). It needs
   about three n x m float32 matrices; if that does not fit in the memory available, it is
@@ -86,9 +86,9 @@ def _load(data: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ours(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    from xlt_course import align
+    from xlt_course import retrieval
 
-    return align.translate(X, Y, method="csls", k=K, topn=1, progress=False)[:, 0]
+    return retrieval.translate_words(X, Y, method="csls", k=K, topn=1, progress=False)[:, 0]
 
 
 def _time_worker(n: int, data: Path, repeats: int, with_naive: bool) -> dict:
@@ -191,7 +191,7 @@ def _prepare_data(n_max: int, folder: Path) -> str:
     """Write X (n_max, 50) and Y (m, 50) unit-length float32 to ``folder``; describe them."""
     import warnings
 
-    from xlt_course import align
+    from xlt_course import procrustes
 
     try:
         from xlt_course.data.dictionary import load_dictionary
@@ -201,20 +201,20 @@ def _prepare_data(n_max: int, folder: Path) -> str:
         train = load_dictionary("en", "fr", split="train")
     except Exception as e:  # noqa: BLE001 - any failure means: no built data, go synthetic
         rng = np.random.default_rng(0)
-        X = align.normalize(rng.normal(size=(n_max, 50)), center=False)
-        Y = align.normalize(rng.normal(size=(14_959, 50)), center=False)
+        X = procrustes.normalize(rng.normal(size=(n_max, 50)), center=False)
+        Y = procrustes.normalize(rng.normal(size=(14_959, 50)), center=False)
         desc = f"synthetic unit Gaussian vectors (offline data not built: {type(e).__name__})"
     else:
         from dataclasses import replace
 
-        cfg = replace(align.BLIConfig.recommended(), fit_vocab=max(n_max, 200_000))
-        S, T = align.prepare_spaces(en, fr, cfg, src="en", tgt="fr")
+        cfg = replace(procrustes.BLIConfig.recommended(), fit_vocab=max(n_max, 200_000))
+        S, T = procrustes.prepare_spaces(en, fr, cfg, src="en", tgt="fr")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", align.DroppedPairsWarning)
-            ids, _ = align.pairs_to_indices(train, S, T)
-        W_src, W_tgt = align.whitened_mapping(S.vectors[ids[:, 0]], T.vectors[ids[:, 1]])
-        X = align.normalize(S.vectors[:n_max] @ W_src, center=False)
-        Y = align.normalize(T.vectors[: cfg.tgt_vocab] @ W_tgt, center=False)
+            warnings.simplefilter("ignore", procrustes.DroppedPairsWarning)
+            ids, _ = procrustes.pairs_to_indices(train, S, T)
+        W_src, W_tgt = procrustes.whitened_mapping(S.vectors[ids[:, 0]], T.vectors[ids[:, 1]])
+        X = procrustes.normalize(S.vectors[:n_max] @ W_src, center=False)
+        Y = procrustes.normalize(T.vectors[: cfg.tgt_vocab] @ W_tgt, center=False)
         desc = (
             f"real vectors: top {X.shape[0]} GloVe EN words and {Y.shape[0]} fastText FR "
             f"words in their shared {X.shape[1]}-d space (recommended pipeline)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # The suite runs offline and executes lessons at their documented smoke size.
@@ -44,3 +45,18 @@ def assert_build_is_noop(build, manifest, names: tuple[str, ...]) -> None:
     before = [f.stat().st_mtime_ns for f in files]
     build(manifest)
     assert [f.stat().st_mtime_ns for f in files] == before, "a second build rewrote artefacts"
+
+
+def rotation(d: int, seed: int = 0) -> np.ndarray:
+    """Return a random (d, d) float32 rotation (orthogonal, from a QR decomposition)."""
+    Q, R = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))
+    return (Q * np.sign(np.diag(R))).astype(np.float32)
+
+
+def rotated_pair(n: int = 2000, d: int = 20, noise: float = 0.05, seed: int = 0):
+    """Return (X, Y, W_true), (n, d) each and (d, d), with Y = X W_true + noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    W = rotation(d, seed + 1)
+    Y = (X @ W + noise * rng.normal(size=(n, d))).astype(np.float32)
+    return X, Y, W

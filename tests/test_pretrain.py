@@ -39,9 +39,9 @@ def test_import_is_light():
 # --- text transforms ---------------------------------------------------------------------
 
 
-def test_split_words_separates_punctuation():
-    assert pretrain.split_words("Use «apt-get» to remove it.") == "Use « apt - get » to remove it ."
-    assert pretrain.split_words("  ") == ""
+def test_pretokenize_separates_punctuation():
+    assert pretrain.pretokenize("Use «apt-get» to remove it.") == "Use « apt - get » to remove it ."
+    assert pretrain.pretokenize("  ") == ""
 
 
 def test_fake_english_is_reversible_and_shares_nothing():
@@ -103,8 +103,8 @@ def test_variants_control_what_is_shared(corpora):
     assert fr_words & en_words == set(anchors.anchors) & fr_words
     assert len(anchors.anchors) > 50 and {".", ","} <= anchors.anchors
     test = ["Le fichier n'existe pas."]
-    assert fake.prepare("fr", test) == [pretrain.fake_english(pretrain.split_words(test[0]))]
-    assert anchors.prepare("en", test) == [pretrain.split_words(test[0])]
+    assert fake.prepare("fr", test) == [pretrain.fake_english(pretrain.pretokenize(test[0]))]
+    assert anchors.prepare("en", test) == [pretrain.pretokenize(test[0])]
     with pytest.raises(ValueError):
         shared.prepare("de", test)
 
@@ -173,7 +173,7 @@ def test_fake_english_corpus_pairs_english_with_shifted_english():
     corpus = pretrain.build_corpus(pretrain.CONFIGS["fake-en"])
     assert corpus.langs == ("en", "en-fake") and corpus.other == "en"
     assert not set(corpus.ids["en"]) & set(corpus.ids["en-fake"])
-    english = {pretrain.split_words(t) for t in load_topics("train", "en").texts}
+    english = {pretrain.pretokenize(t) for t in load_topics("train", "en").texts}
     assert all(pretrain.unfake(t) in english for t in corpus.texts["en-fake"][:50])
 
 

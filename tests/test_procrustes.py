@@ -1,25 +1,182 @@
-"""Lesson 02-procrustes: its exercises' tests accept correct variants and reject plausible mistakes.
+"""Lesson 02-procrustes: the package side, and exercises that accept correct variants only.
 
-The package side of the lesson (``xlt_course.align``) is tested in ``tests/test_align.py``;
-here every graded cell of the solution notebook is run, visible and hidden parts together,
-against the reference solution, against independent correct implementations (scipy, torch,
-pandas, the package itself), and against the mistakes students make.
+First the lesson's module (``xlt_course.procrustes``: preprocessing, mappings, dictionaries,
+evaluation) and its end-to-end run (``xlt_course.bli``); the retrieval engine it uses is
+tested in ``tests/test_retrieval.py``. Then every graded cell of the solution notebook is
+run, visible and hidden parts together, against the reference solution, against independent
+correct implementations (scipy, torch, pandas, the package itself), and against the
+mistakes students make.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from cells import run_test_cell, solution_namespace
-from conftest import solution
+import scipy.linalg
+from conftest import rotated_pair, solution
 
-from xlt_course import align
+from xlt_course import bli, procrustes, retrieval
+from xlt_course.errors import DataError
+from cells import run_test_cell, solution_namespace
 
 NB = solution("02-procrustes")
 
 
 def _stub(*args, **kwargs):
     raise NotImplementedError()
+
+
+# --- the package: preprocessing, mappings, dictionaries, evaluation -----------------------
+
+
+def test_normalize_centres_then_unit_length():
+    X = np.random.default_rng(0).normal(loc=3.0, size=(500, 8))
+    Z = procrustes.normalize(X)
+    assert Z.dtype == np.float32 and Z.shape == X.shape
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-5)
+    # Centring happened before the scaling: the centred direction is preserved.
+    C = X - X.mean(axis=0)
+    np.testing.assert_allclose(Z, C / np.linalg.norm(C, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(procrustes.normalize(X, center=False, unit=False), X, rtol=1e-6)
+    ucu = procrustes.preprocess(X, "unit_center_unit")
+    np.testing.assert_allclose(np.linalg.norm(ucu, axis=1), 1.0, atol=1e-5)
+
+
+def test_normalize_rejects_zero_rows_and_nan():
+    X = np.ones((6, 3))
+    X[[1, 4]] = 0.0
+    with pytest.raises(ValueError, match="2 zero row"):
+        procrustes.normalize(X)
+    with pytest.raises(ValueError, match="zero after centring"):
+        procrustes.normalize(np.ones((4, 3)))
+    bad = np.ones((3, 2))
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        procrustes.normalize(bad)
+    with pytest.raises(ValueError, match="2-D"):
+        procrustes.normalize(np.ones(5))
+
+
+def test_reduce_dim_keeps_the_leading_components():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 6)) * np.array([10, 5, 1, 0.1, 0.1, 0.1])
+    Z = procrustes.reduce_dim(X, 2)
+    assert Z.shape == (400, 2) and Z.dtype == np.float32
+    # Two components carry almost all the variance.
+    assert Z.var(axis=0).sum() / X.var(axis=0).sum() > 0.99
+    with pytest.raises(ValueError, match="dim must be"):
+        procrustes.reduce_dim(X, 7)
+
+
+def test_procrustes_recovers_a_known_rotation_and_is_orthogonal():
+    X, Y, W_true = rotated_pair()
+    W = procrustes.procrustes(X, Y)
+    assert W.shape == (20, 20) and W.dtype == np.float32
+    assert procrustes.isometry_error(W) < 1e-4
+    np.testing.assert_allclose(W, W_true, atol=0.01)
+    ref, _ = scipy.linalg.orthogonal_procrustes(X, Y)
+    np.testing.assert_allclose(W, ref, atol=1e-5)
+    # Mapped sources retrieve their own translation.
+    pred = retrieval.translate_words(X @ W, Y, method="nn", progress=False)[:, 0]
+    assert (pred == np.arange(len(X))).mean() > 0.99
+
+
+def test_least_squares_fits_a_general_map_that_is_not_orthogonal():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    A = rng.normal(size=(5, 7)).astype(np.float32)
+    W = procrustes.least_squares(X, X @ A)
+    assert W.shape == (5, 7)
+    np.testing.assert_allclose(W, A, atol=1e-4)
+    assert procrustes.isometry_error(W) > 1.0
+
+
+def test_mapping_errors_name_the_shapes():
+    X = np.ones((10, 4), np.float32)
+    with pytest.raises(ValueError, match=r"\(10, 4\).*\(9, 4\)"):
+        procrustes.procrustes(X, np.ones((9, 4)))
+    with pytest.raises(ValueError, match="different dimensions"):
+        procrustes.procrustes(X, np.ones((10, 5)))
+    with pytest.raises(ValueError, match="at least 1"):
+        procrustes.procrustes(np.ones((0, 4)), np.ones((0, 4)))
+    bad = X.copy()
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        procrustes.procrustes(bad, X)
+
+
+def test_whitened_mapping_handles_unequal_dimensions():
+    rng = np.random.default_rng(3)
+    n, d_src, d_tgt = 3000, 10, 30
+    X = rng.normal(size=(n, d_src)).astype(np.float32)
+    # The target space embeds a rotated, rescaled copy of the source plus unrelated dims.
+    lift = np.linalg.qr(rng.normal(size=(d_tgt, d_src)))[0].T * rng.uniform(0.5, 2, (d_src, 1))
+    Y = (X @ lift + 0.3 * rng.normal(size=(n, d_tgt))).astype(np.float32)
+    train = np.arange(1000)
+    W_src, W_tgt = procrustes.whitened_mapping(X[train], Y[train])
+    assert W_src.shape == (d_src, d_src) and W_tgt.shape == (d_tgt, d_src)
+    test = np.arange(1000, 3000)
+    pred = retrieval.translate_words(X @ W_src, Y @ W_tgt, queries=test, progress=False)[:, 0]
+    assert (pred == test).mean() > 0.9
+    with pytest.raises(ValueError, match="dewhiten"):
+        procrustes.whitened_mapping(X[train], Y[train], dewhiten="sideways")  # type: ignore[arg-type]
+
+
+def test_isometry_error():
+    assert procrustes.isometry_error(np.eye(3)) == pytest.approx(0.0)
+    assert procrustes.isometry_error(2 * np.eye(3)) == pytest.approx(np.sqrt(27))
+
+
+def _toy_spaces():
+    X, Y, _ = rotated_pair(n=400, d=10, noise=0.01, seed=7)
+    src = procrustes.WordSpace("en", [f"e{i}" for i in range(400)], X)
+    tgt = procrustes.WordSpace("fr", [f"f{i}" for i in range(400)], Y)
+    return src, tgt
+
+
+def test_pairs_to_matrices_warns_with_the_count_of_dropped_pairs():
+    src, tgt = _toy_spaces()
+    pairs = [("e1", "f1"), ("e2", "f2"), ("nope", "f3"), ("e4", "absent"), ("e5", "f5")]
+    with pytest.warns(
+        procrustes.DroppedPairsWarning, match=r"dropped 2 of 5 .*1 with the source.*1"
+    ):
+        X, Y, kept = procrustes.pairs_to_matrices(pairs, src, tgt)
+    assert X.shape == (3, 10) and Y.shape == (3, 10)
+    assert kept == [("e1", "f1"), ("e2", "f2"), ("e5", "f5")]
+    np.testing.assert_array_equal(X[2], src.vectors[5])
+    with pytest.raises(ValueError, match="none of the 2"):
+        procrustes.pairs_to_matrices([("x", "y"), ("e1", "q")], src, tgt)
+    with pytest.raises(ValueError, match="none of the 0"):
+        procrustes.pairs_to_matrices([], src, tgt)
+
+
+def test_evaluate_bli_and_result_line():
+    src, tgt = _toy_spaces()
+    train = [(f"e{i}", f"f{i}") for i in range(200)]
+    test = [(f"e{i}", f"f{i}") for i in range(200, 400)] + [("e201", "f0")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X, Y, _ = procrustes.pairs_to_matrices(train, src, tgt)
+    W = procrustes.procrustes(X, Y)
+    assert procrustes.evaluate_bli(src, tgt, W, test, method="csls", k=5) == {1: 1.0, 5: 1.0}
+    assert procrustes.evaluate_bli(src, tgt, np.eye(10), test, method="nn")[1] < 0.1
+    r = bli.BLIResult("en", "fr", {"nn": {1: 0.3271, 5: 0.5}, "csls": {1: 0.35349, 5: 0.5436}},
+                        n_queries=1500, n_test_pairs=2214)  # fmt: skip
+    assert bli.format_bli_line(r) == "P@1 nn=0.327 csls=0.353 P@5 csls=0.544"
+    with pytest.raises(KeyError, match="no P@10"):
+        r.p("csls", 10)
+
+
+def test_run_bli_en_fr_beats_the_plain_procrustes_baseline():
+    try:
+        result = bli.run_bli("en", "fr")
+    except DataError as e:
+        pytest.skip(f"offline data not built ({e}); run `xlt-course data build`")
+    assert result.n_queries == 1500
+    assert result.p("csls", 1) > 0.353, bli.format_bli_line(result)
+    assert result.p("csls", 5) > result.p("csls", 1)
 
 
 # --- exercise 1: procrustes ---------------------------------------------------------------
@@ -60,7 +217,7 @@ def test_ex1_reference_passes():
         _torch_procrustes,
         _seed_convention,
         _polar,
-        align.procrustes,
+        procrustes.procrustes,
     ],
     ids=["scipy", "torch", "seed-convention", "polar", "package"],
 )
@@ -193,7 +350,7 @@ def test_ex2_reference_passes():
 
 @pytest.mark.parametrize(
     "variant",
-    [lambda X, Y, k=10: align.csls_scores(X, Y, k=k), _csls_partition, _csls_torch],
+    [lambda X, Y, k=10: retrieval.csls_scores(X, Y, k=k), _csls_partition, _csls_torch],
     ids=["package", "partition", "torch"],
 )
 def test_ex2_correct_variants_pass(variant):
@@ -326,7 +483,7 @@ def _golds_by_query(queries, gold_pairs):
 
 
 def _pak_package(predictions, queries, gold_pairs, k):
-    return align.precision_at_k(predictions, _golds_by_query(queries, gold_pairs), k)
+    return retrieval.precision_at_k(predictions, _golds_by_query(queries, gold_pairs), k)
 
 
 def _pak_vectorised(predictions, queries, gold_pairs, k):
@@ -400,7 +557,7 @@ def _hits_over_pairs(predictions, queries, gold_pairs, k):
 
 def _k_plus_one_candidates(predictions, queries, gold_pairs, k):
     P = np.asarray(predictions)
-    return align.precision_at_k(P, _golds_by_query(queries, gold_pairs), min(k + 1, P.shape[1]))
+    return retrieval.precision_at_k(P, _golds_by_query(queries, gold_pairs), min(k + 1, P.shape[1]))
 
 
 def _only_rank_k(predictions, queries, gold_pairs, k):

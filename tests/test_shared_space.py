@@ -9,7 +9,8 @@ import pytest
 from cells import run_test_cell, solution_namespace
 from conftest import solution
 
-from xlt_course import align, shared_space
+from xlt_course import procrustes, shared_space
+from cells import run_test_cell, solution_namespace
 
 NB = solution("01-shared-space")
 RNG = np.random.default_rng(123)
@@ -171,8 +172,8 @@ def test_pca_matches_covariance_eigenvectors_and_sklearn():
     ref = PCA(3).fit_transform(X)
     for j in range(3):
         assert np.allclose(np.abs(P.coords[:, j]), np.abs(ref[:, j]), atol=1e-8)
-    # the reduction in align agrees up to signs
-    red = align.reduce_dim(X.astype(np.float32), 3)
+    # the reduction in procrustes agrees up to signs
+    red = procrustes.reduce_dim(X.astype(np.float32), 3)
     for j in range(3):
         assert np.allclose(np.abs(P.coords[:, j]), np.abs(red[:, j]), atol=1e-3)
 
@@ -206,22 +207,22 @@ def test_structure_correlation():
 
 def _spaces(n: int = 300, d: int = 12):
     words = [f"w{i}" for i in range(n)]
-    X = align.normalize(RNG.normal(size=(n, d)))
-    src = align.WordSpace("en", words, X)
+    X = procrustes.normalize(RNG.normal(size=(n, d)))
+    src = procrustes.WordSpace("en", words, X)
     return src, words, X
 
 
 def test_unaligned_bli_identity_rotation_and_recovery():
     src, words, X = _spaces()
     Q = _rotation(X.shape[1], 3).astype(np.float32)
-    tgt = align.WordSpace("fr", [f"f{i}" for i in range(len(words))], X @ Q)
+    tgt = procrustes.WordSpace("fr", [f"f{i}" for i in range(len(words))], X @ Q)
     test = [(f"w{i}", f"f{i}") for i in range(0, 300, 3)]
     assert shared_space.unaligned_bli(src, tgt, test)[1] < 0.05  # rotated: no mapping fails
     assert shared_space.unaligned_bli(src, tgt, test, W=Q)[1] == 1.0  # the right map recovers
-    same = align.WordSpace("fr", [f"f{i}" for i in range(len(words))], X)
+    same = procrustes.WordSpace("fr", [f"f{i}" for i in range(len(words))], X)
     assert shared_space.unaligned_bli(src, same, test, ks=(1, 5)) == {1: 1.0, 5: 1.0}
     with pytest.raises(ValueError):
-        shared_space.unaligned_bli(src, align.WordSpace("fr", ["a"], np.ones((1, 3))), test)
+        shared_space.unaligned_bli(src, procrustes.WordSpace("fr", ["a"], np.ones((1, 3))), test)
 
 
 def test_unaligned_bli_on_the_real_vectors(built_data):
@@ -229,14 +230,14 @@ def test_unaligned_bli_on_the_real_vectors(built_data):
     from xlt_course.data.dictionary import load_dictionary
     from xlt_course.data.vectors import load_vectors
 
-    cfg = align.BLIConfig(src_vocab=20_000)
-    S, T = align.prepare_spaces(load_vectors("en", max_words=20_000), load_vectors("fr"), cfg,
+    cfg = procrustes.BLIConfig(src_vocab=20_000)
+    S, T = procrustes.prepare_spaces(load_vectors("en", max_words=20_000), load_vectors("fr"), cfg,
                                 src="en", tgt="fr")  # fmt: skip
     test = load_dictionary("en", "fr", split="test")
     assert shared_space.unaligned_bli(S, T, test)[1] < 0.005
-    with pytest.warns(align.DroppedPairsWarning):
-        X, Y, _ = align.pairs_to_matrices(load_dictionary("en", "fr", split="train"), S, T)
-    assert shared_space.unaligned_bli(S, T, test, W=align.procrustes(X, Y))[1] > 0.1
+    with pytest.warns(procrustes.DroppedPairsWarning):
+        X, Y, _ = procrustes.pairs_to_matrices(load_dictionary("en", "fr", split="train"), S, T)
+    assert shared_space.unaligned_bli(S, T, test, W=procrustes.procrustes(X, Y))[1] > 0.1
 
 
 # --- the embedding cache -------------------------------------------------------------------

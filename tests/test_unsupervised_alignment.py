@@ -1,7 +1,7 @@
 """Lesson 03-unsupervised-alignment: its exercises' tests catch mistakes, its claims hold.
 
 For each exercise: the reference solution passes its tests cell, correct variants pass, and
-the plausible mistakes fail. The lesson's claims about ``xlt_course.align`` (a small correct
+the plausible mistakes fail. The lesson's claims about ``xlt_course.unsupervised_alignment`` (a small correct
 seed grows into the full mapping, a random seed does not; the loop's own signals tell them
 apart) are checked on a synthetic problem whose answer is known.
 """
@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import rotated_pair, solution
 
-from xlt_course import align
+from xlt_course import procrustes, retrieval, unsupervised_alignment
+from cells import run_test_cell, solution_namespace
 
 NB = solution("03-unsupervised-alignment")
 
@@ -60,8 +60,8 @@ def _seed_pandas(src, tgt, max_rank):
     return m[["index_s", "index_t"]].to_numpy(dtype=np.int64).reshape(-1, 2)
 
 
-def _seed_align(src, tgt, max_rank):
-    return align.identical_strings_seed(
+def _seed_package(src, tgt, max_rank):
+    return unsupervised_alignment.identical_strings_seed(
         SimpleNamespace(words=list(src)), SimpleNamespace(words=list(tgt)), max_rank
     )
 
@@ -72,7 +72,7 @@ def test_ex1_reference_passes():
 
 @pytest.mark.parametrize(
     "variant",
-    [_seed_dict, _seed_intersect1d, _seed_pandas, _seed_align],
+    [_seed_dict, _seed_intersect1d, _seed_pandas, _seed_package],
     ids=["dict", "intersect1d", "pandas-merge", "align"],
 )
 def test_ex1_correct_variants_pass(variant):
@@ -191,12 +191,12 @@ def test_ex1_stub_gets_friendly_message():
         run_test_cell(NB, "ex1_identical_seed_tests", identical_seed=_stub)
 
 
-def test_ex1_reference_matches_align_on_real_vocabularies(built_data):
+def test_ex1_reference_matches_package_on_real_vocabularies(built_data):
     from xlt_course.data.vectors import load_vectors
 
     en, fr = load_vectors("en"), load_vectors("fr")
     mine = _seed_reference()(en.words, fr.words, 20_000)
-    ref = align.identical_strings_seed(en, fr, max_rank=20_000)
+    ref = unsupervised_alignment.identical_strings_seed(en, fr, max_rank=20_000)
     assert len(ref) > 1_000
     assert set(map(tuple, mine.tolist())) == set(map(tuple, ref.tolist()))
 
@@ -321,12 +321,14 @@ def test_ex2_stub_gets_friendly_message():
         run_test_cell(NB, "ex2_mutual_nn_tests", mutual_nn_pairs=_stub)
 
 
-def test_ex2_reference_matches_align_csls_induction():
+def test_ex2_reference_matches_package_csls_induction():
     rng = np.random.default_rng(0)
-    X = align.normalize(rng.normal(size=(300, 12)))
-    Y = align.normalize(rng.normal(size=(250, 12)))
-    want = align.induce_dictionary(X, Y, method="csls", mutual=True, max_rank=200, k=10)
-    got = _mutual_reference()(align.csls_scores(X[:200], Y[:200], k=10))
+    X = procrustes.normalize(rng.normal(size=(300, 12)))
+    Y = procrustes.normalize(rng.normal(size=(250, 12)))
+    want = unsupervised_alignment.induce_dictionary(
+        X, Y, method="csls", mutual=True, max_rank=200, k=10
+    )
+    got = _mutual_reference()(retrieval.csls_scores(X[:200], Y[:200], k=10))
     assert set(map(tuple, got.tolist())) == set(map(tuple, want.tolist()))
 
 
@@ -459,27 +461,80 @@ def test_ex3_stub_gets_friendly_message():
         run_test_cell(NB, "ex3_dictionary_change_tests", dictionary_change=_stub)
 
 
+# --- the package: seed, induction, self-learning, Wasserstein-Procrustes -----------------
+
+
+def test_identical_strings_seed():
+    src = procrustes.WordSpace("en", ["the", "paris", "2010", "dog"], np.eye(4, dtype=np.float32))
+    tgt = procrustes.WordSpace("fr", ["le", "2010", "paris", "chien"], np.eye(4, dtype=np.float32))
+    np.testing.assert_array_equal(
+        unsupervised_alignment.identical_strings_seed(src, tgt), [[1, 2], [2, 1]]
+    )
+    np.testing.assert_array_equal(
+        unsupervised_alignment.identical_strings_seed(src, tgt, max_rank=2), np.empty((0, 2))
+    )
+
+
+def test_induce_dictionary_and_self_learning_from_a_small_seed():
+    X, Y, W_true = rotated_pair(n=1500, d=16, noise=0.15, seed=11)
+    X, Y = procrustes.normalize(X), procrustes.normalize(Y)
+    ind = unsupervised_alignment.induce_dictionary(X @ W_true, Y, max_rank=1000)
+    assert ind.shape[1] == 2 and (ind[:, 0] == ind[:, 1]).mean() > 0.95
+    assert ind[:, 0].max() < 1000
+    seed = np.stack([np.arange(40), np.arange(40)], axis=1)
+    cfg = unsupervised_alignment.SelfLearningConfig(
+        n_iter=6, max_rank=1500, keep_seed=False, progress=False
+    )
+    seen: list[float] = []
+
+    def p_at_1(W: np.ndarray, W_tgt: np.ndarray | None) -> float:
+        pred = retrieval.translate_words(X @ W, Y, queries=np.arange(1000, 1500), progress=False)[
+            :, 0
+        ]
+        seen.append(float((pred == np.arange(1000, 1500)).mean()))
+        return seen[-1]
+
+    res = unsupervised_alignment.self_learning(X, Y, seed, cfg, evaluate=p_at_1)
+    assert 1 <= len(res.history) <= 6 and res.history[0].n_pairs == 40
+    assert res.history[-1].n_induced > 1000
+    assert [h.metric for h in res.history] == seen and seen[-1] > 0.95
+    assert res.converged or len(res.history) == 6
+    assert procrustes.isometry_error(res.W) < 1e-4 and res.W_tgt is None
+    with pytest.raises(ValueError, match="empty"):
+        unsupervised_alignment.self_learning(X, Y, np.empty((0, 2)), cfg)
+
+
+def test_wasserstein_procrustes_refines_a_perturbed_map():
+    pytest.importorskip("ot")
+    X, Y, W_true = rotated_pair(n=600, d=8, noise=0.02, seed=13)
+    X, Y = procrustes.normalize(X, center=False), procrustes.normalize(Y, center=False)
+    W0 = procrustes.procrustes(X[:15], Y[:15] + 0.2 * np.random.default_rng(0).normal(size=(15, 8)))
+    W = unsupervised_alignment.wasserstein_procrustes(X, Y, W0, n_iter=5, n_words=600, reg=0.05)
+    assert procrustes.isometry_error(W) < 1e-4
+    assert np.linalg.norm(W - W_true) < np.linalg.norm(W0 - W_true)
+
+
 # --- the lesson's claims, on a synthetic problem with a known answer ----------------------
 
 
 def _rotated_pair(n: int = 1_500, d: int = 20, noise: float = 0.08, seed: int = 0):
     """Source vectors, their rotated and noisy copies in shuffled order, and the answer."""
     rng = np.random.default_rng(seed)
-    X = align.normalize(rng.normal(size=(n, d)), center=False)
+    X = procrustes.normalize(rng.normal(size=(n, d)), center=False)
     Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
     perm = rng.permutation(n)  # target row perm[i] translates source row i
     Y = np.empty_like(X)
     Y[perm] = X @ Q + noise * rng.normal(size=(n, d))
-    return X, align.normalize(Y, center=False), perm
+    return X, procrustes.normalize(Y, center=False), perm
 
 
 def _accuracy(X, Y, W, perm):
-    pred = align.translate(X @ W, Y, method="csls", k=10, progress=False)[:, 0]
+    pred = retrieval.translate_words(X @ W, Y, method="csls", k=10, progress=False)[:, 0]
     return float(np.mean(pred == perm))
 
 
 def _config(**kw):
-    return align.SelfLearningConfig(
+    return unsupervised_alignment.SelfLearningConfig(
         n_iter=8, max_rank=None, keep_seed=False, tol=0.05, progress=False, **kw
     )
 
@@ -489,8 +544,8 @@ def test_small_correct_seed_grows_into_the_mapping():
     rng = np.random.default_rng(1)
     src = rng.choice(len(X), 30, replace=False)  # 30 pairs in 20 dimensions
     seed = np.stack([src, perm[src]], axis=1)
-    W_seed = align.procrustes(X[seed[:, 0]], Y[seed[:, 1]])
-    res = align.self_learning(X, Y, seed, _config())
+    W_seed = procrustes.procrustes(X[seed[:, 0]], Y[seed[:, 1]])
+    res = unsupervised_alignment.self_learning(X, Y, seed, _config())
     assert _accuracy(X, Y, res.W, perm) > 0.9
     assert _accuracy(X, Y, res.W, perm) >= _accuracy(X, Y, W_seed, perm)
     assert res.converged and res.history[-1].changed < 0.05
@@ -500,10 +555,10 @@ def test_random_seed_fails_and_the_loop_can_tell():
     X, Y, perm = _rotated_pair()
     rng = np.random.default_rng(2)
     good = rng.choice(len(X), 30, replace=False)
-    ok = align.self_learning(X, Y, np.stack([good, perm[good]], axis=1), _config())
+    ok = unsupervised_alignment.self_learning(X, Y, np.stack([good, perm[good]], axis=1), _config())
     bad_seed = np.stack([rng.choice(len(X), 300, replace=False)] * 2, axis=1)
     bad_seed[:, 1] = rng.permutation(bad_seed[:, 1])
-    bad = align.self_learning(X, Y, bad_seed, _config())
+    bad = unsupervised_alignment.self_learning(X, Y, bad_seed, _config())
     assert _accuracy(X, Y, bad.W, perm) < 0.05
     # The unsupervised signals of the lesson's section 6: a lower objective and a dictionary
     # that keeps changing.
@@ -514,7 +569,7 @@ def test_random_seed_fails_and_the_loop_can_tell():
 def test_too_few_pairs_leave_directions_undetermined():
     X, Y, perm = _rotated_pair(noise=0.0)
     src = np.arange(5)  # 5 pairs in 20 dimensions: a 15-dimensional complement is free
-    W = align.procrustes(X[src], Y[perm[src]])
+    W = procrustes.procrustes(X[src], Y[perm[src]])
     M = X[src].T @ Y[perm[src]]
     assert np.linalg.matrix_rank(M) == 5
     assert _accuracy(X, Y, W, perm) < 0.5

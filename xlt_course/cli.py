@@ -32,18 +32,18 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    from xlt_course import setup
+    from xlt_course import environment
 
-    checks = setup.environment_report()
-    print(setup.format_report(checks))
+    checks = environment.environment_report()
+    print(environment.format_report(checks))
     return 0 if all(c.ok for c in checks) else 1
 
 
 def _bli(args: argparse.Namespace) -> int:
-    from xlt_course import align
+    from xlt_course import bli
 
-    result = align.run_bli(args.src, args.tgt)
-    print(align.format_bli_line(result))
+    result = bli.run_bli(args.src, args.tgt)
+    print(bli.format_bli_line(result))
     return 0
 
 

@@ -852,7 +852,7 @@ class _AccelerateRuntime(_TorchRuntime):
 
 
 def _resolve_device(device: Device) -> str:
-    from xlt_course.setup import default_device
+    from xlt_course.runtime import default_device
 
     return default_device() if device == "auto" else device
 
@@ -1477,7 +1477,7 @@ def load_checkpoint(
 
     Args:
         folder: a run's ``checkpoint`` folder (``FinetuneResult.checkpoint``).
-        device: None picks :func:`xlt_course.setup.default_device`.
+        device: None picks :func:`xlt_course.runtime.default_device`.
 
     Returns:
         ``(tokenizer, model, config)``: ``AutoTokenizer``/``AutoModelForSequenceClassification``

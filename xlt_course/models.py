@@ -31,7 +31,7 @@ import numpy as np
 from xlt_course import paths
 from xlt_course.data.manifest import FIX_HINT, Manifest
 from xlt_course.errors import DataError, ResourceMissingError
-from xlt_course.setup import default_device
+from xlt_course.runtime import default_device
 
 __all__ = [
     "OFFLINE_ENCODER",
@@ -670,7 +670,7 @@ def load_encoder(
     Args:
         name_or_path: see :func:`resolve_model_id`.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``...; None picks
-            :func:`xlt_course.setup.default_device`.
+            :func:`xlt_course.runtime.default_device`.
         dtype: weight dtype, e.g. ``torch.float16``; None keeps ``from_pretrained``'s default.
 
     Returns:

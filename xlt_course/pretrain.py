@@ -215,7 +215,7 @@ def get_config(spec: str, *, smoke: bool = False) -> PretrainConfig:
 # --------------------------------------------------------------------------- text transforms
 
 
-def split_words(text: str) -> str:
+def pretokenize(text: str) -> str:
     """Return ``text`` with words and punctuation marks separated by single spaces.
 
     Every language goes through this before tokenization, so that the tokenizer only splits
@@ -302,9 +302,9 @@ class PretrainCorpus:
         if lang not in self.langs:
             raise ValueError(f"this corpus has languages {self.langs}, not {lang!r}")
         if lang == "en" or self.variant == "shared":
-            return [split_words(t) for t in texts]
+            return [pretokenize(t) for t in texts]
         if self.variant == "fake":
-            return [fake_english(split_words(t), self.offset) for t in texts]
+            return [fake_english(pretokenize(t), self.offset) for t in texts]
         return [keep_anchors_only(t, self.anchors, self.offset) for t in texts]
 
     def words(self) -> dict[str, int]:
@@ -445,7 +445,7 @@ def train_tokenizer(
     parameters) dwarf the rest of the model (about 0.55M), for a corpus of 20,000 words.
 
     Args:
-        texts: the pretraining sentences of every language (already :func:`split_words`).
+        texts: the pretraining sentences of every language (already :func:`pretokenize`).
         vocab_size: most pieces, the five special tokens included.
         min_frequency: fewest occurrences of a pair to merge it.
 
@@ -618,7 +618,7 @@ def pretrain(
     from tqdm.auto import tqdm
     from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
 
-    from xlt_course.setup import default_device
+    from xlt_course.runtime import default_device
 
     out_dir = Path(out_dir) if out_dir is not None else checkpoint_dir(config)
     device = device or default_device()

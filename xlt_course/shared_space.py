@@ -10,12 +10,14 @@ Two questions, measured on real data:
    :func:`distance_ratio_matrix` and :func:`retrieval_precision` on word concepts from CLDR
    via :func:`babel_concepts` and on human-translated sentences.)
 
-Retrieval, normalisation and Procrustes come from :mod:`xlt_course.align` (the course's one
-implementation); this module holds only what lesson 01 adds. :func:`pca` overlaps with
-``align.reduce_dim`` (which skips the rotation when no dimension is dropped); one of them
-should call the other. :func:`embed_cached` is
-general (any lesson that embeds fixed texts can use it) and could move to
-:mod:`xlt_course.models`.
+Retrieval comes from :mod:`xlt_course.retrieval`, normalisation and Procrustes from
+:mod:`xlt_course.procrustes` (the course's one implementation of each); this module holds
+only what lesson 01 adds. :func:`pca` is not ``procrustes.reduce_dim`` twice: the plots and
+exercise 2 need the rotation onto the axes also at full dimension, fixed signs and the
+explained variance, while ``reduce_dim`` keeps the coordinates untouched at full dimension
+and takes its statistics from the frequent words, as the BLI pipeline needs.
+:func:`embed_cached` and :func:`embed_parallel` embed the fixed texts of this lesson; no
+other lesson embeds fixed texts.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from xlt_course import align, paths
+from xlt_course import paths, procrustes, retrieval
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
-    "CATEGORIES",
+    "CONCEPT_CATEGORIES",
     "Concepts",
     "babel_concepts",
     "center_by_language",
@@ -57,8 +59,8 @@ __all__ = [
 
 LESSON = "01-shared-space"
 
-Category = Literal["month", "day", "country", "language"]
-CATEGORIES: tuple[Category, ...] = ("month", "day", "country", "language")
+ConceptCategory = Literal["month", "day", "country", "language"]
+CONCEPT_CATEGORIES: tuple[ConceptCategory, ...] = ("month", "day", "country", "language")
 
 #: CLDR territory codes and language codes whose names make the country/language concepts.
 TERRITORIES = ("FR", "DE", "ES", "IT", "RU", "CN", "JP", "BR", "GB", "US")
@@ -125,7 +127,9 @@ def _own_names(locale: Any, key: str, count: int) -> dict[int, str]:
     return {int(k): str(v) for k, v in getattr(locale, key)["format"]["wide"].items()}
 
 
-def babel_concepts(langs: Sequence[str], categories: Sequence[Category] = CATEGORIES) -> Concepts:
+def babel_concepts(
+    langs: Sequence[str], categories: Sequence[ConceptCategory] = CONCEPT_CATEGORIES
+) -> Concepts:
     """Name the same concepts in every language of ``langs`` from CLDR (the ``babel`` package).
 
     Concepts: the 12 months, the 7 days of the week, 10 countries (:data:`TERRITORIES`)
@@ -146,9 +150,11 @@ def babel_concepts(langs: Sequence[str], categories: Sequence[Category] = CATEGO
     """
     from babel import Locale, UnknownLocaleError
 
-    bad = [c for c in categories if c not in CATEGORIES]
+    bad = [c for c in categories if c not in CONCEPT_CATEGORIES]
     if bad or not categories:
-        raise ValueError(f"categories must be a non-empty subset of {CATEGORIES}, got {bad}")
+        raise ValueError(
+            f"categories must be a non-empty subset of {CONCEPT_CATEGORIES}, got {bad}"
+        )
     if not langs:
         raise ValueError("langs must name at least one language, e.g. ('en', 'fr')")
     ids: list[str] = []
@@ -160,7 +166,7 @@ def babel_concepts(langs: Sequence[str], categories: Sequence[Category] = CATEGO
             locales[lang] = Locale.parse(lang)
         except (UnknownLocaleError, ValueError) as e:
             raise ValueError(f"babel has no locale {lang!r} ({e}): use an ISO 639-1 code") from e
-    for cat in CATEGORIES:
+    for cat in CONCEPT_CATEGORIES:
         if cat not in categories:
             continue
         if cat == "month":
@@ -287,8 +293,8 @@ def retrieval_precision(Q: np.ndarray, C: np.ndarray, k: int = 1) -> float:
 
     Row i of ``C`` is the translation of row i of ``Q``; every row of ``C`` is a candidate
     for every query, so chance level is ``k / n``. Retrieval is
-    :func:`xlt_course.align.translate` (nearest neighbour), scoring
-    :func:`xlt_course.align.precision_at_k`.
+    :func:`xlt_course.retrieval.translate_words` (nearest neighbour), scoring
+    :func:`xlt_course.retrieval.precision_at_k`.
 
     Args:
         Q: (n, d) query vectors.
@@ -307,8 +313,8 @@ def retrieval_precision(Q: np.ndarray, C: np.ndarray, k: int = 1) -> float:
             f"Q and C must both be (n, d) with the same shape (row i of C translates row i "
             f"of Q), got {Q.shape} and {C.shape}"
         )
-    pred = align.translate(Q, C, method="nn", topn=k, progress=False)
-    return align.precision_at_k(pred, [{i} for i in range(Q.shape[0])], k)
+    pred = retrieval.translate_words(Q, C, method="nn", topn=k, progress=False)
+    return retrieval.precision_at_k(pred, [{i} for i in range(Q.shape[0])], k)
 
 
 def neighbour_agreement(X: np.ndarray, labels: Sequence[Any]) -> float:
@@ -357,7 +363,7 @@ def center_by_language(vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
 
     Used in: lesson 01-shared-space.
     """
-    return {lang: align.normalize(V, center=True, unit=True) for lang, V in vectors.items()}
+    return {lang: procrustes.normalize(V, center=True, unit=True) for lang, V in vectors.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +395,7 @@ def pca(X: np.ndarray, dim: int = 2) -> PCAResult:
     are the rows of ``Vᵀ`` in order of decreasing singular value, and the coordinates are
     ``X_c @ Vᵀ[:dim].T = U[:, :dim] * s[:dim]``. An axis is only defined up to its sign;
     here each axis is flipped so that its largest-magnitude entry is positive, which makes
-    the result deterministic. Unlike :func:`xlt_course.align.reduce_dim` (eigenvectors of
+    the result deterministic. Unlike :func:`xlt_course.procrustes.reduce_dim` (eigenvectors of
     the covariance, meant for dimension reduction before alignment), this always rotates
     onto the principal axes, also when ``dim == d``.
 
@@ -452,7 +458,7 @@ def structure_correlation(
         raise ValueError(f"X and Y must be (n, d1) and (n, d2), got {X.shape} and {Y.shape}")
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 items, got {X.shape[0]}")
-    Xn, Yn = align.normalize(X), align.normalize(Y)
+    Xn, Yn = procrustes.normalize(X), procrustes.normalize(Y)
     iu = np.triu_indices(X.shape[0], k=1)
     sx = (Xn @ Xn.T)[iu].astype(np.float64)
     sy = (Yn @ Yn.T)[iu].astype(np.float64)
@@ -466,8 +472,8 @@ def structure_correlation(
 
 
 def unaligned_bli(
-    src: align.WordVectors,
-    tgt: align.WordVectors,
+    src: procrustes.WordVectors,
+    tgt: procrustes.WordVectors,
     test_pairs: Sequence[tuple[str, str]],
     *,
     W: np.ndarray | None = None,
@@ -481,7 +487,7 @@ def unaligned_bli(
 
     Args:
         src, tgt: prepared spaces of equal dimension d (e.g. from
-            :func:`xlt_course.align.prepare_spaces`).
+            :func:`xlt_course.procrustes.prepare_spaces`).
         test_pairs: (source word, target word) gold pairs; a source word with several
             translations counts once (correct if any is retrieved).
         W: (d, d) map applied as ``src.vectors @ W``; None means the identity.
@@ -498,11 +504,11 @@ def unaligned_bli(
     if np.asarray(tgt.vectors).shape[1] != d:
         raise ValueError(
             f"source vectors are {d}d and target vectors {np.asarray(tgt.vectors).shape[1]}d: "
-            "bring them to one dimension first (align.prepare_spaces with dim_reduce='pca')"
+            "bring them to one dimension first (procrustes.prepare_spaces with dim_reduce='pca')"
         )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", align.DroppedPairsWarning)
-        return align.evaluate_bli(
+        warnings.simplefilter("ignore", procrustes.DroppedPairsWarning)
+        return procrustes.evaluate_bli(
             src, tgt, np.eye(d, dtype=np.float32) if W is None else W, test_pairs,
             method="nn", ks=ks,
         )  # fmt: skip
@@ -661,7 +667,7 @@ def plot_concepts(
     """Scatter 2-D points coloured by concept, with one marker shape per language.
 
     Args:
-        coords: (n, 2) coordinates, e.g. from :func:`xlt_course.align.reduce_dim`.
+        coords: (n, 2) coordinates, e.g. from :func:`xlt_course.procrustes.reduce_dim`.
         concept: (n,) concept of each point (the colour).
         lang: (n,) language of each point (the marker).
         labels: (n,) optional text written next to each point (e.g. the word); a label the

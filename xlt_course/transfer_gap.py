@@ -742,7 +742,7 @@ def _train_mlm(
     from transformers import BertForMaskedLM
 
     from xlt_course.finetune import _quiet_transformers, get_tokenizer
-    from xlt_course.setup import default_device
+    from xlt_course.runtime import default_device
 
     if len(texts) == 0:
         raise ValueError("texts is empty: adaptive pretraining needs target-language text")

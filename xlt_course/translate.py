@@ -396,7 +396,7 @@ def _load_seq2seq(name: str) -> tuple[Any, Any]:
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        from xlt_course.setup import default_device
+        from xlt_course.runtime import default_device
 
         device = default_device()
         kwargs: dict[str, Any] = {}

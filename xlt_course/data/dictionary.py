@@ -51,7 +51,7 @@ from xlt_course.errors import DataError, ResourceMissingError
 
 Split = Literal["train", "test", "all"]
 Origin = Literal["all", "freedict", "pivot"]
-Lang = Literal["en", "fr"]
+Lang = vectors_mod.Lang  # one definition: the dictionaries pair the languages of the vectors
 
 DICTD_DIR = Path("/usr/share/dictd")
 APERTIUM_BIDIX = Path("/usr/share/apertium/apertium-eng-spa/eng-spa.autobil.bin")

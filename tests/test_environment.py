@@ -1,50 +1,25 @@
-"""Lesson 00-setup: environment checks, setup cell, and its exercises' tests catch mistakes."""
+"""Lesson 00-setup: the environment report, and its exercises' tests catch mistakes."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
 from conftest import solution
 
-from xlt_course import setup
+from xlt_course import environment
+from cells import run_test_cell, solution_namespace
 
 NB = solution("00-setup")
 
 
-def test_import_has_no_visible_side_effects():
-    code = (
-        "import random, sys; state = random.getstate();"
-        "import xlt_course, xlt_course.setup, xlt_course.checks, xlt_course.data.build, autograder.grading;"
-        "assert random.getstate() == state, 'import seeded random';"
-        "assert 'torch' not in sys.modules, 'import pulled in torch'"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout == "" and res.stderr == ""
-
-
-def test_setup_lesson_seeds_and_reports(capsys, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    env = setup.setup_lesson(seed=3)
-    out = capsys.readouterr().out
-    assert "xlt-course ready" in out and "offline" in out
-    assert env.offline and env.smoke and env.device in ("cpu", "cuda", "mps")
-    a = np.random.rand()
-    setup.setup_lesson(seed=3, quiet=True)
-    assert np.random.rand() == a
-
-
 def test_environment_report_lists_everything(built_data):
-    report = setup.environment_report()
+    report = environment.environment_report()
     names = {c.name for c in report}
     assert {"python", "torch", "transformers", "nbgrader", "device"} <= names
     assert any(n.startswith("data: vectors-en") for n in names)
     missing = [c for c in report if not c.ok]
-    assert not missing, setup.format_report(missing)
+    assert not missing, environment.format_report(missing)
 
 
 # --- exercise 1: cosine_similarity_matrix ---
