@@ -8,7 +8,6 @@ from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import environment
-from cells import run_test_cell, solution_namespace
 
 NB = solution("00-setup")
 

@@ -15,11 +15,11 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg
+from cells import run_test_cell, solution_namespace
 from conftest import rotated_pair, solution
 
 from xlt_course import bli, procrustes, retrieval
 from xlt_course.errors import DataError
-from cells import run_test_cell, solution_namespace
 
 NB = solution("02-procrustes")
 

@@ -10,7 +10,6 @@ from cells import run_test_cell, solution_namespace
 from conftest import solution
 
 from xlt_course import procrustes, shared_space
-from cells import run_test_cell, solution_namespace
 
 NB = solution("01-shared-space")
 RNG = np.random.default_rng(123)

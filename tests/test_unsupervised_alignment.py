@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cells import run_test_cell, solution_namespace
 from conftest import rotated_pair, solution
 
 from xlt_course import procrustes, retrieval, unsupervised_alignment
-from cells import run_test_cell, solution_namespace
 
 NB = solution("03-unsupervised-alignment")
 
