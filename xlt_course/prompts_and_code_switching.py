@@ -513,7 +513,9 @@ def _run_prompt(config, model_id, train: TopicSplit, evals, device, precision) -
             )
 
             enc_train = tr.encode_split(tokenizer, train, config.max_length)
-            enc_evals = {n: tr.encode_split(tokenizer, s, config.max_length) for n, s in evals.items()}
+            enc_evals = {
+                n: tr.encode_split(tokenizer, s, config.max_length) for n, s in evals.items()
+            }
             pad_id = tr.pad_id_of(tokenizer)
             history, stats = _train_loop(config, model, runtime, enc_train, pad_id)
             t1, c1 = time.perf_counter(), time.process_time()

@@ -313,7 +313,9 @@ def native_bf16() -> bool:
     """
     import torch
 
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+    return bool(
+        torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    )
 
 
 def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf16", "fp16"]:
@@ -975,7 +977,6 @@ class FinetuneResult:
         return self.probs[name].argmax(axis=1)
 
 
-
 def _save_result(result: FinetuneResult, folder: Path) -> None:
     metrics = {
         "cache_version": CACHE_VERSION,
@@ -1168,7 +1169,9 @@ def _run(
             load_seconds = time.perf_counter() - t_load
 
             enc_train = encode_split(tokenizer, train, config.max_length)
-            enc_evals = {name: encode_split(tokenizer, s, config.max_length) for name, s in evals.items()}
+            enc_evals = {
+                name: encode_split(tokenizer, s, config.max_length) for name, s in evals.items()
+            }
             pad_id = pad_id_of(tokenizer)
             _freeze(model, config.freeze, config.pooling)
             classifier = _make_classifier(model, config.pooling)
@@ -1367,7 +1370,9 @@ def train_loop(
         for micro_batches in steps(epoch):
             step_sum, step_n = 0.0, 0
             for j, mb in enumerate(micro_batches):
-                with runtime.no_sync(module, skip=module is not None and j < len(micro_batches) - 1):
+                with runtime.no_sync(
+                    module, skip=module is not None and j < len(micro_batches) - 1
+                ):
                     loss, value, count = loss_fn(mb)
                     runtime.backward(loss)
                 step_sum += value
@@ -1469,8 +1474,15 @@ def _train_full(config, classifier, runtime, enc_train: EncodedTexts, enc_evals,
     t1, c1 = time.perf_counter(), time.process_time()
     classifier.eval()
     logits = {
-        name: batched_forward(classifier, enc, pad_id, config.eval_batch_size, runtime,
-                              desc=f"evaluating {name}", progress=config.progress)  # fmt: skip
+        name: batched_forward(
+            classifier,
+            enc,
+            pad_id,
+            config.eval_batch_size,
+            runtime,
+            desc=f"evaluating {name}",
+            progress=config.progress,
+        )  # fmt: skip
         for name, enc in enc_evals.items()
     }
     stats = {
@@ -1565,7 +1577,9 @@ def clear_feature_cache() -> None:
     _FEATURES.clear()
 
 
-def _train_probe(config, classifier, runtime, enc_train: EncodedTexts, enc_evals, pad_id, model_key):
+def _train_probe(
+    config, classifier, runtime, enc_train: EncodedTexts, enc_evals, pad_id, model_key
+):
     """Linear probe: pool the frozen encoder's features once, train the head on them.
 
     The features depend on the pretrained encoder, the pooling and the tokens only, so they
