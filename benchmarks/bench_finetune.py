@@ -1,11 +1,11 @@
-"""Benchmark xlt_course.finetune against transformers.Trainer: same model, data and batch size.
+"""Benchmark xlt_course.training against transformers.Trainer: same model, data and batch size.
 
 Both fine-tune the offline encoder (embeddings frozen, [CLS] head, max_length 64) on the
 same subset of the English topic training set with the same optimiser settings (AdamW
 without its fused kernel, learning rate, weight decay, linear warm-up and decay, gradient
 clipping), then classify the same English test items. What differs is the batching:
 
-- xlt_course.finetune: dynamic padding with length-bucketed batches (pools of 50 batches
+- xlt_course.training: dynamic padding with length-bucketed batches (pools of 50 batches
   sorted by length, batch order shuffled);
 - Trainer: its standard ``DataCollatorWithPadding``, i.e. dynamic padding of randomly
   shuffled batches, no length bucketing (``train_sampling_strategy="random"``).
@@ -53,9 +53,9 @@ def _data(n_train: int, n_eval: int):
 
 
 def _config(args):
-    from xlt_course import finetune as ft
+    from xlt_course import training as tr
 
-    return ft.FinetuneConfig(
+    return tr.FinetuneConfig(
         model=args.model,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -80,11 +80,11 @@ def _peak_rss_mb() -> float:
 
 
 def run_ours(args) -> dict:
-    """Fine-tune and evaluate with xlt_course.finetune (in a child process)."""
-    from xlt_course import finetune as ft
+    """Fine-tune and evaluate with xlt_course.training (in a child process)."""
+    from xlt_course import training as tr
 
     train, test = _data(args.train, args.eval)
-    res = ft.finetune(_config(args), train, {"en": test}, cache="off")
+    res = tr.finetune(_config(args), train, {"en": test}, cache="off")
     s = res.stats
     return {
         "seconds": s["train_seconds"],
@@ -101,7 +101,7 @@ def run_trainer(args) -> dict:
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from xlt_course import finetune as ft
+    from xlt_course import training as tr
     from xlt_course.models import load_classifier
 
     if args.threads:
@@ -109,7 +109,7 @@ def run_trainer(args) -> dict:
     cfg = _config(args)
     train, test = _data(args.train, args.eval)
     torch.manual_seed(cfg.seed)
-    with ft._quiet_transformers():
+    with tr.quiet_transformers():
         tokenizer, model = load_classifier(
             cfg.model,
             num_labels=len(train.label_names),
@@ -178,7 +178,7 @@ def run_trainer(args) -> dict:
         "examples": len(train) * cfg.epochs,
         "tokens": counts["tokens"],
         "positions": counts["positions"],
-        "accuracy": ft.accuracy(pred.predictions, test.labels),
+        "accuracy": tr.accuracy(pred.predictions, test.labels),
         "rss_mb": _peak_rss_mb(),
     }
 
@@ -202,7 +202,7 @@ def main() -> None:
 
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    results = {"xlt_course.finetune": _in_child(run_ours, args)}
+    results = {"xlt_course.training": _in_child(run_ours, args)}
     results["transformers.Trainer"] = _in_child(run_trainer, args)
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()[0]
@@ -225,7 +225,7 @@ def main() -> None:
             f"{r['positions']:>11}{r['tokens'] / r['positions']:>9.2f}{r['seconds']:>9.1f}"
             f"{r['accuracy']:>9.3f}{r['rss_mb']:>12.0f}"
         )
-    ours, trainer = results["xlt_course.finetune"], results["transformers.Trainer"]
+    ours, trainer = results["xlt_course.training"], results["transformers.Trainer"]
     ratio = (ours["examples"] / ours["seconds"]) / (trainer["examples"] / trainer["seconds"])
     print(
         f"ratio={ratio:.2f} acc_ours={ours['accuracy']:.3f} acc_trainer={trainer['accuracy']:.3f}"

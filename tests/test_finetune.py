@@ -1,4 +1,6 @@
-"""Lesson 06-zero-shot-transfer: the fine-tuning loop, its cache and checkpoints, the exercises.
+"""Lesson 06-zero-shot-transfer: the training engine's fine-tuning loop, its cache and
+checkpoints (:mod:`xlt_course.training`), the transfer gap (:mod:`xlt_course.zero_shot_transfer`),
+the exercises.
 
 The loop is tested end to end on a tiny randomly initialised BERT classifier and a
 word-level tokenizer saved to a temporary folder (the real local-folder code path, no
@@ -17,7 +19,8 @@ import pytest
 from cells import run_test_cell, solution_namespace
 from conftest import solution
 
-from xlt_course import finetune as ft
+from xlt_course import training as tr
+from xlt_course import zero_shot_transfer as zst
 from xlt_course.data.topics import TopicSplit
 
 NB = solution("06-zero-shot-transfer")
@@ -53,14 +56,14 @@ def tiny_nodrop(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     """Each test caches under its own folder (the course's data/cache is left alone)."""
-    monkeypatch.setattr(ft.paths, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(tr.paths, "cache_dir", lambda: tmp_path / "cache")
 
 
 TRAIN = make_split(96)
 EVALS = {"en": make_split(48, seed=1), "xx": make_split(48, "xx", seed=1)}
 
 
-def cfg(model: str, **kw) -> ft.FinetuneConfig:
+def cfg(model: str, **kw) -> tr.FinetuneConfig:
     base = dict(
         model=model,
         epochs=3,
@@ -74,14 +77,14 @@ def cfg(model: str, **kw) -> ft.FinetuneConfig:
         progress=False,
     )
     base.update(kw)
-    return ft.FinetuneConfig(**base)
+    return tr.FinetuneConfig(**base)
 
 
 # --------------------------------------------------------------------------- config
 
 
 def test_import_does_not_pull_torch():
-    code = "import sys, xlt_course.finetune; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = "import sys, xlt_course.training, xlt_course.zero_shot_transfer; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 
@@ -119,32 +122,60 @@ def test_import_does_not_pull_torch():
 )
 def test_config_rejects_bad_values(change, match):
     with pytest.raises(ValueError, match=match):
-        ft.FinetuneConfig(**change)
+        tr.FinetuneConfig(**change)
 
 
 def test_config_is_typed_and_round_trips():
-    c = ft.FinetuneConfig(languages=["en", "fr"], pooling="mean")
+    c = tr.FinetuneConfig(languages=["en", "fr"], pooling="mean")
     assert c.languages == ("en", "fr")  # lists become tuples: the config is hashable
-    assert hash(c) == hash(ft.FinetuneConfig(languages=("en", "fr"), pooling="mean"))
-    assert ft.FinetuneConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert hash(c) == hash(tr.FinetuneConfig(languages=("en", "fr"), pooling="mean"))
+    assert tr.FinetuneConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     assert c.replace(seed=3).seed == 3 and c.seed == 0
     with pytest.raises(ValueError, match="epochs"):
         c.replace(epochs=-1)
 
 
-def test_resolve_precision(monkeypatch):
-    assert ft.resolve_precision("auto", "cpu") == "fp32"
-    assert ft.resolve_precision("bf16", "cpu") == "bf16"
-    assert ft.resolve_precision("auto", "mps") == "fp32"
+def _fake_gpu(monkeypatch, major: int, *, emulated_bf16: bool = True) -> None:
+    """Pretend a CUDA GPU of compute capability ``major``.x is present (a T4 is 7.5, an A100
+    8.0): the inputs of ``torch.cuda.is_bf16_supported`` are faked, not its answer."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(major=major)
+    )
+    # what an older card answers when asked whether it can *emulate* bf16
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: emulated_bf16)
+
+
+def test_resolve_precision_on_cpu_and_mps():
+    assert tr.resolve_precision("auto", "cpu") == "fp32"
+    assert tr.resolve_precision("bf16", "cpu") == "bf16"
+    assert tr.resolve_precision("auto", "mps") == "fp32"
     with pytest.raises(ValueError, match="MPS"):
-        ft.resolve_precision("fp16", "mps")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert ft.resolve_precision("auto", "cuda") == "bf16"
-    assert ft.resolve_precision("fp16", "cuda:1") == "fp16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert ft.resolve_precision("auto", "cuda") == "fp16"
-    with pytest.raises(ValueError, match="bf16"):
-        ft.resolve_precision("bf16", "cuda")
+        tr.resolve_precision("fp16", "mps")
+
+
+def test_precision_bf16_only_where_native(monkeypatch):
+    _fake_gpu(monkeypatch, 8)  # Ampere and newer: bf16 in hardware
+    assert torch.cuda.is_bf16_supported(including_emulation=False)
+    assert tr.native_bf16()
+    assert tr.resolve_precision("auto", "cuda") == "bf16"
+    assert tr.resolve_precision("fp16", "cuda:1") == "fp16"
+
+
+def test_precision_fp16_with_scaler_on_a_t4(monkeypatch):
+    _fake_gpu(monkeypatch, 7)  # a free-tier Colab T4 emulates bf16, slowly
+    assert torch.cuda.is_bf16_supported(), "the old check said yes here"
+    assert not tr.native_bf16()
+    assert tr.resolve_precision("auto", "cuda") == "fp16"
+    with pytest.raises(ValueError, match="native bf16"):
+        tr.resolve_precision("bf16", "cuda")
+    runtime = tr.Runtime("cpu", "fp16")  # the fp16 recipe always carries a GradScaler
+    assert runtime.scaler is not None and runtime.dtype == torch.float16
+    assert tr.Runtime("cpu", "bf16").scaler is None and tr.Runtime("cpu", "fp32").dtype is None
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -159,14 +190,14 @@ def _skewed_lengths(n=1000, seed=0):
 def test_bucketed_batches_cover_every_example_once(batch_size, bucket_batches):
     lengths = _skewed_lengths(203)
     for rng in (np.random.default_rng(1), None):
-        batches = ft.length_bucketed_batches(
+        batches = tr.length_bucketed_batches(
             lengths, batch_size, rng=rng, bucket_batches=bucket_batches
         )
         flat = [i for b in batches for i in b]
         assert sorted(flat) == list(range(len(lengths)))
         assert all(1 <= len(b) <= batch_size for b in batches)
         assert len(batches) == -(-len(lengths) // batch_size)  # only the last batch is short
-    assert ft.length_bucketed_batches([], 4, rng=np.random.default_rng(0)) == []
+    assert tr.length_bucketed_batches([], 4, rng=np.random.default_rng(0)) == []
 
 
 def test_bucketed_batches_are_seeded_and_save_padding():
@@ -175,15 +206,15 @@ def test_bucketed_batches_are_seeded_and_save_padding():
     def positions(batches):
         return sum(len(b) * lengths[b].max() for b in batches)
 
-    a = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5))
-    b = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5))
-    c = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(6))
+    a = tr.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5))
+    b = tr.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5))
+    c = tr.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(6))
     assert a == b and a != c
-    random = ft.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5), bucket_batches=1)
+    random = tr.length_bucketed_batches(lengths, 32, rng=np.random.default_rng(5), bucket_batches=1)
     assert positions(a) < 0.75 * positions(random)
     assert positions(a) >= lengths.sum()
     # evaluation order: deterministic, longest first
-    ev = ft.length_bucketed_batches(lengths, 32)
+    ev = tr.length_bucketed_batches(lengths, 32)
     maxima = [lengths[b].max() for b in ev]
     assert maxima == sorted(maxima, reverse=True)
 
@@ -192,14 +223,14 @@ def test_bucketed_batches_keep_groups_together():
     # 60 items, each in English and in a translation: the pair must share its batch (1:1 mixing)
     ids = [f"it{i}" for i in range(60)] * 2
     lengths = np.random.default_rng(0).integers(3, 40, size=120)
-    batches = ft.length_bucketed_batches(
+    batches = tr.length_bucketed_batches(
         lengths, 8, rng=np.random.default_rng(0), bucket_batches=3, groups=ids
     )
     assert sorted(i for b in batches for i in b) == list(range(120))
     where = {i: k for k, b in enumerate(batches) for i in b}
     assert all(where[i] == where[i + 60] for i in range(60))
     with pytest.raises(ValueError, match="groups"):
-        ft.length_bucketed_batches(lengths, 8, groups=ids[:10])
+        tr.length_bucketed_batches(lengths, 8, groups=ids[:10])
 
 
 def test_pool_ignores_padding():
@@ -208,27 +239,27 @@ def test_pool_ignores_padding():
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
     H2 = H.clone()
     H2[mask == 0] = 99.0
-    assert torch.allclose(ft.pool(H, mask, "mean"), ft.pool(H2, mask, "mean"))
-    assert torch.allclose(ft.pool(H, mask, "mean")[1], H[1, :2].mean(0))
-    assert torch.equal(ft.pool(H, mask, "cls"), H[:, 0])
+    assert torch.allclose(tr.pool(H, mask, "mean"), tr.pool(H2, mask, "mean"))
+    assert torch.allclose(tr.pool(H, mask, "mean")[1], H[1, :2].mean(0))
+    assert torch.equal(tr.pool(H, mask, "cls"), H[:, 0])
     with pytest.raises(ValueError, match="method"):
-        ft.pool(H, mask, "max")
+        tr.pool(H, mask, "max")
 
 
 def test_accuracy_and_gaps():
     logits = np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0], [5.0, 0.0]])
-    assert ft.accuracy(logits, [1, 0, 0, -100]) == pytest.approx(2 / 3)
-    assert ft.accuracy(torch.tensor(logits), torch.tensor([1, 0, 1, 0])) == 1.0
-    assert np.isnan(ft.accuracy(logits, [-100] * 4))
+    assert tr.accuracy(logits, [1, 0, 0, -100]) == pytest.approx(2 / 3)
+    assert tr.accuracy(torch.tensor(logits), torch.tensor([1, 0, 1, 0])) == 1.0
+    assert np.isnan(tr.accuracy(logits, [-100] * 4))
     with pytest.raises(ValueError, match="logits"):
-        ft.accuracy(logits[0], [1])
-    assert ft.transfer_gaps({"en": 0.8, "fr": 0.7, "pt": 0.9}) == pytest.approx(
+        tr.accuracy(logits[0], [1])
+    assert zst.transfer_gaps({"en": 0.8, "fr": 0.7, "pt": 0.9}) == pytest.approx(
         {"fr": 0.1, "pt": -0.1}
     )
-    assert ft.published_gaps("XLM-R Base")["fr"] == pytest.approx(85.8 - 79.7)
-    assert ft.published_gaps("mBERT", "es")["en"] == pytest.approx(74.3 - 82.1)
+    assert zst.published_gaps("XLM-R Base")["fr"] == pytest.approx(85.8 - 79.7)
+    assert zst.published_gaps("mBERT", "es")["en"] == pytest.approx(74.3 - 82.1)
     with pytest.raises(ValueError, match="source"):
-        ft.transfer_gaps({"fr": 0.5}, "en")
+        zst.transfer_gaps({"fr": 0.5}, "en")
 
 
 # --------------------------------------------------------------------------- tiny runs
@@ -236,15 +267,15 @@ def test_accuracy_and_gaps():
 
 def test_run_is_deterministic_and_learns(tiny):
     c = cfg(tiny)
-    a = ft.finetune(c, TRAIN, EVALS, cache="off")
-    b = ft.finetune(c, TRAIN, EVALS, cache="off")
-    other = ft.finetune(c.replace(seed=1), TRAIN, EVALS, cache="off")
+    a = tr.finetune(c, TRAIN, EVALS, cache="off")
+    b = tr.finetune(c, TRAIN, EVALS, cache="off")
+    other = tr.finetune(c.replace(seed=1), TRAIN, EVALS, cache="off")
     for name in EVALS:
         assert np.array_equal(a.probs[name], b.probs[name])
         assert a.probs[name].shape == (48, 3) and a.probs[name].dtype == np.float32
         assert np.allclose(a.probs[name].sum(1), 1, atol=1e-5)
         assert a.ids[name] == EVALS[name].ids and np.array_equal(a.labels[name], EVALS[name].labels)
-        assert a.accuracy[name] == ft.accuracy(np.log(a.probs[name]), EVALS[name].labels)
+        assert a.accuracy[name] == tr.accuracy(np.log(a.probs[name]), EVALS[name].labels)
     assert a.history == b.history
     assert not np.array_equal(a.probs["en"], other.probs["en"])
     assert a.history[-1]["loss"] < 0.8 * a.history[0]["loss"]
@@ -253,7 +284,9 @@ def test_run_is_deterministic_and_learns(tiny):
     assert s["train_examples"] == 3 * 96 and s["optimizer_steps"] == 3 * 12
     assert 0 < s["train_tokens"] <= s["train_padded_tokens"]
     assert a.label_names == LABELS and list(a.predictions("xx")) == list(a.probs["xx"].argmax(1))
-    assert a.gaps() == pytest.approx({"xx": a.accuracy["en"] - a.accuracy["xx"]})
+    assert zst.transfer_gaps(a.accuracy) == pytest.approx(
+        {"xx": a.accuracy["en"] - a.accuracy["xx"]}
+    )
 
 
 def test_checkpoint_reloads_with_from_pretrained(tiny):
@@ -261,12 +294,12 @@ def test_checkpoint_reloads_with_from_pretrained(tiny):
 
     for pooling in ("cls", "mean"):
         c = cfg(tiny, pooling=pooling, save_checkpoint=True)
-        res = ft.finetune(c, TRAIN, EVALS)
+        res = tr.finetune(c, TRAIN, EVALS)
         assert res.checkpoint is not None and (res.checkpoint / "config.json").is_file()
-        tok, model, loaded = ft.load_checkpoint(res.checkpoint, device="cpu")
+        model, tok, loaded = tr.load_checkpoint(res.checkpoint, device="cpu")
         assert loaded == c
         assert model.config.id2label == dict(enumerate(LABELS))
-        probs = ft.predict_proba(model, tok, EVALS["xx"].texts, pooling=loaded.pooling)
+        probs = tr.predict_proba(model, tok, EVALS["xx"].texts, pooling=loaded.pooling)
         np.testing.assert_allclose(probs, res.probs["xx"], atol=1e-6)
         if pooling == "cls":
             # a plain transformers model(**batch) predicts the same: the checkpoint is standard
@@ -280,38 +313,38 @@ def test_checkpoint_reloads_with_from_pretrained(tiny):
 
 def test_cache_modes(tiny):
     c = cfg(tiny, epochs=1)
-    assert ft.finetune(c, TRAIN, EVALS, cache="only") is None
-    first = ft.finetune(c, TRAIN, EVALS)
+    assert tr.finetune(c, TRAIN, EVALS, cache="only") is None
+    first = tr.finetune(c, TRAIN, EVALS)
     assert not first.from_cache and first.cache_path is not None
     assert (first.cache_path / "metrics.json").is_file() and (
         first.cache_path / "probs.npz"
     ).is_file()
-    assert first.cache_path.parent == ft.paths.cache_dir() / "finetune"
-    again = ft.finetune(c.replace(progress=True, num_threads=None), TRAIN, EVALS, cache="only")
+    assert first.cache_path.parent == tr.paths.cache_dir() / "finetune"
+    again = tr.finetune(c.replace(progress=True, num_threads=None), TRAIN, EVALS, cache="only")
     assert again is not None and again.from_cache and again.config == c
     assert again.accuracy == first.accuracy and again.history == first.history
     for name in EVALS:
         assert np.array_equal(again.probs[name], first.probs[name])
         assert again.ids[name] == first.ids[name]
     # anything that changes the result changes the key: seed, data, evaluation sets
-    assert ft.finetune(c.replace(seed=4), TRAIN, EVALS, cache="only") is None
-    assert ft.finetune(c, make_split(96, seed=9), EVALS, cache="only") is None
-    assert ft.finetune(c, TRAIN, {"en": EVALS["en"]}, cache="only") is None
-    refreshed = ft.finetune(c, TRAIN, EVALS, cache="refresh")
+    assert tr.finetune(c.replace(seed=4), TRAIN, EVALS, cache="only") is None
+    assert tr.finetune(c, make_split(96, seed=9), EVALS, cache="only") is None
+    assert tr.finetune(c, TRAIN, {"en": EVALS["en"]}, cache="only") is None
+    refreshed = tr.finetune(c, TRAIN, EVALS, cache="refresh")
     assert not refreshed.from_cache
-    off = ft.finetune(c.replace(seed=7), TRAIN, EVALS, cache="off")
+    off = tr.finetune(c.replace(seed=7), TRAIN, EVALS, cache="off")
     assert off.cache_path is None
-    assert ft.finetune(c.replace(seed=7), TRAIN, EVALS, cache="only") is None
+    assert tr.finetune(c.replace(seed=7), TRAIN, EVALS, cache="only") is None
     # a cached run without a checkpoint does not satisfy a request for one
-    assert ft.finetune(c.replace(save_checkpoint=True), TRAIN, EVALS, cache="only") is None
+    assert tr.finetune(c.replace(save_checkpoint=True), TRAIN, EVALS, cache="only") is None
     with pytest.raises(ValueError, match="cache"):
-        ft.finetune(c, TRAIN, EVALS, cache="sometimes")
+        tr.finetune(c, TRAIN, EVALS, cache="sometimes")
 
 
 def test_grad_accumulation_equals_a_big_batch(tiny_nodrop):
     # Without dropout, 2 passes of 4 per step must give the updates of 1 pass of 8.
-    big = ft.finetune(cfg(tiny_nodrop, batch_size=8), TRAIN, EVALS, cache="off")
-    acc = ft.finetune(
+    big = tr.finetune(cfg(tiny_nodrop, batch_size=8), TRAIN, EVALS, cache="off")
+    acc = tr.finetune(
         cfg(tiny_nodrop, batch_size=4, grad_accumulation=2), TRAIN, EVALS, cache="off"
     )
     for name in EVALS:
@@ -322,10 +355,10 @@ def test_grad_accumulation_equals_a_big_batch(tiny_nodrop):
 def test_accelerate_single_process_matches_plain_loop(tiny):
     from accelerate.state import AcceleratorState
 
-    plain = ft.finetune(cfg(tiny), TRAIN, EVALS, cache="off")
+    plain = tr.finetune(cfg(tiny), TRAIN, EVALS, cache="off")
     AcceleratorState._reset_state(True)  # a fresh Accelerator, as in a new process
     try:
-        wrapped = ft.finetune(cfg(tiny, backend="accelerate"), TRAIN, EVALS, cache="off")
+        wrapped = tr.finetune(cfg(tiny, backend="accelerate"), TRAIN, EVALS, cache="off")
     finally:
         AcceleratorState._reset_state(True)
     assert wrapped.stats["backend"] == "accelerate" and plain.stats["backend"] == "torch"
@@ -337,15 +370,15 @@ def test_auto_backend_follows_the_launcher(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     for k in [k for k in os.environ if k.startswith("ACCELERATE_")]:
         monkeypatch.delenv(k)
-    assert not ft._launched_distributed()
+    assert not tr._launched_distributed()
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert ft._launched_distributed()
+    assert tr._launched_distributed()
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_paths_run(tiny, precision):
     # On CPU this exercises autocast and (fp16) the GradScaler code path of the CUDA recipe.
-    res = ft.finetune(cfg(tiny, precision=precision, epochs=1), TRAIN, EVALS, cache="off")
+    res = tr.finetune(cfg(tiny, precision=precision, epochs=1), TRAIN, EVALS, cache="off")
     assert res.stats["precision"] == precision
     assert all(np.isfinite(p).all() for p in res.probs.values())
 
@@ -356,17 +389,17 @@ def test_probe_trains_only_the_head(tiny):
     c = cfg(
         tiny, freeze="encoder", pooling="cls", epochs=20, learning_rate=0.1, save_checkpoint=True
     )
-    res = ft.finetune(c, TRAIN, EVALS)
+    res = tr.finetune(c, TRAIN, EVALS)
     assert res.stats["trainable_params"] == 16 * 3 + 3  # the Linear head of a 16-d encoder
     before = AutoModelForSequenceClassification.from_pretrained(tiny).state_dict()
     after = AutoModelForSequenceClassification.from_pretrained(res.checkpoint).state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"classifier.weight", "classifier.bias"}
-    again = ft.finetune(c.replace(save_checkpoint=False), TRAIN, EVALS, cache="off")
+    again = tr.finetune(c.replace(save_checkpoint=False), TRAIN, EVALS, cache="off")
     assert np.array_equal(again.probs["xx"], res.probs["xx"])  # shared cached features
-    tok, model, loaded = ft.load_checkpoint(res.checkpoint, device="cpu")
+    model, tok, loaded = tr.load_checkpoint(res.checkpoint, device="cpu")
     np.testing.assert_allclose(
-        ft.predict_proba(model, tok, EVALS["en"].texts), res.probs["en"], atol=1e-6
+        tr.predict_proba(model, tok, EVALS["en"].texts), res.probs["en"], atol=1e-6
     )
 
 
@@ -378,7 +411,7 @@ def test_param_groups_give_the_head_its_own_rate(tiny):
     exempt = {id(p) for n, p in model.named_parameters() if p.ndim < 2 or "LayerNorm" in n}
     for head_lr, want in ((None, 1e-4), (3e-3, 3e-3)):
         c = cfg(tiny, learning_rate=1e-4, head_learning_rate=head_lr, weight_decay=0.01)
-        groups = ft._param_groups(model, c)
+        groups = tr._param_groups(model, c)
         assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
         for g in groups:
             ids = {id(p) for p in g["params"]}
@@ -396,7 +429,7 @@ def test_embeddings_freeze(tiny):
     pooler = sum(p.numel() for p in m.bert.pooler.parameters())
     for pooling, unused in (("cls", 0), ("mean", pooler)):  # mean pooling skips the pooler
         c = cfg(tiny, freeze="embeddings", epochs=1, pooling=pooling)
-        res = ft.finetune(c, TRAIN, EVALS, cache="off")
+        res = tr.finetune(c, TRAIN, EVALS, cache="off")
         assert res.stats["trainable_params"] == res.stats["total_params"] - emb - unused
 
 
@@ -407,8 +440,8 @@ def test_predictions_do_not_depend_on_batch_neighbours(tiny):
     model = AutoModelForSequenceClassification.from_pretrained(tiny).eval()
     short, long = "the table", " ".join(["the index of a row"] * 6)
     for pooling in ("cls", "mean"):
-        alone = ft.predict_proba(model, tok, [short], pooling=pooling)
-        padded = ft.predict_proba(model, tok, [short, long], pooling=pooling, batch_size=2)
+        alone = tr.predict_proba(model, tok, [short], pooling=pooling)
+        padded = tr.predict_proba(model, tok, [short, long], pooling=pooling, batch_size=2)
         np.testing.assert_allclose(alone[0], padded[0], atol=1e-6)
 
 
@@ -417,12 +450,12 @@ def test_roberta_heads_and_cls_logits(tmp_path):
 
     folder = _save_tiny(tmp_path / "xlmr", arch="xlmr")
     for pooling in ("cls", "mean"):
-        res = ft.finetune(cfg(folder, pooling=pooling, epochs=1), TRAIN, EVALS, cache="off")
+        res = tr.finetune(cfg(folder, pooling=pooling, epochs=1), TRAIN, EVALS, cache="off")
         assert all(np.isfinite(p).all() for p in res.probs.values())
     # the wrapper's [CLS] path is the model's own forward, for both head styles
     for path in (folder, _save_tiny(tmp_path / "bert", arch="bert")):
         model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-        clf = ft._make_classifier(model, "cls")
+        clf = tr._make_classifier(model, "cls")
         ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0]])
         mask = (ids != 0).long()
         with torch.no_grad():
@@ -434,19 +467,19 @@ def test_roberta_heads_and_cls_logits(tmp_path):
 def test_mixed_language_training_and_subsets(tiny):
     xx_train = make_split(96, "xx", seed=0)  # a "translation" of TRAIN: same ids and labels
     c = cfg(tiny, epochs=1, batch_parallel=True, max_eval_examples=20)
-    res = ft.finetune(c, [TRAIN, xx_train], EVALS, cache="off")
+    res = tr.finetune(c, [TRAIN, xx_train], EVALS, cache="off")
     assert res.stats["train_examples"] == 2 * 96
     assert res.ids["en"] == res.ids["xx"] and len(res.ids["en"]) == 20
-    small = ft.finetune(c.replace(max_train_examples=10), [TRAIN, xx_train], EVALS, cache="off")
+    small = tr.finetune(c.replace(max_train_examples=10), [TRAIN, xx_train], EVALS, cache="off")
     assert small.stats["train_examples"] == 10
     bad = TopicSplit("xx", xx_train.texts, xx_train.labels, ("a", "b", "c"), xx_train.ids)
     with pytest.raises(ValueError, match="label order"):
-        ft.finetune(c, [TRAIN, bad], EVALS, cache="off")
+        tr.finetune(c, [TRAIN, bad], EVALS, cache="off")
     with pytest.raises(ValueError, match="evals"):
-        ft.finetune(c, TRAIN, {}, cache="off")
+        tr.finetune(c, TRAIN, {}, cache="off")
     with pytest.raises(ValueError, match="labels outside"):
         wrong = TopicSplit("en", TRAIN.texts, TRAIN.labels + 5, LABELS, TRAIN.ids)
-        ft.finetune(c, wrong, EVALS, cache="off")
+        tr.finetune(c, wrong, EVALS, cache="off")
 
 
 # --------------------------------------------------------------------------- exercise 1
@@ -458,7 +491,7 @@ def _ref(grade_id, name):
 
 def test_ex1_reference_and_variants_pass():
     run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=_ref("ex1_gaps", "transfer_gaps"))
-    run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=ft.transfer_gaps)
+    run_test_cell(NB, "ex1_gaps_tests", transfer_gaps=zst.transfer_gaps)
 
     def with_loop(acc, source="en"):
         out = {}
@@ -521,7 +554,7 @@ def test_ex1_stub_gets_friendly_message():
 
 def test_ex2_reference_and_variants_pass():
     run_test_cell(NB, "ex2_pool_tests", pool=_ref("ex2_pool", "pool"))
-    run_test_cell(NB, "ex2_pool_tests", pool=ft.pool)
+    run_test_cell(NB, "ex2_pool_tests", pool=tr.pool)
 
     def with_einsum(hidden, attention_mask, method):
         if method == "cls":
@@ -564,7 +597,7 @@ def _inplace_pool(hidden, attention_mask, method):
             h[:, 0] if method == "cls" else (h * m.unsqueeze(-1).to(h.dtype)).sum(1) / h.shape[1]
         ),
         # [CLS] taken at the last position
-        lambda h, m, method: h[:, -1] if method == "cls" else ft.pool(h, m, "mean"),
+        lambda h, m, method: h[:, -1] if method == "cls" else tr.pool(h, m, "mean"),
         # masked sum, no division
         lambda h, m, method: (
             h[:, 0] if method == "cls" else (h * m.unsqueeze(-1).to(h.dtype)).sum(1)
@@ -576,7 +609,7 @@ def _inplace_pool(hidden, attention_mask, method):
             h[:, 0] if method == "cls" else (h * m.unsqueeze(-1).to(h.dtype)).sum(1) / m.sum()
         ),
         # the result always in float32
-        lambda h, m, method: ft.pool(h, m.long(), method).float(),
+        lambda h, m, method: tr.pool(h, m.long(), method).float(),
         _inplace_pool,
     ],
     ids=[
@@ -605,7 +638,7 @@ def test_ex3_reference_and_variants_pass():
 
     def concatenate(batches, ignore_index=-100):
         logits, labels = zip(*batches, strict=True)
-        return ft.accuracy(torch.cat(logits), torch.cat(labels), ignore_index)
+        return tr.accuracy(torch.cat(logits), torch.cat(labels), ignore_index)
 
     def with_numpy(batches, ignore_index=-100):
         hits, n = 0, 0
@@ -661,7 +694,7 @@ def _hard_coded_ignore(batches, ignore_index=-100):
 
 def _reference_accuracy(batches, ignore_index):
     logits, labels = zip(*batches, strict=True)
-    return ft.accuracy(torch.cat(logits), torch.cat(labels), ignore_index)
+    return tr.accuracy(torch.cat(logits), torch.cat(labels), ignore_index)
 
 
 def _returns_tensor(batches, ignore_index=-100):

@@ -1,9 +1,9 @@
 """Lesson 08-pivots-and-ensembles: ensembles, size control, pivot routes, and the exercises.
 
 The package functions are tested on small synthetic inputs; ``source_runs`` runs the real
-fine-tuning loop on the tiny local-folder classifier of ``test_finetune``. Every exercise's
-hidden tests are shown to pass the reference and correct variants and to fail plausible
-mistakes (ensembles averaging logits of different label orders, truncating instead of
+fine-tuning loop (``xlt_course.training``) on the tiny local-folder classifier of
+``test_finetune``. Every exercise's hidden tests are shown to pass the reference and correct
+variants and to fail plausible mistakes (ensembles averaging logits of different label orders, truncating instead of
 matching items, undirected or non-shortest routes).
 """
 
@@ -230,9 +230,9 @@ def test_source_runs_train_one_model_per_source(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     from test_finetune import _save_tiny, make_split
 
-    from xlt_course import finetune as ft
+    from xlt_course import training as tr
 
-    monkeypatch.setattr(ft.paths, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(tr.paths, "cache_dir", lambda: tmp_path / "cache")
     model = _save_tiny(tmp_path / "bert")
     train = {"en": make_split(48), "xx": make_split(48, "xx", seed=2)}
     evals = {"en": make_split(24, seed=1), "xx": make_split(24, "xx", seed=1)}

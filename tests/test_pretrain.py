@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import subprocess
@@ -225,35 +224,32 @@ def test_pretrain_saves_a_complete_seeded_checkpoint(tiny_checkpoint, tmp_path):
     assert not [p for p in root.iterdir() if p.name.startswith(".")], "temporary folder left"
 
 
-def test_mixed_precision_only_on_cuda(monkeypatch):
+def test_pretraining_picks_its_precision_from_the_card(monkeypatch):
     torch = pytest.importorskip("torch")
-    autocast, scaler = pretrain.mixed_precision("cpu")
-    assert not isinstance(autocast, torch.autocast) and not scaler.is_enabled()
-    for supported, dtype in ((True, torch.bfloat16), (False, torch.float16)):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
-        with pytest.warns(UserWarning) if not torch.cuda.is_available() else _no_warning():
-            autocast, scaler = pretrain.mixed_precision("cuda:0")
-        assert isinstance(autocast, torch.autocast) and autocast.device == "cuda"
-        assert autocast.fast_dtype == dtype
-        if torch.cuda.is_available():  # without CUDA, torch disables every CUDA scaler
-            assert scaler.is_enabled() == (dtype == torch.float16), "loss scaling for fp16 only"
+    from test_finetune import _fake_gpu
 
+    from xlt_course import training
 
-@contextlib.contextmanager
-def _no_warning():
-    yield
+    assert training.make_runtime("cpu").precision == "fp32"
+    _fake_gpu(monkeypatch, 7)
+    assert training.make_runtime("cuda").precision == "fp16"
+    _fake_gpu(monkeypatch, 8)
+    assert training.make_runtime("cuda").precision == "bf16"
+    del torch
 
 
 def test_training_loop_runs_under_autocast_and_loss_scaling(monkeypatch, tmp_path):
-    """The CUDA code path (autocast + a live GradScaler), exercised on CPU with bf16."""
+    """The CUDA code path (autocast + a live GradScaler), exercised on CPU with fp16."""
     torch = pytest.importorskip("torch")
+    from xlt_course import training
+
     used = []
 
-    def cpu_mixed(device):
+    def cpu_mixed(device, precision="auto"):
         used.append(device)
-        return torch.autocast("cpu", dtype=torch.bfloat16), torch.amp.GradScaler("cpu")
+        return training.Runtime("cpu", "fp16")  # fp16 autocast + a live GradScaler, on CPU
 
-    monkeypatch.setattr(pretrain, "mixed_precision", cpu_mixed)
+    monkeypatch.setattr(training, "make_runtime", cpu_mixed)
     path = pretrain.pretrain(TINY, tmp_path / "bf16", device="cpu", progress=False)
     info = pretrain.read_info(path)
     assert used == ["cpu"] and len(info["loss"]) == TINY.steps

@@ -11,6 +11,7 @@ import pytest
 from cells import run_test_cell, solution_namespace
 from conftest import solution
 
+from xlt_course import training
 from xlt_course import transfer_gap as tg
 
 NB = solution("10-transfer-gap-and-low-resource")
@@ -90,11 +91,19 @@ def test_paired_bootstrap():
     a = rng.random(400) < 0.5
     b = a.copy()
     b[:40] = True  # b is right wherever a is, and on some more
-    diff, lo, hi = tg.paired_bootstrap(a, b, n_boot=1000, seed=0)
-    assert diff == pytest.approx((b.astype(float) - a).mean())
+    diff, lo, hi = tg.paired_bootstrap(b, a, n_boot=1000, seed=0)
+    assert diff == pytest.approx((b.astype(float) - a).mean()), "Acc(first) - Acc(second)"
     assert 0 <= lo <= diff <= hi
+    flipped = tg.paired_bootstrap(a, b, n_boot=1000, seed=0)
+    assert flipped == pytest.approx((-diff, -hi, -lo))
     same = tg.paired_bootstrap(a, a, n_boot=200)
     assert same == (0.0, 0.0, 0.0)
+
+
+def test_one_paired_bootstrap_for_lessons_08_and_10():
+    from xlt_course import pivots_and_ensembles as pe
+
+    assert tg.paired_bootstrap is pe.paired_bootstrap
 
 
 def test_weakest_language():
@@ -146,7 +155,7 @@ def test_mask_tokens_follows_bert_recipe():
     ids = rng.integers(5, 1000, (200, 30))
     maskable = np.ones_like(ids, dtype=bool)
     maskable[:, 0] = maskable[:, -1] = False  # special tokens
-    corrupted, chosen = tg.mask_tokens(ids, maskable, mask_id=4, vocab_size=1000, rng=rng)
+    corrupted, chosen = training.mask_tokens(ids, maskable, mask_id=4, vocab_size=1000, rng=rng)
     assert not chosen[:, 0].any() and not chosen[:, -1].any()
     assert 0.12 < chosen.mean() / maskable.mean() < 0.18
     assert np.array_equal(corrupted[~chosen], ids[~chosen])
@@ -169,6 +178,33 @@ def test_adapt_mlm_runs_and_caches(tmp_path, monkeypatch, built_data):
     assert again.model is None and again.key == res.key
     assert again.eval_loss_adapted == pytest.approx(res.eval_loss_adapted)
     assert tg.adapt_mlm(texts, tg.MLMConfig(head_steps=1, steps=1, seed=1), only=True) is None
+
+
+@pytest.mark.parametrize("arch", ["bert", "xlmr"])
+def test_adapt_mlm_loads_any_masked_lm(tmp_path, monkeypatch, arch):
+    """AutoModelForMaskedLM: a BERT (``cls`` head) and an XLM-R (``lm_head``) both adapt."""
+    torch = pytest.importorskip("torch")
+    from tiny_models import make_split, tiny_config, tiny_tokenizer
+    from transformers import AutoModelForMaskedLM
+
+    from xlt_course import paths
+
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"mask_token": "[MASK]"})
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(tiny_config(arch, vocab_size=len(tok)))
+    model.save_pretrained(tmp_path / arch)
+    tok.save_pretrained(tmp_path / arch)
+    texts = make_split(24).texts
+    cfg = tg.MLMConfig(head_steps=2, steps=2, train_layers=1, batch_size=4, max_length=16)
+    res = tg.adapt_mlm(texts, cfg, eval_texts=texts[:4], model=str(tmp_path / arch),
+                       cache=False, progress=False)  # fmt: skip
+    assert type(res.model).__name__ == ("BertModel" if arch == "bert" else "XLMRobertaModel")
+    assert np.isfinite(res.eval_loss_adapted) and len(res.loss_history) == 1
+    before = AutoModelForMaskedLM.from_pretrained(tmp_path / arch).base_model.state_dict()
+    changed = {k for k, v in res.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(".layer.1." in k for k in changed), "only the top layer trains"
 
 
 # --------------------------------------------------------------------------- exercise 1

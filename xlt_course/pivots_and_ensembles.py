@@ -34,7 +34,7 @@ from xlt_course.data.topics import TopicSplit
 if TYPE_CHECKING:
     import pandas as pd
 
-    from xlt_course.finetune import CacheMode, FinetuneConfig, FinetuneResult
+    from xlt_course.training import CacheMode, FinetuneConfig, FinetuneResult
 
 __all__ = [
     "Combine",
@@ -275,7 +275,9 @@ def paired_bootstrap(
 
     Both systems are scored on the same n items, so items are resampled together: an item
     that is hard for both moves both accuracies (Koehn, 2004, EMNLP, for MT metrics;
-    Efron and Tibshirani, 1993, for the bootstrap).
+    Efron and Tibshirani, 1993, for the bootstrap). The course's one paired comparison
+    (lesson 10 imports it): the difference is always a minus b, so put the system under
+    test first and the baseline second (``paired_bootstrap(new, baseline)`` > 0: new wins).
 
     Args:
         correct_a: (n,) booleans, system a right on item i.
@@ -285,7 +287,10 @@ def paired_bootstrap(
         level: coverage of the percentile interval.
 
     Returns:
-        ``(difference, low, high)`` in accuracy units (fractions).
+        ``(difference, low, high)``: mean(correct_a) - mean(correct_b) and the percentile
+        interval, in accuracy units (fractions for 0/1 inputs).
+
+    Used in: lessons 08-pivots-and-ensembles and 10-transfer-gap-and-low-resource.
     """
     a = np.asarray(correct_a, dtype=np.float64)
     b = np.asarray(correct_b, dtype=np.float64)
@@ -410,7 +415,7 @@ def probe_config(**changes: Any) -> FinetuneConfig:
     100 epochs at learning rate 0.1, batch 32 (chosen on the English dev split in lesson 06).
     The encoder runs once per text; the head trains in seconds on its features.
     """
-    from xlt_course.finetune import FinetuneConfig
+    from xlt_course.training import FinetuneConfig
 
     base: dict[str, Any] = dict(
         model="offline",
@@ -440,14 +445,14 @@ def source_runs(
         config: the run settings (shared by every source).
         train: training split per name (usually per source language).
         evals: evaluation sets by name.
-        cache: see :func:`xlt_course.finetune.finetune` (``"only"`` never trains).
+        cache: see :func:`xlt_course.training.finetune` (``"only"`` never trains).
 
     Returns:
         ``{name: FinetuneResult}`` (None where ``cache="only"`` found nothing).
     """
     from tqdm.auto import tqdm
 
-    from xlt_course.finetune import finetune
+    from xlt_course.training import finetune
 
     out: dict[str, FinetuneResult | None] = {}
     for name, split in tqdm(train.items(), desc="sources", disable=not config.progress):

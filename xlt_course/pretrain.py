@@ -29,14 +29,13 @@ there when they exist. Importing this module imports neither torch nor transform
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,11 +43,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from xlt_course import paths
+from xlt_course import training as tr
 from xlt_course.errors import DataError
 from xlt_course.sampling import language_probabilities
 
 if TYPE_CHECKING:
-    from transformers import BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 LESSON = "05-multilingual-pretraining"
 
@@ -62,6 +62,10 @@ VARIANTS: tuple[Variant, ...] = ("shared", "fake", "anchors")
 FAKE_OFFSET = 200_000
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+#: Recorded in ``pretrain.json``; a checkpoint written by another version of the training
+#: code is retrained (2: the course's own masker, :func:`xlt_course.training.mask_tokens`).
+PRETRAIN_VERSION = 2
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -536,41 +540,21 @@ class PretrainInfo:
     cpu_seconds: float
     device: str
     torch_threads: int
+    version: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return dataclasses.asdict(self)
 
 
-def mixed_precision(device: str) -> tuple[contextlib.AbstractContextManager, Any]:
-    """Return the autocast context and the gradient scaler to train on ``device`` with.
+def new_model(config: PretrainConfig, vocab_size: int, pad_id: int) -> PreTrainedModel:
+    """Return a freshly initialised BERT masked LM of the config's size (seeded).
 
-    On CUDA: bf16 autocast where the GPU supports it (same exponent range as fp32, so no
-    loss scaling), else fp16 autocast with a dynamic loss scaler. Elsewhere: full precision
-    and a disabled scaler, whose ``scale``/``unscale_``/``step``/``update`` pass through.
-
-    Args:
-        device: a torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
-
-    Returns:
-        ``(autocast context manager, torch.amp.GradScaler)``.
+    Built with ``AutoModelForMaskedLM.from_config`` (a ``BertForMaskedLM``), like every MLM
+    of the course.
     """
     import torch
-
-    if torch.device(device).type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return (
-                torch.autocast("cuda", dtype=torch.bfloat16),
-                torch.amp.GradScaler("cuda", enabled=False),
-            )
-        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
-    return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
-
-
-def new_model(config: PretrainConfig, vocab_size: int, pad_id: int) -> BertForMaskedLM:
-    """Return a freshly initialised BERT masked LM of the config's size (seeded)."""
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import AutoModelForMaskedLM, BertConfig
 
     torch.manual_seed(config.seed)
     bert_config = BertConfig(
@@ -585,7 +569,7 @@ def new_model(config: PretrainConfig, vocab_size: int, pad_id: int) -> BertForMa
         hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout,
     )
-    return BertForMaskedLM(bert_config)
+    return AutoModelForMaskedLM.from_config(bert_config)
 
 
 def pretrain(
@@ -599,9 +583,12 @@ def pretrain(
     """Pretrain a tiny bilingual BERT with masked language modelling and save it.
 
     Each training sequence is a block of one language, that language drawn with probability
-    q_l ∝ n_l^alpha (n_l: the language's tokens); masking is transformers'
-    ``DataCollatorForLanguageModeling`` (15%: 80% [MASK], 10% random, 10% kept). Mixed
-    precision (bf16, else fp16 with loss scaling) is used on CUDA only.
+    q_l ∝ n_l^alpha (n_l: the language's tokens); masking is the course's
+    :func:`xlt_course.training.mask_tokens` (15%: 80% [MASK], 10% random, 10% kept; special
+    tokens never), with its own seeded generator. The step is the engine's
+    (:func:`xlt_course.training.train_loop`): AdamW, linear warm-up then decay, gradients
+    clipped to norm 1, mixed precision on CUDA only (bf16 where native, else fp16 with loss
+    scaling).
 
     Args:
         config: the run.
@@ -615,8 +602,6 @@ def pretrain(
         The checkpoint folder: ``save_pretrained`` model and tokenizer, ``pretrain.json``.
     """
     import torch
-    from tqdm.auto import tqdm
-    from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
 
     from xlt_course.runtime import default_device
 
@@ -637,6 +622,7 @@ def pretrain(
     q = language_probabilities([tokens[lang] for lang in corpus.langs], config.alpha)
 
     rng = np.random.default_rng(config.seed)
+    mask_rng = np.random.default_rng([config.seed, 1])  # masks apart from the block sampling
     streams = [
         BlockStream(
             ids[lang], config.block_size, tokenizer.cls_token_id, tokenizer.sep_token_id, rng
@@ -644,32 +630,49 @@ def pretrain(
         for lang in corpus.langs
     ]
     model = new_model(config, len(tokenizer), tokenizer.pad_token_id).to(device)
-    collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=config.mlm_probability, seed=config.seed
-    )
-    optimizer = torch.optim.AdamW(
+    runtime = tr.make_runtime(device)
+    optimizer, schedule = tr.make_optimizer(
         model.parameters(),
         lr=config.learning_rate,
         betas=(0.9, 0.98),
         weight_decay=config.weight_decay,
+        total_steps=config.steps,
+        warmup_steps=config.warmup_steps,
     )
-    schedule = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
-    autocast, scaler = mixed_precision(device)
+    special = np.array(sorted(tokenizer.all_special_ids))
     sampled = np.zeros(len(corpus.langs), dtype=np.int64)
-    losses: list[float] = []
+
+    def steps(epoch: int):
+        for _ in range(config.steps):
+            langs = rng.choice(len(corpus.langs), size=config.batch_size, p=q)
+            sampled[:] += np.bincount(langs, minlength=len(corpus.langs))
+            yield [np.array([streams[k].next_block() for k in langs])]
+
+    def loss_fn(blocks: np.ndarray):
+        corrupted, chosen = tr.mask_tokens(
+            blocks, ~np.isin(blocks, special), mask_id=tokenizer.mask_token_id,
+            vocab_size=len(tokenizer), rng=mask_rng, mask_prob=config.mlm_probability,
+        )  # fmt: skip
+        labels = np.where(chosen, blocks, tr.IGNORE_INDEX)
+        with runtime.autocast():
+            loss = model(
+                input_ids=torch.as_tensor(corrupted, device=runtime.device),
+                attention_mask=torch.ones(blocks.shape, dtype=torch.long, device=runtime.device),
+                labels=torch.as_tensor(labels, device=runtime.device),
+            ).loss
+        return loss, float(loss.detach()), 1
+
+    step_losses: list[float] = []
     model.train()
-    bar = tqdm(range(config.steps), desc=f"pretrain {config.name}", disable=not progress)
-    for _ in bar:
-        langs = rng.choice(len(corpus.langs), size=config.batch_size, p=q)
-        sampled += np.bincount(langs, minlength=len(corpus.langs))
-        batch = collator([{"input_ids": streams[k].next_block()} for k in langs])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss = _train_step(model, batch, autocast, scaler, optimizer, schedule)
-        losses.append(round(float(loss.detach()), 4))
-        if len(losses) % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    tr.train_loop(
+        1, steps, loss_fn, optimizer, schedule, list(model.parameters()), runtime=runtime,
+        max_grad_norm=1.0, total_steps=config.steps, desc=f"pretrain {config.name}",
+        progress=progress, step_losses=step_losses,
+    )  # fmt: skip
+    losses = [round(x, 4) for x in step_losses]
     info = PretrainInfo(
         config=config.to_dict(),
+        version=PRETRAIN_VERSION,
         tokens=tokens,
         q=dict(zip(corpus.langs, q.round(6).tolist(), strict=True)),
         sampled_tokens={
@@ -692,7 +695,7 @@ def _save(model: Any, tokenizer: Any, info: PretrainInfo, out_dir: Path) -> None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        with _quiet_transformers():
+        with tr.quiet_transformers():
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "pretrain.json").write_text(json.dumps(info.to_dict(), indent=1), encoding="utf-8")
@@ -721,25 +724,14 @@ def read_info(path: Path) -> dict[str, Any] | None:
 
 
 def is_cached(config: PretrainConfig, root: Path | None = None) -> bool:
-    """Return True when a complete checkpoint trained with exactly ``config`` exists."""
+    """Return True when a complete checkpoint trained with exactly ``config`` (and this
+    version of the training code, :data:`PRETRAIN_VERSION`) exists."""
     info = read_info(checkpoint_dir(config, root))
-    return info is not None and info.get("config") == config.to_dict()
-
-
-def _train_step(model: Any, batch: dict, autocast: Any, scaler: Any, optimizer: Any, schedule: Any):
-    """Run one mixed-precision optimiser step (clipped to norm 1); return the loss tensor."""
-    import torch
-
-    with autocast:
-        loss = model(**batch).loss
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    schedule.step()
-    return loss
+    return (
+        info is not None
+        and info.get("config") == config.to_dict()
+        and info.get("version", 1) == PRETRAIN_VERSION
+    )
 
 
 def load_or_pretrain(
@@ -763,17 +755,23 @@ def load_or_pretrain(
     return pretrain(config, path, device=device, progress=progress), False
 
 
-def load_checkpoint(path: Path) -> tuple[BertForMaskedLM, PreTrainedTokenizerFast]:
-    """Load a saved tiny BERT and its tokenizer (eval mode)."""
-    from transformers import BertForMaskedLM, PreTrainedTokenizerFast
+def load_checkpoint(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Load a saved tiny BERT and its tokenizer (eval mode).
+
+    Returns:
+        ``(model, tokenizer)``: ``AutoModelForMaskedLM`` and ``AutoTokenizer`` from the
+        folder, in the course's checkpoint order (model first, as
+        :func:`xlt_course.training.load_checkpoint`).
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     if read_info(path) is None:
         raise FileNotFoundError(
             f"{path} is not a pretraining checkpoint: run `xlt-course pretrain NAME`"
         )
-    with _quiet_transformers():
-        model = BertForMaskedLM.from_pretrained(path)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    with tr.quiet_transformers():
+        model = AutoModelForMaskedLM.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     model.eval()
     return model, tokenizer
 
@@ -845,30 +843,21 @@ def embed(
     import torch
 
     encoder = model.base_model.to(device).eval()
-    max_length = encoder.config.max_position_embeddings
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                list(texts[i : i + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-                return_special_tokens_mask=True,
-            )
-            mask = enc["attention_mask"] * (1 - enc.pop("special_tokens_mask"))
-            # an all-special sequence (empty text) falls back to averaging [CLS] and [SEP]
-            mask = torch.where(mask.sum(1, keepdim=True) > 0, mask, enc["attention_mask"])
-            states = encoder(
-                **{k: v.to(device) for k, v in enc.items() if k != "token_type_ids"},
-                output_hidden_states=True,
-            ).hidden_states
-            m = mask.to(device).unsqueeze(-1).float()
-            out.append(
-                torch.stack([(h.float() * m).sum(1) / m.sum(1) for h in states]).cpu().numpy()
-            )
-    return np.concatenate(out, axis=1)
+    special = torch.as_tensor(sorted(tokenizer.all_special_ids), device=device)
+    n_layers = encoder.config.num_hidden_layers + 1
+
+    def pooled_layers(input_ids, attention_mask):
+        mask = attention_mask * ~torch.isin(input_ids, special)
+        # an all-special sequence (empty text) falls back to averaging [CLS] and [SEP]
+        mask = torch.where(mask.sum(1, keepdim=True) > 0, mask, attention_mask)
+        states = encoder(input_ids=input_ids, attention_mask=attention_mask,
+                         output_hidden_states=True).hidden_states  # fmt: skip
+        return torch.cat([tr.pool(h.float(), mask, "mean") for h in states], dim=1)
+
+    enc = tr.EncodedTexts.from_texts(tokenizer, texts, encoder.config.max_position_embeddings)
+    flat = tr.batched_forward(pooled_layers, enc, tr.pad_id_of(tokenizer), batch_size,
+                              tr.Runtime(device, "fp32"))  # fmt: skip
+    return flat.reshape(len(texts), n_layers, -1).transpose(1, 0, 2)
 
 
 def retrieval_by_layer(
@@ -954,21 +943,6 @@ def eval_data(corpus: PretrainCorpus, cfg: EvalConfig, *, root: Path | None = No
     )
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def finetune_zero_shot(
     checkpoint: Path | None,
     data: EvalData,
@@ -991,67 +965,67 @@ def finetune_zero_shot(
         ``{"en": accuracy on the English test, "other": accuracy on its translations}``.
     """
     import torch
-    from tqdm.auto import tqdm
-    from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
-        PreTrainedTokenizerFast,
-        get_linear_schedule_with_warmup,
-    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     n_labels = len(data.label_names)
     torch.manual_seed(cfg.seed)
-    with _quiet_transformers():
+    with tr.quiet_transformers():
         if checkpoint is not None:
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(checkpoint)
-            model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=n_labels)
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                checkpoint, num_labels=n_labels
+            )
         else:
             if config is None or tokenizer is None:
                 raise ValueError("without a checkpoint, pass the config and the tokenizer")
             mlm = new_model(config, len(tokenizer), tokenizer.pad_token_id)
             torch.manual_seed(cfg.seed)
-            bert_config = BertConfig(**{**mlm.config.to_dict(), "num_labels": n_labels})
-            model = BertForSequenceClassification(bert_config)
-            model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
+            cls_config = type(mlm.config)(**{**mlm.config.to_dict(), "num_labels": n_labels})
+            model = AutoModelForSequenceClassification.from_config(cls_config)
+            model.base_model.load_state_dict(mlm.base_model.state_dict(), strict=False)
     model.to(device)
     max_length = model.config.max_position_embeddings
+    runtime = tr.make_runtime(device)
+    pad_id = tr.pad_id_of(tokenizer)
 
-    def batches(texts: list[str], labels: np.ndarray, order: np.ndarray) -> Iterator[dict]:
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            enc = tokenizer(
-                [texts[j] for j in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            enc.pop("token_type_ids", None)
-            enc["labels"] = torch.as_tensor(labels[idx])
-            yield {k: v.to(device) for k, v in enc.items()}
+    def encode(texts: list[str]) -> tr.EncodedTexts:
+        return tr.EncodedTexts.from_texts(tokenizer, texts, max_length)
 
+    train = encode(data.en_train)
+    labels = torch.as_tensor(data.train_labels)
     rng = np.random.default_rng(cfg.seed)
-    steps = cfg.epochs * -(-len(data.en_train) // cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, steps // 10, steps)
-    autocast, scaler = mixed_precision(device)
+    n_batches = -(-len(data.en_train) // cfg.batch_size)
+    optimizer, schedule = tr.make_optimizer(
+        model.parameters(), lr=cfg.learning_rate, weight_decay=0.01,
+        total_steps=cfg.epochs * n_batches, warmup_steps=cfg.epochs * n_batches // 10,
+    )  # fmt: skip
+
+    def steps(epoch: int):
+        order = rng.permutation(len(data.en_train))
+        return ([order[i : i + cfg.batch_size]] for i in range(0, len(order), cfg.batch_size))
+
+    def loss_fn(idx: np.ndarray):
+        ids, mask = tr.pad_batch([train.input_ids[j] for j in idx], pad_id)
+        with runtime.autocast():
+            loss = model(input_ids=ids.to(runtime.device), attention_mask=mask.to(runtime.device),
+                         labels=labels[idx].to(runtime.device)).loss  # fmt: skip
+        return loss, float(loss.detach()) * len(idx), len(idx)
+
     model.train()
-    bar = tqdm(total=steps, desc="fine-tune (en)", disable=not progress)
-    for _ in range(cfg.epochs):
-        for batch in batches(data.en_train, data.train_labels, rng.permutation(len(data.en_train))):
-            _train_step(model, batch, autocast, scaler, optimizer, schedule)
-            bar.update()
-    bar.close()
+    tr.train_loop(
+        cfg.epochs, steps, loss_fn, optimizer, schedule, list(model.parameters()),
+        runtime=runtime, max_grad_norm=1.0, total_steps=cfg.epochs * n_batches,
+        desc="fine-tune (en)", progress=progress,
+    )  # fmt: skip
     model.eval()
+
+    def logits(input_ids, attention_mask):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
     accuracy = {}
-    with torch.no_grad():
-        for key, texts in (("en", data.en_test), ("other", data.other_test)):
-            preds = []
-            for batch in batches(texts, data.test_labels, np.arange(len(texts))):
-                batch.pop("labels")
-                with autocast:
-                    preds.append(model(**batch).logits.argmax(-1).cpu().numpy())
-            accuracy[key] = float(np.mean(np.concatenate(preds) == data.test_labels))
+    for key, texts in (("en", data.en_test), ("other", data.other_test)):
+        pred = tr.batched_forward(logits, encode(texts), pad_id, cfg.batch_size, runtime)
+        accuracy[key] = float(np.mean(pred.argmax(axis=1) == data.test_labels))
     return accuracy
 
 

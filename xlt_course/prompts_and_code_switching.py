@@ -7,8 +7,8 @@ Two ways to make one classifier serve many languages without touching most of th
   prepended to the input embeddings of a *frozen* encoder, the attention mask is extended
   with ``m`` ones, and only ``P`` and a linear head are trained, on labelled data of several
   languages at once: min_P Σ_l E[L(f([P; x_l]), y)]. :class:`PromptClassifier` is the model,
-  :func:`train_prompt` / :func:`prompt_topics` the training loop (bucketed batches and mixed
-  precision as in :mod:`xlt_course.finetune`, cached on disk).
+  :func:`train_prompt` / :func:`prompt_topics` the training loop (bucketed batches, mixed
+  precision and the training loop of :mod:`xlt_course.training`, cached on disk).
 - **Code-switching augmentation** (CoSDA-ML, Qin et al., 2020, IJCAI): English training
   sentences get a fraction ``r`` of their dictionary words replaced by translations in other
   languages, the rest of the sentence kept. :func:`code_switch` is the augmenter,
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from xlt_course import finetune as ft
 from xlt_course import paths
+from xlt_course import training as tr
 from xlt_course.data.topics import TopicSplit
 
 if TYPE_CHECKING:
@@ -72,12 +72,10 @@ CACHE_VERSION = 1
 #: language -> English word -> its translations (non-empty lists, most frequent first).
 Lexicons = dict[str, dict[str, list[str]]]
 
-CacheMode = Literal["use", "refresh", "off", "only"]
-
 #: XNLI accuracy (%) of XLM-R Base fine-tuned on the English training set machine-translated
 #: into all 15 XNLI languages ("translate-train-all"): Conneau et al. (2020), "Unsupervised
 #: cross-lingual representation learning at scale", ACL, Table 1. Compare with
-#: ``xlt_course.finetune.XNLI_ZERO_SHOT["XLM-R Base"]`` (English only).
+#: ``xlt_course.zero_shot_transfer.XNLI_ZERO_SHOT["XLM-R Base"]`` (English only).
 XNLI_TRANSLATE_TRAIN_ALL_XLMR_BASE: dict[str, float] = {
     "en": 85.4, "fr": 81.4, "es": 82.2, "de": 80.3, "el": 80.4, "bg": 81.3, "ru": 79.7,
     "tr": 78.6, "ar": 77.3, "vi": 79.7, "th": 77.9, "zh": 80.2, "hi": 76.1, "sw": 73.1,
@@ -232,7 +230,7 @@ def _prompt_classifier_class() -> type:
         def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             """Return (B, d) mean-pooled states of the real tokens (prompt positions dropped)."""
             hidden = self.hidden_states(input_ids, attention_mask)[:, self.n_prompt :]
-            return ft.pool(hidden, attention_mask, "mean")
+            return tr.pool(hidden, attention_mask, "mean")
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return self.head(self.features(input_ids, attention_mask).to(self.head.weight.dtype))
@@ -333,7 +331,7 @@ class PromptConfig:
         max_grad_norm: gradient clipping norm (0 = none).
         max_length: tokens per text (before the prompt).
         seed: prompt draw, head initialisation, batch order.
-        precision: as :func:`xlt_course.finetune.resolve_precision` (bf16/fp16 autocast on
+        precision: as :func:`xlt_course.training.resolve_precision` (bf16/fp16 autocast on
             CUDA, fp32 on CPU).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
         eval_batch_size: examples per forward pass at evaluation.
@@ -354,14 +352,14 @@ class PromptConfig:
     max_grad_norm: float = 1.0
     max_length: int = 64
     seed: int = 0
-    precision: ft.Precision = "auto"
-    device: ft.Device = "auto"
+    precision: tr.Precision = "auto"
+    device: tr.Device = "auto"
     eval_batch_size: int = 64
     num_threads: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
-        ft.check_positive_ints(self, ("n_prompt", "epochs", "batch_size", "eval_batch_size"))
+        tr.check_positive_ints(self, ("n_prompt", "epochs", "batch_size", "eval_batch_size"))
         if not isinstance(self.head_warmup_epochs, int) or self.head_warmup_epochs < 0:
             raise ValueError(
                 f"head_warmup_epochs must be an integer >= 0, got {self.head_warmup_epochs!r}"
@@ -388,8 +386,8 @@ _NOT_IN_KEY = ("progress", "num_threads", "device", "eval_batch_size")
 
 
 @dataclass
-class PromptResult(ft.FinetuneResult):
-    """What a prompt-tuning run measured: a :class:`xlt_course.finetune.FinetuneResult`
+class PromptResult(tr.FinetuneResult):
+    """What a prompt-tuning run measured: a :class:`xlt_course.training.FinetuneResult`
     (accuracy, probs, labels, ids, label_names, stats, history, cache_path, from_cache;
     ``checkpoint`` stays None) with the prompt-tuning settings and the trained prompt.
 
@@ -407,7 +405,7 @@ def train_prompt(
     train: TopicSplit | Sequence[TopicSplit],
     evals: Mapping[str, TopicSplit],
     *,
-    cache: CacheMode = "use",
+    cache: tr.CacheMode = "use",
 ) -> PromptResult | None:
     """Train prompt vectors and a head on a frozen encoder; evaluate on every set of ``evals``.
 
@@ -419,19 +417,18 @@ def train_prompt(
         train: labelled training splits (same label order).
         evals: evaluation sets by name (usually language codes).
         cache: ``"use"``, ``"refresh"``, ``"off"`` or ``"only"`` (load or return None: the
-            grader never trains), as in :func:`xlt_course.finetune.finetune`.
+            grader never trains), as in :func:`xlt_course.training.finetune`.
 
     Returns:
         A :class:`PromptResult` (None only with ``cache="only"`` and nothing cached).
 
     Used in: lesson 09-prompts-and-code-switching.
     """
-    if cache not in ("use", "refresh", "off", "only"):
-        raise ValueError(f"cache must be use, refresh, off or only, got {cache!r}")
+    tr.check_choice("cache", cache, tr.CacheMode)
     splits = [train] if isinstance(train, TopicSplit) else list(train)
     if not splits:
         raise ValueError("train must be a TopicSplit or a non-empty list of them")
-    train_split = ft._concat(splits)
+    train_split = tr.concat_splits(splits)
     if not evals:
         raise ValueError("evals must name at least one evaluation set")
     for name, s in evals.items():
@@ -441,20 +438,20 @@ def train_prompt(
     from xlt_course.models import resolve_model_id
 
     model_id = resolve_model_id(config.model)
-    device = ft._resolve_device(config.device)
-    precision = ft.resolve_precision(config.precision, device)
+    device = tr.resolve_device(config.device)
+    precision = tr.resolve_precision(config.precision, device)
     folder = None
     if cache != "off":
         cfg = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_IN_KEY}
-        key = ft._fingerprint(
+        key = tr.fingerprint(
             {
                 "version": CACHE_VERSION,
                 "config": cfg,
                 "device": device.split(":")[0],
                 "precision": precision,
-                "model": ft._model_fingerprint(model_id),
-                "train": ft._split_fingerprint(train_split),
-                "evals": {n: ft._split_fingerprint(s) for n, s in evals.items()},
+                "model": tr.model_fingerprint(model_id),
+                "train": tr.split_fingerprint(train_split),
+                "evals": {n: tr.split_fingerprint(s) for n, s in evals.items()},
             }
         )[:20]
         folder = _cache_root() / f"prompt-{key}"
@@ -476,7 +473,7 @@ def prompt_topics(
     *,
     n_train_items: int | None = None,
     n_eval_items: int | None = None,
-    cache: CacheMode = "use",
+    cache: tr.CacheMode = "use",
 ) -> PromptResult | None:
     """Prompt-tune on the same topic training items in ``train_languages``, test everywhere.
 
@@ -506,30 +503,28 @@ def _run_prompt(config, model_id, train: TopicSplit, evals, device, precision) -
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            runtime = ft._TorchRuntime(device, precision)
-            tokenizer = ft.get_tokenizer(model_id)
-            with ft._quiet_transformers():
+            runtime = tr.Runtime(device, precision)
+            tokenizer = tr.get_tokenizer(model_id)
+            with tr.quiet_transformers():
                 encoder = AutoModel.from_pretrained(model_id)
             encoder.to(runtime.device).eval()  # frozen: a fixed function, no dropout
             model = _prompt_classifier_class()(
                 encoder, len(train.label_names), config.n_prompt, seed=config.seed
             )
 
-            def encode(split: TopicSplit) -> ft._Encoded:
-                ids = tokenizer(list(split.texts), truncation=True, max_length=config.max_length)
-                return ft._Encoded(ids["input_ids"], split.labels, list(split.ids))
-
-            enc_train = encode(train)
-            enc_evals = {name: encode(s) for name, s in evals.items()}
-            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            enc_train = tr.encode_split(tokenizer, train, config.max_length)
+            enc_evals = {
+                n: tr.encode_split(tokenizer, s, config.max_length) for n, s in evals.items()
+            }
+            pad_id = tr.pad_id_of(tokenizer)
             history, stats = _train_loop(config, model, runtime, enc_train, pad_id)
             t1, c1 = time.perf_counter(), time.process_time()
+            model.eval()  # the encoder is frozen; the head has no dropout
             logits = {
-                name: _predict(
-                    model, runtime, enc, pad_id, config.eval_batch_size, name, config.progress
-                )
+                name: tr.batched_forward(model, enc, pad_id, config.eval_batch_size, runtime,
+                                         desc=f"evaluating {name}", progress=config.progress)
                 for name, enc in enc_evals.items()
-            }
+            }  # fmt: skip
             stats.update(
                 eval_seconds=round(time.perf_counter() - t1, 2),
                 eval_cpu_seconds=round(time.process_time() - c1, 2),
@@ -548,7 +543,7 @@ def _run_prompt(config, model_id, train: TopicSplit, evals, device, precision) -
     }
     return PromptResult(
         config=config,
-        accuracy={n: ft.accuracy(logits[n], enc_evals[n].labels) for n in evals},
+        accuracy={n: tr.accuracy(logits[n], enc_evals[n].labels) for n in evals},
         probs=probs,
         labels={n: e.labels.copy() for n, e in enc_evals.items()},
         ids={n: list(e.ids) for n, e in enc_evals.items()},
@@ -559,110 +554,81 @@ def _run_prompt(config, model_id, train: TopicSplit, evals, device, precision) -
     )
 
 
-def _train_loop(config: PromptConfig, model, runtime, enc: ft._Encoded, pad_id: int):
+def _train_loop(config: PromptConfig, model, runtime, enc: tr.EncodedTexts, pad_id: int):
     import torch
-    from tqdm.auto import tqdm
 
     rng = np.random.default_rng(config.seed)
     plan = [
-        ft.length_bucketed_batches(enc.lengths, config.batch_size, rng=rng)
+        tr.length_bucketed_batches(enc.lengths, config.batch_size, rng=rng)
         for _ in range(config.epochs)
     ]
-    collate = ft._collate(enc, pad_id, 1)
+    collate = tr.collate(enc, pad_id)
     groups = [
         {"params": [model.prompt], "lr": config.learning_rate, "weight_decay": 0.0},
         {"params": [model.head.weight], "lr": config.head_learning_rate,
          "weight_decay": config.weight_decay},
         {"params": [model.head.bias], "lr": config.head_learning_rate, "weight_decay": 0.0},
     ]  # fmt: skip
-    optimizer = torch.optim.AdamW(groups)
     total = sum(len(p) for p in plan)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, ft._lr_lambda(total, math.ceil(config.warmup_ratio * total))
+    optimizer, scheduler = tr.make_optimizer(
+        groups, total_steps=total, warmup_steps=math.ceil(config.warmup_ratio * total)
     )
     params = [model.prompt, model.head.weight, model.head.bias]
     t0, c0 = time.perf_counter(), time.process_time()
     warmup = _warm_up_head(config, model, runtime, enc, pad_id) if config.head_warmup_epochs else []
-    history = []
-    seen = 0
-    bar = tqdm(total=total, desc="prompt tuning", unit="step", disable=not config.progress)
-    for epoch in range(config.epochs):
-        loss_sum = 0.0
-        for batch in plan[epoch]:
-            (mb,) = collate(batch)
-            mb = runtime.to_device(mb)
-            with runtime.autocast():
-                logits = model(mb["input_ids"], mb["attention_mask"])
-            loss = torch.nn.functional.cross_entropy(logits.float(), mb["labels"])
-            runtime.backward(loss)
-            runtime.step(optimizer, scheduler, params, config.max_grad_norm)
-            loss_sum += float(loss.detach()) * len(batch)
-            seen += len(batch)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
-        history.append({"epoch": epoch + 1, "loss": loss_sum / len(enc.labels)})
-    bar.close()
+
+    def loss_fn(mb):
+        mb = runtime.to_device(mb)
+        with runtime.autocast():
+            logits = model(mb["input_ids"], mb["attention_mask"])
+        loss = torch.nn.functional.cross_entropy(logits.float(), mb["labels"])
+        return loss, float(loss.detach()) * len(mb["labels"]), len(mb["labels"])
+
+    history = tr.train_loop(
+        config.epochs, lambda e: (collate(batch) for batch in plan[e]), loss_fn, optimizer,
+        scheduler, params, runtime=runtime, max_grad_norm=config.max_grad_norm,
+        total_steps=total, desc="prompt tuning", progress=config.progress,
+    )  # fmt: skip
     stats = {
         "train_seconds": round(time.perf_counter() - t0, 2),
         "train_cpu_seconds": round(time.process_time() - c0, 2),
-        "train_examples": seen,
+        "train_examples": len(enc.labels) * config.epochs,
         "optimizer_steps": total,
         "head_warmup_loss": warmup,
     }
     return history, stats
 
 
-def _warm_up_head(config: PromptConfig, model, runtime, enc: ft._Encoded, pad_id: int):
+def _warm_up_head(config: PromptConfig, model, runtime, enc: tr.EncodedTexts, pad_id: int):
     """Train the head alone on the features of the initial prompt; return the loss per epoch."""
     import torch
 
-    collate = ft._collate(enc, pad_id, 1)
-    X = torch.zeros((len(enc.labels), model.head.in_features), device=runtime.device)
-    with torch.no_grad():
-        for batch in ft.length_bucketed_batches(enc.lengths, config.eval_batch_size):
-            (mb,) = collate(batch)
-            mb = runtime.to_device(mb)
-            with runtime.autocast():
-                X[mb["index"]] = model.features(mb["input_ids"], mb["attention_mask"]).float()
+    X = torch.as_tensor(
+        tr.batched_forward(model.features, enc, pad_id, config.eval_batch_size, runtime),
+        device=runtime.device,
+    )
     y = torch.as_tensor(enc.labels, dtype=torch.long, device=runtime.device)
-    optimizer = torch.optim.AdamW(
-        model.head.parameters(), lr=config.head_warmup_lr, weight_decay=0.0
-    )
-    steps = config.head_warmup_epochs * math.ceil(len(y) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, ft._lr_lambda(steps, math.ceil(config.warmup_ratio * steps))
-    )
+    n_batches = math.ceil(len(y) / config.batch_size)
+    steps = config.head_warmup_epochs * n_batches
+    optimizer, scheduler = tr.make_optimizer(
+        model.head.parameters(), lr=config.head_warmup_lr, weight_decay=0.0,
+        total_steps=steps, warmup_steps=math.ceil(config.warmup_ratio * steps),
+    )  # fmt: skip
     rng = np.random.default_rng(config.seed + 1)
-    losses = []
-    for _ in range(config.head_warmup_epochs):
-        total = 0.0
-        for part in np.array_split(rng.permutation(len(y)), math.ceil(len(y) / config.batch_size)):
-            idx = torch.as_tensor(part, device=runtime.device)
-            loss = torch.nn.functional.cross_entropy(model.head(X[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            total += float(loss.detach()) * len(part)
-        losses.append(round(total / len(y), 4))
-    return losses
 
+    def loss_fn(part):
+        idx = torch.as_tensor(part, device=runtime.device)
+        loss = torch.nn.functional.cross_entropy(model.head(X[idx]), y[idx])
+        return loss, float(loss.detach()) * len(part), len(part)
 
-def _predict(model, runtime, enc: ft._Encoded, pad_id, batch_size, desc, progress) -> np.ndarray:
-    import torch
-    from tqdm.auto import tqdm
-
-    collate = ft._collate(enc, pad_id, 1)
-    out = np.zeros((len(enc.labels), model.head.out_features), dtype=np.float32)
-    with torch.inference_mode():
-        for batch in tqdm(ft.length_bucketed_batches(enc.lengths, batch_size),
-                          desc=f"evaluating {desc}", leave=False, disable=not progress):  # fmt: skip
-            (mb,) = collate(batch)
-            mb = runtime.to_device(mb)
-            with runtime.autocast():
-                lg = model(mb["input_ids"], mb["attention_mask"])
-            out[mb["index"].cpu().numpy()] = lg.float().cpu().numpy()
-    return out
+    history = tr.train_loop(
+        config.head_warmup_epochs,
+        lambda e: ([part] for part in np.array_split(rng.permutation(len(y)), n_batches)),
+        loss_fn, optimizer, scheduler, list(model.head.parameters()),
+        runtime=tr.Runtime(str(runtime.device), "fp32"),  # fp32 features, a linear head
+        max_grad_norm=0.0,
+    )  # fmt: skip
+    return [round(h["loss"], 4) for h in history]
 
 
 def _save_prompt_result(result: PromptResult, folder: Path) -> None:
@@ -678,7 +644,7 @@ def _save_prompt_result(result: PromptResult, folder: Path) -> None:
         "history": result.history,
     }
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    arrays = ft.eval_arrays(result)
+    arrays = tr.eval_arrays(result)
     if result.prompt is not None:
         arrays["prompt"] = result.prompt
     np.savez_compressed(tmp / "probs.npz", **arrays)
@@ -690,7 +656,7 @@ def _save_prompt_result(result: PromptResult, folder: Path) -> None:
 def _load_prompt_result(folder: Path) -> PromptResult:
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     with np.load(folder / "probs.npz") as z:
-        probs, labels, ids = ft.read_eval_arrays(z)
+        probs, labels, ids = tr.read_eval_arrays(z)
         prompt = z.get("prompt")
     return PromptResult(
         config=PromptConfig(**metrics["config"]),

@@ -6,7 +6,8 @@ The one implementation the course uses for
   fit reported in base-invariant terms (accuracy at size 1, change per tenfold size, fitted
   values, residuals, R²), the t-interval of the slope and a bootstrap over the points
   (:func:`fit_log_linear`, :func:`per_decade_interval`, :func:`bootstrap_per_decade`);
-- **paired comparisons** of two systems on the same test items (:func:`paired_bootstrap`);
+- **paired comparisons** of two systems on the same test items (:func:`paired_bootstrap`,
+  lesson 08's, imported here: Acc(a) − Acc(b));
 - **few-shot samples** that are stratified by class and never touch held-out items
   (:func:`few_shot_sample`);
 - **the low-resource playbook** measured with a frozen encoder and a linear probe:
@@ -26,7 +27,6 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xlt_course import paths
+from xlt_course import training as tr
+from xlt_course.pivots_and_ensembles import paired_bootstrap
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -61,7 +63,6 @@ __all__ = [
     "few_shot_sample",
     "fit_log_linear",
     "fit_probe",
-    "mask_tokens",
     "paired_bootstrap",
     "per_decade_interval",
     "weakest_language",
@@ -250,42 +251,6 @@ def bootstrap_per_decade(
     return out
 
 
-def paired_bootstrap(
-    correct_a: Sequence[bool] | np.ndarray,
-    correct_b: Sequence[bool] | np.ndarray,
-    *,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Compare two systems on the same test items: accuracy(b) - accuracy(a) and its interval.
-
-    Items are resampled with replacement, the same items for both systems, so the item
-    difficulty they share cancels out.
-
-    Args:
-        correct_a: (n,) whether system a got each item right.
-        correct_b: (n,) the same for system b, same item order.
-        n_boot: number of resamples.
-        level: coverage of the percentile interval.
-        seed: numpy generator seed.
-
-    Returns:
-        ``(difference, low, high)`` in accuracy units (fractions for 0/1 inputs).
-    """
-    a = np.asarray(correct_a, dtype=float)
-    b = np.asarray(correct_b, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
-        raise ValueError(
-            f"correct_a and correct_b must be 1-D of the same length, got {a.shape}, {b.shape}"
-        )
-    d = b - a
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return float(d.mean()), float(lo), float(hi)
-
-
 def weakest_language(acc: Mapping[str, Sequence[float]], source: str = "en") -> str:
     """Return the target language with the lowest mean accuracy over runs.
 
@@ -373,7 +338,7 @@ def encode_texts(
 ) -> np.ndarray:
     """Return (n, d) mean-pooled last hidden states of a (frozen) encoder.
 
-    The pooling of lesson 06's probe (``finetune.pool(..., "mean")``): the mean over real
+    The pooling of lesson 06's probe (``training.pool(..., "mean")``): the mean over real
     tokens, no normalisation. Texts are sorted by length so batches carry little padding.
 
     Args:
@@ -388,41 +353,22 @@ def encode_texts(
     Returns:
         (n, d) float32 features in the order of ``texts``.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from xlt_course.finetune import pool
-
     texts = list(texts)
-    d = int(model.config.hidden_size)
-    out = np.zeros((len(texts), d), dtype=np.float32)
     if not texts:
-        return out
-    enc = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: len(enc[i]), reverse=True)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
+        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
+    runtime = tr.Runtime(str(next(model.parameters()).device), "fp32")
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        starts = range(0, len(order), batch_size)
-        for s in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
-            idx = order[s : s + batch_size]
-            width = max(len(enc[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : len(enc[i])] = torch.as_tensor(enc[i])
-                mask[row, : len(enc[i])] = 1
-            ids, mask = ids.to(device), mask.to(device)
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-            out[idx] = pool(hidden, mask, "mean").cpu().numpy()
+
+    def mean_pooled(input_ids, attention_mask):
+        hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return tr.pool(hidden.float(), attention_mask, "mean")
+
+    out = tr.batched_forward(mean_pooled, tr.EncodedTexts.from_texts(tokenizer, texts, max_length),
+                             tr.pad_id_of(tokenizer), batch_size, runtime, desc=desc,
+                             progress=progress)  # fmt: skip
     model.train(was_training)
     return out
-
-
-def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def lesson_cache() -> Path:
@@ -456,7 +402,7 @@ def cached_features(
     Returns:
         (n, d) float32 features, or None (``only`` and nothing cached).
     """
-    key = _fingerprint([encoder_key, max_length, list(texts)])[:16]
+    key = tr.fingerprint([encoder_key, max_length, list(texts)])[:16]
     path = lesson_cache() / "features" / f"{name}-{key}.npy"
     if path.is_file():
         return np.load(path)
@@ -563,9 +509,11 @@ def fit_probe(
 class MLMConfig:
     """Continued masked-language modelling of an encoder on target-language text.
 
-    The offline encoder (multilingual-e5-small) was saved without its MLM head, so
-    ``BertForMaskedLM`` gets a new, random prediction head (a dense layer + LayerNorm, and
-    an output bias; the output matrix is tied to the frozen word embeddings). Training runs
+    The model is loaded with ``AutoModelForMaskedLM`` (a BERT or an XLM-R architecture). The
+    offline encoder (multilingual-e5-small) was saved without its MLM head, so it gets a new,
+    random prediction head (a dense layer + LayerNorm, and an output bias; the output matrix
+    is tied to the frozen word embeddings); a hub MLM such as ``xlm-roberta-base`` keeps its
+    own. Training runs
     in two phases: ``head_steps`` with only the head trained (the encoder is unchanged: this
     gives the "no adaptation" MLM loss), then ``steps`` with the head and the top
     ``train_layers`` transformer layers trained.
@@ -616,7 +564,7 @@ class MLMResult:
         eval_loss_adapted: the same after the second phase.
         seconds: wall-clock training time.
         trainable_params: parameters trained in the second phase.
-        model: the adapted bare encoder (``BertModel``), None when loaded from the cache.
+        model: the adapted bare encoder (``model.base_model``), None when loaded from the cache.
     """
 
     config: MLMConfig
@@ -627,56 +575,6 @@ class MLMResult:
     seconds: float
     trainable_params: int
     model: Any = field(default=None, repr=False)
-
-
-def mask_tokens(
-    input_ids: np.ndarray,
-    maskable: np.ndarray,
-    *,
-    mask_id: int,
-    vocab_size: int,
-    rng: np.random.Generator,
-    mask_prob: float = 0.15,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Choose MLM targets and corrupt the input (Devlin et al. 2019).
-
-    Args:
-        input_ids: (batch, seq) token ids.
-        maskable: (batch, seq) bool, True for real non-special tokens.
-        mask_id: id of ``<mask>``.
-        vocab_size: size of the vocabulary (random replacements are drawn from it).
-        rng: numpy generator.
-        mask_prob: share of maskable tokens chosen (at least one per row with a maskable token).
-
-    Returns:
-        ``(corrupted_ids, targets)``: (batch, seq) ids with 80% of the chosen positions set to
-        ``mask_id``, 10% to a random id and 10% unchanged; (batch, seq) bool of the chosen
-        positions.
-    """
-    ids = np.array(input_ids, copy=True)
-    maskable = np.asarray(maskable, dtype=bool)
-    chosen = (rng.random(ids.shape) < mask_prob) & maskable
-    for r in np.flatnonzero(~chosen.any(axis=1) & maskable.any(axis=1)):
-        chosen[r, rng.choice(np.flatnonzero(maskable[r]))] = True
-    u = rng.random(ids.shape)
-    ids[chosen & (u < 0.8)] = mask_id
-    rand = chosen & (u >= 0.8) & (u < 0.9)
-    ids[rand] = rng.integers(0, vocab_size, int(rand.sum()))
-    return ids, chosen
-
-
-def _mlm_batches(tokenizer, texts: Sequence[str], max_length: int):
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length,
-                    return_special_tokens_mask=True)  # fmt: skip
-    return enc["input_ids"], enc["special_tokens_mask"]
-
-
-def _pad(rows: list[list[int]], value: int) -> np.ndarray:
-    width = max(len(r) for r in rows)
-    out = np.full((len(rows), width), value, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
 
 
 def adapt_mlm(
@@ -695,7 +593,7 @@ def adapt_mlm(
         texts: unlabelled target-language training texts.
         config: see :class:`MLMConfig`.
         eval_texts: held-out target-language texts for the before/after MLM loss (fixed masks).
-        model: ``"offline"``, a folder or a hub id of a BERT-style encoder.
+        model: ``"offline"``, a folder or a hub id of a BERT- or XLM-R-style encoder.
         cache: load/store the run's measurements (not the weights) in the lesson cache.
         only: return None instead of training when nothing is cached (the grader).
         progress: show a progress bar.
@@ -705,14 +603,13 @@ def adapt_mlm(
         when loaded from the cache: features of the adapted encoder are cached separately
         under ``key``). None with ``only`` and nothing cached.
     """
-    from xlt_course.finetune import _model_fingerprint
     from xlt_course.models import resolve_model_id
 
     model_id = resolve_model_id(model)
-    key = _fingerprint(
+    key = tr.fingerprint(
         {
             "config": asdict(config),
-            "model": _model_fingerprint(model_id),
+            "model": tr.model_fingerprint(model_id),
             "texts": list(texts),
             "eval": list(eval_texts),
         }  # fmt: skip
@@ -738,44 +635,51 @@ def _train_mlm(
     model_id, texts, eval_texts, config: MLMConfig, key: str, progress: bool
 ) -> MLMResult:
     import torch
-    from tqdm.auto import tqdm
-    from transformers import BertForMaskedLM
-
-    from xlt_course.finetune import _quiet_transformers, get_tokenizer
-    from xlt_course.runtime import default_device
+    from transformers import AutoModelForMaskedLM
 
     if len(texts) == 0:
         raise ValueError("texts is empty: adaptive pretraining needs target-language text")
-    tokenizer = get_tokenizer(model_id)
+    tokenizer = tr.get_tokenizer(model_id)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        with _quiet_transformers():
-            mlm = BertForMaskedLM.from_pretrained(model_id)
-    device = torch.device(default_device())
+        with tr.quiet_transformers():
+            mlm = AutoModelForMaskedLM.from_pretrained(model_id)
+    runtime = tr.Runtime(tr.resolve_device("auto"), "fp32")
+    device = runtime.device
     mlm.to(device).train()
     for p in mlm.parameters():
         p.requires_grad_(False)
-    head = [p for n, p in mlm.cls.named_parameters() if "decoder.weight" not in n]
+    encoder = mlm.base_model
+    # the MLM head is the model's one other child (BERT's ``cls``, XLM-R's ``lm_head``); its
+    # output matrix is tied to the word embeddings, which stay frozen
+    (lm_head,) = [m for n, m in mlm.named_children() if n != mlm.base_model_prefix]
+    tied = mlm.get_input_embeddings().weight
+    head = [p for n, p in lm_head.named_parameters() if "decoder.weight" not in n and p is not tied]
     for p in head:
         p.requires_grad_(True)
-    layers = mlm.bert.encoder.layer
+    layers = encoder.encoder.layer
     top = [p for layer in layers[len(layers) - config.train_layers :] for p in layer.parameters()]
 
-    ids_all, special_all = _mlm_batches(tokenizer, texts, config.max_length)
+    def tokenize(rows: Sequence[str]):
+        enc = tokenizer(list(rows), truncation=True, max_length=config.max_length,
+                        return_special_tokens_mask=True)  # fmt: skip
+        return enc["input_ids"], enc["special_tokens_mask"]
+
+    ids_all, special_all = tokenize(texts)
     rng = np.random.default_rng(config.seed)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = tr.pad_id_of(tokenizer)
     vocab = mlm.config.vocab_size
 
     def loss_on(rows: list[int], ids_src, special_src, gen: np.random.Generator):
-        ids = _pad([ids_src[i] for i in rows], pad_id)
-        real = _pad([[1] * len(ids_src[i]) for i in rows], 0).astype(bool)
-        maskable = real & ~_pad([special_src[i] for i in rows], 1).astype(bool)
-        corrupted, chosen = mask_tokens(ids, maskable, mask_id=tokenizer.mask_token_id,
-                                        vocab_size=vocab, rng=gen, mask_prob=config.mask_prob)  # fmt: skip
-        hidden = mlm.bert(input_ids=torch.as_tensor(corrupted, device=device),
-                          attention_mask=torch.as_tensor(real.astype(np.int64), device=device)).last_hidden_state  # fmt: skip
+        ids_t, real_t = tr.pad_batch([ids_src[i] for i in rows], pad_id)
+        ids, real = ids_t.numpy(), real_t.numpy().astype(bool)
+        maskable = real & ~tr.pad_batch([special_src[i] for i in rows], 1)[0].numpy().astype(bool)
+        corrupted, chosen = tr.mask_tokens(ids, maskable, mask_id=tokenizer.mask_token_id,
+                                           vocab_size=vocab, rng=gen, mask_prob=config.mask_prob)  # fmt: skip
+        hidden = encoder(input_ids=torch.as_tensor(corrupted, device=device),
+                         attention_mask=real_t.to(device)).last_hidden_state  # fmt: skip
         sel = torch.as_tensor(chosen, device=device)
-        logits = mlm.cls(hidden[sel])
+        logits = lm_head(hidden[sel])
         return torch.nn.functional.cross_entropy(
             logits, torch.as_tensor(ids[chosen], device=device)
         ), int(chosen.sum())
@@ -783,7 +687,7 @@ def _train_mlm(
     def eval_loss() -> float:
         if not eval_texts:
             return float("nan")
-        e_ids, e_special = _mlm_batches(tokenizer, eval_texts, config.max_length)
+        e_ids, e_special = tokenize(eval_texts)
         gen = np.random.default_rng(12345)  # the same masks before and after
         total, count = 0.0, 0
         mlm.eval()
@@ -796,33 +700,24 @@ def _train_mlm(
         mlm.train()
         return total / max(count, 1)
 
-    history: list[float] = []
+    def train_batch(rows) -> tuple[Any, float, int]:
+        loss, _ = loss_on(rows.tolist(), ids_all, special_all, rng)
+        return loss, loss.detach().item(), 1
+
+    step_losses: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(
-        total=config.head_steps + config.steps, desc="MLM", unit="step", disable=not progress
-    )
-    block: list[float] = []
 
     def run_phase(n_steps: int, groups: list[dict]) -> None:
         if n_steps == 0:
             return
-        opt = torch.optim.AdamW(groups, weight_decay=0.01)
-        for _ in range(n_steps):
-            rows = rng.choice(
-                len(ids_all), size=min(config.batch_size, len(ids_all)), replace=False
-            )
-            loss, _ = loss_on(rows.tolist(), ids_all, special_all, rng)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            value = loss.detach().item()
-            block.append(value)
-            if len(block) == 10:
-                history.append(float(np.mean(block)))
-                block.clear()
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.2f}")
+        optimizer, _ = tr.make_optimizer(groups, weight_decay=0.01)  # constant learning rates
+        size = min(config.batch_size, len(ids_all))
+        tr.train_loop(
+            1, lambda e: ([rng.choice(len(ids_all), size=size, replace=False)] for _ in range(n_steps)),
+            train_batch, optimizer, None, [p for g in groups for p in g["params"]],
+            runtime=runtime, max_grad_norm=1.0, total_steps=n_steps, desc="MLM",
+            progress=progress, step_losses=step_losses,
+        )  # fmt: skip
 
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
@@ -838,10 +733,9 @@ def _train_mlm(
             ],  # fmt: skip
         )
         after = eval_loss()
-    bar.close()
-    if block:
-        history.append(float(np.mean(block)))
-    encoder = mlm.bert.eval()
+    # mean training loss per block of 10 steps, both phases
+    history = [float(np.mean(step_losses[i : i + 10])) for i in range(0, len(step_losses), 10)]
+    encoder = encoder.eval()
     for p in encoder.parameters():
         p.requires_grad_(False)
     return MLMResult(

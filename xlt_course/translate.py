@@ -397,16 +397,17 @@ def _load_seq2seq(name: str) -> tuple[Any, Any]:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         from xlt_course.runtime import default_device
+        from xlt_course.training import quiet_transformers, resolve_precision
 
         device = default_device()
         kwargs: dict[str, Any] = {}
-        if device == "cuda":
-            kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        from xlt_course.finetune import _quiet_transformers
+        if device == "cuda":  # half-precision weights: bf16 where the GPU has it natively
+            half = resolve_precision("auto", device)
+            kwargs["dtype"] = torch.bfloat16 if half == "bf16" else torch.float16
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(name)
-            with _quiet_transformers():
+            with quiet_transformers():
                 model = AutoModelForSeq2SeqLM.from_pretrained(name, **kwargs)
         except OSError as e:
             raise DataError(
@@ -420,9 +421,9 @@ def _load_seq2seq(name: str) -> tuple[Any, Any]:
 
 
 def _model_version(name: str) -> str:
-    from xlt_course.finetune import _model_fingerprint
+    from xlt_course.training import model_fingerprint
 
-    return f"hf:{_model_fingerprint(name)}:greedy"
+    return f"hf:{model_fingerprint(name)}:greedy"
 
 
 def _lang_setup(tokenizer: Any, model: Any, src: str, tgt: str) -> tuple[str, dict[str, Any]]:

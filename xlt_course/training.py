@@ -1,11 +1,20 @@
-"""Lesson 06-zero-shot-transfer: fine-tune a multilingual encoder, evaluate it per language.
+"""The training engine of lessons 05-10: fine-tuning, linear probes, prompt tuning, MLM.
 
-One training loop serves lessons 06-08. It fine-tunes any ``AutoModelForSequenceClassification``
-(the offline encoder, ``xlm-roberta-base`` on Colab, a local folder) on labelled texts in one
-or several languages and evaluates it on named evaluation sets (usually one per language),
-keeping the class probabilities of every evaluation item for ensembles.
+Lessons call these public names; a lesson module (:mod:`xlt_course.zero_shot_transfer`,
+:mod:`xlt_course.pretrain`, ...) holds only that lesson's ideas and imports the engine.
 
-What the loop does, and why:
+- :func:`finetune` fine-tunes any ``AutoModelForSequenceClassification`` (the offline
+  encoder, ``xlm-roberta-base`` on Colab, a local folder) on labelled texts in one or several
+  languages and evaluates it on named evaluation sets (usually one per language), keeping
+  the class probabilities of every evaluation item for ensembles (lessons 06-10).
+- :func:`train_loop` is the one optimisation loop: every trainer of the course (full
+  fine-tuning, the linear probe, prompt tuning, MLM pretraining and adaptation) calls it.
+- :class:`Runtime` is the one mixed-precision helper (:func:`resolve_precision` picks the
+  precision that fits the card), :func:`mask_tokens` the one MLM masker,
+  :func:`pad_batch` / :func:`pool` / :func:`batched_forward` the one pad-and-pool path,
+  :func:`make_optimizer` the one AdamW + linear warm-up/decay factory.
+
+What the fine-tuning loop does, and why:
 
 - **Dynamic padding with length-bucketed batches** (:func:`length_bucketed_batches`): texts
   are short and of very different lengths, so each batch is padded only to its own longest
@@ -15,12 +24,13 @@ What the loop does, and why:
   examples split into ``grad_accumulation`` forward passes; the loss is normalised by the
   step's example count, so accumulation gives the gradient of the big batch.
 - **Mixed precision on CUDA**: ``precision="auto"`` trains in bf16 autocast where the GPU
-  supports it, else fp16 autocast with a ``GradScaler``; fp32 on CPU and MPS (``"bf16"``
-  can be asked for on a CPU with native bf16 arithmetic).
+  computes bf16 natively (compute capability 8.0 and newer), else fp16 autocast with a
+  ``GradScaler`` (a T4 emulates bf16, slowly); fp32 on CPU and MPS (``"bf16"`` can be
+  asked for on a CPU with native bf16 arithmetic).
 - **Freezing**: ``"embeddings"`` freezes the embedding layer (the 250k-row vocabulary matrix
   is most of the parameters of a small multilingual encoder); ``"encoder"`` is a linear
   probe: the encoder runs once in eval mode and only the classification head is trained on
-  its pooled features.
+  its pooled features (cached per text for the session: :func:`clear_feature_cache`).
 - **Determinism**: with a seed, a CPU run is repeatable (same thread count): the head is
   initialised and dropout drawn from a forked torch RNG, batches from a numpy generator.
 - **accelerate**: ``backend="accelerate"`` (or ``"auto"`` under ``accelerate launch`` /
@@ -44,7 +54,7 @@ import os
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -60,27 +70,46 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_VERSION",
-    "XNLI_ZERO_SHOT",
+    "IGNORE_INDEX",
     "Backend",
     "CacheMode",
     "Device",
+    "EncodedTexts",
     "FinetuneConfig",
     "FinetuneResult",
     "Freeze",
     "Pooling",
     "Precision",
+    "Runtime",
     "accuracy",
+    "batched_forward",
+    "check_choice",
+    "check_positive_ints",
     "clear_feature_cache",
+    "collate",
+    "concat_splits",
+    "encode_split",
+    "eval_arrays",
     "finetune",
     "finetune_topics",
+    "fingerprint",
     "get_tokenizer",
     "length_bucketed_batches",
     "load_checkpoint",
+    "make_optimizer",
+    "make_runtime",
+    "mask_tokens",
+    "model_fingerprint",
+    "native_bf16",
+    "pad_batch",
     "pool",
     "predict_proba",
-    "published_gaps",
+    "quiet_transformers",
+    "read_eval_arrays",
+    "resolve_device",
     "resolve_precision",
-    "transfer_gaps",
+    "split_fingerprint",
+    "train_loop",
 ]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -97,27 +126,6 @@ CACHE_VERSION = 1
 IGNORE_INDEX = -100
 """Label of padded rows (e.g. rows added to even out batches across processes)."""
 
-#: Zero-shot XNLI accuracy (%) from Conneau et al. (2020), "Unsupervised cross-lingual
-#: representation learning at scale", ACL, Table 1 (fine-tuned on English MultiNLI only).
-#: XNLI is natural-language inference, not topic classification: compare gaps, not accuracies.
-XNLI_ZERO_SHOT: dict[str, dict[str, float]] = {
-    "mBERT": {
-        "en": 82.1, "fr": 73.8, "es": 74.3, "de": 71.1, "el": 66.4, "bg": 68.9, "ru": 69.0,
-        "tr": 61.6, "ar": 64.9, "vi": 69.5, "th": 55.8, "zh": 69.3, "hi": 60.0, "sw": 50.4,
-        "ur": 58.0,
-    },
-    "XLM-R Base": {
-        "en": 85.8, "fr": 79.7, "es": 80.7, "de": 78.7, "el": 77.5, "bg": 79.6, "ru": 78.1,
-        "tr": 74.2, "ar": 73.8, "vi": 76.5, "th": 74.6, "zh": 76.7, "hi": 72.4, "sw": 66.5,
-        "ur": 68.3,
-    },
-    "XLM-R Large": {
-        "en": 89.1, "fr": 84.1, "es": 85.1, "de": 83.9, "el": 82.9, "bg": 84.0, "ru": 81.2,
-        "tr": 79.6, "ar": 79.8, "vi": 80.8, "th": 78.1, "zh": 80.2, "hi": 76.9, "sw": 73.9,
-        "ur": 73.8,
-    },
-}  # fmt: skip
-
 
 # --------------------------------------------------------------------------- configuration
 
@@ -130,7 +138,7 @@ def check_positive_ints(config: Any, names: Sequence[str]) -> None:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def _check_choice(name: str, value: Any, choices: Any) -> None:
+def check_choice(name: str, value: Any, choices: Any) -> None:
     allowed = get_args(choices)
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -229,12 +237,12 @@ class FinetuneConfig:
             self, "train_languages", _as_languages("train_languages", self.train_languages)
         )
         object.__setattr__(self, "languages", _as_languages("languages", self.languages))
-        _check_choice("eval_split", self.eval_split, Split)
-        _check_choice("precision", self.precision, Precision)
-        _check_choice("pooling", self.pooling, Pooling)
-        _check_choice("freeze", self.freeze, Freeze)
-        _check_choice("device", self.device, Device)
-        _check_choice("backend", self.backend, Backend)
+        check_choice("eval_split", self.eval_split, Split)
+        check_choice("precision", self.precision, Precision)
+        check_choice("pooling", self.pooling, Pooling)
+        check_choice("freeze", self.freeze, Freeze)
+        check_choice("device", self.device, Device)
+        check_choice("backend", self.backend, Backend)
         check_positive_ints(self, ("epochs", "batch_size", "grad_accumulation", "eval_batch_size"))
         if not isinstance(self.bucket_batches, int) or self.bucket_batches < 1:
             raise ValueError(
@@ -297,6 +305,19 @@ _NOT_IN_KEY = ("progress", "num_threads", "backend", "device", "save_checkpoint"
 # --------------------------------------------------------------------------- small pieces
 
 
+def native_bf16() -> bool:
+    """Return True when the current CUDA GPU computes in bf16 natively (compute capability 8+).
+
+    ``torch.cuda.is_bf16_supported()`` alone also says yes on older GPUs (a T4, compute
+    capability 7.5) that only emulate bf16, several times slower than their fp16.
+    """
+    import torch
+
+    return bool(
+        torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    )
+
+
 def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf16", "fp16"]:
     """Return the precision a run uses on ``device``.
 
@@ -305,22 +326,26 @@ def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf1
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` (a ``torch.device`` string).
 
     Returns:
-        ``"auto"`` resolved: bf16 on CUDA GPUs with bf16 support, fp16 on older CUDA GPUs,
-        fp32 elsewhere; explicit choices are returned after checking the device can run them.
+        ``"auto"`` resolved: bf16 on CUDA GPUs with native bf16 (:func:`native_bf16`), fp16
+        (with a GradScaler) on the others, fp32 elsewhere; explicit choices are returned
+        after checking the device can run them.
 
     Raises:
-        ValueError: bf16 on a CUDA GPU without bf16, or fp16/bf16 on MPS.
+        ValueError: bf16 on a CUDA GPU without native bf16, or fp16/bf16 on MPS.
+
+    Used in: every trainer of lessons 05-10 (through :class:`Runtime`).
     """
-    _check_choice("precision", precision, Precision)
+    check_choice("precision", precision, Precision)
     kind = str(device).split(":")[0]
     if kind == "cuda":
-        import torch
-
-        bf16_ok = torch.cuda.is_bf16_supported()
+        bf16_ok = native_bf16()
         if precision == "auto":
             return "bf16" if bf16_ok else "fp16"
         if precision == "bf16" and not bf16_ok:
-            raise ValueError("this GPU has no bf16 support: use precision='fp16' or 'auto'")
+            raise ValueError(
+                "this GPU has no native bf16 (it would be emulated, slowly): "
+                "use precision='fp16' or 'auto'"
+            )
         return precision
     if precision == "auto":
         return "fp32"
@@ -374,31 +399,6 @@ def accuracy(logits: Any, labels: Any, ignore_index: int = IGNORE_INDEX) -> floa
     if not real.any():
         return float("nan")
     return float((logits[real].argmax(axis=1) == labels[real]).mean())
-
-
-def transfer_gaps(acc: Mapping[str, float], source: str = "en") -> dict[str, float]:
-    """Return the transfer gap Δ(source → l) = Acc(source) − Acc(l) for every other language.
-
-    Args:
-        acc: accuracy per language code (any unit; gaps come out in the same unit).
-        source: the language the model was trained on.
-
-    Returns:
-        ``{l: acc[source] - acc[l]}`` for every ``l`` in ``acc`` other than ``source``, in
-        ``acc``'s order; a positive gap means the target language is worse.
-
-    Used in: lesson 06-zero-shot-transfer, exercise 1 (as the reference).
-    """
-    if source not in acc:
-        raise ValueError(f"source {source!r} is not among the languages {list(acc)}")
-    return {lang: float(acc[source]) - float(a) for lang, a in acc.items() if lang != source}
-
-
-def published_gaps(model: str = "XLM-R Base", source: str = "en") -> dict[str, float]:
-    """Return the zero-shot XNLI gaps (accuracy points) of a model in :data:`XNLI_ZERO_SHOT`."""
-    if model not in XNLI_ZERO_SHOT:
-        raise ValueError(f"model must be one of {sorted(XNLI_ZERO_SHOT)}, got {model!r}")
-    return transfer_gaps(XNLI_ZERO_SHOT[model], source)
 
 
 def length_bucketed_batches(
@@ -486,8 +486,14 @@ def length_bucketed_batches(
 
 
 @dataclass
-class _Encoded:
-    """Tokenized examples: ids without padding, labels, and the items' ids."""
+class EncodedTexts:
+    """Tokenized examples: token ids without padding, labels, and the items' ids.
+
+    Attributes:
+        input_ids: n lists of token ids (special tokens included, not padded).
+        labels: (n,) int64 class indices (zeros where there are none).
+        ids: the n item ids.
+    """
 
     input_ids: list[list[int]]
     labels: np.ndarray
@@ -495,7 +501,59 @@ class _Encoded:
 
     @property
     def lengths(self) -> np.ndarray:
+        """Return the (n,) token count of each example."""
         return np.array([len(x) for x in self.input_ids], dtype=np.int64)
+
+    @classmethod
+    def from_ids(cls, input_ids: Sequence[Sequence[int]]) -> EncodedTexts:
+        """Wrap unlabelled token-id lists (labels 0, ids "0".."n-1")."""
+        rows = [list(r) for r in input_ids]
+        return cls(rows, np.zeros(len(rows), dtype=np.int64), [str(i) for i in range(len(rows))])
+
+    @classmethod
+    def from_texts(cls, tokenizer: Any, texts: Sequence[str], max_length: int) -> EncodedTexts:
+        """Tokenize unlabelled ``texts`` (truncated to ``max_length`` tokens)."""
+        if isinstance(texts, str):
+            raise ValueError("texts must be a list of strings (wrap one text in a list)")
+        return cls.from_ids(
+            tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        )
+
+
+def encode_split(tokenizer: Any, split: TopicSplit, max_length: int) -> EncodedTexts:
+    """Tokenize a labelled split (truncated to ``max_length`` tokens, no padding).
+
+    Used in: lessons 06-10, through :func:`finetune` and the prompt-tuning loop of lesson 09.
+    """
+    ids = tokenizer(list(split.texts), truncation=True, max_length=max_length)["input_ids"]
+    return EncodedTexts(ids, split.labels, list(split.ids))
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """Return the tokenizer's padding id (0 when it has none)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token-id lists on the right to the longest one.
+
+    Args:
+        seqs: b lists of token ids.
+        pad_id: id written into the padding positions.
+
+    Returns:
+        ``(input_ids, attention_mask)``: two (b, T) int64 tensors, T the longest length; the
+        mask is 1 on real tokens, 0 on padding (what :func:`pool` reads).
+    """
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids, mask
 
 
 class _IndexDataset:
@@ -531,21 +589,20 @@ class _PlanSampler:
         return len(self.plan[self.epoch])
 
 
-def _collate(encoded: _Encoded, pad_id: int, micro: int):
-    """Return a collate function: indices -> ``micro`` padded micro-batches (dicts of tensors)."""
+def collate(encoded: EncodedTexts, pad_id: int, micro: int = 1):
+    """Return a collate function: indices -> ``micro`` padded micro-batches (dicts of tensors).
+
+    Each micro-batch holds ``input_ids``/``attention_mask`` (:func:`pad_batch`), ``labels``,
+    ``index`` (the rows of ``encoded``) and ``n_step`` (examples in the whole optimiser step,
+    which normalises the summed loss under gradient accumulation).
+    """
     import torch
 
-    def collate(indices: list[int]) -> list[dict[str, torch.Tensor]]:
+    def collate_fn(indices: list[int]) -> list[dict[str, torch.Tensor]]:
         parts = [p for p in np.array_split(np.asarray(indices), micro) if len(p)]
         out = []
         for part in parts:
-            seqs = [encoded.input_ids[i] for i in part]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, s in enumerate(seqs):
-                ids[row, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-                mask[row, : len(s)] = 1
+            ids, mask = pad_batch([encoded.input_ids[i] for i in part], pad_id)
             out.append(
                 {
                     "input_ids": ids,
@@ -557,20 +614,22 @@ def _collate(encoded: _Encoded, pad_id: int, micro: int):
             )
         return out
 
-    return collate
+    return collate_fn
 
 
-def _fingerprint(obj: Any) -> str:
+def fingerprint(obj: Any) -> str:
+    """Return the SHA-256 hex digest of ``obj``'s canonical JSON (a cache key)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def _split_fingerprint(split: TopicSplit) -> str:
-    return _fingerprint(
+def split_fingerprint(split: TopicSplit) -> str:
+    """Return :func:`fingerprint` of a split's texts, labels, ids and label names."""
+    return fingerprint(
         [split.texts, split.labels.tolist(), list(split.ids), list(split.label_names)]
     )
 
 
-def _model_fingerprint(model_id: str) -> str:
+def model_fingerprint(model_id: str) -> str:
     """Identify a model folder by its config and weight files (size + first/last MiB)."""
     folder = Path(model_id)
     if not folder.is_dir():
@@ -589,7 +648,8 @@ def _model_fingerprint(model_id: str) -> str:
     return h.hexdigest()
 
 
-def _concat(splits: Sequence[TopicSplit]) -> TopicSplit:
+def concat_splits(splits: Sequence[TopicSplit]) -> TopicSplit:
+    """Concatenate training splits that share one label order (ValueError otherwise)."""
     names = splits[0].label_names
     for s in splits:
         if tuple(s.label_names) != tuple(names):
@@ -727,8 +787,18 @@ def _launched_distributed() -> bool:
     )
 
 
-class _TorchRuntime:
-    """Single process: device placement, autocast and GradScaler by hand."""
+class Runtime:
+    """The mixed-precision helper: device placement, autocast and the GradScaler, one process.
+
+    ``precision`` is a resolved one (:func:`resolve_precision`): ``"bf16"`` autocasts to
+    bf16 (fp32's exponent range: no loss scaling), ``"fp16"`` autocasts to fp16 and scales
+    the loss with a ``GradScaler`` (skipping a step whose gradients overflowed), ``"fp32"``
+    does neither. Every trainer of the course goes through one, via :func:`train_loop`.
+
+    Args:
+        device: a torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+    """
 
     is_main = True
     num_processes = 1
@@ -776,7 +846,7 @@ class _TorchRuntime:
         else:
             optimizer.step()
             skipped = False
-        if not skipped:
+        if not skipped and scheduler is not None:
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -790,7 +860,7 @@ class _TorchRuntime:
         pass
 
 
-class _AccelerateRuntime(_TorchRuntime):
+class _AccelerateRuntime(Runtime):
     """``accelerate.Accelerator``: the same loop single-process, multi-GPU or on CPU."""
 
     def __init__(self, device: str, precision: str) -> None:
@@ -833,7 +903,7 @@ class _AccelerateRuntime(_TorchRuntime):
         if max_grad_norm > 0:
             self.acc.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
-        if not self.acc.optimizer_step_was_skipped:
+        if not self.acc.optimizer_step_was_skipped and scheduler is not None:
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -851,10 +921,17 @@ class _AccelerateRuntime(_TorchRuntime):
         self.acc.wait_for_everyone()
 
 
-def _resolve_device(device: Device) -> str:
+def resolve_device(device: Device) -> str:
+    """Return ``device``, with ``"auto"`` resolved to CUDA, then MPS, then CPU."""
     from xlt_course.runtime import default_device
 
     return default_device() if device == "auto" else device
+
+
+def make_runtime(device: Device | str = "auto", precision: Precision = "auto") -> Runtime:
+    """Return the single-process :class:`Runtime` for ``device`` at the precision that fits it."""
+    dev = resolve_device(device)  # type: ignore[arg-type]
+    return Runtime(dev, resolve_precision(precision, dev))
 
 
 # --------------------------------------------------------------------------- results
@@ -898,10 +975,6 @@ class FinetuneResult:
     def predictions(self, name: str) -> np.ndarray:
         """Return the (n,) predicted class indices on evaluation set ``name``."""
         return self.probs[name].argmax(axis=1)
-
-    def gaps(self, source: str = "en") -> dict[str, float]:
-        """Return :func:`transfer_gaps` of this run's accuracies."""
-        return transfer_gaps(self.accuracy, source)
 
 
 def _save_result(result: FinetuneResult, folder: Path) -> None:
@@ -961,15 +1034,15 @@ def _cache_key(
     config: FinetuneConfig, model_id: str, train: TopicSplit, evals, device, precision
 ) -> str:
     cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
-    return _fingerprint(
+    return fingerprint(
         {
             "version": CACHE_VERSION,
             "config": cfg,
             "device": str(device).split(":")[0],
             "precision": precision,
-            "model": _model_fingerprint(model_id),
-            "train": _split_fingerprint(train),
-            "evals": {name: _split_fingerprint(s) for name, s in evals.items()},
+            "model": model_fingerprint(model_id),
+            "train": split_fingerprint(train),
+            "evals": {name: split_fingerprint(s) for name, s in evals.items()},
         }
     )[:20]
 
@@ -1002,11 +1075,11 @@ def finetune(
 
     Used in: lessons 06-zero-shot-transfer, 07-translate-train-test, 08-pivots-and-ensembles.
     """
-    _check_choice("cache", cache, CacheMode)
+    check_choice("cache", cache, CacheMode)
     splits = [train] if isinstance(train, TopicSplit) else list(train)
     if not splits or not all(isinstance(s, TopicSplit) for s in splits):
         raise ValueError("train must be a TopicSplit or a non-empty list of TopicSplit")
-    train_split = _concat(splits)
+    train_split = concat_splits(splits)
     if not evals:
         raise ValueError("evals must name at least one evaluation set, e.g. {'en': test_en}")
     label_names = tuple(train_split.label_names)
@@ -1034,7 +1107,7 @@ def finetune(
     from xlt_course.models import resolve_model_id
 
     model_id = resolve_model_id(config.model)
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     folder = None
     if cache != "off":
@@ -1085,23 +1158,21 @@ def _run(
     try:
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(config.seed)
-            runtime: _TorchRuntime = (
+            runtime: Runtime = (
                 _AccelerateRuntime(device, precision)
                 if backend == "accelerate"
-                else _TorchRuntime(device, precision)
+                else Runtime(device, precision)
             )
             t_load = time.perf_counter()
             tokenizer = get_tokenizer(model_id)
             model = _load_model(model_id, train.label_names)
             load_seconds = time.perf_counter() - t_load
 
-            def encode(split: TopicSplit) -> _Encoded:
-                ids = tokenizer(list(split.texts), truncation=True, max_length=config.max_length)
-                return _Encoded(ids["input_ids"], split.labels, list(split.ids))
-
-            enc_train = encode(train)
-            enc_evals = {name: encode(s) for name, s in evals.items()}
-            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            enc_train = encode_split(tokenizer, train, config.max_length)
+            enc_evals = {
+                name: encode_split(tokenizer, s, config.max_length) for name, s in evals.items()
+            }
+            pad_id = pad_id_of(tokenizer)
             _freeze(model, config.freeze, config.pooling)
             classifier = _make_classifier(model, config.pooling)
             stats: dict[str, Any] = {
@@ -1120,7 +1191,7 @@ def _run(
                     enc_train,
                     enc_evals,
                     pad_id,
-                    _model_fingerprint(model_id),
+                    model_fingerprint(model_id),
                 )
             else:
                 history, train_stats, logits = _train_full(
@@ -1170,7 +1241,7 @@ def _load_model(model_id: str, label_names: Sequence[str]):
     would also rebuild the tokenizer: seconds for XLM-R's 250k pieces, cached here instead)."""
     from transformers import AutoModelForSequenceClassification
 
-    with _quiet_transformers():
+    with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(
             model_id,
             num_labels=len(label_names),
@@ -1181,7 +1252,7 @@ def _load_model(model_id: str, label_names: Sequence[str]):
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Silence transformers' load report and weight-loading bars (the new head is expected)."""
     from transformers.utils import logging as hf_logging
 
@@ -1197,8 +1268,12 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int):
-    # The schedule of transformers' get_linear_schedule_with_warmup (the Trainer's default).
+def linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Return the learning-rate factor of step ``step``: linear warm-up, then linear decay to 0.
+
+    The schedule of transformers' ``get_linear_schedule_with_warmup`` (the Trainer's default).
+    """
+
     def f(step: int) -> float:
         if step < warmup_steps:
             return step / max(1, warmup_steps)
@@ -1207,7 +1282,121 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
-def _epoch_plan(config: FinetuneConfig, enc_train: _Encoded) -> list[list[list[int]]]:
+def make_optimizer(
+    params: Any,
+    *,
+    lr: float | None = None,
+    total_steps: int | None = None,
+    warmup_steps: int = 0,
+    **adamw: Any,
+) -> tuple[torch.optim.Optimizer, Any]:
+    """Return AdamW and its linear warm-up/decay schedule (the one optimiser of the course).
+
+    Args:
+        params: parameters, or AdamW parameter groups (each may set its own ``lr`` and
+            ``weight_decay``).
+        lr: default learning rate of the groups (None keeps AdamW's default).
+        total_steps: optimiser steps of the run; None gives no schedule (constant rate).
+        warmup_steps: steps of linear warm-up before the linear decay.
+        **adamw: more AdamW arguments (``weight_decay``, ``betas``).
+
+    Returns:
+        ``(optimizer, scheduler)``; ``scheduler`` is None without ``total_steps``.
+    """
+    import torch
+
+    optimizer = torch.optim.AdamW(params, **({} if lr is None else {"lr": lr}), **adamw)
+    if total_steps is None:
+        return optimizer, None
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_schedule(total_steps, warmup_steps)
+    )
+    return optimizer, scheduler
+
+
+def train_loop(
+    epochs: int,
+    steps: Callable[[int], Iterable[Sequence[Any]]],
+    loss_fn: Callable[[Any], tuple[torch.Tensor, float, int]],
+    optimizer: Any,
+    scheduler: Any,
+    params: Sequence[Any],
+    *,
+    runtime: Runtime,
+    max_grad_norm: float = 1.0,
+    module: Any = None,
+    total_steps: int | None = None,
+    desc: str = "training",
+    progress: bool = False,
+    step_losses: list[float] | None = None,
+) -> list[dict[str, float]]:
+    """Run optimiser steps over micro-batches: the one training loop of lessons 05-10.
+
+    Every step is a sequence of micro-batches: each gives ``loss_fn(micro_batch) ->
+    (loss, loss_sum, count)``; ``loss`` (already normalised, e.g. summed over the micro-batch
+    and divided by the examples of the whole step) is back-propagated through ``runtime``
+    (autocast is ``loss_fn``'s to open, loss scaling the runtime's), then one optimiser step
+    with gradient clipping and a scheduler step. ``loss_sum / count`` over an epoch is its
+    logged loss.
+
+    Args:
+        epochs: passes.
+        steps: ``steps(epoch)`` returns that epoch's steps (called at the epoch's start, so
+            a sampler can be re-seeded and random draws stay in the order they were made).
+        loss_fn: micro-batch -> (loss tensor to back-propagate, summed loss as a float,
+            examples (or tokens) it covers).
+        optimizer, scheduler: from :func:`make_optimizer` (scheduler may be None).
+        params: the trainable parameters (clipped together).
+        runtime: the :class:`Runtime` (device, mixed precision, accelerate).
+        max_grad_norm: clipping norm (0 = no clipping).
+        module: the model, when the runtime must skip gradient synchronisation between
+            micro-batches (accelerate, several processes).
+        total_steps: length of the progress bar.
+        desc: the bar's label.
+        progress: show a tqdm bar.
+        step_losses: when given, each step's ``loss_sum / count`` is appended to it.
+
+    Returns:
+        One dict per epoch: ``epoch`` (1-based), mean ``loss``, and the last ``lr`` of the
+        first parameter group.
+    """
+    from tqdm.auto import tqdm
+
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=total_steps, desc=desc, unit="step",
+               disable=not (progress and runtime.is_main))  # fmt: skip
+    for epoch in range(epochs):
+        loss_sum, n_sum = 0.0, 0
+        for micro_batches in steps(epoch):
+            step_sum, step_n = 0.0, 0
+            for j, mb in enumerate(micro_batches):
+                with runtime.no_sync(
+                    module, skip=module is not None and j < len(micro_batches) - 1
+                ):
+                    loss, value, count = loss_fn(mb)
+                    runtime.backward(loss)
+                step_sum += value
+                step_n += count
+            runtime.step(optimizer, scheduler, params, max_grad_norm)
+            loss_sum += step_sum
+            n_sum += step_n
+            if step_losses is not None:
+                step_losses.append(step_sum / max(step_n, 1))
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(n_sum, 1):.3f}")
+        lr = float(optimizer.param_groups[0]["lr"]) if scheduler is None else None
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": loss_sum / max(n_sum, 1),
+                "lr": float(scheduler.get_last_lr()[0]) if scheduler is not None else lr,
+            }
+        )
+    bar.close()
+    return history
+
+
+def _epoch_plan(config: FinetuneConfig, enc_train: EncodedTexts) -> list[list[list[int]]]:
     """Return the optimiser-step batches of every epoch (length-bucketed, seeded)."""
     rng = np.random.default_rng(config.seed)
     step_size = config.batch_size * config.grad_accumulation
@@ -1226,28 +1415,27 @@ def _epoch_plan(config: FinetuneConfig, enc_train: _Encoded) -> list[list[list[i
 
 def _optimizer(model: Any, config: FinetuneConfig, plan: list[list[list[int]]]):
     """Return (AdamW, linear warmup/decay schedule, trainable parameters) for ``plan``."""
-    import torch
-
-    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
     total_steps = sum(len(p) for p in plan)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, math.ceil(config.warmup_ratio * total_steps))
+    optimizer, scheduler = make_optimizer(
+        _param_groups(model, config),
+        lr=config.learning_rate,
+        total_steps=total_steps,
+        warmup_steps=math.ceil(config.warmup_ratio * total_steps),
     )
     return optimizer, scheduler, [p for p in model.parameters() if p.requires_grad]
 
 
-def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id):
+def _train_full(config, classifier, runtime, enc_train: EncodedTexts, enc_evals, pad_id):
     """Fine-tune with the encoder in the graph; return (history, stats, eval logits)."""
     import torch
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
     plan = _epoch_plan(config, enc_train)
     sampler = _PlanSampler(plan)
     loader = DataLoader(
         _IndexDataset(len(enc_train.labels)),
         batch_sampler=sampler,
-        collate_fn=_collate(enc_train, pad_id, config.grad_accumulation),
+        collate_fn=collate(enc_train, pad_id, config.grad_accumulation),
         generator=_private_generator(),
     )
     model = classifier.model
@@ -1256,72 +1444,58 @@ def _train_full(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad
     classifier, optimizer, scheduler, loader = runtime.prepare(
         classifier, optimizer, scheduler, loader
     )
+    counts = {"seen": 0, "tokens": 0, "padded": 0}
 
-    history: list[dict[str, float]] = []
-    seen = tokens = padded = 0
-    t0, c0 = time.perf_counter(), time.process_time()
-    bar = tqdm(total=total_steps // runtime.num_processes, desc="fine-tuning", unit="step",
-               disable=not (config.progress and runtime.is_main))  # fmt: skip
-    for epoch in range(config.epochs):
+    def steps(epoch: int):
         sampler.set_epoch(epoch)
-        classifier.train()
-        loss_sum, n_sum = 0.0, 0
-        for micro_batches in loader:
-            n_step = int(micro_batches[0]["n_step"])
-            for j, mb in enumerate(micro_batches):
-                mb = runtime.to_device(mb)
-                with runtime.no_sync(classifier, skip=j < len(micro_batches) - 1):
-                    with runtime.autocast():
-                        logits = classifier(mb["input_ids"], mb["attention_mask"])
-                    loss = torch.nn.functional.cross_entropy(
-                        logits.float(), mb["labels"], reduction="sum"
-                    )
-                    runtime.backward(loss / n_step)
-                loss_sum += float(loss.detach())
-                n_sum += len(mb["labels"])
-                tokens += int(mb["attention_mask"].sum())
-                padded += int(mb["attention_mask"].numel())
-            seen += n_step
-            runtime.step(optimizer, scheduler, params, config.max_grad_norm)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(n_sum, 1):.3f}")
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": loss_sum / max(n_sum, 1),
-                "lr": float(scheduler.get_last_lr()[0]),
-            }
-        )
-    bar.close()
+        return loader
+
+    def loss_fn(mb):
+        mb = runtime.to_device(mb)
+        n_step = int(mb["n_step"])
+        with runtime.autocast():
+            logits = classifier(mb["input_ids"], mb["attention_mask"])
+        loss = torch.nn.functional.cross_entropy(logits.float(), mb["labels"], reduction="sum")
+        counts["tokens"] += int(mb["attention_mask"].sum())
+        counts["padded"] += int(mb["attention_mask"].numel())
+        counts["seen"] += len(mb["labels"])
+        return loss / n_step, float(loss.detach()), len(mb["labels"])
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    classifier.train()
+    history = train_loop(
+        config.epochs, steps, loss_fn, optimizer, scheduler, params,
+        runtime=runtime, max_grad_norm=config.max_grad_norm, module=classifier,
+        total_steps=total_steps // runtime.num_processes, desc="fine-tuning",
+        progress=config.progress,
+    )  # fmt: skip
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     t1, c1 = time.perf_counter(), time.process_time()
-    logits = {}
-    for name, enc in enc_evals.items():
-        logits[name] = _predict_encoded(classifier, runtime, enc, pad_id, config, desc=name)
+    classifier.eval()
+    logits = {
+        name: batched_forward(
+            classifier,
+            enc,
+            pad_id,
+            config.eval_batch_size,
+            runtime,
+            desc=f"evaluating {name}",
+            progress=config.progress,
+        )  # fmt: skip
+        for name, enc in enc_evals.items()
+    }
     stats = {
         "train_seconds": round(train_seconds, 2),
         "eval_seconds": round(time.perf_counter() - t1, 2),
         "train_cpu_seconds": round(train_cpu, 2),
         "eval_cpu_seconds": round(time.process_time() - c1, 2),
-        "train_examples": seen,
-        "train_tokens": tokens,
-        "train_padded_tokens": padded,
+        "train_examples": counts["seen"],
+        "train_tokens": counts["tokens"],
+        "train_padded_tokens": counts["padded"],
         "optimizer_steps": total_steps,
     }
     return history, stats, logits
-
-
-def _eval_loader(enc: _Encoded, pad_id: int, batch_size: int):
-    from torch.utils.data import DataLoader
-
-    batches = length_bucketed_batches(enc.lengths, batch_size)
-    return DataLoader(
-        _IndexDataset(len(enc.labels)),
-        batch_sampler=_PlanSampler([batches]),
-        collate_fn=_collate(enc, pad_id, 1),
-        generator=_private_generator(),
-    )
 
 
 def _private_generator():
@@ -1332,31 +1506,66 @@ def _private_generator():
     return torch.Generator().manual_seed(0)
 
 
-def _predict_encoded(classifier, runtime, enc: _Encoded, pad_id, config, desc: str) -> np.ndarray:
-    """Return (n, C) float32 logits in the order of ``enc`` (the batches are length-sorted)."""
+def batched_forward(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    enc: EncodedTexts,
+    pad_id: int,
+    batch_size: int,
+    runtime: Runtime,
+    *,
+    desc: str = "encoding",
+    progress: bool = False,
+) -> np.ndarray:
+    """Run ``fn(input_ids, attention_mask)`` over padded, length-sorted batches; no gradients.
+
+    The one pad-and-run path of the course: texts sorted by length (longest first), cut
+    into batches, padded per batch (:func:`pad_batch`), run under the runtime's autocast
+    and ``torch.inference_mode``; rows are put back in ``enc``'s order. Under accelerate
+    with several processes the batches are sharded and the outputs gathered.
+
+    Args:
+        fn: (b, T) ids and mask -> (b, k) outputs (logits, pooled features: :func:`pool`).
+        enc: the tokenized texts.
+        pad_id: the tokenizer's padding id.
+        batch_size: texts per forward pass.
+        runtime: device and precision.
+        desc: the progress bar's label.
+        progress: show a tqdm bar.
+
+    Returns:
+        (n, k) float32 outputs in the order of ``enc``.
+
+    Used in: lessons 06-10 (evaluation, linear-probe features, cached sentence features).
+    """
     import torch
+    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    loader = _eval_loader(enc, pad_id, config.eval_batch_size)
+    loader = DataLoader(
+        _IndexDataset(len(enc.labels)),
+        batch_sampler=_PlanSampler([length_bucketed_batches(enc.lengths, batch_size)]),
+        collate_fn=collate(enc, pad_id, 1),
+        generator=_private_generator(),
+    )
     if runtime.num_processes > 1:
         loader = runtime.prepare(loader=loader)[3]
-    classifier.eval()
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     with torch.inference_mode():
-        for (mb,) in tqdm(loader, desc=f"evaluating {desc}", unit="batch", leave=False,
-                          disable=not (config.progress and runtime.is_main)):  # fmt: skip
+        for (mb,) in tqdm(loader, desc=desc, unit="batch", leave=False,
+                          disable=not (progress and runtime.is_main)):  # fmt: skip
             mb = runtime.to_device(mb)
             with runtime.autocast():
-                lg = classifier(mb["input_ids"], mb["attention_mask"])
-            parts.append((mb["index"].cpu().numpy(), lg.float().cpu().numpy()))
-    out: np.ndarray | None = None
+                out = fn(mb["input_ids"], mb["attention_mask"])
+            parts.append((mb["index"].cpu().numpy(), out.float().cpu().numpy()))
+    result: np.ndarray | None = None
     for rank_parts in runtime.gather(parts):
-        for index, lg in rank_parts:
-            if out is None:
-                out = np.zeros((len(enc.labels), lg.shape[1]), dtype=np.float32)
-            out[index] = lg  # scatter by index: batch order and duplicates do not matter
-    assert out is not None
-    return out
+        for index, values in rank_parts:
+            if result is None:
+                result = np.zeros((len(enc.labels), values.shape[1]), dtype=np.float32)
+            result[index] = values  # scatter by index: batch order and duplicates do not matter
+    if result is None:
+        raise ValueError("batched_forward needs at least one text")
+    return result
 
 
 _FEATURES: OrderedDict[str, dict[tuple[int, ...], Any]] = OrderedDict()
@@ -1368,7 +1577,9 @@ def clear_feature_cache() -> None:
     _FEATURES.clear()
 
 
-def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pad_id, model_key):
+def _train_probe(
+    config, classifier, runtime, enc_train: EncodedTexts, enc_evals, pad_id, model_key
+):
     """Linear probe: pool the frozen encoder's features once, train the head on them.
 
     The features depend on the pretrained encoder, the pooling and the tokens only, so they
@@ -1377,29 +1588,22 @@ def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pa
     the same evaluation sets), encode each text once.
     """
     import torch
-    from tqdm.auto import tqdm
 
     classifier = classifier.to(runtime.device)
 
-    def features(enc: _Encoded, desc: str) -> torch.Tensor:
-        space = _fingerprint([model_key, config.pooling, runtime.precision])
+    def features(enc: EncodedTexts, desc: str) -> torch.Tensor:
+        space = fingerprint([model_key, config.pooling, runtime.precision])
         rows = _FEATURES.setdefault(space, {})
         _FEATURES.move_to_end(space)
         keys = [tuple(ids) for ids in enc.input_ids]
         todo = list(dict.fromkeys(k for k in keys if k not in rows))
         if todo:
-            sub = _Encoded([list(k) for k in todo], np.zeros(len(todo), dtype=np.int64),
-                           [str(i) for i in range(len(todo))])  # fmt: skip
-            loader = _eval_loader(sub, pad_id, config.eval_batch_size)
             classifier.eval()
-            with torch.no_grad():
-                for (mb,) in tqdm(loader, desc=f"encoding {desc}", unit="batch", leave=False,
-                                  disable=not config.progress):  # fmt: skip
-                    mb = runtime.to_device(mb)
-                    with runtime.autocast():
-                        f = classifier.features(mb["input_ids"], mb["attention_mask"]).float()
-                    for j, vec in zip(mb["index"].tolist(), f.cpu(), strict=True):
-                        rows[todo[j]] = vec
+            F = batched_forward(classifier.features, EncodedTexts.from_ids([list(k) for k in todo]),
+                                pad_id, config.eval_batch_size, runtime,
+                                desc=f"encoding {desc}", progress=config.progress)  # fmt: skip
+            for key, vec in zip(todo, torch.from_numpy(F), strict=True):
+                rows[key] = vec
         while len(_FEATURES) > 1 and sum(map(len, _FEATURES.values())) > _FEATURES_MAX_ROWS:
             _FEATURES.popitem(last=False)
         return torch.stack([rows[k] for k in keys])
@@ -1411,27 +1615,26 @@ def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pa
     model = classifier.model
     optimizer, scheduler, params = _optimizer(model, config, plan)
     total_steps = sum(len(p) for p in plan)
-    history = []
-    for epoch in range(config.epochs):
-        model.train()
-        loss_sum = 0.0
+
+    def steps(epoch: int):
         for batch in plan[epoch]:
             idx = torch.as_tensor(batch, device=runtime.device)
-            for part in torch.tensor_split(idx, config.grad_accumulation):
-                if len(part) == 0:
-                    continue
-                logits = classifier.head(X[part])
-                loss = torch.nn.functional.cross_entropy(logits.float(), y[part], reduction="sum")
-                (loss / len(batch)).backward()
-                loss_sum += float(loss.detach())
-            if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        history.append(
-            {"epoch": epoch + 1, "loss": loss_sum / len(y), "lr": float(scheduler.get_last_lr()[0])}
+            yield [(part, len(batch)) for part in torch.tensor_split(idx, config.grad_accumulation)
+                   if len(part)]  # fmt: skip
+
+    def loss_fn(mb):
+        part, n_step = mb
+        loss = torch.nn.functional.cross_entropy(
+            classifier.head(X[part]).float(), y[part], reduction="sum"
         )
+        return loss / n_step, float(loss.detach()), len(part)
+
+    model.train()
+    # the features are fp32 already: the head trains without autocast or loss scaling
+    history = train_loop(
+        config.epochs, steps, loss_fn, optimizer, scheduler, params,
+        runtime=Runtime(str(runtime.device), "fp32"), max_grad_norm=config.max_grad_norm,
+    )  # fmt: skip
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     t1, c1 = time.perf_counter(), time.process_time()
     logits = {}
@@ -1454,6 +1657,47 @@ def _train_probe(config, classifier, runtime, enc_train: _Encoded, enc_evals, pa
     return history, stats, logits
 
 
+# --------------------------------------------------------------------------- masked language modelling
+
+
+def mask_tokens(
+    input_ids: np.ndarray,
+    maskable: np.ndarray,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    rng: np.random.Generator,
+    mask_prob: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Choose MLM targets and corrupt the input (Devlin et al. 2019): the course's one masker.
+
+    Args:
+        input_ids: (batch, seq) token ids.
+        maskable: (batch, seq) bool, True for real non-special tokens.
+        mask_id: id of ``<mask>``/``[MASK]``.
+        vocab_size: size of the vocabulary (random replacements are drawn from it).
+        rng: numpy generator.
+        mask_prob: share of maskable tokens chosen (at least one per row with a maskable token).
+
+    Returns:
+        ``(corrupted_ids, targets)``: (batch, seq) ids with 80% of the chosen positions set to
+        ``mask_id``, 10% to a random id and 10% unchanged; (batch, seq) bool of the chosen
+        positions.
+
+    Used in: lessons 05-multilingual-pretraining and 10-transfer-gap-and-low-resource.
+    """
+    ids = np.array(input_ids, copy=True)
+    maskable = np.asarray(maskable, dtype=bool)
+    chosen = (rng.random(ids.shape) < mask_prob) & maskable
+    for r in np.flatnonzero(~chosen.any(axis=1) & maskable.any(axis=1)):
+        chosen[r, rng.choice(np.flatnonzero(maskable[r]))] = True
+    u = rng.random(ids.shape)
+    ids[chosen & (u < 0.8)] = mask_id
+    rand = chosen & (u >= 0.8) & (u < 0.9)
+    ids[rand] = rng.integers(0, vocab_size, int(rand.sum()))
+    return ids, chosen
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -1462,7 +1706,7 @@ FINETUNE_CONFIG_FILE = "finetune_config.json"
 
 def _save_checkpoint(model, tokenizer, config: FinetuneConfig, folder: Path) -> None:
     model.config.xlt_pooling = config.pooling
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / FINETUNE_CONFIG_FILE).write_text(
@@ -1472,7 +1716,7 @@ def _save_checkpoint(model, tokenizer, config: FinetuneConfig, folder: Path) -> 
 
 def load_checkpoint(
     folder: str | Path, *, device: str | None = None
-) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, FinetuneConfig]:
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, FinetuneConfig]:
     """Reload a saved run with ``from_pretrained``.
 
     Args:
@@ -1480,8 +1724,10 @@ def load_checkpoint(
         device: None picks :func:`xlt_course.runtime.default_device`.
 
     Returns:
-        ``(tokenizer, model, config)``: ``AutoTokenizer``/``AutoModelForSequenceClassification``
-        loaded from the folder (model in eval mode), and the run's :class:`FinetuneConfig`.
+        ``(model, tokenizer, config)``: ``AutoModelForSequenceClassification`` (eval mode) and
+        ``AutoTokenizer`` loaded from the folder, and the run's :class:`FinetuneConfig`. The
+        course's one convention for checkpoints: model first, then tokenizer, then extras
+        (:func:`xlt_course.pretrain.load_checkpoint` returns ``(model, tokenizer)``).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -1491,10 +1737,10 @@ def load_checkpoint(
         raise ValueError(f"{folder} is not a fine-tuning checkpoint: {cfg_file.name} is missing")
     config = FinetuneConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    with _quiet_transformers():
+    with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(folder)
-    model.to(device or _resolve_device("auto")).eval()
-    return tokenizer, model, config
+    model.to(device or resolve_device("auto")).eval()
+    return model, tokenizer, config
 
 
 def predict_proba(
@@ -1525,18 +1771,12 @@ def predict_proba(
     """
     import torch
 
-    if isinstance(texts, str):
-        raise ValueError("texts must be a list of strings (wrap one text in a list)")
     device = str(next(model.parameters()).device)
-    runtime = _TorchRuntime(device, resolve_precision(precision, device))
-    enc = _Encoded(
-        tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"],
-        np.zeros(len(texts), dtype=np.int64),
-        [str(i) for i in range(len(texts))],
-    )
-    cfg = FinetuneConfig(eval_batch_size=batch_size, progress=progress)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    logits = _predict_encoded(_make_classifier(model, pooling), runtime, enc, pad_id, cfg, "texts")
+    runtime = Runtime(device, resolve_precision(precision, device))
+    enc = EncodedTexts.from_texts(tokenizer, texts, max_length)
+    classifier = _make_classifier(model, pooling).eval()
+    logits = batched_forward(classifier, enc, pad_id_of(tokenizer), batch_size, runtime,
+                             desc="evaluating texts", progress=progress)  # fmt: skip
     return torch.softmax(torch.as_tensor(logits), dim=-1).numpy()
 
 
