@@ -16,6 +16,8 @@ os.environ["XLT_COURSE_SMOKE"] = "1"
 # cores from the notebook kernels the suite starts.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from cells import cell_source  # noqa: E402
+
 from autograder import grading  # noqa: E402
 from autograder.paths import solutions_dir  # noqa: E402
 from xlt_course import paths  # noqa: E402
@@ -60,3 +62,12 @@ def rotated_pair(n: int = 2000, d: int = 20, noise: float = 0.05, seed: int = 0)
     W = rotation(d, seed + 1)
     Y = (X @ W + noise * rng.normal(size=(n, d))).astype(np.float32)
     return X, Y, W
+
+
+def run_visible_checks(nb_path: Path, grade_id: str, **functions) -> None:
+    """Run only the visible self-checks of the tests cell ``grade_id`` (what a student sees)."""
+    source = cell_source(nb_path, grade_id).partition("### BEGIN HIDDEN TESTS")[0]
+    exec(
+        compile(source, f"{nb_path.name}:{grade_id}:visible", "exec"),
+        {"__name__": "__tests__", **functions},
+    )

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import run_visible_checks, solution
 
 from xlt_course import training as tr
 from xlt_course import zero_shot_transfer as zst
@@ -701,14 +701,36 @@ def _returns_tensor(batches, ignore_index=-100):
     return torch.tensor(_reference_accuracy(list(batches), ignore_index))
 
 
+def _two_passes(batches, ignore_index=-100):
+    total = sum(int((y != ignore_index).sum()) for _, y in batches)
+    hits = sum(int((z.argmax(1) == y)[y != ignore_index].sum()) for z, y in batches)
+    return hits / total  # a generator is empty on the second pass
+
+
+def _uses_len(batches, ignore_index=-100):
+    return _reference_accuracy([batches[i] for i in range(len(batches))], ignore_index)
+
+
 @pytest.mark.parametrize(
     "wrong",
-    [_mean_of_batches, _padding_counted, _wrong_axis, _hard_coded_ignore, _returns_tensor],
-    ids=["mean-of-batches", "padding-counted", "argmax-axis0", "ignores-argument", "tensor"],
-)
+    [_mean_of_batches, _padding_counted, _wrong_axis, _hard_coded_ignore, _returns_tensor,
+     _two_passes, _uses_len],
+    ids=["mean-of-batches", "padding-counted", "argmax-axis0", "ignores-argument", "tensor",
+         "two-passes", "indexing"],
+)  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_accuracy_tests", batched_accuracy=wrong)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [(_two_passes, "only once"), (_uses_len, "one-shot iterator"), (_returns_tensor, "float")],
+    ids=["two-passes", "indexing", "tensor"],
+)
+def test_ex3_stream_and_float_rules_are_visible(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        run_visible_checks(NB, "ex3_accuracy_tests", batched_accuracy=wrong)
 
 
 def test_ex3_stub_gets_friendly_message():

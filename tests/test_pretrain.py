@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import run_visible_checks, solution
 
 from autograder import notebooks
 from xlt_course import paths, pretrain, sampling
@@ -384,6 +384,13 @@ def test_ex1_reference_and_variants_pass():
             a * torch.log(torch.as_tensor(n, dtype=torch.float64)), 0
         ),
     )
+    run_test_cell(  # float32 through log and softmax: about 1e-6 off at alpha = 2, still correct
+        NB,
+        "ex1_sampling_tests",
+        language_probabilities=lambda n, a: torch.softmax(
+            a * torch.log(torch.as_tensor(n, dtype=torch.float32)), 0
+        ),
+    )
     run_test_cell(  # n^alpha directly: equal to p^alpha once renormalised
         NB,
         "ex1_sampling_tests",
@@ -428,6 +435,15 @@ def test_ex1_plausible_mistakes_fail(wrong):
         np.errstate(all="ignore"),
     ):
         run_test_cell(NB, "ex1_sampling_tests", language_probabilities=wrong)
+
+
+def test_ex1_uniform_mixing_fails_the_visible_checks():
+    with pytest.raises(AssertionError, match="mixing with the uniform"):
+        run_visible_checks(
+            NB,
+            "ex1_sampling_tests",
+            language_probabilities=lambda n, a: a * n / n.sum() + (1 - a) / len(n),
+        )
 
 
 def test_ex1_stub_gets_friendly_message():
@@ -499,6 +515,11 @@ def test_ex2_plausible_mistakes_fail(wrong):
         run_test_cell(NB, "ex2_fake_english_tests", fake_english=wrong)
 
 
+def _pool_in_place(h, m):
+    h *= m[:, :, None]  # zeroes the caller's padded states
+    return h.sum(1) / m.sum(1, keepdims=True)
+
+
 # --- exercise 3: mean_pool --------------------------------------------------------------
 
 
@@ -539,8 +560,9 @@ def test_ex3_reference_and_variants_pass():
         lambda h, m: (h * m[:, :, None]).sum(1) / m.sum(),  # divided by the batch's total
         lambda h, m: (h * m[:, :, None]).mean(1),  # zeros averaged in
         lambda h, m: h[:, : int(m.sum(1).min())].mean(1),  # shortest length for all
+        _pool_in_place,
     ],
-    ids=["plain-mean", "div-T", "sum", "div-total", "mean-of-masked", "min-length"],
+    ids=["plain-mean", "div-T", "sum", "div-total", "mean-of-masked", "min-length", "in-place"],
 )
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
@@ -599,6 +621,12 @@ def _count(X, Y):
     return int(np.sum((X @ Y.T).argmax(1) == np.arange(len(X))))
 
 
+def _retrieval_in_place(X, Y):
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    return float(np.mean((X @ Y.T).argmax(1) == np.arange(len(X))))
+
+
 def _only_src_normalised(X, Y):
     X = X / np.linalg.norm(X, axis=1, keepdims=True)
     return float(np.mean((X @ Y.T).argmax(1) == np.arange(len(X))))
@@ -613,8 +641,9 @@ def _only_src_normalised(X, Y):
         _count,
         _only_src_normalised,
         lambda X, Y: float(np.mean((X @ Y.T).argmin(1) == np.arange(len(X)))),  # argmin
+        _retrieval_in_place,
     ],
-    ids=["dot", "euclidean", "axis0", "count", "src-normalised", "argmin"],
+    ids=["dot", "euclidean", "axis0", "count", "src-normalised", "argmin", "in-place"],
 )
 def test_ex4_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):

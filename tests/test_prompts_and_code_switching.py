@@ -8,6 +8,7 @@ tests are run against the reference solutions, correct variants and plausible mi
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import run_visible_checks, solution
 
 from xlt_course import prompts_and_code_switching as pc
 from xlt_course.data.topics import TopicSplit
@@ -528,6 +529,11 @@ class _ClsAfterPrompt(_Base):
         return hidden[:, self.prompt.shape[0]]
 
 
+class _SharedMemory(_Base):
+    def init(self, encoder, n_prompt):
+        return encoder.get_input_embeddings().weight[:n_prompt]  # a view: trains the embeddings
+
+
 class _ExtraTrainable(_Base):
     def __init__(self, encoder, num_labels, n_prompt):
         super().__init__(encoder, num_labels, n_prompt)
@@ -537,7 +543,7 @@ class _ExtraTrainable(_Base):
 @pytest.mark.parametrize(
     "wrong",
     [_NotFrozen, _RandomInit, _MaskNotExtended, _MaskZeros, _Suffix, _PoolWithPrompt,
-     _PoolOverPadding, _FirstPosition, _ClsAfterPrompt, _ExtraTrainable],
+     _PoolOverPadding, _FirstPosition, _ClsAfterPrompt, _ExtraTrainable, _SharedMemory],
 )  # fmt: skip
 def test_ex2_plausible_mistakes_fail(wrong):
     # a crash (e.g. a mask that does not fit the input) fails the graded cell just as well
@@ -547,6 +553,19 @@ def test_ex2_plausible_mistakes_fail(wrong):
 
 def test_ex2_correct_base_passes():
     run_test_cell(NB, "ex2_prompt_module_tests", PromptClassifier=_Base)
+
+
+def test_ex2_shared_memory_fails_the_visible_checks():
+    with pytest.raises(AssertionError, match="shares memory"):
+        run_visible_checks(NB, "ex2_prompt_module_tests", PromptClassifier=_SharedMemory)
+
+
+def test_ex2_statement_never_leads_to_an_xlt_course_import():
+    # The grader scores an answer that uses xlt_course's implementation 0 (issue 16).
+    cells = json.loads(NB.read_text(encoding="utf-8"))["cells"]
+    text = " ".join(" ".join("".join(c["source"]).split()) for c in cells)
+    assert "import `prepend_prompt` from `xlt_course" not in text
+    assert "do not import it from `xlt_course`" in text
 
 
 # --------------------------------------------------------------------------- exercise 3
@@ -679,6 +698,11 @@ def _same_everywhere(tokens, lexicons, r, seed):
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_code_switch_tests", code_switch=wrong)
+
+
+def test_ex3_pooled_translations_fail_the_visible_checks():
+    with pytest.raises(AssertionError, match="language first"):
+        run_visible_checks(NB, "ex3_code_switch_tests", code_switch=MISTAKES["pooled-translations"])
 
 
 def test_ex3_stub_gets_friendly_message():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import run_visible_checks, solution
 
 from xlt_course import procrustes, shared_space
 
@@ -544,6 +544,13 @@ def _standardised(X):
 def test_ex2_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex2_pca_2d_tests", pca_2d=wrong)
+
+
+def test_ex2_centring_after_the_svd_gets_the_centring_hint():
+    # The axes of the uncentred data then fail the variance-order check too; the hint must say
+    # what is wrong (where the data is centred), not send the student to the axis order.
+    with pytest.raises(AssertionError, match="centre before the SVD"):
+        run_visible_checks(NB, "ex2_pca_2d_tests", pca_2d=_centre_after_svd)
 
 
 def test_ex2_stub_gets_friendly_message():

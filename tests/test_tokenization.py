@@ -11,12 +11,13 @@ from collections import Counter
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import run_visible_checks, solution
 
 from xlt_course import tokenization as T
 
 NB = solution("04-subwords-and-anchors")
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_RE = re.compile(f"[{CJK}]")
 
 
 # --------------------------------------------------------------------------- the module
@@ -292,6 +293,11 @@ def _inverted(texts, pieces):
     return 1 / _fertility_regex(texts, pieces)
 
 
+def _cjk_deleted(texts, pieces):  # CJK removed before finding runs: GTK库Qt becomes one word
+    n = sum(len(CJK_RE.findall(t)) + len(re.findall(r"[^\W_]+", CJK_RE.sub("", t))) for t in texts)
+    return _content(pieces) / n
+
+
 def _letters_only(texts, pieces):  # pieces holding only digits are not counted
     n = sum(any(ch.isalpha() for ch in p) for sent in pieces for p in sent)
     return n / sum(len(_words_regex(t)) for t in texts)
@@ -300,7 +306,7 @@ def _letters_only(texts, pieces):  # pieces holding only digits are not counted
 @pytest.mark.parametrize(
     "wrong",
     [_split_words, _mean_of_ratios, _all_pieces, _no_cjk_rule, _underscore_word, _chars_as_words,
-     _inverted, _letters_only],
+     _inverted, _letters_only, _cjk_deleted],
 )  # fmt: skip
 def test_ex1_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
@@ -405,16 +411,22 @@ _SCRIPT_PREFIX = (("LATIN", "latin"), ("CYRILLIC", "cyrillic"), ("CJK", "han"),
                   ("HIRAGANA", "kana"), ("KATAKANA", "kana"))  # fmt: skip
 
 
-def _category(piece, *, strip=("▁", "##"), digits_first=True):
+def _category(
+    piece, *, strip=("▁", "##"), digits_first=True, lstrip=False, numeric=False, first_char=False
+):
     body = piece
     for marker in strip:
         if body.startswith(marker):
             body = body[len(marker) :]
             break
+    if lstrip:  # strips every leading ▁ and #, not one marker
+        body = piece.lstrip("▁#")
     if not body:
         return None
-    has_digit = any(ch.isdigit() for ch in body)
+    has_digit = any(ch.isnumeric() if numeric else ch.isdigit() for ch in body)
     letters = [ch for ch in body if ch.isalpha()]
+    if first_char and letters:  # the script of the first character, even if it is no letter
+        letters = [body[0]]
     if digits_first and has_digit:
         return "digit"
     if not letters:
@@ -470,13 +482,29 @@ def test_ex3_reference_and_variants_pass():
         lambda a, b: _anchors(a, b, digits_first=False),  # v2 counted as Latin
         lambda a, b: _anchors(a, b, all_keys=False),  # drops empty categories
         lambda a, b: _anchors(a, b, union=True),  # pieces of either language
+        lambda a, b: _anchors(a, b, lstrip=True),  # piece.lstrip("▁#")
+        lambda a, b: _anchors(a, b, numeric=True),  # str.isnumeric: CJK numerals become digits
+        lambda a, b: _anchors(a, b, first_char=True),  # script of "(" in "(a"
     ],
     ids=["marker", "hash-marker", "tokens", "count-a", "count-sum", "letters-first", "keys",
-         "union"],
+         "union", "lstrip", "isnumeric", "first-char"],
 )  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_anchors_tests", shared_anchors=wrong)
+
+
+@pytest.mark.parametrize(
+    ("kw", "hint"),
+    [({"lstrip": True}, "ONE marker"), ({"numeric": True}, "isnumeric"),
+     ({"first_char": True}, "first LETTER")],
+    ids=["lstrip", "isnumeric", "first-char"],
+)  # fmt: skip
+def test_ex3_visible_checks_name_the_rule_that_is_broken(kw, hint):
+    with pytest.raises(AssertionError, match=hint):
+        run_visible_checks(
+            NB, "ex3_anchors_tests", shared_anchors=lambda a, b: _anchors(a, b, **kw)
+        )
 
 
 # --------------------------------------------------------------------------- exercise 4

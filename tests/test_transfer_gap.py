@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import run_visible_checks, solution
 
 from xlt_course import training
 from xlt_course import transfer_gap as tg
@@ -371,6 +371,14 @@ def test_ex2_reference_and_variants_pass():
         "ex2_interval_tests",
         slope_interval=lambda s, a, level=0.95: tg.per_decade_interval(s, a, level),
     )
+    for container in (list, np.array):  # the same two numbers in another container
+        run_test_cell(
+            NB,
+            "ex2_interval_tests",
+            slope_interval=lambda s, a, level=0.95, c=container: c(
+                _interval_linregress(s, a, level)
+            ),
+        )
 
 
 def _wrong_interval(kind):
@@ -467,9 +475,25 @@ def _wrong_sample(kind):
             )
             rest = rng.choice(np.setdiff1d(allowed, base), size=k - len(base), replace=False)
             return np.concatenate([base, rest])
+        if kind == "short-class-short":  # a short class gives what it has; nobody fills the gap
+            classes = rng.permutation(np.unique(labels[allowed]))
+            base, extra = divmod(k, len(classes))
+            return np.concatenate(
+                [
+                    rng.permutation(allowed[labels[allowed] == c])[: base + (j < extra)]
+                    for j, c in enumerate(classes)
+                ]
+            )
         raise AssertionError(kind)
 
     return f
+
+
+def _no_value_error(labels, ids, k, seed, exclude=()):
+    allowed = [i for i, x in enumerate(ids) if x not in set(exclude)]
+    if k > len(allowed):
+        return np.array(allowed)  # silently fewer than k
+    return tg.few_shot_sample(labels, ids, k, seed, exclude)
 
 
 @pytest.mark.parametrize(
@@ -482,8 +506,19 @@ def _wrong_sample(kind):
         "k-per-class",
         "returns-ids",
         "floor-only",
+        "short-class-short",
     ],
 )
 def test_ex3_plausible_mistakes_fail(kind):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_fewshot_tests", few_shot_sample=_wrong_sample(kind))
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [(_wrong_sample("short-class-short"), "only 2 candidates"), (_no_value_error, "ValueError")],
+    ids=["short-class", "no-value-error"],
+)
+def test_ex3_short_class_and_value_error_rules_are_visible(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        run_visible_checks(NB, "ex3_fewshot_tests", few_shot_sample=wrong)

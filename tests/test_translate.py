@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import solution
+from conftest import run_visible_checks, solution
 
 from xlt_course import translate as tr
 from xlt_course.errors import ResourceMissingError
@@ -415,13 +415,16 @@ def test_ex1_reference_and_variants_pass():
 
 
 def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False, all_orders=False,
-                  words=False):  # fmt: skip
+                  words=False, spaces_only=False):  # fmt: skip
     def f(hypothesis, reference, n=6, beta=2.0):
         def grams(s, k):
             if words:
                 toks = s.split()
                 return Counter(tuple(toks[i : i + k]) for i in range(len(toks) - k + 1))
-            s = s if whitespace else "".join(s.split())
+            if spaces_only:  # s.replace(" ", ""): tabs and line breaks stay
+                s = s.replace(" ", "")
+            elif not whitespace:
+                s = "".join(s.split())
             return Counter(s[i : i + k] for i in range(len(s) - k + 1))
 
         ps, rs, fs = [], [], []
@@ -460,6 +463,7 @@ def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False,
         _chrf_variant(per_order_f=True),
         _chrf_variant(all_orders=True),
         _chrf_variant(words=True),
+        _chrf_variant(spaces_only=True),
         lambda hypothesis, reference, n=6, beta=2.0: _chrf_variant()(hypothesis, reference) / 100,
         lambda hypothesis, reference, n=6, beta=2.0: _chrf_variant()(hypothesis, reference, 6, 2.0),
     ],
@@ -470,6 +474,7 @@ def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False,
         "mean-of-order-F",
         "all-orders",
         "word-ngrams",
+        "spaces-only",
         "fraction",
         "ignores-n-beta",
     ],  # fmt: skip
@@ -629,9 +634,16 @@ def _tt_predict_each(texts, translate_fn, predict_fn):
     return probs[[unique.index(t) for t in texts]]
 
 
+def _tt_classify_every_row(texts, translate_fn, predict_fn):
+    unique = list(dict.fromkeys(texts))
+    english = dict(zip(unique, translate_fn(unique), strict=True))
+    return np.asarray(predict_fn([english[t] for t in texts]))  # repeats classified again
+
+
 @pytest.mark.parametrize(
     "wrong",
-    [_tt_per_text, _tt_no_dedup, _tt_originals, _tt_unique_rows, _tt_set_order, _tt_predict_each],
+    [_tt_per_text, _tt_no_dedup, _tt_originals, _tt_unique_rows, _tt_set_order, _tt_predict_each,
+     _tt_classify_every_row],
     ids=[
         "mt-per-text",
         "no-dedup",
@@ -639,11 +651,19 @@ def _tt_predict_each(texts, translate_fn, predict_fn):
         "unique-rows",
         "set-order",
         "predict-per-text",
+        "classify-every-row",
     ],
-)
+)  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_translate_test_tests", translate_test_proba=wrong)
+
+
+def test_ex3_classifying_every_row_fails_the_visible_checks():
+    with pytest.raises(AssertionError, match="distinct translation once"):
+        run_visible_checks(
+            NB, "ex3_translate_test_tests", translate_test_proba=_tt_classify_every_row
+        )
 
 
 def test_ex2_ex3_stubs_get_friendly_messages():

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from cells import run_test_cell, solution_namespace
-from conftest import rotated_pair, solution
+from conftest import rotated_pair, run_visible_checks, solution
 
 from xlt_course import procrustes, retrieval, unsupervised_alignment
 
@@ -368,10 +368,15 @@ def test_ex3_reference_passes():
     run_test_cell(NB, "ex3_dictionary_change_tests", dictionary_change=_change_reference())
 
 
+def _change_int_when_empty(a, b):
+    A, B = _sets(a, b)
+    return 0 if not A | B else 1 - len(A & B) / len(A | B)  # the int 0: the same number
+
+
 @pytest.mark.parametrize(
     "variant",
-    [_change_numpy, _change_pandas, _change_frozenset],
-    ids=["numpy", "pandas", "symmetric-difference"],
+    [_change_numpy, _change_pandas, _change_frozenset, _change_int_when_empty],
+    ids=["numpy", "pandas", "symmetric-difference", "int-zero-when-empty"],
 )
 def test_ex3_correct_variants_pass(variant):
     run_test_cell(NB, "ex3_dictionary_change_tests", dictionary_change=variant)
@@ -454,6 +459,17 @@ def _empty_is_one(a, b):
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_dictionary_change_tests", dictionary_change=wrong)
+
+
+def _divides_by_zero_when_empty(a, b):
+    A, B = _sets(a, b)
+    return 1.0 - len(A & B) / len(A | B)
+
+
+@pytest.mark.parametrize("wrong", [_empty_is_one, _divides_by_zero_when_empty])
+def test_ex3_empty_case_is_caught_by_the_visible_checks(wrong):
+    with pytest.raises((AssertionError, ZeroDivisionError)):
+        run_visible_checks(NB, "ex3_dictionary_change_tests", dictionary_change=wrong)
 
 
 def test_ex3_stub_gets_friendly_message():
