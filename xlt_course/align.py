@@ -1475,7 +1475,7 @@ def wasserstein_procrustes(
 class BLIConfig:
     """How :func:`run_bli` and :func:`prepare_spaces` build the spaces and the mapping.
 
-    The defaults are the plain recipe of RESOURCES.md and lesson 02 (top 20k words, centre +
+    The defaults are the plain recipe of lesson 02 (top 20k words, centre +
     normalise, PCA of the larger space to the smaller dimension, Procrustes);
     :meth:`recommended` is the course's best recipe, chosen on a dev split carved out of the
     train dictionary (never on the test split), and what :func:`run_bli` uses by default.
@@ -1514,7 +1514,7 @@ class BLIConfig:
 
     @classmethod
     def baseline(cls) -> BLIConfig:
-        """Return the RESOURCES.md baseline (the defaults): PCA then Procrustes on top 20k."""
+        """Return lesson 02's baseline recipe (the defaults): PCA then Procrustes on top 20k."""
         return cls()
 
     @classmethod
