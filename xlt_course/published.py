@@ -29,6 +29,7 @@ from typing import Any
 __all__ = [
     "CC100_GIB",
     "CC100_TOKENS_M",
+    "CC100_TOTAL_TB",
     "FAKE_ENGLISH_OFFSET",
     "FIGURES",
     "MBERT_XNLI_STRATEGIES",
@@ -104,6 +105,7 @@ XLMR_TABLE1 = Citation(**_XLMR, location="Table 1 (XNLI accuracy)")
 XLMR_TABLE6 = Citation(**_XLMR, location="Appendix A, Table 6 (CC-100 statistics)")
 XLMR_TABLE7 = Citation(**_XLMR, location="section 3 and Appendix B, Table 7 (model sizes)")
 XLMR_SAMPLING = Citation(**_XLMR, location="sections 3 and 5.1 (language sampling)")
+XLMR_CONCLUSION = Citation(**_XLMR, location="section 6 (2.5 TB of CommonCrawl text)")
 MUSE = Citation(
     authors="Conneau, Lample, Ranzato, Denoyer, Jégou",
     year=2018,
@@ -211,6 +213,9 @@ CC100_TOKENS_M: dict[str, float] = {
     "ur": 730, "ja": 530, "sw": 275, "zh": 259,
 }  # fmt: skip
 
+#: Size of all of CC-100 in terabytes ("2.5 TB of newly created clean CommonCrawl data").
+CC100_TOTAL_TB = 2.5
+
 #: Exponent alpha of the language-sampling distribution q_l ∝ p_l^alpha of each model.
 SAMPLING_ALPHA: dict[str, float] = {"mBERT": 0.7, "XLM": 0.5, "XLM-R": 0.3}
 
@@ -235,10 +240,10 @@ _MBERT_PARAMS_NOTE = (
     "pieces cased) gives 177.9M."
 )
 _XLMR_PARAMS_NOTE = (
-    "270M and 550M are the XLM-R paper's own figures (section 3 and Table 7), from the "
-    "approximation 4LH^2 + 2LH*H_ff + VH its Table 7 states (no biases, LayerNorms or "
-    "position embeddings, V rounded to 250k); counting the released architectures "
-    "(250,002 pieces) gives 278.0M and 559.9M."
+    "270M and 550M are the XLM-R paper's own, rounded figures (section 3 and Table 7, whose "
+    "caption says encoder sizes can be approximated by 4LH^2 + 2LH*H_ff + VH, a formula "
+    "without biases, LayerNorms or position embeddings); counting the released "
+    "architectures (250,002 pieces) gives 278.0M and 559.9M."
 )
 
 FIGURES: Mapping[str, Figure] = MappingProxyType(
@@ -282,6 +287,9 @@ FIGURES: Mapping[str, Figure] = MappingProxyType(
             "millions of tokens",
             XLMR_TABLE6,
             "Token counts of unsegmented scripts (zh, ja, th) are not comparable with sizes.",
+        ),
+        "cc100_total_tb": Figure(
+            "size of all of CC-100, 100 languages", CC100_TOTAL_TB, "TB", XLMR_CONCLUSION
         ),
         "sampling_alpha_mbert": Figure(
             "mBERT's language-sampling exponent, also used to build its WordPiece vocabulary",
