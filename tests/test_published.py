@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -107,3 +108,33 @@ def test_no_file_names_a_path_outside_the_project():
             line = text.count("\n", 0, m.start()) + 1
             found.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0)!r}")
     assert not found, "paths or documents outside the project:\n" + "\n".join(found)
+
+
+def _published_numbers() -> set[float]:
+    values = set()
+    for fig in published.FIGURES.values():
+        values.update(float(x) for x in _numbers(fig.value))
+    for table in (published.XNLI_ZERO_SHOT, published.XNLI_TRANSLATE_TRAIN_ALL):
+        values.update(round(sum(row.values()) / len(row), 1) for row in table.values())
+    return values
+
+
+def test_published_rows_in_lesson_tables_match_the_published_module():
+    # A markdown table row naming a published model quotes published figures: each number in
+    # it must be one that xlt_course.published holds (catches typos and stale copies; it checks
+    # membership, not that the number sits in the right row).
+    systems = re.compile(r"XLM-R Base|XLM-R Large|mBERT|RoBERTa")
+    number = re.compile(r"(?<![\w.,])\d+\.\d+(?![\w.])")
+    allowed = _published_numbers()
+    bad = []
+    for path in sorted((ROOT / "solutions").glob("*/*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "markdown":
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("|") and systems.search(line):
+                    wrong = [x for x in number.findall(line) if float(x) not in allowed]
+                    if wrong:
+                        bad.append(f"{path.name} cell {i}: {wrong} in {line!r}")
+    assert not bad, "figures not in xlt_course.published:\n" + "\n".join(bad)
