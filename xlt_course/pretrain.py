@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from xlt_course import paths
+from xlt_course import paths, published
 from xlt_course import training as tr
 from xlt_course.errors import DataError
 from xlt_course.sampling import language_probabilities
@@ -55,11 +55,11 @@ LESSON = "05-multilingual-pretraining"
 Variant = Literal["shared", "fake", "anchors"]
 VARIANTS: tuple[Variant, ...] = ("shared", "fake", "anchors")
 
-#: The shift K et al. (ICLR 2020) used to create Fake-English (200,000 code points, as stated
-#: in REFERENCE_NUMBERS.md, second-hand). Every character the dataset uses (at most U+FFFF)
+#: The shift K et al. (ICLR 2020) used to create Fake-English (``published.FAKE_ENGLISH_OFFSET``,
+#: read second-hand). Every character the dataset uses (at most U+FFFF)
 #: lands in planes 3-4 (Latin letters in CJK Unified Ideographs Extension G, rare ideographs
 #: no text of the corpus uses; some shifted characters are unassigned), a valid code point.
-FAKE_OFFSET = 200_000
+FAKE_OFFSET = published.FAKE_ENGLISH_OFFSET
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from xlt_course import paths
+from xlt_course import paths, published
 from xlt_course import training as tr
 from xlt_course.data.topics import TopicSplit
 
@@ -73,14 +73,9 @@ CACHE_VERSION = 1
 Lexicons = dict[str, dict[str, list[str]]]
 
 #: XNLI accuracy (%) of XLM-R Base fine-tuned on the English training set machine-translated
-#: into all 15 XNLI languages ("translate-train-all"): Conneau et al. (2020), "Unsupervised
-#: cross-lingual representation learning at scale", ACL, Table 1. Compare with
-#: ``xlt_course.zero_shot_transfer.XNLI_ZERO_SHOT["XLM-R Base"]`` (English only).
-XNLI_TRANSLATE_TRAIN_ALL_XLMR_BASE: dict[str, float] = {
-    "en": 85.4, "fr": 81.4, "es": 82.2, "de": 80.3, "el": 80.4, "bg": 81.3, "ru": 79.7,
-    "tr": 78.6, "ar": 77.3, "vi": 79.7, "th": 77.9, "zh": 80.2, "hi": 76.1, "sw": 73.1,
-    "ur": 73.0,
-}  # fmt: skip
+#: into all 15 XNLI languages ("translate-train-all"), with its citation in
+#: :mod:`xlt_course.published`. Compare with ``published.XNLI_ZERO_SHOT["XLM-R Base"]``.
+XNLI_TRANSLATE_TRAIN_ALL_XLMR_BASE = published.XNLI_TRANSLATE_TRAIN_ALL["XLM-R Base"]
 
 
 def _cache_root() -> Path:

@@ -8,8 +8,9 @@ show the model almost no Swahili, so mBERT and XLM-R sample language ``l`` with 
 
 where ``n_l`` is the size of language l's corpus. ``alpha = 1`` keeps the natural proportions,
 ``alpha = 0`` samples every language equally often. mBERT used 0.7 (google-research/bert,
-``multilingual.md``), XLM (Lample & Conneau, NeurIPS 2019) 0.5, XLM-R (Conneau et al., ACL
-2020, section 5.1) 0.3.
+``multilingual.md``), XLM-R 0.3 (Conneau et al., ACL 2020, sections 3 and 5.1); XLM (Lample &
+Conneau, NeurIPS 2019, section 3.1) used 0.5 to sample the sentences its BPE vocabulary is
+learnt on. Figures and citations: :mod:`xlt_course.published`.
 """
 
 from __future__ import annotations
@@ -19,31 +20,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xlt_course import published
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-#: Size of the CC-100 text of some languages in GiB, from Conneau et al. (ACL 2020), appendix
-#: A, Table 6, read second-hand as transcribed in github.com/mayhewsw/multilingual-data-stats
-#: (``cc-100/cc-100.csv``). Sizes, not the table's token counts: the token counts of
-#: unsegmented scripts (Japanese, Chinese, Thai) and of a few languages (Ukrainian,
-#: Swedish) are known to be inconsistent with the sizes. ``zh`` is Simplified Chinese.
+#: Size of the CC-100 text of the languages lesson 05 plots, in GiB (Conneau et al. 2020, ACL,
+#: Appendix A, Table 6; sizes, not the table's token counts, which are not comparable across
+#: scripts). ``zh`` is Simplified Chinese. All figures and citations: :mod:`xlt_course.published`.
 CC100_GIB: dict[str, float] = {
-    "en": 300.8,
-    "ru": 278.0,
-    "ja": 69.3,
-    "de": 66.6,
-    "fr": 56.8,
-    "es": 53.3,
-    "pt": 49.1,
-    "zh": 46.9,
-    "it": 30.2,
-    "hi": 20.2,
-    "ur": 5.7,
-    "sw": 1.6,
+    lang: published.CC100_GIB[lang]
+    for lang in ("en", "ru", "ja", "de", "fr", "es", "pt", "zh", "it", "hi", "ur", "sw")
 }
 
-#: The exponents of the published models (see the module docstring for the sources).
-PUBLISHED_ALPHA: dict[str, float] = {"mBERT": 0.7, "XLM": 0.5, "XLM-R": 0.3}
+#: The exponents of the published models (sources: ``published.FIGURES["sampling_alpha_*"]``).
+PUBLISHED_ALPHA: dict[str, float] = published.SAMPLING_ALPHA
 
 
 def _as_counts(counts: Any) -> np.ndarray:

@@ -93,7 +93,8 @@ ModelName = Literal[
     "xlm-roberta-large",
 ]
 
-#: Parameter counts (millions) counted from the architectures, ../shared/REFERENCE_NUMBERS.md.
+#: Parameter counts (millions) counted from the architectures with :func:`parameter_breakdown`
+#: (not the sources' own, rounded figures: see ``published.PARAMETERS_STATED_M``).
 PUBLISHED_MILLIONS: dict[str, float] = {
     "bert-base-uncased": 109.5,
     "bert-base-multilingual-cased": 177.9,

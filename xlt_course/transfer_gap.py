@@ -15,8 +15,8 @@ The one implementation the course uses for
   multinomial logistic-regression probe (:func:`fit_probe`), and adaptive pretraining by
   continued masked-language modelling on target-language text (:func:`adapt_mlm`).
 
-Facts: per-language CC-100 sizes from Conneau et al. (2020, ACL, Appendix A, Table 6), read
-second-hand (see :data:`CC100_GIB`); masked-language modelling as in Devlin et al. (2019,
+Facts: per-language CC-100 sizes from Conneau et al. (2020, ACL, Appendix A, Table 6), see
+:mod:`xlt_course.published`; masked-language modelling as in Devlin et al. (2019,
 NAACL); task-adaptive pretraining after Gururangan et al. (2020, ACL); language-adaptive
 pretraining for low-resource languages after Chau et al. (2020, Findings of EMNLP) and
 Pfeiffer et al. (2020, EMNLP); few-shot target data on top of zero-shot transfer after
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xlt_course import paths
+from xlt_course import paths, published
 from xlt_course import training as tr
 from xlt_course.pivots_and_ensembles import paired_bootstrap
 
@@ -70,26 +70,15 @@ __all__ = [
 
 LESSON = "10-transfer-gap-and-low-resource"
 
-CC100_SOURCE = (
-    "Conneau et al. (2020), ACL, Appendix A, Table 6, read second-hand from the transcription "
-    "in github.com/mayhewsw/multilingual-data-stats (cc-100/cc-100.csv): check the paper "
-    "before quoting"
-)
+#: Citation of the CC-100 figures (Conneau et al. 2020, ACL, Appendix A, Table 6).
+CC100_SOURCE = published.cite("cc100_gib")
 #: Size of each language's CC-100 pretraining data in GiB (uncompressed text), the corpus
-#: XLM-R was trained on. ``zh`` is Simplified Chinese. Second-hand: see :data:`CC100_SOURCE`.
-CC100_GIB: dict[str, float] = {
-    "en": 300.8, "vi": 137.3, "ru": 278.0, "de": 66.6, "fr": 56.8, "es": 53.3, "pt": 49.1,
-    "bg": 57.5, "it": 30.2, "el": 46.9, "ar": 28.0, "tr": 20.9, "th": 71.7, "hi": 20.2,
-    "ur": 5.7, "ja": 69.3, "sw": 1.6, "zh": 46.9,
-}  # fmt: skip
+#: XLM-R was trained on. ``zh`` is Simplified Chinese. See :mod:`xlt_course.published`.
+CC100_GIB: dict[str, float] = published.CC100_GIB
 #: The same table's token counts in millions. Tokens of languages written without spaces
 #: (zh, ja, th) are not comparable with the others' (ja 69.3 GiB but 530M tokens), so the
-#: lesson fits on GiB. Second-hand: see :data:`CC100_SOURCE`.
-CC100_TOKENS_M: dict[str, float] = {
-    "en": 55608, "vi": 24757, "ru": 23408, "de": 10297, "fr": 9780, "es": 9374, "pt": 8405,
-    "bg": 5487, "it": 4983, "el": 4285, "ar": 2869, "tr": 2736, "th": 1834, "hi": 1715,
-    "ur": 730, "ja": 530, "sw": 275, "zh": 259,
-}  # fmt: skip
+#: lesson fits on GiB.
+CC100_TOKENS_M: dict[str, float] = published.CC100_TOKENS_M
 
 #: Writing system of the course's and XNLI's languages.
 SCRIPT: dict[str, str] = {
