@@ -44,7 +44,11 @@ def _lessons(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    import time
+
     from xlt_course import grading
+
+    started = time.time() - 1
 
     limits = grading.GradeLimits(
         notebook_timeout=args.timeout,
@@ -60,7 +64,16 @@ def _grade(args: argparse.Namespace) -> int:
         students=args.student,
         jobs=args.jobs,
         limits=limits,
+        config=Path(args.config) if args.config else None,
     )
+    taken = Path(args.out) / "intake.json"
+    if taken.exists() and taken.stat().st_mtime >= started:
+        from autograder.intake import Intake
+
+        intake = Intake.load(taken)
+        print(intake.summary() + f" -> {taken}")
+        for line in intake.report_lines():
+            print(f"  {line}")
     print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
     print(f"score histograms -> {Path(args.out) / 'summary'}")
     flagged = [r for r in results if r.flags]
@@ -156,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="run kernels in bubblewrap, hiding solutions/ and other students' work "
         "(auto: when it works here)",
+    )
+    g.add_argument(
+        "--config", help="term settings: submission name patterns (default autograder/term.toml)"
     )
     g.set_defaults(func=_grade)
 
