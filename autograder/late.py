@@ -102,7 +102,7 @@ def policy_from_config(config: dict[str, Any], **override: Any) -> LatePolicy:
     if isinstance(due, str):
         due = {"*": due}
     if not isinstance(due, dict):
-        raise LateError("[late] due must be a table: lesson id (or \"*\") -> date")
+        raise LateError('[late] due must be a table: lesson id (or "*") -> date')
     unknown = set(cfg) - {"policy", "per_day", "floor", "grace_minutes", "due"}
     if unknown:
         raise LateError(f"[late] has unknown keys: {', '.join(sorted(unknown))}")

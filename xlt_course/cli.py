@@ -82,6 +82,43 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from autograder import term_config
+
+    config = term_config.load_term_config(Path(args.config) if args.config else None)
+    if args.format == "gradescope":
+        from autograder import gradescope
+
+        path = gradescope.write_bundle(
+            Path(args.dest) if args.dest else Path(args.out) / "export" / "gradescope.zip",
+            lesson=args.lesson[0] if args.lesson else None,
+            visibility=args.hidden_visibility,
+        )
+        print(f"Gradescope autograder bundle -> {path}")
+        return 0
+    from autograder import export
+
+    late = {
+        "policy": args.late_policy,
+        "due": args.due,
+        "per_day": args.per_day,
+        "floor": args.floor,
+    }
+    report = export.export(
+        Path(args.out),
+        args.format,
+        roster=Path(args.roster) if args.roster else None,
+        dest=Path(args.dest) if args.dest else None,
+        lessons=args.lesson,
+        config=config,
+        late_override=late,
+    )
+    print(f"{report.rows} students -> {report.path}")
+    for line in report.problems:
+        print(f"  not exported: {line}")
+    return 0
+
+
 def _course(args: argparse.Namespace) -> int:
     from xlt_course import course
 
@@ -174,6 +211,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="term settings: submission name patterns (default autograder/term.toml)"
     )
     g.set_defaults(func=_grade)
+
+    ex = sub.add_parser(
+        "export", help="grades to a Canvas/Moodle gradebook CSV, a wide table, or Gradescope"
+    )
+    ex.add_argument("out", help="the grading output folder (holds grades.csv)")
+    ex.add_argument("--format", required=True, choices=["canvas", "moodle", "wide", "gradescope"])
+    ex.add_argument("--roster", help="CSV: student,name,lms_id,sis_id,login,section,email")
+    ex.add_argument("--dest", help="file to write (default OUT/export/FORMAT.csv)")
+    ex.add_argument("--lesson", nargs="+", help="only these lessons")
+    ex.add_argument("--config", help="term settings (default autograder/term.toml)")
+    ex.add_argument("--due", help="due date of every lesson: YYYY-MM-DD[THH:MM][+HH:MM]")
+    ex.add_argument("--late-policy", choices=["none", "flag", "per_day"])
+    ex.add_argument("--per-day", type=float, help="fraction of the score taken per day late")
+    ex.add_argument("--floor", type=float, help="fraction of the score a late submission keeps")
+    ex.add_argument(
+        "--hidden-visibility",
+        default="after_published",
+        choices=["hidden", "after_due_date", "after_published"],
+        help="gradescope: when students see the scores that hidden tests decide",
+    )
+    ex.set_defaults(func=_export)
 
     c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")
     c.add_argument("--smoke", action="store_true", help="smoke-size settings (as the tests)")
