@@ -30,6 +30,7 @@ from xlt_course import notebooks
 def _bound_names(tree: ast.AST) -> list[str]:
     """Return the names a cell binds, in order of first appearance."""
     order: dict[str, None] = {}
+    # (import aliases are library names, kept like ``np``)
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
             order.setdefault(node.id)
@@ -37,8 +38,6 @@ def _bound_names(tree: ast.AST) -> list[str]:
             order.setdefault(node.arg)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             order.setdefault(node.name)
-        elif isinstance(node, ast.alias) and node.asname:
-            order.setdefault(node.asname)
     return list(order)
 
 
@@ -58,9 +57,9 @@ class _Canon(ast.NodeTransformer):
     def _def(self, node: Any) -> ast.AST:
         node.name = self.map.get(node.name, node.name)
         body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-            if isinstance(body[0].value.value, str):  # a docstring
-                node.body = body[1:] or [ast.Pass()]
+        first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):  # a docstring
+            node.body = body[1:] or [ast.Pass()]
         if hasattr(node, "returns"):
             node.returns = None
         self.generic_visit(node)
@@ -70,6 +69,12 @@ class _Canon(ast.NodeTransformer):
 
     def visit_Constant(self, node: ast.Constant) -> ast.AST:
         return ast.Name(id=f"<{type(node.value).__name__}>", ctx=ast.Load())
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        if isinstance(node.operand, ast.Constant):  # -1 is a literal like 1
+            return self.visit_Constant(node.operand)
+        self.generic_visit(node)
+        return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
         self.generic_visit(node)
@@ -113,9 +118,7 @@ def normalise(source: str) -> list[str]:
     Returns:
         One string per statement, names and literals canonicalised.
     """
-    code = "\n".join(
-        ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))
-    )
+    code = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -236,9 +239,7 @@ def similarity_report(
     pairs: list[Pair] = []
     for lesson, answers in sorted(by_lesson.items()):
         starter = answer_cells(release / lesson / f"{lesson}.ipynb")
-        pairs += compare_lesson(
-            lesson, answers, starter, threshold=threshold, min_lines=min_lines
-        )
+        pairs += compare_lesson(lesson, answers, starter, threshold=threshold, min_lines=min_lines)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     payload = [
@@ -267,8 +268,7 @@ def _html(pairs: list[Pair], threshold: float, counts: dict[str, int]) -> str:
         "ways to be written, and nothing here changes a grade.</p>",
         "<ul>"
         + "".join(
-            f"<li>{html.escape(k)}: {n} submissions, "
-            f"{sum(p.lesson == k for p in pairs)} pairs</li>"
+            f"<li>{html.escape(k)}: {n} submissions, {sum(p.lesson == k for p in pairs)} pairs</li>"
             for k, n in sorted(counts.items())
         )
         + "</ul>",
@@ -280,7 +280,5 @@ def _html(pairs: list[Pair], threshold: float, counts: dict[str, int]) -> str:
         )
         for gid, (a, b) in p.cells.items():
             parts.append(f"<h3>{html.escape(gid)}</h3>")
-            parts.append(
-                differ.make_table(a.splitlines(), b.splitlines(), p.a, p.b, context=False)
-            )
+            parts.append(differ.make_table(a.splitlines(), b.splitlines(), p.a, p.b, context=False))
     return "\n".join(parts) + "\n"

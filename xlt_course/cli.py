@@ -119,6 +119,23 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _similarity(args: argparse.Namespace) -> int:
+    from autograder import similarity
+
+    subs = Path(args.submissions)
+    if (subs / ".work" / "intake").is_dir() and (subs / "grades.csv").exists():
+        subs = subs / ".work" / "intake"  # a grading output folder fed by an LMS download
+    pairs = similarity.similarity_report(
+        subs, Path(args.out), lessons=args.lesson, threshold=args.threshold
+    )
+    for p in pairs:
+        print(f"{p.lesson}: {p.a} / {p.b}  {p.similarity:.0%} ({p.shared} shared lines)")
+    print(
+        f"{len(pairs)} pairs at or above {args.threshold:.0%} -> {Path(args.out) / 'similarity.html'}"
+    )
+    return 0
+
+
 def _course(args: argparse.Namespace) -> int:
     from xlt_course import course
 
@@ -232,6 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="gradescope: when students see the scores that hidden tests decide",
     )
     ex.set_defaults(func=_export)
+
+    si = sub.add_parser(
+        "similarity", help="pairs of students with unusually similar answers (never a penalty)"
+    )
+    si.add_argument(
+        "submissions", help="SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb, or a grading output"
+    )
+    si.add_argument("--out", required=True, help="folder for similarity.html and .json")
+    si.add_argument("--lesson", nargs="+", help="only these lessons")
+    si.add_argument("--threshold", type=float, default=0.8, help="Jaccard index to report")
+    si.set_defaults(func=_similarity)
 
     c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")
     c.add_argument("--smoke", action="store_true", help="smoke-size settings (as the tests)")
