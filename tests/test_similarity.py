@@ -78,7 +78,7 @@ def test_report_pairs_copies_side_by_side_and_skips_starter_code(tmp_path, capsy
     assert [(p["a"], p["b"]) for p in pairs] == [("ana", "ben")]
     page = (tmp_path / "rep" / "similarity.html").read_text(encoding="utf-8")
     page = html.unescape(page).replace("\xa0", " ")
-    assert "xn = X/np.linalg.norm" in page and "A_unit = A / np.linalg.norm" in page
+    assert "xn @ yn.T" in page and "A_unit @ B_unit.T" in page
     assert "never" in page.lower() or "not a verdict" in page
 
 
