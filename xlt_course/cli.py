@@ -136,6 +136,18 @@ def _similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from autograder import validate
+
+    try:
+        result = validate.validate(Path(args.notebook), args.lesson)
+    except ValueError as e:
+        print(f"xlt-course: error: {e}", file=sys.stderr)
+        return 2
+    print(validate.format_validation(result))
+    return 0 if result.gradable else 1
+
+
 def _course(args: argparse.Namespace) -> int:
     from xlt_course import course
 
@@ -200,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("lesson", nargs="*", help="lesson ids (default: all)")
     le.add_argument("--check", action="store_true", help="only report lessons that drifted")
     le.set_defaults(func=_lessons)
+
+    va = sub.add_parser(
+        "validate",
+        help="students: check a notebook before submitting (self-checks, gradable or not)",
+    )
+    va.add_argument(
+        "notebook", help="your notebook, e.g. lessons/02-procrustes/02-procrustes.ipynb"
+    )
+    va.add_argument("--lesson", help="its lesson id (default: from the file name)")
+    va.set_defaults(func=_validate)
 
     g = sub.add_parser(
         "grade", help="autograde SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb or an LMS zip"
