@@ -59,7 +59,7 @@ def guess_lesson(notebook: Path, lessons: list[str]) -> str | None:
     """Return the lesson a notebook belongs to: from its file name, else from its cell ids."""
     from autograder.intake import build_patterns
 
-    m = build_patterns(lessons).file_re.fullmatch(notebook.name)
+    m = build_patterns(lessons).file_re.search(notebook.name)
     if m:
         return next(x for x in lessons if x.lower() == m["lesson"].lower())
     try:
