@@ -151,3 +151,15 @@ def test_unknown_format_is_refused(graded, capsys):
     assert "invalid choice: 'blackboard'" in capsys.readouterr().err
     with pytest.raises(export.ExportError, match="unknown export format 'xls'"):
         export.export(graded, "xls")
+
+
+def test_example_term_config_is_valid():
+    from autograder import intake, term_config
+    from xlt_course import grading
+
+    path = term_config.DEFAULT_FILE.with_name("term.example.toml")
+    config = term_config.load_term_config(path)
+    intake.build_patterns(grading.lesson_names(), config)
+    assert late.policy_from_config(config).policy == "none"
+    with pytest.raises(term_config.TermConfigError, match="does not exist"):
+        term_config.load_term_config(path.with_name("nope.toml"))
