@@ -408,3 +408,24 @@ def collect(
     intake.skipped.sort()
     intake.save(dest / "intake.json")
     return intake
+
+
+def folder_records(found: list[tuple[str, str, Path]]) -> Intake:
+    """Return the :class:`Intake` of a folder already in the grading layout.
+
+    ``found`` is :func:`xlt_course.grading.find_submissions`'s list; a ``timestamp.txt``
+    beside a notebook (nbgrader's ``submitted/`` layout) gives its submission time.
+    """
+    taken = Intake()
+    for student, lesson, nb in found:
+        stamp = nb.parent / "timestamp.txt"
+        when = ""
+        if stamp.is_file():
+            with contextlib.suppress(OSError):
+                when = parse_time(stamp.read_text(encoding="utf-8", errors="replace"))
+        taken.submissions.append(
+            Submission(
+                student, lesson, f"{student}/{lesson}/{nb.name}", "folder", submitted_at=when
+            )
+        )
+    return taken

@@ -137,7 +137,7 @@ def test_configured_patterns_come_first_and_nbgrader_groups_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_grading_a_mixed_zip_end_to_end(tmp_path, capsys):
+def test_grading_a_mixed_zip_end_to_end(tmp_path, capsys, monkeypatch):
     """One real grading run (lesson 00): every matchable notebook graded, the rest reported."""
     from xlt_course import cli
 
@@ -152,7 +152,8 @@ def test_grading_a_mixed_zip_end_to_end(tmp_path, capsys):
     out = tmp_path / "graded"
     # (the sandbox is tests/test_grading.py's business; here it is intake that is tested)
     args = ["--jobs", "2", "--cell-timeout", "60", "--sandbox", "none"]
-    code = cli.main(["grade", str(archive), "--out", str(out), *args])
+    monkeypatch.chdir(tmp_path)  # a relative --out works too
+    code = cli.main(["grade", archive.name, "--out", "graded", *args])
     assert code == 0
     printed = capsys.readouterr().out
     assert "intake: 3 submissions (1 marked late), 1 skipped" in printed
@@ -167,3 +168,24 @@ def test_grading_a_mixed_zip_end_to_end(tmp_path, capsys):
     late = {s["student"]: s["late"] for s in taken["submissions"]}
     assert late == {"doejohn_12345": True, "Zoë_Müller_1234567": False, "s123": False}
     assert (out / "feedback" / "Zoë_Müller_1234567" / f"{LESSON}.html").exists()
+
+
+def test_folder_in_grading_layout_keeps_nbgrader_timestamps(tmp_path):
+    nb = tmp_path / "subs" / "s1" / LESSON / f"{LESSON}.ipynb"
+    nb.parent.mkdir(parents=True)
+    nb.write_text("{}")
+    (nb.parent / "timestamp.txt").write_text("2026-01-15 22:00:00.5 UTC")
+    taken = intake.folder_records(grading.find_submissions(tmp_path / "subs"))
+    (s1,) = taken.submissions
+    assert (s1.student, s1.lesson, s1.submitted_at) == ("s1", LESSON, "2026-01-15T22:00:00+00:00")
+
+
+def test_grade_on_a_corrupt_zip_is_one_line(tmp_path, capsys):
+    from xlt_course import cli
+
+    bad = tmp_path / "download.zip"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    assert cli.main(["grade", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "download.zip is not a readable zip file" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

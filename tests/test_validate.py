@@ -64,7 +64,9 @@ def test_answer_cell_that_raises_fails_and_says_what_to_fix(tmp_path, capsys):
     cells = notebooks.grade_cells(nb)
     cells["ex2_top_k"].source += "\nundefined_helper()\n"
     path = _write(tmp_path, nb)
+    before = path.read_bytes()
     assert cli.main(["validate", str(path)]) == 1
+    assert path.read_bytes() == before  # validate never writes the student's notebook
     out = capsys.readouterr().out
     assert "answer cell ex2_top_k raises NameError: name 'undefined_helper' is not defined" in out
     assert "runs from top to bottom" in out

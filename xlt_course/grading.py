@@ -950,7 +950,7 @@ def grade(
 
     from tqdm.auto import tqdm
 
-    out = Path(out)
+    out = Path(out).absolute()  # nbgrader resolves a relative course root against itself
     submissions = Path(submissions)
     if (submissions.is_file() and submissions.suffix.lower() == ".zip") or (
         submissions.is_dir() and not find_submissions(submissions)
@@ -964,6 +964,10 @@ def grade(
         )
         taken.save(out / "intake.json")
         submissions = unpacked
+    elif submissions.is_dir():
+        from autograder import intake
+
+        intake.folder_records(find_submissions(submissions)).save(out / "intake.json")
     todo = [
         j
         for j in find_submissions(submissions)
