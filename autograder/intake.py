@@ -12,11 +12,13 @@ are kept in ``intake.json`` for the late policy and the export.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import shutil
 import unicodedata
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -61,6 +63,10 @@ the download with ``/`` separators). Groups: ``student`` (or ``name`` + ``uid``:
 is ``name_uid``), ``lesson``, optional ``late`` (non-empty: the LMS marked it late),
 ``time`` (submission time), ``copy``. nbgrader ``named_regexp`` groups (``student_id``,
 ``timestamp``, ``file_id``) work too."""
+
+LOOSE_PATTERNS = ("canvas", "moodle", "blackboard", "github-classroom", "folder")
+"""Patterns whose student part is unambiguous whatever the file is called: a notebook
+named otherwise (``doe_12_34_Untitled.ipynb``) is taken when its cells tell the lesson."""
 
 DEFAULT_PREFIXES = ("xlt-course",)
 """GitHub Classroom repository prefixes recognised besides the lesson ids."""
@@ -183,6 +189,8 @@ class Patterns:
     # the same patterns accepting any ``NN-name`` as lesson, to say "no such lesson"
     generic: list[tuple[str, re.Pattern]]
     file_re: re.Pattern
+    # the unambiguous patterns accepting any file name: the lesson is told from the cells
+    loose: list[tuple[str, re.Pattern]] = field(default_factory=list)
 
 
 def build_patterns(lessons: list[str], config: dict[str, Any] | None = None) -> Patterns:
@@ -215,7 +223,12 @@ def build_patterns(lessons: list[str], config: dict[str, Any] | None = None) -> 
         for k, p in generic
     ]
     file_re = compile_pattern(r"{lesson}{copy}\.ipynb", lessons)
-    return Patterns(list(lessons), named, generic, file_re)
+    loose = [
+        (k, re.compile(p.pattern.replace("(?P<lesson>(?!))", r"(?P<lesson>[^/]+?)"), p.flags))
+        for k, p in generic
+        if k in LOOSE_PATTERNS
+    ]
+    return Patterns(list(lessons), named, generic, file_re, loose)
 
 
 def safe_id(text: str) -> str:
@@ -245,8 +258,40 @@ def parse_time(text: str) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
-def match_name(path: str, patterns: Patterns) -> Submission | str:
-    """Return the :class:`Submission` a notebook's path names, or why it names none."""
+def _submission(name: str, g: dict[str, str], path: str, lesson: str) -> Submission | str:
+    display = g.get("name", "")
+    uid = g.get("uid", "")
+    raw = g.get("student") or g.get("student_id") or (f"{display}_{uid}" if display else "")
+    student = safe_id(raw)
+    if not student:
+        return f"pattern {name} matched but gave no student id"
+    copy_n = int(re.sub(r"\D", "", g.get("copy") or "") or 0)
+    late = any(g.get(k) for k in g if k.startswith("late"))
+    when = g.get("time") or g.get("timestamp") or ""
+    return Submission(
+        student=student,
+        lesson=lesson,
+        source=path,
+        pattern=name,
+        name=display.strip(),
+        lms_id=uid,
+        late=late,
+        submitted_at=parse_time(when) if when else "",
+        copy=copy_n,
+    )
+
+
+def match_name(
+    path: str, patterns: Patterns, lesson_of: Callable[[], str | None] | None = None
+) -> Submission | str:
+    """Return the :class:`Submission` a notebook's path names, or why it names none.
+
+    Args:
+        path: the notebook's path inside the download (``/`` separators).
+        patterns: from :func:`build_patterns`.
+        lesson_of: returns the lesson the notebook's cells belong to (None: unknown); used
+            when the name has a clear student part but no lesson id.
+    """
     path = unicodedata.normalize("NFC", path)
     for name, rx in patterns.named:
         m = rx.fullmatch(path)
@@ -262,31 +307,56 @@ def match_name(path: str, patterns: Patterns) -> Submission | str:
         if lesson is None:
             continue
         lesson = next(x for x in patterns.lessons if x.lower() == lesson.lower())
-        display = g.get("name", "")
-        uid = g.get("uid", "")
-        raw = g.get("student") or g.get("student_id") or (f"{display}_{uid}" if display else "")
-        student = safe_id(raw)
-        if not student:
-            return f"pattern {name} matched but gave no student id"
-        copy_n = int(re.sub(r"\D", "", g.get("copy") or "") or 0)
-        late = any(g.get(k) for k in g if k.startswith("late"))
-        when = g.get("time") or g.get("timestamp") or ""
-        return Submission(
-            student=student,
-            lesson=lesson,
-            source=path,
-            pattern=name,
-            name=display.strip(),
-            lms_id=uid,
-            late=late,
-            submitted_at=parse_time(when) if when else "",
-            copy=copy_n,
-        )
+        return _submission(name, g, path, lesson)
     for _, rx in patterns.generic:
         m = rx.fullmatch(path)
         if m and m.groupdict().get("lesson"):
             return f"lesson {m['lesson']!r} does not exist (lessons: {', '.join(patterns.lessons)})"
+    for name, rx in patterns.loose:
+        m = rx.fullmatch(path)
+        if m is None or lesson_of is None:
+            continue
+        lesson = lesson_of()
+        if lesson is None:
+            return "the file name has no lesson id and its cells match no lesson"
+        g = {k: v for k, v in m.groupdict().items() if v is not None}
+        g.pop("copy", None)
+        return _submission(f"{name} (lesson from its cells)", g, path, lesson)
     return "the name matches no submission pattern (see [intake] in autograder/term.toml)"
+
+
+def lesson_from_cells(data: bytes, lessons: list[str]) -> str | None:
+    """Return the lesson whose graded cell ids a notebook carries (None: none, or a tie)."""
+    from xlt_course import paths
+
+    try:
+        nb = json.loads(data.decode("utf-8"))
+        ids = {
+            c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            for c in nb.get("cells", [])
+            if isinstance(c, dict)
+        } - {None}
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    own = _lesson_ids(tuple(lessons), paths.lessons_dir())
+    common = set.intersection(*own.values()) if own else set()
+    scores = sorted(((len((ids - common) & v), k) for k, v in own.items()), reverse=True)
+    if not scores or scores[0][0] == 0 or (len(scores) > 1 and scores[1][0] == scores[0][0]):
+        return None
+    return scores[0][1]
+
+
+@functools.lru_cache(maxsize=4)
+def _lesson_ids(lessons: tuple[str, ...], release: Path) -> dict[str, set[str]]:
+    out = {}
+    for lesson in lessons:
+        nb_path = release / lesson / f"{lesson}.ipynb"
+        if nb_path.is_file():
+            cells = json.loads(nb_path.read_text(encoding="utf-8")).get("cells", [])
+            out[lesson] = {
+                c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells
+            } - {None}
+    return out
 
 
 # --- reading downloads -------------------------------------------------------------------
@@ -298,7 +368,7 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     if not info.flag_bits & 0x800:
         with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             name = name.encode("cp437").decode("utf-8")
-    return name
+    return name.replace("\\", "/")  # some Windows tools store backslashes
 
 
 def _ignored(path: str) -> bool:
@@ -365,14 +435,14 @@ def collect(
     for path, opener in members:
         if not path.lower().endswith(".ipynb"):
             continue
-        found = match_name(path, patterns)
-        if isinstance(found, str):
-            intake.skipped.append((path, found))
-            continue
         try:
             data = _read(opener)
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             intake.skipped.append((path, f"unreadable in the download ({e})"))
+            continue
+        found = match_name(path, patterns, lambda d=data: lesson_from_cells(d, lessons))
+        if isinstance(found, str):
+            intake.skipped.append((path, found))
             continue
         if not found.submitted_at:
             stamp = PurePosixPath(path).parent / "timestamp.txt"

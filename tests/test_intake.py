@@ -189,3 +189,24 @@ def test_grade_on_a_corrupt_zip_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "download.zip is not a readable zip file" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_notebook_named_otherwise_is_told_by_its_cells(tmp_path):
+    release = (paths.lessons_dir() / "02-procrustes" / "02-procrustes.ipynb").read_bytes()
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("doejane_99_100_Untitled.ipynb", release)  # Canvas, renamed by the student
+        z.writestr("doejack_98_101_Untitled.ipynb", b'{"cells": []}')
+        z.writestr("Kim Lee_5_assignsubmission_file_\\my work.ipynb", release)  # backslash
+    taken = intake.collect(archive, tmp_path / "out", LESSONS)
+    got = {(s.student, s.lesson, s.pattern) for s in taken.submissions}
+    assert got == {
+        ("doejane_99", "02-procrustes", "canvas (lesson from its cells)"),
+        ("Kim_Lee_5", "02-procrustes", "moodle (lesson from its cells)"),
+    }
+    assert taken.skipped == [
+        (
+            "doejack_98_101_Untitled.ipynb",
+            "the file name has no lesson id and its cells match no lesson",
+        )
+    ]
