@@ -168,6 +168,24 @@ def test_grading_a_mixed_zip_end_to_end(tmp_path, capsys, monkeypatch):
     late = {s["student"]: s["late"] for s in taken["submissions"]}
     assert late == {"doejohn_12345": True, "Zoë_Müller_1234567": False, "s123": False}
     assert (out / "feedback" / "Zoë_Müller_1234567" / f"{LESSON}.html").exists()
+    # the same output exports to Canvas (ids from Canvas's names; the others reported) ...
+    assert cli.main(["export", "graded", "--format", "canvas"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 students" in printed and "Zoë_Müller_1234567: no Canvas ID" in printed
+    with open(out / "export" / "canvas.csv", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["ID"], row[LESSON]) == ("12345", "3")
+    # ... and merges into a course gradebook, where formgrader finds it
+    from nbgrader.api import Gradebook
+
+    assert cli.main(["export", "graded", "--format", "nbgrader", "--dest", "course"]) == 0
+    assert "merged 3 submissions" in capsys.readouterr().out
+    db = tmp_path / "course" / "autograder" / "gradebook.db"
+    with Gradebook(f"sqlite:///{db}", "xlt-course") as gb:
+        scores = {s.student.id: s.score for s in gb.assignment_submissions(LESSON)}
+    assert scores == {"doejohn_12345": 3.0, "Zoë_Müller_1234567": 0.0, "s123": 3.0}
+    autograded = tmp_path / "course" / "autograder" / "work" / "autograded"
+    assert (autograded / "s123" / LESSON / f"{LESSON}.ipynb").exists()
 
 
 def test_folder_in_grading_layout_keeps_nbgrader_timestamps(tmp_path):

@@ -96,6 +96,14 @@ def _export(args: argparse.Namespace) -> int:
         )
         print(f"Gradescope autograder bundle -> {path}")
         return 0
+    if args.format == "nbgrader":
+        from autograder import formgrader
+
+        report = formgrader.merge_results(Path(args.out), Path(args.dest) if args.dest else None)
+        print(f"merged {len(report.merged)} submissions into the course gradebook (formgrader)")
+        for line in report.skipped:
+            print(f"  not merged: {line}")
+        return 0
     from autograder import export
 
     late = {
@@ -255,9 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="grades to a Canvas/Moodle gradebook CSV, a wide table, or Gradescope"
     )
     ex.add_argument("out", help="the grading output folder (holds grades.csv)")
-    ex.add_argument("--format", required=True, choices=["canvas", "moodle", "wide", "gradescope"])
+    ex.add_argument(
+        "--format",
+        required=True,
+        choices=["canvas", "moodle", "wide", "gradescope", "nbgrader"],
+        help="nbgrader: merge into the course gradebook, so that formgrader shows the results",
+    )
     ex.add_argument("--roster", help="CSV: student,name,lms_id,sis_id,login,section,email")
-    ex.add_argument("--dest", help="file to write (default OUT/export/FORMAT.csv)")
+    ex.add_argument(
+        "--dest", help="file to write (default OUT/export/FORMAT.csv; nbgrader: course root)"
+    )
     ex.add_argument("--lesson", nargs="+", help="only these lessons")
     ex.add_argument("--config", help="term settings (default autograder/term.toml)")
     ex.add_argument("--due", help="due date of every lesson: YYYY-MM-DD[THH:MM][+HH:MM]")
