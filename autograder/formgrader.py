@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def merge_results(out: Path, root: Path | None = None) -> MergeReport:
     db.parent.mkdir(parents=True, exist_ok=True)
     work = root / "autograder" / "work"
     report = MergeReport([], [])
-    with Gradebook(f"sqlite:///{db}", COURSE_ID) as gb:
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{db}", COURSE_ID) as gb:
+        # nbgrader's own session handling warns on every submission it reads; harmless
+        warnings.filterwarnings("ignore", message=".*not in session.*")
         for job_db in sorted(jobs.glob("*/*/gradebook.db")):
             job = job_db.parent
             lesson, student = job.parent.name, job.name
