@@ -217,17 +217,18 @@ def build_patterns(lessons: list[str], config: dict[str, Any] | None = None) -> 
     prefixes = tuple(cfg.get("github_prefixes", DEFAULT_PREFIXES))
     templates = [*extra_items, *((k, DEFAULT_PATTERNS[k]) for k in DEFAULT_PATTERNS if k in keep)]
     named = [(k, compile_pattern(t, lessons, prefixes)) for k, t in templates]
-    generic = [(k, compile_pattern(t, [], prefixes)) for k, t in templates]
-    generic = [
-        (k, re.compile(p.pattern.replace("(?P<lesson>(?!))", r"(?P<lesson>\d\d-[^/]+?)"), p.flags))
-        for k, p in generic
-    ]
+    blank = [(k, compile_pattern(t, [], prefixes)) for k, t in templates]
+
+    def any_lesson(rx: str, keep: tuple[str, ...] | None = None) -> list[tuple[str, re.Pattern]]:
+        return [
+            (k, re.compile(p.pattern.replace("(?P<lesson>(?!))", f"(?P<lesson>{rx})"), p.flags))
+            for k, p in blank
+            if keep is None or k in keep
+        ]
+
+    generic = any_lesson(r"\d\d-[^/]+?")
+    loose = any_lesson(r"[^/]+?", LOOSE_PATTERNS)
     file_re = compile_pattern(r"{lesson}{copy}\.ipynb", lessons)
-    loose = [
-        (k, re.compile(p.pattern.replace("(?P<lesson>(?!))", r"(?P<lesson>[^/]+?)"), p.flags))
-        for k, p in generic
-        if k in LOOSE_PATTERNS
-    ]
     return Patterns(list(lessons), named, generic, file_re, loose)
 
 
