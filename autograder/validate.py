@@ -2,7 +2,8 @@
 
 The notebook is rebuilt in the lesson's structure exactly as the grader rebuilds it, then
 run top to bottom as the grader runs it (``XLT_COURSE_GRADING=1``: training is skipped;
-the grader's per-cell and per-notebook time limits; an empty working folder). Each
+the grader's per-cell and per-notebook time limits and memory cap; an empty working
+folder). Each
 exercise's self-check result is printed; hidden tests are never run: every tests cell runs
 as the student version of the lesson has it. The notebook is gradable when its structure
 is intact (no graded cell deleted, edited, duplicated or moved), no answer uses the
@@ -26,6 +27,7 @@ from xlt_course import grading, notebooks, paths
 # The grader's limits (autograder/nbgrader_config.py, xlt-course grade's defaults).
 CELL_TIMEOUT = 120
 NOTEBOOK_TIMEOUT = 600.0
+MEMORY_MB = 8192
 
 
 @dataclass
@@ -114,7 +116,17 @@ def _label(nb: Any, index: int) -> str:
     return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
 
 
-def _execute(nb: Any, kernel: str, cell_timeout: int, notebook_timeout: float) -> bool:
+def _limit(memory_mb: int) -> None:  # runs in the kernel's process, before exec
+    import resource
+
+    if memory_mb > 0:
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _execute(
+    nb: Any, kernel: str, cell_timeout: int, notebook_timeout: float, memory_mb: int = 0
+) -> bool:
     """Run ``nb`` in place as the grader does; return False when the notebook ran out of time."""
     import nbclient
 
@@ -152,7 +164,7 @@ def _execute(nb: Any, kernel: str, cell_timeout: int, notebook_timeout: float) -
             },
             resources={"metadata": {"path": str(work)}},
         )
-        client.execute()
+        client.execute(preexec_fn=lambda: _limit(memory_mb))
         return not client.out_of_time
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -169,6 +181,7 @@ def validate(
     *,
     cell_timeout: int = CELL_TIMEOUT,
     notebook_timeout: float = NOTEBOOK_TIMEOUT,
+    memory_mb: int = MEMORY_MB,
 ) -> Validation:
     """Check that ``notebook`` is gradable and run its self-checks as the grader would.
 
@@ -177,6 +190,7 @@ def validate(
         lesson: its lesson id (default: from the file name, else from its cells).
         cell_timeout: seconds one cell may run (the grader's default).
         notebook_timeout: seconds the whole notebook may run (the grader's default).
+        memory_mb: the kernel's address-space cap (the grader's default; 0: none).
 
     Returns:
         A :class:`Validation`; ``.gradable`` is False when something must be fixed, and
@@ -226,7 +240,7 @@ def validate(
         if meta.get("grade") and not meta.get("solution"):
             c.source = template.get(meta["grade_id"], c.source)
             c.source = c.source.split(grading.HIDDEN_BEGIN)[0]
-    finished = _execute(nb, layout.kernel, cell_timeout, notebook_timeout)
+    finished = _execute(nb, layout.kernel, cell_timeout, notebook_timeout, memory_mb)
     v.seconds = round(time.perf_counter() - t0, 1)
     if not finished:
         v.problems.append(
@@ -259,6 +273,8 @@ def validate(
                 f"it ran more than {cell_timeout} s (the grader's limit per cell): make it "
                 "faster, or skip long work when xlt_course.setup.grading() is True"
             )
+        elif ename == "MemoryError":
+            fix = f"it needs more memory than the grader allows ({memory_mb} MB): use less"
         elif ename == "NotImplementedError":
             fix = (
                 "an exercise is not written yet: replace its `raise NotImplementedError()` "
