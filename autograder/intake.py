@@ -435,6 +435,11 @@ def collect(
     chosen: dict[tuple[str, str], tuple[Submission, bytes]] = {}
     for path, opener in members:
         if not path.lower().endswith(".ipynb"):
+            # a file named like a submission but of another kind (a PDF, a .py, a zip)
+            stem, dot, ext = path.rpartition(".")
+            named = dot and "/" not in ext and ext.lower() != "txt"
+            if named and isinstance(match_name(stem + ".ipynb", patterns), Submission):
+                intake.skipped.append((path, f"not a notebook (.{ext}): not graded"))
             continue
         try:
             data = _read(opener)

@@ -29,6 +29,7 @@ MIXED = {
     f"渡辺_{LESSON}.ipynb": ("渡辺", False),
     "homework.ipynb": None,
     "s125_99-no-such-lesson.ipynb": None,
+    f"s126_{LESSON}.pdf": None,  # a PDF where the notebook was expected
 }
 
 
@@ -49,7 +50,8 @@ def test_mixed_zip_takes_every_matchable_name(tmp_path):
     for student, _ in want.values():
         assert (tmp_path / "out" / student / LESSON / f"{LESSON}.ipynb").is_file()
     skipped = dict(taken.skipped)
-    assert set(skipped) == {"homework.ipynb", "s125_99-no-such-lesson.ipynb"}
+    assert set(skipped) == {"homework.ipynb", "s125_99-no-such-lesson.ipynb", f"s126_{LESSON}.pdf"}
+    assert skipped[f"s126_{LESSON}.pdf"] == "not a notebook (.pdf): not graded"
     assert "matches no submission pattern" in skipped["homework.ipynb"]
     assert "'99-no-such-lesson' does not exist" in skipped["s125_99-no-such-lesson.ipynb"]
     jdoe = next(s for s in taken.submissions if s.student == "jdoe")
