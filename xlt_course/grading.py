@@ -951,7 +951,7 @@ def grade(
     from tqdm.auto import tqdm
 
     out = Path(out).absolute()  # nbgrader resolves a relative course root against itself
-    submissions = Path(submissions)
+    submissions = download = Path(submissions)
     if (submissions.is_file() and submissions.suffix.lower() == ".zip") or (
         submissions.is_dir() and not find_submissions(submissions)
     ):
@@ -976,6 +976,8 @@ def grade(
     work = out / ".work"
     # The kernels see neither the submissions nor the grading output (other students' work).
     hide = (Path(submissions).resolve(), out.resolve())
+    if download.is_dir() and download.resolve() != hide[0]:
+        hide += (download.resolve(),)  # the LMS download itself (a zip file is not hidden yet)
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
         names = sorted({j[1] for j in todo})
