@@ -33,8 +33,11 @@ def _lessons(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from autograder import grading
+    import time
 
+    from autograder import grading, term_cli
+
+    started = time.time() - 1
     limits = grading.GradeLimits(
         notebook_timeout=args.timeout,
         cell_timeout=args.cell_timeout,
@@ -49,7 +52,9 @@ def _grade(args: argparse.Namespace) -> int:
         students=args.student,
         jobs=args.jobs,
         limits=limits,
+        config=Path(args.config) if args.config else None,
     )
+    term_cli.print_intake(Path(args.out), started)
     print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
     print(f"score histograms -> {Path(args.out) / 'summary'}")
     flagged = [r for r in results if r.flags]
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add the instructor's commands: lessons, grade, course."""
+    """Add the instructor's commands: lessons, grade, course, and the term's (autograder/term_cli.py)."""
     le = sub.add_parser("lessons", help="regenerate lessons/ from solutions/ with nbgrader")
     le.add_argument("lesson", nargs="*", help="lesson ids (default: all)")
     le.add_argument("--check", action="store_true", help="only report lessons that drifted")
@@ -105,12 +110,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="run kernels in bubblewrap, hiding solutions/ and other students' work "
         "(auto: when it works here)",
     )
+    g.add_argument(
+        "--config", help="term settings: submission name patterns (default autograder/term.toml)"
+    )
     g.set_defaults(func=_grade)
 
     c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")
     c.add_argument("--smoke", action="store_true", help="smoke-size settings (as the tests)")
     c.add_argument("--out", help="keep grading output here")
     c.set_defaults(func=_course)
+
+    from autograder import term_cli  # validate, export, similarity
+
+    term_cli.add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

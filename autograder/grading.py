@@ -950,11 +950,14 @@ def grade(
     jobs: int | None = None,
     limits: GradeLimits | None = None,
     progress: bool = True,
+    config: Path | None = None,
 ) -> list[SubmissionResult]:
     """Autograde every submission under ``submissions`` and write grades and feedback to ``out``.
 
-    ``submissions`` is a folder ``STUDENT/NN-topic/NN-topic.ipynb`` or an LMS zip (see
-    :func:`unpack_lms_zip`). Jobs run in parallel (``jobs``, default: the cores), each in its own
+    ``submissions`` is a folder ``STUDENT/NN-topic/NN-topic.ipynb``, or an LMS zip or folder
+    in another layout, taken in by :func:`autograder.intake.collect` (name patterns from
+    ``config``, default ``autograder/term.toml``; what it took and skipped goes to
+    ``out/intake.json``). Jobs run in parallel (``jobs``, default: the cores), each in its own
     scratch course, and results are merged in sorted order, so ``grades.csv`` is the same
     whatever the scheduling. Writes ``out/grades.csv`` and
     ``out/feedback/STUDENT/NN-topic.html``.
@@ -966,12 +969,24 @@ def grade(
 
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    submissions = Path(submissions)
-    if submissions.is_file() and submissions.suffix == ".zip":
-        unpacked = out / ".work" / "zip"
-        unpack_lms_zip(submissions, unpacked)
+    out = Path(out).absolute()  # nbgrader resolves a relative course root against itself
+    submissions = download = Path(submissions)
+    if (submissions.is_file() and submissions.suffix.lower() == ".zip") or (
+        submissions.is_dir() and not find_submissions(submissions)
+    ):
+        # an LMS download (zip, or a folder in another layout): see autograder/intake.py
+        from autograder import intake, term_config
+
+        unpacked = out / ".work" / "intake"
+        taken = intake.collect(
+            submissions, unpacked, lesson_names(), term_config.load_term_config(config)
+        )
+        taken.save(out / "intake.json")
         submissions = unpacked
+    elif submissions.is_dir():
+        from autograder import intake
+
+        intake.folder_records(find_submissions(submissions)).save(out / "intake.json")
     todo = [
         j
         for j in find_submissions(submissions)
@@ -980,6 +995,8 @@ def grade(
     work = out / ".work"
     # The kernels see neither the submissions nor the grading output (other students' work).
     hide = (Path(submissions).resolve(), out.resolve())
+    if download.is_dir() and download.resolve() != hide[0]:
+        hide += (download.resolve(),)  # the LMS download itself (a zip file is not hidden yet)
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
         names = sorted({j[1] for j in todo})

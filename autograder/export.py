@@ -1,0 +1,309 @@
+"""Export grades to an LMS gradebook (Canvas, Moodle), a wide table, or a Gradescope bundle.
+
+Reads the grading output (``OUT/grades.csv``, and ``OUT/intake.json`` when the submissions
+came from an LMS download), applies the late policy (raw scores are kept in the wide
+table) and maps students to LMS ids with an optional roster CSV:
+
+``student`` (the id in grades.csv, required), ``name``, ``lms_id`` (Canvas user id),
+``sis_id`` (Canvas SIS User ID, Moodle ID number), ``login`` (SIS Login ID),
+``section``, ``email``.
+
+Students graded but absent from the roster, and students the format cannot identify, are
+reported (one line each) and left out of LMS files; nothing is written when an input is
+malformed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from autograder import late as late_mod
+from xlt_course.errors import XltCourseError
+
+ExportFormat = Literal["canvas", "moodle", "wide", "gradescope"]
+FORMATS: tuple[str, ...] = ("canvas", "moodle", "wide", "gradescope")
+
+CANVAS_HEADER = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+"""The identity columns of a Canvas gradebook CSV (assignment columns follow)."""
+MOODLE_HEADER = ["Full name", "Email address", "ID number"]
+"""Identity columns of the Moodle grade import (map "Email address" or "ID number")."""
+ROSTER_COLUMNS = ("student", "name", "lms_id", "sis_id", "login", "section", "email")
+
+
+class ExportError(XltCourseError, ValueError):
+    """An export input (grades, roster, format, late settings) is malformed."""
+
+
+@dataclass
+class Grade:
+    """One (student, lesson) row of ``grades.csv`` with its late-policy outcome."""
+
+    student: str
+    lesson: str
+    raw: float
+    max_score: float
+    points: dict[str, tuple[float, float]]
+    flags: str
+    score: float = 0.0
+    late: late_mod.LateResult | None = None
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and what it could not place."""
+
+    path: Path
+    rows: int
+    problems: list[str] = field(default_factory=list)
+
+
+def read_grades(out: Path) -> list[Grade]:
+    """Read ``OUT/grades.csv`` (long format, one row per student and lesson).
+
+    Raises:
+        ExportError: the file is missing or lacks a required column.
+    """
+    path = Path(out) / "grades.csv"
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist: run `xlt-course grade ... --out {out}` first")
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"student", "lesson", "score", "max_score"} - set(reader.fieldnames or [])
+        if missing:
+            raise ExportError(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
+        grades = []
+        for row in reader:
+            points = {}
+            for part in filter(None, (row.get("points") or "").split(";")):
+                name, _, frac = part.partition("=")
+                s, _, m = frac.partition("/")
+                try:
+                    points[name] = (float(s), float(m))
+                except ValueError:
+                    continue
+            try:
+                raw, mx = float(row["score"]), float(row["max_score"])
+            except ValueError as e:
+                raise ExportError(f"{path}: {row['student']}/{row['lesson']}: {e}") from e
+            grades.append(
+                Grade(row["student"], row["lesson"], raw, mx, points, row.get("flags") or "")
+            )
+    return grades
+
+
+def read_roster(path: Path) -> dict[str, dict[str, str]]:
+    """Read a roster CSV: ``student`` -> its row (see the module docstring for columns).
+
+    Raises:
+        ExportError: the file is missing, has no ``student`` column, or lists a student or
+            an LMS id twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"roster {path} does not exist")
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if "student" not in (reader.fieldnames or []):
+            raise ExportError(
+                f"roster {path} has no 'student' column (columns: {', '.join(ROSTER_COLUMNS)})"
+            )
+        roster: dict[str, dict[str, str]] = {}
+        seen: dict[tuple[str, str], int] = {}
+        for line, row in enumerate(reader, start=2):
+            row = {k: (v or "").strip() for k, v in row.items() if k}
+            sid = row["student"]
+            if not sid:
+                raise ExportError(f"roster {path} line {line}: empty student id")
+            for col in ("student", "lms_id", "sis_id", "email"):
+                value = row.get(col, "")
+                if not value:
+                    continue
+                if (col, value) in seen:
+                    raise ExportError(
+                        f"roster {path}: {col} {value!r} appears twice "
+                        f"(lines {seen[(col, value)]} and {line}); keep one"
+                    )
+                seen[(col, value)] = line
+            roster[sid] = row
+    return roster
+
+
+def _intake_records(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    path = Path(out) / "intake.json"
+    if not path.is_file():
+        return {}
+    from autograder.intake import Intake
+
+    try:
+        taken = Intake.load(path)
+    except (OSError, ValueError, TypeError) as e:
+        raise ExportError(f"{path} is unreadable ({e})") from e
+    return {(s.student, s.lesson): s.__dict__ for s in taken.submissions}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def export(
+    out: Path,
+    fmt: str,
+    *,
+    roster: Path | None = None,
+    dest: Path | None = None,
+    lessons: list[str] | None = None,
+    config: dict[str, Any] | None = None,
+    late_override: dict[str, Any] | None = None,
+) -> ExportReport:
+    """Write the grades of the grading output ``out`` in format ``fmt``.
+
+    Args:
+        out: the folder ``xlt-course grade`` wrote (``grades.csv``, ``intake.json``).
+        fmt: ``canvas``, ``moodle`` or ``wide`` (``gradescope``: see :func:`gradescope_bundle`).
+        roster: CSV mapping students to LMS ids (optional for ``wide``, and for ``canvas``
+            when the submissions came from a Canvas zip, whose names carry the user id).
+        dest: the file to write (default ``out/export/FORMAT.csv``).
+        lessons: only these lessons (default: every lesson graded).
+        config: the term config (``[late]``, ``[export.canvas] assignments``).
+        late_override: late settings from the command line (policy, due, per_day, floor).
+
+    Returns:
+        An :class:`ExportReport`: the file, its student rows, and the problems found.
+
+    Raises:
+        ExportError, LateError: a malformed input; nothing is written.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r} (formats: {', '.join(FORMATS)})")
+    if fmt == "gradescope":
+        raise ExportError("the gradescope format is a bundle: use gradescope_bundle()")
+    config = config or {}
+    policy = late_mod.policy_from_config(config, **(late_override or {}))
+    grades = read_grades(out)
+    known_lessons = sorted({g.lesson for g in grades})
+    if lessons:
+        unknown = [x for x in lessons if x not in known_lessons]
+        if unknown:
+            raise ExportError(
+                f"no grades for lesson {unknown[0]!r} in {out} (graded: {', '.join(known_lessons)})"
+            )
+        grades = [g for g in grades if g.lesson in lessons]
+    cols = lessons or known_lessons
+    records = _intake_records(out)
+    for g in grades:
+        rec = records.get((g.student, g.lesson), {})
+        g.late = late_mod.apply_late(
+            policy, g.lesson, g.raw, rec.get("submitted_at", ""), bool(rec.get("late"))
+        )
+        g.score = g.late.score
+    people = read_roster(roster) if roster else {}
+    problems: list[str] = []
+    by_student: dict[str, dict[str, Grade]] = {}
+    for g in grades:
+        by_student.setdefault(g.student, {})[g.lesson] = g
+    if roster:
+        for s in sorted(set(by_student) - set(people)):
+            problems.append(f"{s}: graded but not in the roster {roster}")
+    # identity from the roster, else from the LMS names intake saw
+    ident: dict[str, dict[str, str]] = {}
+    for s in sorted(set(by_student) | set(people)):
+        row = dict(people.get(s, {}))
+        for (student, _), rec in sorted(records.items()):
+            if student == s:
+                row.setdefault("name", rec.get("name", ""))
+                if rec.get("pattern") == "canvas":
+                    row.setdefault("lms_id", rec.get("lms_id", ""))
+                if rec.get("pattern") == "moodle":
+                    row.setdefault("moodle_participant", rec.get("lms_id", ""))
+        ident[s] = {k: v for k, v in row.items() if v}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    rows = 0
+    if fmt == "canvas":
+        ids = (config.get("export", {}).get("canvas", {}) or {}).get("assignments", {})
+        w.writerow(CANVAS_HEADER + [f"{x} ({ids[x]})" if x in ids else x for x in cols])
+        for s, who in ident.items():
+            if s not in people and roster:
+                continue
+            if not (who.get("lms_id") or who.get("sis_id") or who.get("login")):
+                problems.append(f"{s}: no Canvas ID, SIS User ID or SIS Login ID (add to roster)")
+                continue
+            mine = by_student.get(s, {})
+            w.writerow(
+                [
+                    who.get("name", s),
+                    who.get("lms_id", ""),
+                    who.get("sis_id", ""),
+                    who.get("login", ""),
+                    who.get("section", ""),
+                    *(_fmt(mine[x].score) if x in mine else "" for x in cols),
+                ]
+            )
+            rows += 1
+    elif fmt == "moodle":
+        w.writerow(MOODLE_HEADER + cols)
+        for s, who in ident.items():
+            if s not in people and roster:
+                continue
+            if not (who.get("email") or who.get("sis_id")):
+                problems.append(f"{s}: no email or ID number for Moodle (add to roster)")
+                continue
+            mine = by_student.get(s, {})
+            w.writerow(
+                [
+                    who.get("name", s),
+                    who.get("email", ""),
+                    who.get("sis_id", ""),
+                    *(_fmt(mine[x].score) if x in mine else "" for x in cols),
+                ]
+            )
+            rows += 1
+    else:  # wide
+        exercises = {
+            x: sorted({k for g in grades if g.lesson == x for k in g.points}) for x in cols
+        }
+        head = ["student", "name", "lms_id"]
+        for x in cols:
+            head += [x, f"{x} raw", f"{x} max", f"{x} late"]
+            head += [f"{x} {e}" for e in exercises[x]]
+        head += ["total", "total raw", "total max"]
+        w.writerow(head)
+        for s, who in ident.items():
+            mine = by_student.get(s, {})
+            line = [s, who.get("name", ""), who.get("lms_id", "")]
+            for x in cols:
+                g = mine.get(x)
+                if g is None:
+                    line += ["", "", "", "missing"] + [""] * len(exercises[x])
+                    continue
+                note = g.late.note if g.late and (g.late.late or g.late.note) else ""
+                line += [_fmt(g.score), _fmt(g.raw), _fmt(g.max_score), note]
+                line += [_fmt(g.points[e][0]) if e in g.points else "" for e in exercises[x]]
+            line += [
+                _fmt(sum(g.score for g in mine.values())),
+                _fmt(sum(g.raw for g in mine.values())),
+                _fmt(sum(g.max_score for g in mine.values())),
+            ]
+            w.writerow(line)
+            rows += 1
+    dest = Path(dest) if dest else Path(out) / "export" / f"{fmt}.csv"
+    _write_atomic(dest, buf.getvalue())
+    return ExportReport(dest, rows, problems)

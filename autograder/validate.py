@@ -1,0 +1,312 @@
+"""``xlt-course validate NOTEBOOK``: a student checks a notebook before submitting it.
+
+The notebook is rebuilt in the lesson's structure exactly as the grader rebuilds it, then
+run top to bottom as the grader runs it (``XLT_COURSE_GRADING=1``: training is skipped;
+the grader's per-cell and per-notebook time limits and memory cap; an empty working
+folder). Each
+exercise's self-check result is printed; hidden tests are never run: every tests cell runs
+as the student version of the lesson has it. The notebook is gradable when its structure
+is intact (no graded cell deleted, edited, duplicated or moved), no answer uses the
+course's own implementation, and every cell other than a self-check runs without error.
+A failed self-check is reported but does not make the notebook ungradable (it is graded,
+and scores what it scores).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograder import grading, notebooks, paths
+
+# The grader's limits (autograder/nbgrader_config.py, xlt-course grade's defaults).
+CELL_TIMEOUT = 120
+NOTEBOOK_TIMEOUT = 600.0
+MEMORY_MB = 8192
+
+
+@dataclass
+class ExerciseCheck:
+    """The self-check of one exercise, as the student's notebook ran it."""
+
+    grade_id: str
+    points: float
+    ok: bool
+    message: str
+
+
+@dataclass
+class Validation:
+    """What ``xlt-course validate`` found in one notebook."""
+
+    notebook: Path
+    lesson: str
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checks: list[ExerciseCheck] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def gradable(self) -> bool:
+        """True when the grader can grade the notebook as the student sees it."""
+        return not self.problems
+
+
+def guess_lesson(notebook: Path, lessons: list[str]) -> str | None:
+    """Return the lesson a notebook belongs to: from its file name, else from its cell ids."""
+    from autograder.intake import build_patterns
+
+    m = build_patterns(lessons).file_re.search(notebook.name)
+    if m:
+        return next(x for x in lessons if x.lower() == m["lesson"].lower())
+    try:
+        ids = set(notebooks.grade_cells(notebooks.read_notebook(notebook)))
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by validate itself
+        return None
+    best, overlap = None, 0
+    for lesson in lessons:
+        release = paths.lessons_dir() / lesson / f"{lesson}.ipynb"
+        if release.exists():
+            n = len(ids & set(notebooks.grade_cells(notebooks.read_notebook(release))))
+            if n > overlap:
+                best, overlap = lesson, n
+    return best
+
+
+_FIXES = (
+    ("deleted (graded blank)", "copy the cell back from the lesson and write your answer in it"),
+    ("deleted (restored)", "copy the cell back from the lesson, unchanged"),
+    ("edited (restored from the lesson)", "undo your edits to it (the grader uses the original)"),
+    ("duplicated", "delete the copy (only the first one is graded)"),
+    ("reordered", "move the cells back into the lesson's order"),
+)
+_WARN_ONLY = ("kernel", "nbformat", "unknown nbgrader cell")
+
+
+def _structure(v: Validation, flags: list[str], lesson: str) -> None:
+    where = f"lessons/{lesson}/{lesson}.ipynb"
+    for flag in flags:
+        if flag.startswith(_WARN_ONLY):
+            v.warnings.append(flag)
+            continue
+        if ": scored 0, solution uses xlt_course" in flag:
+            continue  # reported from Prepared.zero, with the fix
+        fix = next((f for key, f in _FIXES if key in flag), None)
+        if fix is None:
+            v.problems.append(f"{flag}: re-download {where} and copy your answers into it")
+        else:
+            v.problems.append(f"{flag}: {fix} (see {where})")
+
+
+def _error_of(cell: Any) -> dict | None:
+    return next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+
+
+def _label(nb: Any, index: int) -> str:
+    gid = nb.cells[index].get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    if gid:
+        return gid
+    before = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells[:index]]
+    anchor = next((g for g in reversed(before) if g), None)
+    return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
+
+
+def _limit(memory_mb: int) -> None:  # runs in the kernel's process, before exec
+    import resource
+
+    if memory_mb > 0:
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _execute(
+    nb: Any, kernel: str, cell_timeout: int, notebook_timeout: float, memory_mb: int = 0
+) -> bool:
+    """Run ``nb`` in place as the grader does; return False when the notebook ran out of time."""
+    import nbclient
+
+    class Client(nbclient.NotebookClient):
+        deadline = time.monotonic() + notebook_timeout
+        out_of_time = False
+
+        async def async_execute_cell(self, cell, cell_index, *args, **kwargs):  # noqa: ANN001, ANN201, D102
+            if time.monotonic() > self.deadline:
+                self.out_of_time = True
+                return cell
+            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+
+    env = {
+        "XLT_COURSE_GRADING": "1",
+        "MPLBACKEND": "Agg",
+    }
+    defaults = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    saved = {k: os.environ.get(k) for k in [*env, *defaults]}
+    os.environ.update(env)
+    for k, val in defaults.items():
+        os.environ.setdefault(k, val)
+    work = Path(tempfile.mkdtemp(prefix="xlt-validate-"))
+    try:
+        client = Client(
+            nb,
+            timeout=cell_timeout,
+            kernel_name=kernel,
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            error_on_timeout={
+                "ename": "CellTimeoutError",
+                "evalue": f"the cell ran more than {cell_timeout} s",
+                "traceback": [],
+            },
+            resources={"metadata": {"path": str(work)}},
+        )
+        client.execute(preexec_fn=lambda: _limit(memory_mb))
+        return not client.out_of_time
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+def validate(
+    notebook: Path,
+    lesson: str | None = None,
+    *,
+    cell_timeout: int = CELL_TIMEOUT,
+    notebook_timeout: float = NOTEBOOK_TIMEOUT,
+    memory_mb: int = MEMORY_MB,
+) -> Validation:
+    """Check that ``notebook`` is gradable and run its self-checks as the grader would.
+
+    Args:
+        notebook: the student's notebook.
+        lesson: its lesson id (default: from the file name, else from its cells).
+        cell_timeout: seconds one cell may run (the grader's default).
+        notebook_timeout: seconds the whole notebook may run (the grader's default).
+        memory_mb: the kernel's address-space cap (the grader's default; 0: none).
+
+    Returns:
+        A :class:`Validation`; ``.gradable`` is False when something must be fixed, and
+        each problem says what to fix.
+
+    Raises:
+        FileNotFoundError: the notebook does not exist.
+        ValueError: the lesson is unknown or cannot be told.
+    """
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"{notebook} does not exist")
+    lessons = grading.lesson_names(paths.lessons_dir())
+    lesson = lesson or guess_lesson(notebook, lessons)
+    if lesson not in lessons:
+        raise ValueError(
+            f"cannot tell which lesson {notebook.name} is"
+            if lesson is None
+            else f"lesson {lesson!r} does not exist (lessons: {', '.join(lessons)})"
+        )
+    release = paths.lessons_dir() / lesson / f"{lesson}.ipynb"
+    layout = grading.lesson_layout(lesson, release)
+    v = Validation(notebook, lesson)
+    t0 = time.perf_counter()
+    prepared = grading.prepare_submission(notebook, layout)
+    if prepared.nb is None:
+        v.problems += [
+            f"{f}: save the notebook from Jupyter again, or re-download "
+            f"lessons/{lesson}/{lesson}.ipynb and copy your answers into it"
+            for f in prepared.flags
+        ]
+        return v
+    _structure(v, prepared.flags, lesson)
+    for tests_id, why in sorted(prepared.zero.items()):
+        v.problems.append(
+            f"{tests_id}: {why}: write the exercise yourself (only xlt_course.checks may be used)"
+        )
+    nb = prepared.nb
+    # Self-checks run as the student version has them: never the hidden tests.
+    template = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in layout.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    }
+    for c in nb.cells:
+        meta = c.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            c.source = template.get(meta["grade_id"], c.source)
+            c.source = c.source.split(grading.HIDDEN_BEGIN)[0]
+    finished = _execute(nb, layout.kernel, cell_timeout, notebook_timeout, memory_mb)
+    v.seconds = round(time.perf_counter() - t0, 1)
+    if not finished:
+        v.problems.append(
+            f"the notebook ran more than {notebook_timeout:g} s (the grader's limit): "
+            "long training must not run while graded (see xlt_course.setup.grading())"
+        )
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        meta = c.get("metadata", {}).get("nbgrader", {})
+        err = _error_of(c)
+        label = _label(nb, i)
+        if meta.get("grade") and not meta.get("solution"):
+            if err is None:
+                msg = "self-check passes" if c.get("execution_count") else "did not run"
+                v.checks.append(ExerciseCheck(label, float(meta.get("points", 0)), True, msg))
+            else:
+                hint = str(err.get("evalue") or "").strip() or err.get("ename", "error")
+                if err.get("ename") == "NameError":
+                    hint += " (run the exercise's answer cell; did you rename the function?)"
+                v.checks.append(
+                    ExerciseCheck(label, float(meta.get("points", 0)), False, f"{hint}")
+                )
+            continue
+        if err is None:
+            continue
+        ename, evalue = err.get("ename", "Error"), str(err.get("evalue") or "").strip()
+        if ename in ("CellTimeoutError", "KeyboardInterrupt"):
+            fix = (
+                f"it ran more than {cell_timeout} s (the grader's limit per cell): make it "
+                "faster, or skip long work when xlt_course.setup.grading() is True"
+            )
+        elif ename == "MemoryError":
+            fix = f"it needs more memory than the grader allows ({memory_mb} MB): use less"
+        elif ename == "NotImplementedError":
+            fix = (
+                "an exercise is not written yet: replace its `raise NotImplementedError()` "
+                "with your answer"
+            )
+        else:
+            fix = "fix it so that the notebook runs from top to bottom (Kernel > Restart & Run All)"
+        what = "answer cell " if meta.get("solution") else ""
+        why = f"{ename}: {evalue[:200]}" if evalue else ename
+        v.problems.append(f"{what}{label} raises {why}; {fix}")
+    return v
+
+
+def format_validation(v: Validation) -> str:
+    """Return the report ``xlt-course validate`` prints."""
+    lines = [
+        f"{v.notebook}: lesson {v.lesson}, run as the grader runs it "
+        f"(training skipped, {CELL_TIMEOUT} s per cell) in {v.seconds:g} s"
+    ]
+    for c in v.checks:
+        mark = "✓" if c.ok else "✗"
+        unit = "point" if c.points == 1 else "points"
+        lines.append(f"  {mark} {c.grade_id} ({c.points:g} {unit}): {c.message}")
+    for w in v.warnings:
+        lines.append(f"  note: {w}")
+    if v.problems:
+        lines.append("To fix before you submit:")
+        lines += [f"  - {p}" for p in v.problems]
+    lines.append(
+        "GRADABLE: yes. Hidden tests run when it is graded: passing the self-checks is "
+        "necessary, not sufficient."
+        if v.gradable
+        else "GRADABLE: no (fix the problems above and run validate again)."
+    )
+    return "\n".join(lines)

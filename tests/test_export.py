@@ -1,0 +1,163 @@
+"""Export and late work: LMS files re-import, the late policy keeps the raw score, bad input is one line."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from autograder import cli, export, late
+from autograder.intake import Intake, Submission
+
+GRADES = """\
+student,lesson,score,max_score,points,flags
+doejohn_12345,00-setup,3,3,ex1_cosine_tests=2/2;ex2_top_k_tests=1/1,
+doejohn_12345,02-procrustes,4,5,ex1=4/5,
+smithann_222,00-setup,2,3,ex1_cosine_tests=2/2;ex2_top_k_tests=0/1,
+Zoë_Müller_77,00-setup,3,3,ex1_cosine_tests=2/2;ex2_top_k_tests=1/1,
+stranger,00-setup,1,3,ex1_cosine_tests=1/2;ex2_top_k_tests=0/1,
+"""
+ROSTER = """\
+student,name,lms_id,sis_id,login,section,email
+doejohn_12345,"Doe, John",12345,S1,jdoe,A,jdoe@example.org
+smithann_222,"Smith, Ann",222,S2,asmith,A,asmith@example.org
+Zoë_Müller_77,Zoë Müller,77,S3,zmuller,B,zm@example.org
+absent_1,"Absent, Al",999,S4,aal,B,al@example.org
+"""
+
+
+@pytest.fixture
+def graded(tmp_path):
+    out = tmp_path / "graded"
+    out.mkdir()
+    (out / "grades.csv").write_text(GRADES, encoding="utf-8")
+    Intake(
+        [
+            Submission("doejohn_12345", "00-setup", "a", "canvas", "doejohn", "12345"),
+            Submission(
+                "smithann_222",
+                "00-setup",
+                "b",
+                "canvas",
+                "smithann",
+                "222",
+                True,
+                "2026-01-17T10:00:00+00:00",
+            ),  # fmt: skip
+            Submission("Zoë_Müller_77", "00-setup", "c", "moodle", "Zoë Müller", "77", True),
+        ]
+    ).save(out / "intake.json")
+    (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    return out
+
+
+def test_canvas_export_reimports_one_row_per_student(graded, tmp_path, capsys):
+    code = cli.main(
+        ["export", str(graded), "--format", "canvas", "--roster", str(tmp_path / "roster.csv")]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "4 students" in printed
+    assert "not exported: stranger: graded but not in the roster" in printed
+    with open(graded / "export" / "canvas.csv", encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        assert reader.fieldnames == [*export.CANVAS_HEADER, "00-setup", "02-procrustes"]
+    assert sorted(r["ID"] for r in rows) == ["12345", "222", "77", "999"]  # one row each
+    by_id = {r["ID"]: r for r in rows}
+    assert by_id["12345"]["Student"] == "Doe, John"
+    assert by_id["12345"]["00-setup"] == "3" and by_id["12345"]["02-procrustes"] == "4"
+    assert by_id["999"]["00-setup"] == ""  # no submission: blank, Canvas leaves it unchanged
+    assert by_id["77"]["Student"] == "Zoë Müller"
+
+
+def test_canvas_without_roster_uses_the_ids_in_canvas_names(graded):
+    report = export.export(
+        graded, "canvas", config={"export": {"canvas": {"assignments": {"00-setup": 501}}}}
+    )
+    with open(report.path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert "00-setup (501)" in rows[0]
+    assert [r["ID"] for r in rows] == ["12345", "222"]
+    assert any("Zoë_Müller_77: no Canvas ID" in p for p in report.problems)
+
+
+def test_moodle_export_and_wide_table_with_late_policy(graded, tmp_path):
+    roster = tmp_path / "roster.csv"
+    over = {"policy": "per_day", "due": "2026-01-15", "per_day": 0.25, "floor": 0.5}
+    report = export.export(graded, "moodle", roster=roster, late_override=over)
+    with open(report.path, encoding="utf-8") as f:
+        rows = {r["Email address"]: r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values())))[:3] == export.MOODLE_HEADER
+    # smithann submitted 2026-01-17T10:00Z, due 2026-01-15T23:59:59Z: 2 started days late
+    assert rows["asmith@example.org"]["00-setup"] == "1"  # 2 * (1 - 0.5)
+    wide = export.export(graded, "wide", roster=roster, late_override=over)
+    with open(wide.path, encoding="utf-8") as f:
+        table = {r["student"]: r for r in csv.DictReader(f)}
+    ann = table["smithann_222"]
+    assert (ann["00-setup"], ann["00-setup raw"], ann["00-setup max"]) == ("1", "2", "3")
+    assert "late by 2 day(s)" in ann["00-setup late"]
+    assert ann["00-setup ex2_top_k_tests"] == "0"
+    # marked late by the LMS but no time: flagged, never penalised silently
+    zoe = table["Zoë_Müller_77"]
+    assert zoe["00-setup"] == "3" and "no submission time" in zoe["00-setup late"]
+    assert table["absent_1"]["00-setup late"] == "missing"
+    assert table["doejohn_12345"]["total"] == "7"
+
+
+def test_late_policy_arithmetic():
+    due = late.parse_due("2026-03-01T12:00+01:00")
+    assert due.isoformat() == "2026-03-01T11:00:00+00:00"
+    pol = late.LatePolicy("per_day", {"*": due}, per_day=0.1, floor=0.7, grace_minutes=10)
+    on_time = late.apply_late(pol, "x", 5, "2026-03-01T11:09:00+00:00", False)
+    assert (on_time.late, on_time.score) == (False, 5)
+    day1 = late.apply_late(pol, "x", 5, "2026-03-01T11:11:00+00:00", False)
+    assert (day1.late, day1.days, day1.score) == (True, 1, 4.5)
+    week = late.apply_late(pol, "x", 5, "2026-03-09T11:00:00+00:00", False)
+    assert week.score == 3.5  # the floor: 70% of the raw score
+    flag = late.LatePolicy("flag", {"*": due})
+    assert late.apply_late(flag, "x", 5, "2026-03-05T00:00:00+00:00", False).score == 5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--format", "canvas", "--due", "15/01/2026"], "due date '15/01/2026' is not YYYY-MM-DD"),
+        (["--format", "canvas", "--roster", "{dup}"], "'S1' appears twice (lines 2 and 3)"),
+        (["--format", "wide", "--lesson", "99-nope"], "no grades for lesson '99-nope'"),
+        (["--format", "canvas", "--roster", "{missing}"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_overwrites_nothing(
+    graded, tmp_path, capsys, argv, message
+):
+    dup = tmp_path / "dup.csv"
+    dup.write_text("student,sis_id\na,S1\nb,S1\n", encoding="utf-8")
+    previous = graded / "export" / "canvas.csv"
+    previous.parent.mkdir()
+    previous.write_text("an earlier export\n", encoding="utf-8")
+    argv = [a.format(dup=dup, missing=tmp_path / "nope.csv") for a in argv]
+    assert cli.main(["export", str(graded), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert previous.read_text(encoding="utf-8") == "an earlier export\n"
+    assert sorted(p.name for p in previous.parent.iterdir()) == ["canvas.csv"]
+
+
+def test_unknown_format_is_refused(graded, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["export", str(graded), "--format", "blackboard"])
+    assert "invalid choice: 'blackboard'" in capsys.readouterr().err
+    with pytest.raises(export.ExportError, match="unknown export format 'xls'"):
+        export.export(graded, "xls")
+
+
+def test_example_term_config_is_valid():
+    from autograder import grading, intake, term_config
+
+    path = term_config.DEFAULT_FILE.with_name("term.example.toml")
+    config = term_config.load_term_config(path)
+    intake.build_patterns(grading.lesson_names(), config)
+    assert late.policy_from_config(config).policy == "none"
+    with pytest.raises(term_config.TermConfigError, match="does not exist"):
+        term_config.load_term_config(path.with_name("nope.toml"))

@@ -1,0 +1,86 @@
+"""Similarity report: renamed copies are caught, independent work and starter code are not."""
+
+from __future__ import annotations
+
+import html
+import json
+
+import pytest
+
+from autograder import cli, notebooks, paths, similarity
+
+LESSON = "00-setup"
+RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
+
+ORIGINAL = """import numpy as np
+
+
+def cosine_similarity_matrix(A, B):
+    # normalise the rows first
+    A_unit = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B_unit = B / np.linalg.norm(B, axis=1, keepdims=True)
+    sims = A_unit @ B_unit.T
+    return sims
+"""
+# the same code with other names, comments, spacing and constants
+RENAMED = '''import numpy as np
+
+
+def cosine_similarity_matrix(X, Y):
+    """My own work."""
+    xn = X/np.linalg.norm(X, axis=-1, keepdims=True)   # rows
+    yn = Y/np.linalg.norm(Y, axis=-1, keepdims=True)
+    out = xn @ yn.T
+    return out
+'''
+INDEPENDENT = """import numpy as np
+
+
+def cosine_similarity_matrix(A, B):
+    dots = A @ B.T
+    na = np.sqrt((A * A).sum(axis=1))[:, None]
+    nb = np.sqrt((B * B).sum(axis=1))[None, :]
+    return dots / (na * nb)
+"""
+
+
+def test_normalise_ignores_names_literals_comments_and_docstrings():
+    assert similarity.normalise(ORIGINAL) == similarity.normalise(RENAMED)
+    assert similarity.normalise(ORIGINAL) != similarity.normalise(INDEPENDENT)
+    assert similarity.normalise("def f(:\n") == []  # a syntax error compares as nothing
+
+
+def _submit(folder, student, source):
+    nb = notebooks.read_notebook(RELEASE)
+    notebooks.grade_cells(nb)["ex1_cosine"].source = source
+    path = folder / student / LESSON / f"{LESSON}.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(notebooks.dumps(nb), encoding="utf-8")
+
+
+def test_report_pairs_copies_side_by_side_and_skips_starter_code(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    _submit(subs, "ana", ORIGINAL)
+    _submit(subs, "ben", RENAMED)
+    _submit(subs, "chloé", INDEPENDENT)
+    _submit(
+        subs, "dan", notebooks.grade_cells(notebooks.read_notebook(RELEASE))["ex1_cosine"].source
+    )
+    _submit(
+        subs, "eve", notebooks.grade_cells(notebooks.read_notebook(RELEASE))["ex1_cosine"].source
+    )
+    assert cli.main(["similarity", str(subs), "--out", str(tmp_path / "rep")]) == 0
+    printed = capsys.readouterr().out
+    assert "00-setup: ana / ben  100%" in printed and "1 pairs" in printed
+    pairs = json.loads((tmp_path / "rep" / "similarity.json").read_text(encoding="utf-8"))
+    # the two blank notebooks share only the starter code: not a pair
+    assert [(p["a"], p["b"]) for p in pairs] == [("ana", "ben")]
+    page = (tmp_path / "rep" / "similarity.html").read_text(encoding="utf-8")
+    page = html.unescape(page).replace("\xa0", " ")
+    assert "xn @ yn.T" in page and "A_unit @ B_unit.T" in page
+    assert "never" in page.lower() or "not a verdict" in page
+
+
+def test_threshold_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="threshold"):
+        similarity.similarity_report(tmp_path, tmp_path / "r", threshold=1.5)

@@ -1,0 +1,95 @@
+"""`xlt-course validate`: the reference passes; broken notebooks fail with what to fix."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import solution
+
+from autograder import cli, grading, notebooks, paths, validate
+
+LESSON = "00-setup"
+RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
+
+
+def _answered():
+    """Return the student notebook with the reference answers (no hidden tests in it)."""
+    nb = notebooks.read_notebook(RELEASE)
+    ref = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))
+    for gid, cell in notebooks.grade_cells(nb).items():
+        if cell.metadata["nbgrader"].get("solution"):
+            lines = ref[gid].source.splitlines()
+            cell.source = "\n".join(ln for ln in lines if "### " not in ln)
+    return nb
+
+
+def _write(tmp_path, nb, name=f"{LESSON}.ipynb"):
+    path = tmp_path / name
+    path.write_text(notebooks.dumps(nb), encoding="utf-8")
+    return path
+
+
+@pytest.mark.notebook
+def test_reference_solution_is_gradable(capsys):
+    assert cli.main(["validate", str(solution(LESSON))]) == 0
+    out = capsys.readouterr().out
+    assert "✓ ex1_cosine_tests (2 points): self-check passes" in out
+    assert "✓ ex2_top_k_tests (1 point): self-check passes" in out
+    assert "GRADABLE: yes" in out
+    assert grading.HIDDEN_BEGIN not in out and "_reference" not in out
+
+
+@pytest.mark.notebook
+def test_deleted_test_cell_fails_and_says_what_to_fix(tmp_path, capsys):
+    nb = _answered()
+    nb.cells = [
+        c
+        for c in nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != "ex2_top_k_tests"
+    ]
+    # the file name says nothing: the lesson is recognised from the cells
+    path = _write(tmp_path, nb, "my homework (1).ipynb")
+    assert cli.main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "lesson 00-setup" in out
+    assert (
+        "locked cell ex2_top_k_tests deleted (restored): copy the cell back from the lesson" in out
+    )
+    assert "GRADABLE: no" in out
+
+
+@pytest.mark.notebook
+def test_answer_cell_that_raises_fails_and_says_what_to_fix(tmp_path, capsys):
+    nb = _answered()
+    cells = notebooks.grade_cells(nb)
+    cells["ex2_top_k"].source += "\nundefined_helper()\n"
+    path = _write(tmp_path, nb)
+    before = path.read_bytes()
+    assert cli.main(["validate", str(path)]) == 1
+    assert path.read_bytes() == before  # validate never writes the student's notebook
+    out = capsys.readouterr().out
+    assert "answer cell ex2_top_k raises NameError: name 'undefined_helper' is not defined" in out
+    assert "runs from top to bottom" in out
+    assert "✓ ex1_cosine_tests" in out  # the other exercise is still checked
+    assert "GRADABLE: no" in out
+
+
+def test_forbidden_import_and_unreadable_file_are_not_gradable(tmp_path, monkeypatch):
+    monkeypatch.setattr(validate, "_execute", lambda *a, **k: True)  # structure only
+    nb = _answered()
+    notebooks.grade_cells(nb)[
+        "ex1_cosine"
+    ].source = "from xlt_course.align import cosine_similarity_matrix\n"
+    v = validate.validate(_write(tmp_path, nb))
+    assert not v.gradable
+    assert any("ex1_cosine_tests" in p and "write the exercise yourself" in p for p in v.problems)
+    broken = tmp_path / f"x-{LESSON}.ipynb"
+    broken.write_text("{not json", encoding="utf-8")
+    v = validate.validate(broken)
+    assert not v.gradable and "not JSON" in v.problems[0]
+
+
+def test_unknown_lesson_is_one_line(tmp_path, capsys):
+    path = _write(tmp_path, _answered())
+    assert cli.main(["validate", str(path), "--lesson", "99-nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lesson '99-nope' does not exist" in err and "\n" not in err
