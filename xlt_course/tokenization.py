@@ -93,7 +93,8 @@ ModelName = Literal[
     "xlm-roberta-large",
 ]
 
-#: Parameter counts (millions) counted from the architectures, ../shared/REFERENCE_NUMBERS.md.
+#: Parameter counts (millions) that follow from each published architecture (the configurations
+#: of :func:`published_config`, counted by :func:`parameter_breakdown`).
 PUBLISHED_MILLIONS: dict[str, float] = {
     "bert-base-uncased": 109.5,
     "bert-base-multilingual-cased": 177.9,
