@@ -135,11 +135,11 @@ def _hostile_submissions(subs):
     _submit(subs, "patchduring", _student_nb(ex2=during))
     # Calling the course's implementation: plainly (static check) and through a module
     # imported under an innocent name in another cell (runtime check).
-    ex1 = "from xlt_course.align import nn_scores\n\ndef cosine_similarity_matrix(A, B):\n"
+    ex1 = "from xlt_course.retrieval import nn_scores\n\ndef cosine_similarity_matrix(A, B):\n"
     ex1 += "    return nn_scores(A, B)\n"
     ex2 = ref["ex2_top_k"].replace('"""\n', '"""\n    assert helper is not None\n', 1)
     nb = _student_nb(ex1=ex1, ex2=ex2)
-    sneaky = 'helper = __import__("importlib").import_module("xlt_" + "course.align")'
+    sneaky = 'helper = __import__("importlib").import_module("xlt_" + "course.retrieval")'
     _submit(subs, "refimpl", _insert_after(nb, "ex1_cosine_tests", sneaky))
     # Reading the instructor's notebook (to copy the answer) and writing into another
     # student's job: neither path is reachable from the grading kernel.
@@ -261,8 +261,8 @@ def test_static_check_allows_checks_and_forbids_the_rest():
     assert grading.forbidden_course_use("def f(x):\n    return _reference(x)", names) == [
         "uses _reference"
     ]
-    assert grading.forbidden_course_use("import xlt_course.align", set()) == ["imports xlt_course"]
-    assert grading.forbidden_course_use("m = __import__('xlt_course.align')", set()) == [
+    assert grading.forbidden_course_use("import xlt_course.bli", set()) == ["imports xlt_course"]
+    assert grading.forbidden_course_use("m = __import__('xlt_course.bli')", set()) == [
         "names the xlt_course package in a string"
     ]
 

@@ -301,7 +301,7 @@ ALLOWED_COURSE_MODULES = ("xlt_course.checks",)
 """The only part of ``xlt_course`` a solution cell may use (the self-check helpers).
 
 No reference solution imports ``xlt_course``: every exercise re-implements something the
-package also implements (lesson 02's ``procrustes`` is ``xlt_course.align.procrustes``), and
+package also implements (lesson 02's ``procrustes`` is ``xlt_course.procrustes.procrustes``), and
 the test cells import those implementations as ``_reference``. Forbidding the whole package
 in solution cells, rather than a per-exercise list of function names, cannot go stale when a
 lesson or a module changes."""
@@ -469,7 +469,7 @@ def forbidden_course_use(
 
     Flags imports of ``xlt_course`` (except :data:`ALLOWED_COURSE_MODULES`), names that other
     cells bind from it (``course_names``, e.g. a hidden test's ``_reference``), and strings
-    naming the package (``importlib.import_module("xlt_course.align")``). Names in
+    naming the package (``importlib.import_module("xlt_course.retrieval")``). Names in
     ``allowed`` (those the exercise's reference solution itself uses, e.g. a data type) pass.
 
     Used in: every exercise of every lesson (grading).
