@@ -24,6 +24,58 @@ from xlt_course import paths  # noqa: E402
 
 LESSONS = grading.lesson_names()
 
+#: The lesson each test file belongs to: ``pytest -m lessonNN`` runs it (CONTRIBUTING.md has
+#: the lesson -> module -> test -> marker table). tests/test_notebooks.py is marked per test
+#: from the lesson in its parametrised id.
+LESSON_OF_TEST_FILE = {
+    "test_environment.py": "00",
+    "test_runtime.py": "00",
+    "test_shared_space.py": "01",
+    "test_procrustes.py": "02",
+    "test_retrieval.py": "02",
+    "test_unsupervised_alignment.py": "03",
+    "test_tokenization.py": "04",
+    "test_sampling.py": "05",
+    "test_pretrain.py": "05",
+    "test_finetune.py": "06",
+    "test_translate.py": "07",
+    "test_pivots_and_ensembles.py": "08",
+    "test_prompts_and_code_switching.py": "09",
+    "test_transfer_gap.py": "10",
+}
+#: Test files of no single lesson: the data build, models, published figures, the grading
+#: system (grading, intake, export, similarity, validate), the command line.
+INFRASTRUCTURE_TEST_FILES = {
+    "test_cli.py",
+    "test_dictionary.py",
+    "test_export.py",
+    "test_gradescope.py",
+    "test_grading.py",
+    "test_intake.py",
+    "test_kernel_guard.py",
+    "test_layout.py",
+    "test_models.py",
+    "test_notebooks.py",
+    "test_published.py",
+    "test_similarity.py",
+    "test_topics.py",
+    "test_validate.py",
+    "test_vectors.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of a lesson with ``lessonNN`` (registered in pyproject.toml)."""
+    for item in items:
+        lesson = LESSON_OF_TEST_FILE.get(item.path.name)
+        callspec = getattr(item, "callspec", None)
+        if lesson is None and callspec is not None:
+            param = callspec.params.get("lesson")
+            if isinstance(param, str) and param[:2].isdigit():
+                lesson = param[:2]
+        if lesson is not None:
+            item.add_marker(getattr(pytest.mark, f"lesson{lesson}"))
+
 
 def solution(lesson: str) -> Path:
     """Return the solution notebook of ``lesson``."""

@@ -139,7 +139,7 @@ def _hostile_submissions(subs):
     ex1 += "    return nn_scores(A, B)\n"
     ex2 = ref["ex2_top_k"].replace('"""\n', '"""\n    assert helper is not None\n', 1)
     nb = _student_nb(ex1=ex1, ex2=ex2)
-    sneaky = 'helper = __import__("importlib").import_module("xlt_" + "course.align")'
+    sneaky = 'helper = __import__("importlib").import_module("xlt_" + "course.retrieval")'
     _submit(subs, "refimpl", _insert_after(nb, "ex1_cosine_tests", sneaky))
     # Reading the instructor's notebook (to copy the answer) and writing into another
     # student's job: neither path is reachable from the grading kernel.

@@ -1,4 +1,5 @@
-"""The import rule: ``autograder`` may import ``xlt_course``, never the reverse; no cycles.
+"""The layout rules: every test file has a lesson marker or is infrastructure (CONTRIBUTING.md);
+the import rule: ``autograder`` may import ``xlt_course``, never the reverse; no cycles.
 
 Read statically (AST), so a lazy import inside a function counts as much as a top-level one.
 """
@@ -9,8 +10,10 @@ import ast
 from pathlib import Path
 
 import pytest
+from conftest import INFRASTRUCTURE_TEST_FILES, LESSON_OF_TEST_FILE, LESSONS
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).parent
 PACKAGES = ("xlt_course", "autograder")
 NOT_MODULES = {"autograder.nbgrader_config"}  # read by nbgrader as a config file
 
@@ -104,3 +107,19 @@ def test_the_graph_sees_the_imports():
     assert "xlt_course.errors" in graph["autograder.grading"]
     assert "autograder.grading" in graph["autograder.course"]
     assert "autograder.kernel_guard" in graph["autograder.grading_worker"]
+
+
+def test_every_test_file_belongs_to_a_lesson_or_to_the_infrastructure():
+    files = {p.name for p in TESTS.glob("test_*.py")}
+    unknown = files - set(LESSON_OF_TEST_FILE) - INFRASTRUCTURE_TEST_FILES
+    assert not unknown, (
+        f"add {sorted(unknown)} to LESSON_OF_TEST_FILE or INFRASTRUCTURE_TEST_FILES in "
+        "tests/conftest.py, and to the table in CONTRIBUTING.md"
+    )
+    gone = (set(LESSON_OF_TEST_FILE) | INFRASTRUCTURE_TEST_FILES) - files
+    assert not gone, f"tests/conftest.py names test files that do not exist: {sorted(gone)}"
+
+
+def test_every_lesson_has_a_marker_and_a_test_file():
+    lessons = {name[:2] for name in LESSONS}
+    assert lessons == set(LESSON_OF_TEST_FILE.values())

@@ -13,7 +13,7 @@ import pytest
 from cells import run_test_cell, solution_namespace
 from conftest import run_visible_checks, solution
 
-from xlt_course import tokenization as T
+from xlt_course import tokenization
 
 NB = solution("04-subwords-and-anchors")
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -48,33 +48,35 @@ def test_import_is_light():
     ],
 )
 def test_split_words(text, words):
-    assert T.split_words(text) == words
+    assert tokenization.split_words(text) == words
 
 
 def test_fertility_is_a_ratio_of_totals():
     texts = ["Save", "Save the file now."]
     pieces = [["▁Sa", "ve"], ["▁Save", "▁the", "▁file", "▁now", "."]]
-    assert T.fertility(texts, pieces) == pytest.approx(6 / 5)
-    assert T.fertility(["数据库"], [["▁", "数据", "库"]]) == pytest.approx(2 / 3)
+    assert tokenization.fertility(texts, pieces) == pytest.approx(6 / 5)
+    assert tokenization.fertility(["数据库"], [["▁", "数据", "库"]]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="pieces"):
-        T.fertility(["a", "b"], [["▁a"]])
+        tokenization.fertility(["a", "b"], [["▁a"]])
     with pytest.raises(ValueError, match="no word"):
-        T.fertility(["..."], [["."]])
+        tokenization.fertility(["..."], [["."]])
 
 
 def test_type_overlap_and_matrix():
     a = ["▁the"] * 3 + ["."] * 3
     b = [".", "▁le"]
-    assert T.type_overlap(a, b) == pytest.approx(1 / 3)
-    assert T.type_overlap([[*a[:3]], [*a[3:]]], [b]) == pytest.approx(1 / 3)  # nested lists
-    assert T.type_overlap([], []) == 0.0
-    langs, M = T.overlap_matrix({"x": a, "y": b, "z": ["▁le"]})
+    assert tokenization.type_overlap(a, b) == pytest.approx(1 / 3)
+    assert tokenization.type_overlap([[*a[:3]], [*a[3:]]], [b]) == pytest.approx(
+        1 / 3
+    )  # nested lists
+    assert tokenization.type_overlap([], []) == 0.0
+    langs, M = tokenization.overlap_matrix({"x": a, "y": b, "z": ["▁le"]})
     assert langs == ["x", "y", "z"]
     assert np.allclose(M, M.T) and np.allclose(np.diag(M), 1.0)
     assert M[0, 2] == 0.0 and M[1, 2] == pytest.approx(0.5)
     # tokens, not types: the shared "." dominates
-    assert T.token_coverage(a, b) == pytest.approx(0.5)
-    assert T.token_coverage([], b) == 0.0
+    assert tokenization.token_coverage(a, b) == pytest.approx(0.5)
+    assert tokenization.token_coverage([], b) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -101,14 +103,14 @@ def test_type_overlap_and_matrix():
     ],
 )
 def test_piece_category(piece, category):
-    assert T.piece_category(piece) == category
+    assert tokenization.piece_category(piece) == category
 
 
 def test_shared_anchors_groups_and_orders():
     a = ["▁JPEG"] * 2 + ["▁0", ",", "▁", "▁le", "数据", "▁c"] + ["▁d"] * 2 + ["▁c"] * 9
     b = ["▁JPEG", "▁0", ",", ",", "▁", "▁the", "数据", "▁c"] + ["▁d"] * 8
-    res = T.shared_anchors(a, b)
-    assert list(res) == list(T.CATEGORIES)
+    res = tokenization.shared_anchors(a, b)
+    assert list(res) == list(tokenization.CATEGORIES)
     assert res["latin"] == ["▁d", "▁JPEG", "▁c"]  # min counts 2, 1, 1; ties by string
     assert res["digit"] == ["▁0"] and res["punctuation"] == [","] and res["han"] == ["数据"]
     assert res["cyrillic"] == res["kana"] == res["other"] == []
@@ -116,9 +118,10 @@ def test_shared_anchors_groups_and_orders():
 
 def test_parameter_breakdown_matches_reference_numbers():
     totals = {
-        name: T.parameter_breakdown(T.published_config(name)) for name in T.PUBLISHED_MILLIONS
+        name: tokenization.parameter_breakdown(tokenization.published_config(name))
+        for name in tokenization.PUBLISHED_MILLIONS
     }
-    for name, millions in T.PUBLISHED_MILLIONS.items():
+    for name, millions in tokenization.PUBLISHED_MILLIONS.items():
         assert round(totals[name]["total"] / 1e6, 1) == millions, name
     xlmr = totals["xlm-roberta-base"]
     assert xlmr["word_embeddings"] == 250002 * 768
@@ -132,21 +135,21 @@ def test_parameter_breakdown_matches_reference_numbers():
 
 def test_published_config_rejects_unknown_names():
     with pytest.raises(ValueError, match="xlm-roberta-base"):
-        T.published_config("mbert")  # type: ignore[arg-type]
+        tokenization.published_config("mbert")  # type: ignore[arg-type]
 
 
 def test_sample_corpus_follows_alpha():
     texts = {"big": [f"b{i}" for i in range(900)], "small": [f"s{i}" for i in range(100)]}
-    corpus, counts = T.sample_corpus(texts, alpha=1.0, budget=500, seed=0)
+    corpus, counts = tokenization.sample_corpus(texts, alpha=1.0, budget=500, seed=0)
     assert counts == {"big": 450, "small": 50} and len(corpus) == 500
-    corpus, counts = T.sample_corpus(texts, alpha=0.0, budget=501, seed=0)
+    corpus, counts = tokenization.sample_corpus(texts, alpha=0.0, budget=501, seed=0)
     assert sum(counts.values()) == 501 and abs(counts["big"] - counts["small"]) <= 1
     # upsampling: the small language is repeated whole before sampling the rest
     small = Counter(s for s in corpus if s.startswith("s"))
     assert set(small.values()) <= {2, 3} and len(small) == 100
-    again, _ = T.sample_corpus(texts, alpha=0.0, budget=501, seed=0)
+    again, _ = tokenization.sample_corpus(texts, alpha=0.0, budget=501, seed=0)
     assert again == corpus
-    _, counts = T.sample_corpus(texts, alpha=0.5, budget=400, seed=1)
+    _, counts = tokenization.sample_corpus(texts, alpha=0.5, budget=400, seed=1)
     assert counts["big"] == pytest.approx(400 * 3 / 4, abs=1)  # sqrt(900) : sqrt(100) = 3 : 1
 
 
@@ -161,32 +164,39 @@ _CORPUS = [
 
 @pytest.mark.parametrize(("kind", "marker"), [("wordpiece", "##"), ("unigram", "▁")])
 def test_train_vocab(kind, marker):
-    tok = T.train_vocab(_CORPUS, kind, vocab_size=120)
+    tok = tokenization.train_vocab(_CORPUS, kind, vocab_size=120)
     assert tok.get_vocab_size() <= 120
-    pieces = T.tokenize_corpus(tok, ["Open the file", "打开文件"])
+    pieces = tokenization.tokenize_corpus(tok, ["Open the file", "打开文件"])
     assert any(marker in p for sent in pieces for p in sent) or kind == "wordpiece"
     if kind == "wordpiece":  # mBERT's pre-tokenization isolates every Han character
         assert pieces[1] == ["打", "开", "文", "件"]
     with pytest.raises(ValueError, match="kind"):
-        T.train_vocab(_CORPUS, "bpe", 100)  # type: ignore[arg-type]
+        tokenization.train_vocab(_CORPUS, "bpe", 100)  # type: ignore[arg-type]
 
 
 def test_vocab_sweep_caches_and_never_trains_when_told(tmp_path):
     train = {"en": _CORPUS[0::5], "fr": _CORPUS[1::5], "zh": _CORPUS[3::5]}
     heldout = {"en": ["Save the file"], "fr": ["Enregistrer le fichier"], "zh": ["保存文件"]}
     configs = [
-        T.VocabConfig("wordpiece", 80, 1.0, budget=30),
-        T.VocabConfig("unigram", 60, 0.0, 30),
+        tokenization.VocabConfig("wordpiece", 80, 1.0, budget=30),
+        tokenization.VocabConfig("unigram", 60, 0.0, 30),
     ]
     cache = tmp_path / "sweep.json"
     assert (
-        T.vocab_sweep(configs, train, heldout, pairs=[("en", "fr")], cache=cache, train=False) == []
+        tokenization.vocab_sweep(
+            configs, train, heldout, pairs=[("en", "fr")], cache=cache, train=False
+        )
+        == []
     )
-    rows = T.vocab_sweep(configs, train, heldout, pairs=[("en", "fr")], cache=cache, progress=False)
+    rows = tokenization.vocab_sweep(
+        configs, train, heldout, pairs=[("en", "fr")], cache=cache, progress=False
+    )
     assert len(rows) == 2 and cache.exists()
     assert set(rows[0]["fertility"]) == {"en", "fr", "zh"} and "en-fr" in rows[0]["overlap"]
     assert rows[1]["counts"] == {"en": 10, "fr": 10, "zh": 10}
-    again = T.vocab_sweep(configs, train, heldout, pairs=[("en", "fr")], cache=cache, train=False)
+    again = tokenization.vocab_sweep(
+        configs, train, heldout, pairs=[("en", "fr")], cache=cache, train=False
+    )
     assert again == rows
 
 
@@ -196,16 +206,16 @@ def test_tokenize_corpus_loads_a_wordpiece_tokenizer_from_a_folder(tmp_path):
 
     from xlt_course.models import load_tokenizer
 
-    tok = T.train_vocab(_CORPUS, "wordpiece", vocab_size=150)
+    tok = tokenization.train_vocab(_CORPUS, "wordpiece", vocab_size=150)
     BertTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", do_lower_case=False, strip_accents=False
     ).save_pretrained(tmp_path)
     hf = load_tokenizer(str(tmp_path))
     texts = ["Open the file", "打开文件", "Datei speichern"]
-    pieces = T.tokenize_corpus(hf, texts)
-    assert pieces == T.tokenize_corpus(tok, texts)
-    assert T.fertility(texts, pieces) >= 1.0
-    assert T.shared_anchors(pieces[0], pieces[2])["punctuation"] == []
+    pieces = tokenization.tokenize_corpus(hf, texts)
+    assert pieces == tokenization.tokenize_corpus(tok, texts)
+    assert tokenization.fertility(texts, pieces) >= 1.0
+    assert tokenization.shared_anchors(pieces[0], pieces[2])["punctuation"] == []
 
 
 def test_offline_xlmr_tokenizer(built_data):
@@ -215,11 +225,11 @@ def test_offline_xlmr_tokenizer(built_data):
     tok = load_tokenizer("offline")
     assert len(tok) == 250_002
     par = load_parallel("dev", ("en", "ru", "zh"))
-    pieces = {lang: T.tokenize_corpus(tok, texts[:60]) for lang, texts in par.items()}
+    pieces = {lang: tokenization.tokenize_corpus(tok, texts[:60]) for lang, texts in par.items()}
     assert pieces["en"][0][0].startswith("▁")
-    assert 1.0 < T.fertility(par["en"][:60], pieces["en"]) < 2.0
-    assert 0.4 < T.fertility(par["zh"][:60], pieces["zh"]) < 1.2  # pieces per character
-    anchors = T.shared_anchors(*(sum(pieces[lang], []) for lang in ("en", "ru")))
+    assert 1.0 < tokenization.fertility(par["en"][:60], pieces["en"]) < 2.0
+    assert 0.4 < tokenization.fertility(par["zh"][:60], pieces["zh"]) < 1.2  # pieces per character
+    anchors = tokenization.shared_anchors(*(sum(pieces[lang], []) for lang in ("en", "ru")))
     assert anchors["cyrillic"] == [] and anchors["punctuation"]
 
 
@@ -258,7 +268,7 @@ def test_ex1_reference_and_variants_pass():
     run_test_cell(
         NB, "ex1_fertility_tests", fertility=solution_namespace(NB, "ex1_fertility")["fertility"]
     )
-    for variant in (T.fertility, _fertility_regex, _fertility_loop):
+    for variant in (tokenization.fertility, _fertility_regex, _fertility_loop):
         run_test_cell(NB, "ex1_fertility_tests", fertility=variant)
 
 
@@ -343,7 +353,7 @@ def _overlap_scipy(a, b):
 
 def test_ex2_reference_and_variants_pass():
     ref = solution_namespace(NB, "ex2_overlap")["type_overlap"]
-    for variant in (ref, T.type_overlap, _overlap_numpy, _overlap_scipy):
+    for variant in (ref, tokenization.type_overlap, _overlap_numpy, _overlap_scipy):
         run_test_cell(NB, "ex2_overlap_tests", type_overlap=variant)
 
 
@@ -375,11 +385,11 @@ def _no_subtraction(a, b):
 
 
 def _strip_marker(a, b):
-    return T.type_overlap([p.lstrip("▁") for p in a], [p.lstrip("▁") for p in b])
+    return tokenization.type_overlap([p.lstrip("▁") for p in a], [p.lstrip("▁") for p in b])
 
 
 def _lowercase(a, b):
-    return T.type_overlap([p.lower() for p in a], [p.lower() for p in b])
+    return tokenization.type_overlap([p.lower() for p in a], [p.lower() for p in b])
 
 
 def _count(a, b):
@@ -467,7 +477,7 @@ def _anchors_sorted_set(a, b):
 
 def test_ex3_reference_and_variants_pass():
     ref = solution_namespace(NB, "ex3_anchors")["shared_anchors"]
-    for variant in (ref, T.shared_anchors, _anchors, _anchors_sorted_set):
+    for variant in (ref, tokenization.shared_anchors, _anchors, _anchors_sorted_set):
         run_test_cell(NB, "ex3_anchors_tests", shared_anchors=variant)
 
 

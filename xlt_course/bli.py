@@ -1,9 +1,9 @@
 """Bilingual lexicon induction end to end: load, prepare, fit, (refine,) evaluate.
 
-The pipeline behind ``xlt-course bli`` and ``benchmarks/bench_bli.py``, built from lesson
-02's mapping (:mod:`xlt_course.procrustes`), lesson 03's self-learning
-(:mod:`xlt_course.unsupervised_alignment`, when ``BLIConfig.refine_iters > 0``) and
-:mod:`xlt_course.retrieval`.
+The pipeline behind ``xlt-course bli`` (``benchmarks/bench_bli.py`` times its retrieval
+step on the same spaces), built from lesson 02's mapping (:mod:`xlt_course.procrustes`),
+lesson 03's self-learning (:mod:`xlt_course.unsupervised_alignment`, when
+``BLIConfig.refine_iters > 0``) and :mod:`xlt_course.retrieval`.
 
 Used in: lesson 02-procrustes; ``xlt-course bli``.
 """

@@ -124,7 +124,8 @@ def translate_words(
     source x to its k nearest targets and r_S(y) the mean cosine of target y to its k nearest
     mapped sources, over ALL rows of ``X_src_mapped`` (Conneau et al. 2018). It demotes hubs,
     targets that are near everything. r_T(x) is constant along a query's row, so the ranking
-    needs only r_S, which one streaming pass computes exactly alongside the ranking.
+    needs only r_S, which one streaming pass computes exactly alongside the ranking. The
+    result is each row of :func:`csls_scores` (or :func:`nn_scores`) sorted, best first.
 
     Memory stays bounded: target rows are streamed in blocks and the largest array is one
     (n, block) float32 block of at most ``BLOCK_BYTES``; the full (n, m) matrix never exists.
