@@ -177,7 +177,7 @@ def test_adapt_mlm_runs_and_caches(tmp_path, monkeypatch, built_data):
     again = tg.adapt_mlm(texts, cfg, eval_texts=texts[:1], progress=False)
     assert again.model is None and again.key == res.key
     assert again.eval_loss_adapted == pytest.approx(res.eval_loss_adapted)
-    assert tg.adapt_mlm(texts, tg.MLMConfig(head_steps=1, steps=1, seed=1), only=True) is None
+    assert tg.adapt_mlm(texts, tg.MLMConfig(head_steps=1, steps=1, seed=1), cache="only") is None
 
 
 @pytest.mark.parametrize("arch", ["bert", "xlmr"])
@@ -199,7 +199,7 @@ def test_adapt_mlm_loads_any_masked_lm(tmp_path, monkeypatch, arch):
     texts = make_split(24).texts
     cfg = tg.MLMConfig(head_steps=2, steps=2, train_layers=1, batch_size=4, max_length=16)
     res = tg.adapt_mlm(texts, cfg, eval_texts=texts[:4], model=str(tmp_path / arch),
-                       cache=False, progress=False)  # fmt: skip
+                       cache="off", progress=False)  # fmt: skip
     assert type(res.model).__name__ == ("BertModel" if arch == "bert" else "XLMRobertaModel")
     assert np.isfinite(res.eval_loss_adapted) and len(res.loss_history) == 1
     before = AutoModelForMaskedLM.from_pretrained(tmp_path / arch).base_model.state_dict()

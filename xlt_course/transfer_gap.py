@@ -373,7 +373,7 @@ def cached_features(
     *,
     batch_size: int = 64,
     max_length: int = 64,
-    only: bool = False,
+    cache: tr.CacheMode = "use",
     progress: bool = True,
 ) -> np.ndarray | None:
     """Return :func:`encode_texts` features, loaded from or stored in the lesson cache.
@@ -385,17 +385,21 @@ def cached_features(
         get_encoder: a callable returning ``(model, tokenizer)``, called only on a miss.
         batch_size: texts per forward pass.
         max_length: truncation length (part of the cache key).
-        only: never compute: return None on a miss (the grader never encodes).
+        cache: ``"use"`` loads the cached features or computes and stores them;
+            ``"refresh"`` recomputes and overwrites; ``"off"`` neither reads nor writes;
+            ``"only"`` loads or returns None (the grader never encodes), as in
+            :func:`xlt_course.training.finetune`.
         progress: show a progress bar.
 
     Returns:
-        (n, d) float32 features, or None (``only`` and nothing cached).
+        (n, d) float32 features, or None (``cache="only"`` and nothing cached).
     """
+    tr.check_choice("cache", cache, tr.CacheMode)
     key = tr.fingerprint([encoder_key, max_length, list(texts)])[:16]
     path = lesson_cache() / "features" / f"{name}-{key}.npy"
-    if path.is_file():
+    if cache in ("use", "only") and path.is_file():
         return np.load(path)
-    if only:
+    if cache == "only":
         return None
     model, tokenizer = get_encoder()
     feats = encode_texts(
@@ -407,6 +411,8 @@ def cached_features(
         progress=progress,
         desc=name,
     )
+    if cache == "off":
+        return feats
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     with open(tmp, "wb") as f:
@@ -572,8 +578,7 @@ def adapt_mlm(
     *,
     eval_texts: Sequence[str] = (),
     model: str = "offline",
-    cache: bool = True,
-    only: bool = False,
+    cache: tr.CacheMode = "use",
     progress: bool = True,
 ) -> MLMResult | None:
     """Continue masked-language modelling of ``model`` on ``texts`` (adaptive pretraining).
@@ -583,14 +588,15 @@ def adapt_mlm(
         config: see :class:`MLMConfig`.
         eval_texts: held-out target-language texts for the before/after MLM loss (fixed masks).
         model: ``"offline"``, a folder or a hub id of a BERT- or XLM-R-style encoder.
-        cache: load/store the run's measurements (not the weights) in the lesson cache.
-        only: return None instead of training when nothing is cached (the grader).
+        cache: where the run's measurements (not the weights) are kept in the lesson cache:
+            ``"use"``, ``"refresh"``, ``"off"`` or ``"only"`` (load or return None: the
+            grader never trains), as in :func:`xlt_course.training.finetune`.
         progress: show a progress bar.
 
     Returns:
         An :class:`MLMResult`; its ``model`` is the adapted encoder when trained now (None
         when loaded from the cache: features of the adapted encoder are cached separately
-        under ``key``). None with ``only`` and nothing cached.
+        under ``key``). None with ``cache="only"`` and nothing cached.
     """
     from xlt_course.models import resolve_model_id
 
@@ -604,14 +610,14 @@ def adapt_mlm(
         }  # fmt: skip
     )[:16]
     path = lesson_cache() / "mlm" / f"{key}.json"
-    if cache and path.is_file():
+    if cache in ("use", "only") and path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
         data["config"] = MLMConfig(**data["config"])
         return MLMResult(**data)
-    if only:
+    if cache == "only":
         return None
     result = _train_mlm(model_id, texts, eval_texts, config, key, progress)
-    if cache:
+    if cache != "off":
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: v for k, v in asdict(result).items() if k != "model"}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
