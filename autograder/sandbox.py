@@ -367,8 +367,12 @@ def sandbox_status() -> tuple[bool, str]:
             "-c",
             code,
         ]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
-        shutil.rmtree(box.ipc, ignore_errors=True)
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+        except subprocess.TimeoutExpired:
+            res = subprocess.CompletedProcess(cmd, -9, "", "the probe timed out")
+        finally:
+            shutil.rmtree(box.ipc, ignore_errors=True)
     ok = res.returncode == 0 and "sandbox-ok" in res.stdout
     why = "" if ok else (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
     _STATUS = (ok, why)
