@@ -314,6 +314,19 @@ def _tasks_of(uid: int) -> int:
 
 def descendants(pid: int) -> list[int]:
     """Return the pids of every process below ``pid`` (the kernel's whole tree)."""
+    if Path(f"/proc/{pid}/task/{pid}/children").exists():
+        # walk the tree down: milliseconds, whatever else runs on the machine
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            for task in Path(f"/proc/{p}/task").glob("*"):
+                try:
+                    kids = [int(c) for c in (task / "children").read_text().split()]
+                except (OSError, ValueError):
+                    continue
+                out += kids
+                todo += kids
+        return out
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
