@@ -32,6 +32,14 @@ def _lessons(args: argparse.Namespace) -> int:
     return 0
 
 
+UNSANDBOXED_BANNER = (
+    "\n" + "!" * 78 + "\n"
+    "!! UNSANDBOXED: students' notebooks ran with no isolation (--unsafe-no-sandbox).\n"
+    "!! They could read the solutions, other students' work and the gradebook, and\n"
+    "!! every grade in grades.csv is flagged UNSANDBOXED.\n" + "!" * 78
+)
+
+
 def _grade(args: argparse.Namespace) -> int:
     import time
 
@@ -43,8 +51,10 @@ def _grade(args: argparse.Namespace) -> int:
         cell_timeout=args.cell_timeout,
         memory_mb=args.memory_mb,
         include_hidden=args.include_hidden,
-        sandbox=args.sandbox,
+        sandbox="none" if args.unsafe_no_sandbox else "bwrap",
     )
+    if args.unsafe_no_sandbox:
+        print(UNSANDBOXED_BANNER, file=sys.stderr)
     results = grading.grade(
         Path(args.submissions),
         Path(args.out),
@@ -60,6 +70,8 @@ def _grade(args: argparse.Namespace) -> int:
     flagged = [r for r in results if r.flags]
     for r in flagged:
         print(f"  flagged {r.student}/{r.lesson}: {'; '.join(r.flags)}")
+    if args.unsafe_no_sandbox:
+        print(UNSANDBOXED_BANNER, file=sys.stderr)
     return 0
 
 
@@ -104,11 +116,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--memory-mb", type=int, default=8192, help="memory cap per notebook (0: none)")
     g.add_argument(
-        "--sandbox",
-        choices=["auto", "bwrap", "none"],
-        default="auto",
-        help="run kernels in bubblewrap, hiding solutions/ and other students' work "
-        "(auto: when it works here)",
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run students' notebooks with no isolation (they can read the solutions and "
+        "other students' work); every grade is flagged UNSANDBOXED. Without it, grading "
+        "stops where the sandbox does not work",
     )
     g.add_argument(
         "--config", help="term settings: submission name patterns (default autograder/term.toml)"

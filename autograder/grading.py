@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from autograder import notebooks, paths
-from xlt_course import paths as course_paths
+from autograder import notebooks, paths, sandbox
 from xlt_course.errors import XltCourseError
 
 CONFIG_FILE = paths.CONFIG_FILE
@@ -90,15 +89,16 @@ class GradeLimits:
         cell_timeout: seconds one cell may run before it is interrupted.
         memory_mb: address-space cap of the grading process and its kernel (0: none).
         include_hidden: show hidden tests' source and tracebacks in feedback (instructors).
-        sandbox: run kernels in bubblewrap ("bwrap"; an error when it is missing), when it
-            works here ("auto"), or unconfined ("none").
+        sandbox: run kernels in the sandbox (``"bwrap"``: grading stops with an error where
+            it does not work), or unconfined (``"none"``: every grade is flagged UNSANDBOXED;
+            the command line asks for ``--unsafe-no-sandbox``).
     """
 
     notebook_timeout: float = 600.0
     cell_timeout: int = 120
     memory_mb: int = 8192
     include_hidden: bool = False
-    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    sandbox: Literal["bwrap", "none"] = "bwrap"
 
 
 MAX_FILE_BYTES = 1 << 30
@@ -633,72 +633,19 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
     return p
 
 
-def sandbox_available() -> bool:
-    """Return True when bubblewrap can start a process here (cached)."""
-    global _SANDBOX_OK
-    if _SANDBOX_OK is None:
-        exe = shutil.which("bwrap")
-        _SANDBOX_OK = bool(exe) and (
-            subprocess.run(
-                [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"],
-                capture_output=True,
-                check=False,
-            ).returncode
-            == 0
+UNSANDBOXED_FLAG = "UNSANDBOXED: graded without the sandbox (--unsafe-no-sandbox)"
+"""First flag of every grade made with ``sandbox="none"``."""
+
+
+def require_sandbox() -> None:
+    """Raise :class:`GradingError` saying why when grading kernels cannot be sandboxed here."""
+    ok, why = sandbox.sandbox_status()
+    if not ok:
+        raise GradingError(
+            f"the grading sandbox does not work here ({why}). Install bubblewrap "
+            "(`apt install bubblewrap`; a non-root grader also needs user namespaces), or "
+            "grade with no isolation at all with --unsafe-no-sandbox (every grade is flagged)"
         )
-    return _SANDBOX_OK
-
-
-_SANDBOX_OK: bool | None = None
-
-
-def _ipc_dir(root: Path) -> Path:
-    """Return the folder for the kernel's Unix sockets (short: paths are capped at 107 bytes)."""
-    runtime = (root / "runtime").resolve()
-    if len(str(runtime)) <= 70:
-        return runtime
-    import hashlib
-
-    short = Path(tempfile.gettempdir()) / f"xltk-{hashlib.sha1(bytes(runtime)).hexdigest()[:12]}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    return short
-
-
-HIDDEN_PACKAGE_INIT = (
-    'raise ImportError("autograder, the grading system, cannot be imported while grading")\n'
-)
-"""What ``import autograder`` finds inside the grading sandbox."""
-
-
-def kernel_sandbox(root: Path, kernel_cwd: Path, hide: list[Path]) -> list[str]:
-    """Return the command prefix that runs a grading kernel in bubblewrap.
-
-    The whole file system is read-only; ``hide`` (the solutions, the git history, the
-    submissions, the grading output) is replaced by empty folders; only the job's kernel
-    folders and its cwd are writable; there is no network. ``sh -c 'trap "" INT; exec ...'`` makes bwrap ignore
-    the SIGINT that interrupts a cell at its time limit (the kernel installs its own handler).
-    """
-    args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    needed = (Path(sys.prefix).resolve(), course_paths.PACKAGE_DIR.resolve())
-    for h in hide:
-        h = h.resolve()
-        # Never hide a folder that holds the interpreter or the package the kernel imports.
-        if h.is_dir() and not any(n == h or h in n.parents for n in needed):
-            args += ["--tmpfs", str(h)]
-        elif h.exists() and not h.is_dir():  # e.g. a git worktree's `.git` file
-            args += ["--ro-bind", "/dev/null", str(h)]
-    # The grading package becomes one that refuses to import (an empty folder would
-    # still import, as a namespace package).
-    stub = root / "hidden_package"
-    stub.mkdir(exist_ok=True)
-    (stub / "__init__.py").write_text(HIDDEN_PACKAGE_INIT, encoding="utf-8")
-    args += ["--ro-bind", str(stub.resolve()), str(paths.PACKAGE_DIR)]
-    for rw in (root / "kernel_home", root / "runtime", _ipc_dir(root), kernel_cwd):
-        args += ["--bind", str(rw.resolve()), str(rw.resolve())]
-    # No network: the kernel reaches its worker over Unix sockets in runtime/ (see the plan's
-    # "ipc"), nothing else.
-    args += ["--unshare-net", "--die-with-parent", "--chdir", str(kernel_cwd.resolve())]
-    return ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *args]
 
 
 # --- grading ---------------------------------------------------------------------------
@@ -741,7 +688,7 @@ def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
         return float(nb.max_score), cells
 
 
-GRADER_VERSION = 3
+GRADER_VERSION = 4
 """Bumped when grading changes what a submission scores (stored results are then redone)."""
 
 
@@ -858,19 +805,12 @@ def _grade_fresh(
     kernel_cwd = root / "autograded" / student / lesson
     for d in (kernel_cwd, root / "runtime", root / "kernel_home"):
         d.mkdir(parents=True, exist_ok=True)
-    use_bwrap = limits.sandbox == "bwrap" or (limits.sandbox == "auto" and sandbox_available())
-    if limits.sandbox == "bwrap" and not sandbox_available():
-        raise GradingError(
-            "sandbox='bwrap' but bubblewrap does not work here (apt install bubblewrap)"
-        )
-    hidden = [
-        paths.solutions_dir(),
-        paths.REPO_ROOT / ".git",
-        paths.REPO_ROOT / "wip",
-        paths.REPO_ROOT / "tests",  # correct variants of the exercises live there
-        paths.REPO_ROOT / "autograder",
-        *hide,
-    ]
+    use_bwrap = limits.sandbox == "bwrap"
+    if use_bwrap:
+        require_sandbox()
+        box = sandbox.kernel_sandbox(root, kernel_cwd, root / "kernel_home", list(hide))
+    else:
+        result.flags.insert(0, UNSANDBOXED_FLAG)
     layout = context.layout
     plan = {
         "lesson": lesson,
@@ -883,15 +823,24 @@ def _grade_fresh(
         "solutions_of": layout.solutions_of,
         "allowed_course_names": {k: sorted(v) for k, v in layout.allowed.items()},
         "zero": prepared.zero,
-        "kernel_prefix": kernel_sandbox(root, kernel_cwd, hidden) if use_bwrap else [],
-        "ipc": str(_ipc_dir(root) / "kernel") if use_bwrap else "",
+        "kernel_prefix": box.prefix if use_bwrap else [],
+        "kernel_env": box.env if use_bwrap else {},
+        "kernel_user": box.user if use_bwrap else [],
+        "kernel_uid": box.uid if use_bwrap else None,
+        "ipc": str(box.ipc / "kernel") if use_bwrap else "",
+        # what a notebook looking for answers or other students' work would name
+        "hidden_paths": [
+            str(p)
+            for p in (paths.solutions_dir(), paths.PACKAGE_DIR, paths.REPO_ROOT / "tests", *hide)
+        ]
+        + [str(root.resolve().parent.parent)],
     }
     (root / "plan.json").write_text(json.dumps(plan, indent=1), encoding="utf-8")
     t0 = time.perf_counter()
     code, status = worker.run(root)
     result.seconds["job"] = round(time.perf_counter() - t0, 3)
-    if use_bwrap and _ipc_dir(root) != (root / "runtime").resolve():
-        shutil.rmtree(_ipc_dir(root), ignore_errors=True)
+    if use_bwrap and box.ipc != (root / "runtime").resolve():
+        shutil.rmtree(box.ipc, ignore_errors=True)
     if code == -9:
         result.flags.append(f"grading exceeded {limits.notebook_timeout:g} s and was stopped")
         return result
@@ -969,6 +918,9 @@ def grade(
 
     from tqdm.auto import tqdm
 
+    limits = limits or GradeLimits()
+    if limits.sandbox == "bwrap":
+        require_sandbox()  # before any work: grading never falls back to unconfined kernels
     out = Path(out).absolute()  # nbgrader resolves a relative course root against itself
     submissions = download = Path(submissions)
     if (submissions.is_file() and submissions.suffix.lower() == ".zip") or (
@@ -1004,7 +956,6 @@ def grade(
             zip(names, pool.map(lambda n: _lesson_context(n, work), names), strict=True)
         )
     results = []
-    limits = limits or GradeLimits()
     idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     workers = [_Worker(limits, work / "jobs" / f"worker-{i}.log", threads) for i in range(n_jobs)]

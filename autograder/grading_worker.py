@@ -4,25 +4,29 @@
 ``python -m autograder.grading_worker ROOT``; ``ROOT/plan.json`` says what to run. The
 worker is trusted code; the kernel it starts runs the student's notebook and is not:
 
-- it runs inside bubblewrap (when available) with the solutions, the git history, the
-  submissions, the grading output and every other job hidden, and everything else
-  read-only but its own working folder;
+- it runs in the sandbox of :mod:`autograder.sandbox` (its own namespaces, never as root,
+  an allow-listed read-only file system, a clean environment, process and file caps);
+  after every cell, a process tree grown past :data:`PROCESS_FLAG` is cut back and flagged;
 - a cell that kills the kernel (``os._exit``, a segfault, the memory cap) gets an error
   output, and the remaining cells run in a restarted kernel after the earlier cells are
   replayed, so work before the crash still counts;
 - each cell's output is capped (a 100 MB print becomes a note), so neither this process
   nor the feedback page grows with it;
-- around every graded tests cell a guard restores the functions the tests rely on
-  (``numpy``, ``xlt_course.checks``, builtins, ...) when the student's code replaced them,
-  and checks that the exercise's functions do not call the course's own implementation.
+- around every graded tests cell a guard (:mod:`autograder.kernel_guard`) restores the
+  functions the tests rely on (``numpy``, ``xlt_course.checks``, builtins, ...) when the
+  student's code replaced them, and checks that the exercise's functions do not call the
+  course's own implementation.
 
 Everything the worker notices is printed as one JSON line (``flags``) for the parent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -33,10 +37,58 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import Execute
 
-from autograder import kernel_guard, notebooks
+from autograder import kernel_guard, notebooks, sandbox
 
 OUTPUT_CAP_CHARS = 1_000_000
 """Characters of output one cell may keep; the rest is dropped with a note."""
+
+PROCESS_FLAG = 32
+"""Processes in a kernel's tree after a cell above which the extra ones are killed, flagged."""
+
+SANDBOX_ERRORS = (
+    "Permission denied",
+    "Operation not permitted",
+    "Read-only file system",
+    "No space left on device",
+    "File too large",
+    "Resource temporarily unavailable",
+    "Network is unreachable",
+    "Too many open files",
+    "cannot be imported while grading",
+)
+"""Error messages that mean the sandbox stopped something a cell tried (flagged)."""
+
+
+def _kernel_chain(pid: int, tree: list[int]) -> set[int]:
+    """Return the sandbox's own processes in ``tree``: the kernel and the processes above it."""
+    parent: dict[int, int] = {}
+    kernels = []
+    for p in tree:
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            cmdline = Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            continue
+        parent[p] = int(stat.rpartition(")")[2].split()[1])
+        if b"ipykernel_launcher" in cmdline:
+            kernels.append(p)
+
+    # the kernel is the ipykernel process nearest the top (its forks run the same command)
+    def depth(p: int) -> int:
+        d = 0
+        while p in parent:
+            p, d = parent[p], d + 1
+        return d
+
+    keep = {pid}
+    if kernels:
+        p = min(kernels, key=depth)
+        while p in parent:
+            keep.add(p)
+            p = parent[p]
+    else:  # not started yet: keep the tree
+        keep.update(tree)
+    return keep
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -47,7 +99,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     prefix: list[str] = []
+    env: dict[str, str] = {}
+    user: list[str] = []
+    uid: int | None = None
     ipc: str = ""
+    kernel_log: str = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,9 +112,39 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.ip = self.ipc
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        """Return the kernel's command line behind :attr:`prefix`."""
+        """Return the kernel's command line behind :attr:`prefix`, with a clean environment."""
         cmd = super().format_kernel_cmd(extra_arguments)
-        return [*self.prefix, *cmd]
+        if not self.prefix:
+            return cmd
+        env = sandbox.kernel_environment(dict(os.environ), self.env)
+        return [*self.prefix, *env, "--", *self.user, *cmd]
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        """Launch the kernel with its own output in the job's folder, not the worker's log.
+
+        (The kernel keeps its original stderr open: the worker's log would be writable by it.)
+        """
+        if not self.kernel_log:
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        with open(self.kernel_log, "ab") as log:
+            kw["stdout"] = kw["stderr"] = log
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        """Write the connection file, readable by the kernel's own (unprivileged) user."""
+        super().write_connection_file(**kwargs)
+        if self.uid is not None and os.geteuid() == 0:
+            os.chown(self.connection_file, self.uid, self.uid)
+
+    def set_ipc_writable(self, writable: bool) -> None:
+        """Let the kernel create its sockets, or (once it has) nothing more in its one host folder."""
+        if self.ipc and self.uid is not None and os.geteuid() == 0:
+            os.chmod(Path(self.ipc).parent, 0o1777 if writable else 0o755)
+
+    def kernel_pid(self) -> int | None:
+        """Return the pid of the kernel's launched process (the sandbox's outer process)."""
+        proc = getattr(getattr(self, "provisioner", None), "process", None)
+        return getattr(proc, "pid", None)
 
 
 class GuardedExecute(Execute):
@@ -152,8 +238,10 @@ class GuardedExecute(Execute):
         async def restart() -> None:
             await self._async_cleanup_kernel()
             self.km = self.create_kernel_manager()
+            self.km.set_ipc_writable(True)
             await self.async_start_new_kernel()
             await self.async_start_new_kernel_client()
+            self.km.set_ipc_writable(False)
 
         run_sync(restart)()
         self._snapshot(index)
@@ -184,6 +272,7 @@ class GuardedExecute(Execute):
         if not self._snapped:
             # the kernel is up (started and answered kernel_info) when the first cell comes
             self.timing.setdefault("kernel_ready", time.perf_counter())
+            self.km.set_ipc_writable(False)
             self._snapshot(index)
             self._snapped = True
         meta = cell.metadata.get("nbgrader", {})
@@ -207,14 +296,41 @@ class GuardedExecute(Execute):
             self.nb.cells[index] = cell
             self.events.append(f"kernel died in {label} (restarted; later cells still graded)")
             self._restart(index)
+        self._reap(index)
         if tests:
             self._guard(tests, index, "after")
         return cell, resources
+
+    def _reap(self, index: int) -> None:
+        """Kill the processes a cell left behind when there are many (a fork bomb), flag it."""
+        pid = self.km.kernel_pid() if self.km is not None else None
+        if pid is None:
+            return
+        tree = sandbox.descendants(pid)
+        if len(tree) <= PROCESS_FLAG:
+            return
+        keep = _kernel_chain(pid, tree)
+        extra = [p for p in tree if p not in keep]
+        for p in extra:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+        self.events.append(
+            f"{_label(self.nb, index)} started {len(tree)} processes "
+            f"(cap {sandbox.MAX_PROCESSES}; {len(extra)} killed, kernel restarted)"
+        )
+        # A kernel that ran into its process cap may be broken (threads it could not start),
+        # and its killed children count against the cap until it collects them: the later
+        # cells run in a fresh kernel, after the earlier cells but this one are replayed.
+        if index in self._ran:
+            self._ran.remove(index)
+        self._restart(index)
 
 
 def _cell_flags(nb: Any) -> list[str]:
     """Return flags read from an executed notebook's error outputs (timeouts, exits, memory)."""
     flags: list[str] = []
+    # an error naming a folder the sandbox hides: the cell went looking for it
+    hidden = GuardedExecute.plan.get("hidden_paths", [])
     for i, c in enumerate(nb.cells):
         if c.cell_type != "code":
             continue
@@ -228,6 +344,9 @@ def _cell_flags(nb: Any) -> list[str]:
                     flags.append(f"{label} ran out of memory (memory cap)")
                 elif ename == "SystemExit":
                     flags.append(f"{label} called sys.exit (ignored)")
+                text = f"{ename}: {out.get('evalue', '')}"
+                if any(e in text for e in SANDBOX_ERRORS) or any(h in text for h in hidden):
+                    flags.append(f"{label} was stopped by the sandbox ({text[:120]})")
             elif out.get("output_type") == "stream" and "output truncated by the grader" in str(
                 out.get("text", "")
             ):
@@ -283,8 +402,6 @@ def serve() -> int:
 
 def _job_environment(root: Path) -> None:
     """Point everything the kernel may write (IPython, matplotlib, temp files) into the job."""
-    import os
-
     home = root / "kernel_home"
     os.environ["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
     os.environ["IPYTHONDIR"] = str(home / "ipython")
@@ -328,7 +445,11 @@ def run_job(root: Path) -> dict[str, Any]:
     GuardedExecute.timing = {}
     GuardedExecute.zero = dict(plan.get("zero", {}))
     SandboxedKernelManager.prefix = list(plan.get("kernel_prefix", []))
+    SandboxedKernelManager.env = dict(plan.get("kernel_env", {}))
+    SandboxedKernelManager.user = list(plan.get("kernel_user", []))
+    SandboxedKernelManager.uid = plan.get("kernel_uid")
     SandboxedKernelManager.ipc = plan.get("ipc", "")
+    SandboxedKernelManager.kernel_log = str(root / "kernel.log")
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.Execute.timeout = int(plan["cell_timeout"])
     config.Autograde.autograde_preprocessors = [
