@@ -11,7 +11,6 @@ import copy
 import csv
 import json
 import shutil
-import zipfile
 
 import nbformat
 import pytest
@@ -349,23 +348,6 @@ def test_grades_are_byte_identical_serial_and_parallel(graded, tmp_path):
     assert [p.stat().st_mtime_ns for p in records] == stamps
     assert [(x.student, x.points) for x in again] == [(x.student, x.points) for x in a]
     assert (tmp_path / "serial" / "grades.csv").read_bytes() == serial
-
-
-def test_lms_zip_input(graded, tmp_path):
-    """An LMS zip is unpacked into the folder layout; names that match no pattern fail clearly."""
-    subs = graded[0].parent / "submissions"
-    archive = tmp_path / "lms.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        z.write(subs / "ref" / LESSON / f"{LESSON}.ipynb", f"ref-{LESSON}.ipynb")
-        z.write(subs / "partial" / LESSON / f"{LESSON}.ipynb", f"doe_12345_67890_{LESSON}.ipynb")
-    found = grading.unpack_lms_zip(archive, tmp_path / "unzipped")
-    assert found == [("doe_12345", LESSON), ("ref", LESSON)]
-    assert (tmp_path / "unzipped" / "ref" / LESSON / f"{LESSON}.ipynb").exists()
-    bad = tmp_path / "bad.zip"
-    with zipfile.ZipFile(bad, "w") as z:
-        z.writestr("homework.ipynb", "{}")
-    with pytest.raises(grading.GradingError, match="homework.ipynb"):
-        grading.unpack_lms_zip(bad, tmp_path / "bad")
 
 
 def test_strip_hidden_tests_keeps_hint_drops_traceback():
