@@ -2,8 +2,8 @@
 
 The same setup cell opens every lesson (``from xlt_course.runtime import setup_lesson``);
 it seeds, picks the device and the offline mode, and tells the lesson whether to run its
-smoke size (:func:`smoke`, the test suite) or to skip training (:func:`grading`, the
-autograder). Training code asks :func:`default_device` for its device.
+smoke size (:func:`smoke`, the test suite) or to skip training (:func:`grading`, while
+grading). Training code asks :func:`default_device` for its device.
 
 Used in: every lesson's setup cell; the training modules.
 """
@@ -33,7 +33,7 @@ def smoke() -> bool:
 
 
 def grading() -> bool:
-    """Return True inside the autograder, where lessons must skip training and plotting work."""
+    """Return True inside the grader, where lessons must skip training and plotting work."""
     return os.environ.get("XLT_COURSE_GRADING", "") == "1"
 
 

@@ -590,7 +590,7 @@ def vocab_sweep(
         pairs: language pairs whose overlap is reported.
         cache: a JSON file of results keyed by a fingerprint of config and data; rows
             found there are not recomputed, new rows are added (written atomically).
-        train: False returns only cached rows (the autograder never trains).
+        train: False returns only cached rows (the grader never trains).
         progress: show a tqdm bar.
 
     Returns:
