@@ -3,7 +3,7 @@
 The same setup cell opens every lesson (``from xlt_course.runtime import setup_lesson``);
 it seeds, picks the device and the offline mode, and tells the lesson whether to run its
 smoke size (:func:`smoke`, the test suite) or to skip training (:func:`grading`, while
-being graded). Training code asks :func:`default_device` for its device.
+grading). Training code asks :func:`default_device` for its device.
 
 Used in: every lesson's setup cell; the training modules.
 """
