@@ -245,7 +245,7 @@ def validate(
     if not finished:
         v.problems.append(
             f"the notebook ran more than {notebook_timeout:g} s (the grader's limit): "
-            "long training must not run while graded (see xlt_course.setup.grading())"
+            "long training must not run while graded (see xlt_course.runtime.grading())"
         )
     for i, c in enumerate(nb.cells):
         if c.cell_type != "code":
@@ -271,7 +271,7 @@ def validate(
         if ename in ("CellTimeoutError", "KeyboardInterrupt"):
             fix = (
                 f"it ran more than {cell_timeout} s (the grader's limit per cell): make it "
-                "faster, or skip long work when xlt_course.setup.grading() is True"
+                "faster, or skip long work when xlt_course.runtime.grading() is True"
             )
         elif ename == "MemoryError":
             fix = f"it needs more memory than the grader allows ({memory_mb} MB): use less"
