@@ -449,17 +449,96 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
 
 
 def _names_used(source: str, names: set[str]) -> set[str]:
+    """Return the ``names`` that ``source`` reads without binding them itself."""
+    return _unbound_names(source) & names
+
+
+def _bound_anywhere(node: Any) -> set[str]:
+    """Return every name ``node`` or anything inside it binds, in any scope (over-approximated)."""
     import ast
+
+    bound = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            bound.add(n.id)
+        elif isinstance(n, ast.alias):
+            bound.add(n.asname or n.name.split(".")[0])
+        elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(n.name)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and n.name:
+            bound.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            bound.add(n.rest)
+    return bound
+
+
+def _eager_loads(node: Any) -> set[str]:
+    """Return the names ``node`` reads when it runs (function and generator bodies run later)."""
+    import ast
+
+    found, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            # decorators and defaults run now, the body when called
+            todo += [*getattr(n, "decorator_list", []), *n.args.defaults]
+            todo += [d for d in n.args.kw_defaults if d is not None]
+            continue
+        if isinstance(n, ast.GeneratorExp):
+            todo.append(n.generators[0].iter)  # the only part a generator runs at once
+            continue
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            found.add(n.id)
+        todo.extend(ast.iter_child_nodes(n))
+    return found
+
+
+def _unbound_names(source: str) -> set[str]:
+    """Return the names ``source`` reads that it does not bind itself (Python's scoping rules).
+
+    A name is bound by the cell when it is assigned, imported, defined, a parameter, a loop,
+    comprehension, ``with``/``except`` or walrus target in the scope it is read in, an
+    enclosing function's, or the cell's top level (``global`` included). A top-level read in
+    a statement before the first statement that binds the name also counts as unbound: it
+    reads whatever the name meant before the cell ran. A cell that does not parse binds and
+    reads nothing.
+    """
+    import ast
+    import symtable
 
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+        top = symtable.symtable(source, "<cell>", "exec")
+    except (SyntaxError, ValueError):
         return set()
-    return {
-        n.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names
-    }
+    module_bound: set[str] = set()
+    to_module: set[str] = set()  # names read that resolve to the cell's top level
+    for s in top.get_symbols():
+        if s.is_assigned() or s.is_imported() or s.is_namespace():
+            module_bound.add(s.get_name())
+        if s.is_referenced():
+            to_module.add(s.get_name())
+    todo = list(top.get_children())
+    while todo:
+        t = todo.pop()
+        todo.extend(t.get_children())
+        for s in t.get_symbols():
+            if not s.is_global():
+                continue  # local to this scope or an enclosing function's: the cell's own
+            if s.is_declared_global() and (s.is_assigned() or s.is_imported() or s.is_namespace()):
+                module_bound.add(s.get_name())
+            if s.is_referenced():
+                to_module.add(s.get_name())
+    unbound = to_module - module_bound
+    first_binding: dict[str, int] = {}
+    for i, stmt in enumerate(tree.body):
+        for name in _bound_anywhere(stmt):
+            first_binding.setdefault(name, i)
+    for i, stmt in enumerate(tree.body):
+        unbound |= {n for n in _eager_loads(stmt) if first_binding.get(n, i) > i}
+    return unbound
 
 
 def forbidden_course_use(
@@ -467,8 +546,10 @@ def forbidden_course_use(
 ) -> list[str]:
     """Return why a solution cell's ``source`` uses ``xlt_course`` beyond its checks ([] if not).
 
-    Flags imports of ``xlt_course`` (except :data:`ALLOWED_COURSE_MODULES`), names that other
-    cells bind from it (``course_names``, e.g. a hidden test's ``_reference``), and strings
+    Flags imports of ``xlt_course`` (except :data:`ALLOWED_COURSE_MODULES`), reads of names
+    that other cells bind from it (``course_names``, e.g. a hidden test's ``_reference`` or a
+    module alias such as ``mt``) which the cell does not bind itself (a local variable, a
+    parameter or an import of another module named ``mt`` is the student's own), and strings
     naming the package (``importlib.import_module("xlt_course.align")``). Names in
     ``allowed`` (those the exercise's reference solution itself uses, e.g. a data type) pass.
 
@@ -483,13 +564,10 @@ def forbidden_course_use(
     found = set()
     for name in sorted(_course_bindings(source) - allowed):
         found.add(f"imports {name}")
+    for name in _unbound_names(source) & ({*course_names, "xlt_course"} - allowed):
+        found.add(f"uses {name}")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            if node.id in allowed:
-                continue
-            if node.id in course_names or node.id == "xlt_course":
-                found.add(f"uses {node.id}")
-        elif (
+        if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
             and "xlt_course" in node.value.replace("xlt_course.checks", "")
@@ -722,7 +800,7 @@ def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
         return float(nb.max_score), cells
 
 
-GRADER_VERSION = 3
+GRADER_VERSION = 4
 """Bumped when grading changes what a submission scores (stored results are then redone)."""
 
 

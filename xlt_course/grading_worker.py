@@ -53,6 +53,10 @@ def __xltg_snapshot(mods):
         snap[m] = (mod, dict(mod.__dict__))
     holder = types.ModuleType("_xltg_{nonce}")
     holder.snap = snap
+    # Opcodes that read a global, taken before any notebook code runs (dis can be patched).
+    import dis
+    holder.ops = (dis.opmap["LOAD_GLOBAL"], dis.opmap["LOAD_NAME"], dis.opmap["EXTENDED_ARG"])
+    holder.shifted = sys.version_info >= (3, 11)  # LOAD_GLOBAL's arg is (index << 1) | flag
     sys.modules["_xltg_{nonce}"] = holder
 __xltg_snapshot({mods!r})
 del __xltg_snapshot
@@ -94,6 +98,19 @@ def __xltg_check(fns, allowed):
             if new is not v and from_notebook(new):
                 changed.append(m + "." + k)
                 d[k] = v
+    def global_reads(c):
+        # The names c reads as globals. Not c.co_names: it also holds attribute names, and
+        # s.translate(...) is not a use of the lesson's translate module.
+        load_global, load_name, extended = holder.ops
+        raw, found, high = c.co_code, set(), 0
+        for i in range(0, len(raw) - 1, 2):
+            op, arg = raw[i], raw[i + 1] | high
+            high = arg << 8 if op == extended else 0
+            if op == load_global:
+                found.add(c.co_names[arg >> 1 if holder.shifted else arg])
+            elif op == load_name:
+                found.add(c.co_names[arg])
+        return found
     refs = []
     seen = set()
     def course_object(o):
@@ -118,7 +135,7 @@ def __xltg_check(fns, allowed):
         while stack:
             c = stack.pop()
             stack.extend(x for x in c.co_consts if hasattr(x, "co_names"))
-            for name in c.co_names:
+            for name in sorted(global_reads(c)):
                 o = glb.get(name)
                 if o is None:
                     continue
