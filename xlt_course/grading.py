@@ -750,8 +750,10 @@ def kernel_sandbox(root: Path, kernel_cwd: Path, hide: list[Path]) -> list[str]:
     for h in hide:
         h = h.resolve()
         # Never hide a folder that holds the interpreter or the package the kernel imports.
-        if h.exists() and not any(n == h or h in n.parents for n in needed):
+        if h.is_dir() and not any(n == h or h in n.parents for n in needed):
             args += ["--tmpfs", str(h)]
+        elif h.exists() and not h.is_dir():  # e.g. a git worktree's `.git` file
+            args += ["--ro-bind", "/dev/null", str(h)]
     for rw in (root / "kernel_home", root / "runtime", _ipc_dir(root), kernel_cwd):
         args += ["--bind", str(rw.resolve()), str(rw.resolve())]
     # No network: the kernel reaches its worker over Unix sockets in runtime/ (see the plan's
@@ -765,7 +767,15 @@ def kernel_sandbox(root: Path, kernel_cwd: Path, hide: list[Path]) -> list[str]:
 
 @dataclass
 class SubmissionResult:
-    """The grade of one student's notebook for one lesson."""
+    """The grade of one student's notebook for one lesson.
+
+    Attributes:
+        score: the autograded points (the exercises' tests cells).
+        max_score: the most autograded points.
+        points: tests grade id -> (points, max points).
+        manual: written-answer grade id -> (points, max points), points None while the
+            answer waits for the instructor (pending); an unanswered question scores 0.
+    """
 
     student: str
     lesson: str
@@ -775,29 +785,66 @@ class SubmissionResult:
     flags: list[str] = field(default_factory=list)
     feedback: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    manual: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+
+    @property
+    def manual_points(self) -> float:
+        """Return the points of the written answers already scored."""
+        return sum(s for s, _ in self.manual.values() if s is not None)
+
+    @property
+    def manual_pending(self) -> float:
+        """Return the most points the written answers awaiting the instructor can add."""
+        return sum(m for s, m in self.manual.values() if s is None)
+
+    @property
+    def manual_max(self) -> float:
+        """Return the most points of the written answers."""
+        return sum(m for _, m in self.manual.values())
+
+    @property
+    def total(self) -> float:
+        """Return the points known so far: autograded plus written answers already scored."""
+        return self.score + self.manual_points
 
 
-def _read_scores(root: Path, lesson: str, student: str) -> tuple[float, float, dict]:
+def _read_scores(root: Path, lesson: str, student: str) -> tuple[float, float, dict, dict]:
+    """Return the autograded ``(score, max_score, points)`` and the written answers' points.
+
+    A graded cell that is also a solution cell is a written answer, scored by the instructor:
+    it is pending (points None) unless nbgrader already scored it (0 when left unanswered).
+    """
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "xlt-course") as gb:
         sub = gb.find_submission_notebook(lesson, lesson, student)
-        points = {
-            g.name: (float(g.score or 0.0), float(g.max_score or 0.0))
-            for g in sorted(sub.grades, key=lambda g: g.name)
-        }
-        return float(sub.score or 0.0), float(sub.max_score or 0.0), points
+        written = {c.name for c in sub.notebook.solution_cells}
+        points, manual = {}, {}
+        for g in sorted(sub.grades, key=lambda g: g.name):
+            top = float(g.max_score or 0.0)
+            if g.name not in written:
+                points[g.name] = (float(g.score or 0.0), top)
+            elif g.needs_manual_grade and g.manual_score is None:
+                manual[g.name] = (None, top)
+            else:
+                manual[g.name] = (float(g.score or 0.0), top)
+        score = sum(s for s, _ in points.values())
+        return score, sum(m for _, m in points.values()), points, manual
 
 
-def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
+def _template_max(template: Path, lesson: str) -> tuple[float, dict, dict]:
+    """Return the most autograded points, and zero points for every tests and answer cell."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{template}", "xlt-course") as gb:
         nb = gb.find_notebook(lesson, lesson)
+        written = {c.name for c in nb.solution_cells}
         cells = {
             c.name: (0.0, float(c.max_score)) for c in sorted(nb.grade_cells, key=lambda c: c.name)
         }
-        return float(nb.max_score), cells
+        points = {k: v for k, v in cells.items() if k not in written}
+        manual = {k: v for k, v in cells.items() if k in written}
+        return sum(m for _, m in points.values()), points, manual
 
 
 GRADER_VERSION = 4
@@ -820,6 +867,7 @@ def _save_result(result: SubmissionResult, path: Path, key: str) -> None:
         "score": result.score,
         "max_score": result.max_score,
         "points": {k: list(v) for k, v in result.points.items()},
+        "manual": {k: list(v) for k, v in result.manual.items()},
         "flags": result.flags,
         "feedback": str(result.feedback) if result.feedback else None,
         "seconds": result.seconds,
@@ -840,6 +888,10 @@ def _load_result(path: Path) -> tuple[str, SubmissionResult] | None:
             list(d["flags"]),
             Path(d["feedback"]) if d["feedback"] else None,
             dict(d.get("seconds", {})),
+            {
+                k: (None if v[0] is None else float(v[0]), float(v[1]))
+                for k, v in d.get("manual", {}).items()
+            },
         )
         return d["key"], r
     except (OSError, ValueError, KeyError, TypeError):
@@ -899,8 +951,10 @@ def _grade_fresh(
 ) -> SubmissionResult:
     import secrets
 
-    max_score, zero_points = _template_max(context.template, lesson)
-    result = SubmissionResult(student, lesson, 0.0, max_score, dict(zero_points))
+    max_score, zero_points, zero_manual = _template_max(context.template, lesson)
+    result = SubmissionResult(
+        student, lesson, 0.0, max_score, dict(zero_points), manual=dict(zero_manual)
+    )
     prepared = prepare_submission(notebook, context.layout)
     result.flags += prepared.flags
     if prepared.nb is None:
@@ -960,13 +1014,41 @@ def _grade_fresh(
         return result
     result.flags += [f for f in status.get("flags", []) if f not in result.flags]
     result.seconds.update(status.get("timing", {}))
-    result.score, result.max_score, result.points = _read_scores(root, lesson, student)
+    result.score, result.max_score, result.points, result.manual = _read_scores(
+        root, lesson, student
+    )
     html = root / "feedback" / student / lesson / f"{lesson}.html"
     if status.get("feedback") and html.exists():
+        mark_pending(html, result)
         result.feedback = html
     else:
         result.flags.append("feedback not generated")
     return result
+
+
+def mark_pending(html: Path, result: SubmissionResult) -> None:
+    """Show the written answers awaiting the instructor as pending in a feedback page, not as 0.
+
+    nbgrader prints a pending answer's score as 0 and counts it in the page's total; the
+    page then says "pending" for it and how many points are still to be graded.
+    """
+    import re
+
+    pending = sorted(g for g, (s, _) in result.manual.items() if s is None)
+    if not pending:
+        return
+    text = html.read_text(encoding="utf-8")
+    for gid in pending:
+        g = re.escape(gid)
+        text = re.sub(
+            rf'(<a href="#{g}">Written response</a> \(Score: )[0-9.]+', r"\1pending", text
+        )
+        text = re.sub(
+            rf'(<a name="{g}"></a>.*?Score: )[0-9.]+', r"\1pending", text, count=1, flags=re.S
+        )
+    note = f"; {result.manual_pending:g} points of written answers pending the instructor's grading"
+    text = re.sub(r"(<h4>[^<]*\(Score: [0-9.]+ / [0-9.]+)\)", rf"\1{note})", text, count=1)
+    html.write_text(text, encoding="utf-8")
 
 
 def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
@@ -987,16 +1069,49 @@ def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
     return found
 
 
+GRADES_COLUMNS = (
+    "student",
+    "lesson",
+    "auto_points",
+    "auto_max",
+    "manual_points",
+    "manual_pending",
+    "manual_max",
+    "total",
+    "max_total",
+    "points",
+    "flags",
+)
+"""Columns of ``grades.csv``. ``auto_*``: the exercises, graded by their tests.
+``manual_points``: written answers already scored (an unanswered question scores 0);
+``manual_pending``: the points of written answers awaiting the instructor (not counted as 0);
+``total``: ``auto_points + manual_points``, the points known so far, out of ``max_total``.
+``points``: per graded cell, ``grade_id=points/max`` (``pending/max`` for a pending answer)."""
+
+
 def write_grades_csv(results: list[SubmissionResult], path: Path) -> None:
-    """Write ``grades.csv``: one row per (student, lesson), sorted, byte-stable."""
+    """Write ``grades.csv`` (:data:`GRADES_COLUMNS`): one row per (student, lesson), sorted, byte-stable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["student", "lesson", "score", "max_score", "points", "flags"])
+        w.writerow(GRADES_COLUMNS)
         for r in sorted(results, key=lambda r: (r.student, r.lesson)):
-            pts = ";".join(f"{k}={s:g}/{m:g}" for k, (s, m) in sorted(r.points.items()))
+            cells = {**r.points, **r.manual}
+            pts = ";".join(
+                f"{k}={'pending' if s is None else format(s, 'g')}/{m:g}"
+                for k, (s, m) in sorted(cells.items())
+            )
+            numbers = (r.score, r.max_score, r.manual_points, r.manual_pending, r.manual_max)
             w.writerow(
-                [r.student, r.lesson, f"{r.score:g}", f"{r.max_score:g}", pts, "; ".join(r.flags)]
+                [
+                    r.student,
+                    r.lesson,
+                    *(f"{x:g}" for x in numbers),
+                    f"{r.total:g}",
+                    f"{r.max_score + r.manual_max:g}",
+                    pts,
+                    "; ".join(r.flags),
+                ]
             )
 
 
@@ -1231,7 +1346,7 @@ def write_summary(results: list[SubmissionResult], out: Path) -> list[Path]:
         ax.hist([r.score for r in rows], bins=bins, color="#4477aa", edgecolor="white")
         if max_score <= 20:
             ax.set_xticks(range(int(max_score) + 1))
-        ax.set_xlabel(f"score (of {max_score:g})")
+        ax.set_xlabel(f"autograded score (of {max_score:g})")
         ax.set_ylabel("submissions")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{lesson}: {len(rows)} submissions, {flagged} flagged")
