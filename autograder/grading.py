@@ -454,17 +454,96 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
 
 
 def _names_used(source: str, names: set[str]) -> set[str]:
+    """Return the ``names`` that ``source`` reads without binding them itself."""
+    return _unbound_names(source) & names
+
+
+def _bound_anywhere(node: Any) -> set[str]:
+    """Return every name ``node`` or anything inside it binds, in any scope (over-approximated)."""
     import ast
+
+    bound = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            bound.add(n.id)
+        elif isinstance(n, ast.alias):
+            bound.add(n.asname or n.name.split(".")[0])
+        elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(n.name)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and n.name:
+            bound.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            bound.add(n.rest)
+    return bound
+
+
+def _eager_loads(node: Any) -> set[str]:
+    """Return the names ``node`` reads when it runs (function and generator bodies run later)."""
+    import ast
+
+    found, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            # decorators and defaults run now, the body when called
+            todo += [*getattr(n, "decorator_list", []), *n.args.defaults]
+            todo += [d for d in n.args.kw_defaults if d is not None]
+            continue
+        if isinstance(n, ast.GeneratorExp):
+            todo.append(n.generators[0].iter)  # the only part a generator runs at once
+            continue
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            found.add(n.id)
+        todo.extend(ast.iter_child_nodes(n))
+    return found
+
+
+def _unbound_names(source: str) -> set[str]:
+    """Return the names ``source`` reads that it does not bind itself (Python's scoping rules).
+
+    A name is bound by the cell when it is assigned, imported, defined, a parameter, a loop,
+    comprehension, ``with``/``except`` or walrus target in the scope it is read in, an
+    enclosing function's, or the cell's top level (``global`` included). A top-level read in
+    a statement before the first statement that binds the name also counts as unbound: it
+    reads whatever the name meant before the cell ran. A cell that does not parse binds and
+    reads nothing.
+    """
+    import ast
+    import symtable
 
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+        top = symtable.symtable(source, "<cell>", "exec")
+    except (SyntaxError, ValueError):
         return set()
-    return {
-        n.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names
-    }
+    module_bound: set[str] = set()
+    to_module: set[str] = set()  # names read that resolve to the cell's top level
+    for s in top.get_symbols():
+        if s.is_assigned() or s.is_imported() or s.is_namespace():
+            module_bound.add(s.get_name())
+        if s.is_referenced():
+            to_module.add(s.get_name())
+    todo = list(top.get_children())
+    while todo:
+        t = todo.pop()
+        todo.extend(t.get_children())
+        for s in t.get_symbols():
+            if not s.is_global():
+                continue  # local to this scope or an enclosing function's: the cell's own
+            if s.is_declared_global() and (s.is_assigned() or s.is_imported() or s.is_namespace()):
+                module_bound.add(s.get_name())
+            if s.is_referenced():
+                to_module.add(s.get_name())
+    unbound = to_module - module_bound
+    first_binding: dict[str, int] = {}
+    for i, stmt in enumerate(tree.body):
+        for name in _bound_anywhere(stmt):
+            first_binding.setdefault(name, i)
+    for i, stmt in enumerate(tree.body):
+        unbound |= {n for n in _eager_loads(stmt) if first_binding.get(n, i) > i}
+    return unbound
 
 
 def forbidden_course_use(
@@ -472,8 +551,10 @@ def forbidden_course_use(
 ) -> list[str]:
     """Return why a solution cell's ``source`` uses ``xlt_course`` beyond its checks ([] if not).
 
-    Flags imports of ``xlt_course`` (except :data:`ALLOWED_COURSE_MODULES`), names that other
-    cells bind from it (``course_names``, e.g. a hidden test's ``_reference``), and strings
+    Flags imports of ``xlt_course`` (except :data:`ALLOWED_COURSE_MODULES`), reads of names
+    that other cells bind from it (``course_names``, e.g. a hidden test's ``_reference`` or a
+    module alias such as ``mt``) which the cell does not bind itself (a local variable, a
+    parameter or an import of another module named ``mt`` is the student's own), and strings
     naming the package (``importlib.import_module("xlt_course.procrustes")``). Names in
     ``allowed`` (those the exercise's reference solution itself uses, e.g. a data type) pass.
 
@@ -488,13 +569,10 @@ def forbidden_course_use(
     found = set()
     for name in sorted(_course_bindings(source) - allowed):
         found.add(f"imports {name}")
+    for name in _unbound_names(source) & ({*course_names, "xlt_course"} - allowed):
+        found.add(f"uses {name}")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            if node.id in allowed:
-                continue
-            if node.id in course_names or node.id == "xlt_course":
-                found.add(f"uses {node.id}")
-        elif (
+        if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
             and "xlt_course" in node.value.replace("xlt_course.checks", "")
@@ -653,7 +731,15 @@ def require_sandbox() -> None:
 
 @dataclass
 class SubmissionResult:
-    """The grade of one student's notebook for one lesson."""
+    """The grade of one student's notebook for one lesson.
+
+    Attributes:
+        score: the autograded points (the exercises' tests cells).
+        max_score: the most autograded points.
+        points: tests grade id -> (points, max points).
+        manual: written-answer grade id -> (points, max points), points None while the
+            answer waits for the instructor (pending); an unanswered question scores 0.
+    """
 
     student: str
     lesson: str
@@ -663,29 +749,66 @@ class SubmissionResult:
     flags: list[str] = field(default_factory=list)
     feedback: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    manual: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+
+    @property
+    def manual_points(self) -> float:
+        """Return the points of the written answers already scored."""
+        return sum(s for s, _ in self.manual.values() if s is not None)
+
+    @property
+    def manual_pending(self) -> float:
+        """Return the most points the written answers awaiting the instructor can add."""
+        return sum(m for s, m in self.manual.values() if s is None)
+
+    @property
+    def manual_max(self) -> float:
+        """Return the most points of the written answers."""
+        return sum(m for _, m in self.manual.values())
+
+    @property
+    def total(self) -> float:
+        """Return the points known so far: autograded plus written answers already scored."""
+        return self.score + self.manual_points
 
 
-def _read_scores(root: Path, lesson: str, student: str) -> tuple[float, float, dict]:
+def _read_scores(root: Path, lesson: str, student: str) -> tuple[float, float, dict, dict]:
+    """Return the autograded ``(score, max_score, points)`` and the written answers' points.
+
+    A graded cell that is also a solution cell is a written answer, scored by the instructor:
+    it is pending (points None) unless nbgrader already scored it (0 when left unanswered).
+    """
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "xlt-course") as gb:
         sub = gb.find_submission_notebook(lesson, lesson, student)
-        points = {
-            g.name: (float(g.score or 0.0), float(g.max_score or 0.0))
-            for g in sorted(sub.grades, key=lambda g: g.name)
-        }
-        return float(sub.score or 0.0), float(sub.max_score or 0.0), points
+        written = {c.name for c in sub.notebook.solution_cells}
+        points, manual = {}, {}
+        for g in sorted(sub.grades, key=lambda g: g.name):
+            top = float(g.max_score or 0.0)
+            if g.name not in written:
+                points[g.name] = (float(g.score or 0.0), top)
+            elif g.needs_manual_grade and g.manual_score is None:
+                manual[g.name] = (None, top)
+            else:
+                manual[g.name] = (float(g.score or 0.0), top)
+        score = sum(s for s, _ in points.values())
+        return score, sum(m for _, m in points.values()), points, manual
 
 
-def _template_max(template: Path, lesson: str) -> tuple[float, dict]:
+def _template_max(template: Path, lesson: str) -> tuple[float, dict, dict]:
+    """Return the most autograded points, and zero points for every tests and answer cell."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{template}", "xlt-course") as gb:
         nb = gb.find_notebook(lesson, lesson)
+        written = {c.name for c in nb.solution_cells}
         cells = {
             c.name: (0.0, float(c.max_score)) for c in sorted(nb.grade_cells, key=lambda c: c.name)
         }
-        return float(nb.max_score), cells
+        points = {k: v for k, v in cells.items() if k not in written}
+        manual = {k: v for k, v in cells.items() if k in written}
+        return sum(m for _, m in points.values()), points, manual
 
 
 GRADER_VERSION = 4
@@ -708,6 +831,7 @@ def _save_result(result: SubmissionResult, path: Path, key: str) -> None:
         "score": result.score,
         "max_score": result.max_score,
         "points": {k: list(v) for k, v in result.points.items()},
+        "manual": {k: list(v) for k, v in result.manual.items()},
         "flags": result.flags,
         "feedback": str(result.feedback) if result.feedback else None,
         "seconds": result.seconds,
@@ -728,6 +852,10 @@ def _load_result(path: Path) -> tuple[str, SubmissionResult] | None:
             list(d["flags"]),
             Path(d["feedback"]) if d["feedback"] else None,
             dict(d.get("seconds", {})),
+            {
+                k: (None if v[0] is None else float(v[0]), float(v[1]))
+                for k, v in d.get("manual", {}).items()
+            },
         )
         return d["key"], r
     except (OSError, ValueError, KeyError, TypeError):
@@ -787,8 +915,10 @@ def _grade_fresh(
 ) -> SubmissionResult:
     import secrets
 
-    max_score, zero_points = _template_max(context.template, lesson)
-    result = SubmissionResult(student, lesson, 0.0, max_score, dict(zero_points))
+    max_score, zero_points, zero_manual = _template_max(context.template, lesson)
+    result = SubmissionResult(
+        student, lesson, 0.0, max_score, dict(zero_points), manual=dict(zero_manual)
+    )
     prepared = prepare_submission(notebook, context.layout)
     result.flags += prepared.flags
     if prepared.nb is None:
@@ -850,13 +980,41 @@ def _grade_fresh(
         return result
     result.flags += [f for f in status.get("flags", []) if f not in result.flags]
     result.seconds.update(status.get("timing", {}))
-    result.score, result.max_score, result.points = _read_scores(root, lesson, student)
+    result.score, result.max_score, result.points, result.manual = _read_scores(
+        root, lesson, student
+    )
     html = root / "feedback" / student / lesson / f"{lesson}.html"
     if status.get("feedback") and html.exists():
+        mark_pending(html, result)
         result.feedback = html
     else:
         result.flags.append("feedback not generated")
     return result
+
+
+def mark_pending(html: Path, result: SubmissionResult) -> None:
+    """Show the written answers awaiting the instructor as pending in a feedback page, not as 0.
+
+    nbgrader prints a pending answer's score as 0 and counts it in the page's total; the
+    page then says "pending" for it and how many points are still to be graded.
+    """
+    import re
+
+    pending = sorted(g for g, (s, _) in result.manual.items() if s is None)
+    if not pending:
+        return
+    text = html.read_text(encoding="utf-8")
+    for gid in pending:
+        g = re.escape(gid)
+        text = re.sub(
+            rf'(<a href="#{g}">Written response</a> \(Score: )[0-9.]+', r"\1pending", text
+        )
+        text = re.sub(
+            rf'(<a name="{g}"></a>.*?Score: )[0-9.]+', r"\1pending", text, count=1, flags=re.S
+        )
+    note = f"; {result.manual_pending:g} points of written answers pending the instructor's grading"
+    text = re.sub(r"(<h4>[^<]*\(Score: [0-9.]+ / [0-9.]+)\)", rf"\1{note})", text, count=1)
+    html.write_text(text, encoding="utf-8")
 
 
 def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
@@ -877,16 +1035,49 @@ def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
     return found
 
 
+GRADES_COLUMNS = (
+    "student",
+    "lesson",
+    "auto_points",
+    "auto_max",
+    "manual_points",
+    "manual_pending",
+    "manual_max",
+    "total",
+    "max_total",
+    "points",
+    "flags",
+)
+"""Columns of ``grades.csv``. ``auto_*``: the exercises, graded by their tests.
+``manual_points``: written answers already scored (an unanswered question scores 0);
+``manual_pending``: the points of written answers awaiting the instructor (not counted as 0);
+``total``: ``auto_points + manual_points``, the points known so far, out of ``max_total``.
+``points``: per graded cell, ``grade_id=points/max`` (``pending/max`` for a pending answer)."""
+
+
 def write_grades_csv(results: list[SubmissionResult], path: Path) -> None:
-    """Write ``grades.csv``: one row per (student, lesson), sorted, byte-stable."""
+    """Write ``grades.csv`` (:data:`GRADES_COLUMNS`): one row per (student, lesson), sorted, byte-stable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["student", "lesson", "score", "max_score", "points", "flags"])
+        w.writerow(GRADES_COLUMNS)
         for r in sorted(results, key=lambda r: (r.student, r.lesson)):
-            pts = ";".join(f"{k}={s:g}/{m:g}" for k, (s, m) in sorted(r.points.items()))
+            cells = {**r.points, **r.manual}
+            pts = ";".join(
+                f"{k}={'pending' if s is None else format(s, 'g')}/{m:g}"
+                for k, (s, m) in sorted(cells.items())
+            )
+            numbers = (r.score, r.max_score, r.manual_points, r.manual_pending, r.manual_max)
             w.writerow(
-                [r.student, r.lesson, f"{r.score:g}", f"{r.max_score:g}", pts, "; ".join(r.flags)]
+                [
+                    r.student,
+                    r.lesson,
+                    *(f"{x:g}" for x in numbers),
+                    f"{r.total:g}",
+                    f"{r.max_score + r.manual_max:g}",
+                    pts,
+                    "; ".join(r.flags),
+                ]
             )
 
 
@@ -1054,7 +1245,7 @@ def write_summary(results: list[SubmissionResult], out: Path) -> list[Path]:
         ax.hist([r.score for r in rows], bins=bins, color="#4477aa", edgecolor="white")
         if max_score <= 20:
             ax.set_xticks(range(int(max_score) + 1))
-        ax.set_xlabel(f"score (of {max_score:g})")
+        ax.set_xlabel(f"autograded score (of {max_score:g})")
         ax.set_ylabel("submissions")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{lesson}: {len(rows)} submissions, {flagged} flagged")

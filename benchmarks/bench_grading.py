@@ -139,6 +139,10 @@ def ours(subs: Path, out: Path, jobs: int) -> tuple[dict, float, list[dict]]:
     for path in sorted((out / ".work" / "jobs").glob("*/*.json")):
         d = json.loads(path.read_text(encoding="utf-8"))
         points[(d["student"], d["lesson"])] = {k: v[0] for k, v in d["points"].items()}
+        # written answers: plain nbgrader scores a pending one 0 (ours: None, pending)
+        points[(d["student"], d["lesson"])].update(
+            {k: v[0] or 0.0 for k, v in d.get("manual", {}).items()}
+        )
         timings.append(d.get("seconds", {}))
     return points, wall, timings
 

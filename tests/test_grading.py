@@ -302,14 +302,44 @@ def test_grading_package_cannot_be_imported_by_the_kernel(graded):
     assert "cannot be imported while grading" in page
 
 
+def _written_answers() -> dict[str, tuple[int, str]]:
+    """Return {grade id: (points, model answer)} of the lesson's written-answer cells."""
+    cells = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))
+    return {
+        g: (c.metadata["nbgrader"]["points"], c.source)
+        for g, c in cells.items()
+        if c.cell_type == "markdown"
+    }
+
+
 def test_grades_csv_and_feedback(graded):
     out, r = graded
     rows = list(csv.DictReader((out / "grades.csv").read_text(encoding="utf-8").splitlines()))
     assert [row["student"] for row in rows] == sorted(r)
+    assert list(rows[0]) == list(grading.GRADES_COLUMNS)
+    written = _written_answers()
+    manual_max = sum(p for p, _ in written.values())
+    assert written and manual_max > 0
+    # The reference's written answers wait for the instructor: pending, not 0.
     ref_row = next(row for row in rows if row["student"] == "ref")
-    assert ref_row["points"] == "ex1_cosine_tests=2/2;ex2_top_k_tests=1/1"
+    pending = ";".join(f"{g}=pending/{p:g}" for g, (p, _) in sorted(written.items()))
+    assert ref_row["points"] == "ex1_cosine_tests=2/2;ex2_top_k_tests=1/1;" + pending
+    assert (ref_row["auto_points"], ref_row["auto_max"], ref_row["total"]) == ("3", "3", "3")
+    assert ref_row["manual_pending"] == ref_row["manual_max"] == f"{manual_max:g}"
+    assert ref_row["manual_points"] == "0" and ref_row["max_total"] == f"{3 + manual_max:g}"
+    # A blank notebook answered nothing: its written answers score 0, none is pending.
+    blank = next(row for row in rows if row["student"] == "blank")
+    assert (blank["auto_points"], blank["manual_pending"], blank["total"]) == ("0", "0", "0")
+    assert blank["manual_max"] == f"{manual_max:g}" and "q1_answer=0/" in blank["points"]
     html = (out / "feedback" / "ref" / f"{LESSON}.html").read_text(encoding="utf-8")
     assert "cosine_similarity_matrix" in html
+    assert "Written response</a> (Score: pending /" in html
+    assert f"{manual_max:g} points of written answers pending" in html
+    # A student's feedback never shows the model answers (only the reference submitted them).
+    for student in ("blank", "partial", "monkeypatch"):
+        page = (out / "feedback" / student / f"{LESSON}.html").read_text(encoding="utf-8")
+        for _, model in written.values():
+            assert model.splitlines()[1] not in page, student
     # Feedback shows the visible checks but never the hidden tests' source.
     for student in ("ref", "blank", "partial", "crash", "monkeypatch"):
         page = (out / "feedback" / student / f"{LESSON}.html").read_text(encoding="utf-8")
@@ -386,10 +416,17 @@ def test_every_reference_scores_full_and_every_blank_zero(tmp_path):
 
     lessons = grading.lesson_names()
     results = course.grade_reference_and_blank(lessons, tmp_path)
+    # Written answers: the reference's all wait for the instructor (pending, never 0), the
+    # blank's are unanswered (0, none pending).
     wrong = {
-        (student, lesson): (r.score, r.max_score, r.flags)
+        (student, lesson): (r.score, r.max_score, r.manual, r.flags)
         for (student, lesson), r in results.items()
-        if r.flags or r.max_score <= 0 or r.score != (r.max_score if student == "reference" else 0)
+        if r.flags
+        or r.max_score <= 0
+        or r.manual_max <= 0
+        or r.score != (r.max_score if student == "reference" else 0)
+        or r.manual_pending != (r.manual_max if student == "reference" else 0)
+        or r.manual_points != 0
     }
     assert len(results) == 2 * len(lessons)
     assert not wrong, wrong

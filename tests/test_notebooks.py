@@ -32,8 +32,11 @@ def test_solution_notebook_shape(lesson):
         f"{lesson}: the title cell needs its Colab badge"
     )
     cells = notebooks.grade_cells(nb)
+    written = [g for g, c in cells.items() if c.cell_type == "markdown"]
+    cells = {g: c for g, c in cells.items() if c.cell_type == "code"}
     answers = [g for g, c in cells.items() if c.metadata["nbgrader"]["solution"]]
     tests = [g for g, c in cells.items() if c.metadata["nbgrader"]["grade"]]
+    assert written, f"{lesson}: the closing questions need answer cells"
     assert len(tests) >= 1 or lesson == "00-setup"
     for g in answers:
         assert f"{g}_tests" in tests, f"{lesson}: exercise {g} has no tests cell named {g}_tests"
@@ -44,6 +47,30 @@ def test_solution_notebook_shape(lesson):
         assert "checks." in src.split("### BEGIN HIDDEN TESTS")[0], (
             f"{lesson}: {g} needs visible self-checks"
         )
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_question_has_a_graded_answer_cell_and_a_model_answer(lesson):
+    """Each closing question is followed by a manually graded markdown answer cell, whose
+    model answer is in the solution only: the lesson shows nbgrader's blank stub."""
+    nb = notebooks.read_notebook(solution(lesson))
+    head = max(i for i, c in enumerate(nb.cells) if "## Questions" in c.source)
+    closing = nb.cells[head + 1 :]
+    questions, answers = closing[0::2], closing[1::2]
+    assert questions and len(questions) == len(answers), f"{lesson}: question/answer cells"
+    release = notebooks.read_notebook(paths.lessons_dir() / lesson / f"{lesson}.ipynb")
+    released = notebooks.grade_cells(release)
+    lesson_text = "\n".join(c.source for c in release.cells)
+    for k, (q, a) in enumerate(zip(questions, answers, strict=True), start=1):
+        meta = a.metadata.get("nbgrader", {})
+        assert q.source.startswith(f"**Question {k}**") and "nbgrader" not in q.metadata
+        assert a.cell_type == "markdown" and meta["grade_id"] == f"q{k}_answer", (lesson, k)
+        assert meta["solution"] and meta["grade"] and meta["points"] > 0, (lesson, k)
+        assert a.source.startswith("*Model answer.*") and len(a.source) > 80, (lesson, k)
+        assert released[meta["grade_id"]].source == "YOUR ANSWER HERE", (lesson, k)
+        # no sentence of the model answer reaches the student's notebook
+        for line in a.source.splitlines()[1:]:
+            assert len(line) < 45 or line not in lesson_text, (lesson, k, line)
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
