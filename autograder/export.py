@@ -66,6 +66,10 @@ class ExportReport:
 def read_grades(out: Path) -> list[Grade]:
     """Read ``OUT/grades.csv`` (long format, one row per student and lesson).
 
+    The score exported is ``total`` of ``max_total``: the autograded points plus the written
+    answers already graded; answers still pending count nothing until the instructor grades
+    them (``manual_pending`` says how many points wait).
+
     Raises:
         ExportError: the file is missing or lacks a required column.
     """
@@ -74,7 +78,7 @@ def read_grades(out: Path) -> list[Grade]:
         raise ExportError(f"{path} does not exist: run `xlt-course grade ... --out {out}` first")
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
-        missing = {"student", "lesson", "score", "max_score"} - set(reader.fieldnames or [])
+        missing = {"student", "lesson", "total", "max_total"} - set(reader.fieldnames or [])
         if missing:
             raise ExportError(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
         grades = []
@@ -88,7 +92,7 @@ def read_grades(out: Path) -> list[Grade]:
                 except ValueError:
                     continue
             try:
-                raw, mx = float(row["score"]), float(row["max_score"])
+                raw, mx = float(row["total"]), float(row["max_total"])
             except ValueError as e:
                 raise ExportError(f"{path}: {row['student']}/{row['lesson']}: {e}") from e
             grades.append(

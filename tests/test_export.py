@@ -10,12 +10,12 @@ from autograder import cli, export, late
 from autograder.intake import Intake, Submission
 
 GRADES = """\
-student,lesson,score,max_score,points,flags
-doejohn_12345,00-setup,3,3,ex1_cosine_tests=2/2;ex2_top_k_tests=1/1,
-doejohn_12345,02-procrustes,4,5,ex1=4/5,
-smithann_222,00-setup,2,3,ex1_cosine_tests=2/2;ex2_top_k_tests=0/1,
-Zoë_Müller_77,00-setup,3,3,ex1_cosine_tests=2/2;ex2_top_k_tests=1/1,
-stranger,00-setup,1,3,ex1_cosine_tests=1/2;ex2_top_k_tests=0/1,
+student,lesson,auto_points,auto_max,manual_points,manual_pending,manual_max,total,max_total,points,flags
+doejohn_12345,00-setup,3,3,0,0,0,3,3,ex1_cosine_tests=2/2;ex2_top_k_tests=1/1,
+doejohn_12345,02-procrustes,4,5,0,0,0,4,5,ex1=4/5,
+smithann_222,00-setup,2,3,0,0,0,2,3,ex1_cosine_tests=2/2;ex2_top_k_tests=0/1,
+Zoë_Müller_77,00-setup,3,3,0,0,0,3,3,ex1_cosine_tests=2/2;ex2_top_k_tests=1/1,
+stranger,00-setup,1,3,0,0,0,1,3,ex1_cosine_tests=1/2;ex2_top_k_tests=0/1,
 """
 ROSTER = """\
 student,name,lms_id,sis_id,login,section,email

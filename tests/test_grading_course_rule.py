@@ -16,6 +16,7 @@ import functools
 import textwrap
 
 import pytest
+from cells import cell_source, run_test_cell
 from conftest import LESSONS, solution
 
 from autograder import grading, notebooks, paths
@@ -86,7 +87,7 @@ def _exercises(lesson: str) -> list[tuple[str, str, str]]:
     layout = _layout(lesson)
     nb = solution(lesson)
     return [
-        (tests_id, sol, grading.cell_source(nb, sol))
+        (tests_id, sol, cell_source(nb, sol))
         for tests_id, sols in layout.solutions_of.items()
         for sol in sols
     ]
@@ -162,7 +163,7 @@ def test_answers_with_local_course_names_pass_their_tests_and_are_not_zeroed(les
         for sol in sols:
             exec(compile(cells[sol].source, f"{lesson}:{sol}", "exec"), ns)  # noqa: S102
         fns = {f: ns[f] for f in layout.exercise_functions[tests_id]}
-        grading.run_test_cell(nb_path, tests_id, **fns)
+        run_test_cell(nb_path, tests_id, **fns)
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -218,10 +219,8 @@ def test_local_alias_grades_full_through_the_pipeline(tmp_path, built_data):
         dest = subs / student / LESSON_E2E / f"{LESSON_E2E}.ipynb"
         dest.parent.mkdir(parents=True)
         dest.write_text(notebooks.dumps(_submission(LESSON_E2E, rewrite)), encoding="utf-8")
-    # This checks the xlt_course rule, not confinement (the hostile batch of test_grading does).
-    limits = grading.GradeLimits(
-        notebook_timeout=600, cell_timeout=300, memory_mb=6000, sandbox="none"
-    )
+    # This checks the xlt_course rule; confinement is test_sandbox.py's business.
+    limits = grading.GradeLimits(notebook_timeout=600, cell_timeout=300, memory_mb=6000)
     results = grading.grade(subs, tmp_path / "out", jobs=2, limits=limits, progress=False)
     r = {x.student: x for x in results}
     tests_ids = set(_layout(LESSON_E2E).solutions_of)

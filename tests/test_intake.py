@@ -152,7 +152,7 @@ def test_grading_a_mixed_zip_end_to_end(tmp_path, capsys, monkeypatch):
         z.writestr("Untitled.ipynb", ref)
     out = tmp_path / "graded"
     # (the sandbox is tests/test_grading.py's business; here it is intake that is tested)
-    args = ["--jobs", "2", "--cell-timeout", "60", "--sandbox", "none"]
+    args = ["--jobs", "2", "--cell-timeout", "60", "--unsafe-no-sandbox"]
     monkeypatch.chdir(tmp_path)  # a relative --out works too
     code = cli.main(["grade", archive.name, "--out", "graded", *args])
     assert code == 0
@@ -162,9 +162,9 @@ def test_grading_a_mixed_zip_end_to_end(tmp_path, capsys, monkeypatch):
     with open(out / "grades.csv", encoding="utf-8") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"doejohn_12345", "Zoë_Müller_1234567", "s123"}
-    assert rows["doejohn_12345"]["score"] == rows["doejohn_12345"]["max_score"] != "0"
-    assert rows["s123"]["score"] == rows["s123"]["max_score"]
-    assert rows["Zoë_Müller_1234567"]["score"] == "0"
+    assert rows["doejohn_12345"]["auto_points"] == rows["doejohn_12345"]["auto_max"] != "0"
+    assert rows["s123"]["auto_points"] == rows["s123"]["auto_max"]
+    assert rows["Zoë_Müller_1234567"]["auto_points"] == "0"
     taken = json.loads((out / "intake.json").read_text(encoding="utf-8"))
     late = {s["student"]: s["late"] for s in taken["submissions"]}
     assert late == {"doejohn_12345": True, "Zoë_Müller_1234567": False, "s123": False}
