@@ -357,6 +357,18 @@ def test_ex3_reference_passes():
     run_test_cell(NB, "ex3_precision_tests", precision_at_k=ref)
 
 
+def test_ex3_float32_share_passes():
+    torch = pytest.importorskip("torch")
+
+    def float32(predictions, queries, gold_pairs, k):  # a share computed as a float32 tensor
+        golds = _golds_by_query(queries, gold_pairs)
+        rows = np.asarray(predictions)[:, :k].tolist()
+        hits = [bool(g & set(row)) for g, row in zip(golds, rows, strict=True)]
+        return torch.tensor(hits, dtype=torch.float32).mean()
+
+    run_test_cell(NB, "ex3_precision_tests", precision_at_k=float32)
+
+
 @pytest.mark.parametrize(
     "variant", [_pak_package, _pak_vectorised, _pak_pandas], ids=["package", "numpy", "pandas"]
 )

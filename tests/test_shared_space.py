@@ -553,6 +553,12 @@ def test_ex2_centring_after_the_svd_gets_the_centring_hint():
         run_visible_checks(NB, "ex2_pca_2d_tests", pca_2d=_centre_after_svd)
 
 
+@pytest.mark.parametrize("wrong", [_u_unscaled, _standardised], ids=["U-unscaled", "standardised"])
+def test_ex2_variance_hint_mentions_units(wrong):
+    with pytest.raises(AssertionError, match="data's units"):
+        run_visible_checks(NB, "ex2_pca_2d_tests", pca_2d=wrong)
+
+
 def test_ex2_stub_gets_friendly_message():
     def stub(X):
         raise NotImplementedError()

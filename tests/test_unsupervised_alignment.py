@@ -186,6 +186,11 @@ def test_ex1_plausible_mistakes_fail(wrong):
         run_test_cell(NB, "ex1_identical_seed_tests", identical_seed=wrong)
 
 
+def test_ex1_case_folding_gets_the_case_hint():
+    with pytest.raises(AssertionError, match="differ only in case"):
+        run_visible_checks(NB, "ex1_identical_seed_tests", identical_seed=_lowercased)
+
+
 def test_ex1_stub_gets_friendly_message():
     with pytest.raises(AssertionError, match="not implemented yet"):
         run_test_cell(NB, "ex1_identical_seed_tests", identical_seed=_stub)
