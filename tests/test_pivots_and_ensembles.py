@@ -413,7 +413,16 @@ def test_ex2_reference_and_variants_pass():
                 out[:, k] += p[:, list(names).index(name)]
         return out / len(logits)
 
-    for variant in (with_package, with_scipy, with_torch, with_logsumexp):
+    def with_torch_float32(logits, label_orders, target_order):
+        import torch
+
+        out = 0.0
+        for z, names in zip(logits, label_orders, strict=True):
+            p = torch.softmax(torch.from_numpy(np.asarray(z)).float(), dim=1).numpy()
+            out = out + p[:, [list(names).index(n) for n in target_order]]
+        return out / len(logits)
+
+    for variant in (with_package, with_scipy, with_torch, with_logsumexp, with_torch_float32):
         run_test_cell(NB, "ex2_ensemble_tests", ensemble_proba=variant)
 
 
