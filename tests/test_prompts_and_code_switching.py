@@ -565,7 +565,7 @@ def test_ex2_statement_never_leads_to_an_xlt_course_import():
     cells = json.loads(NB.read_text(encoding="utf-8"))["cells"]
     text = " ".join(" ".join("".join(c["source"]).split()) for c in cells)
     assert "import `prepend_prompt` from `xlt_course" not in text
-    assert "do not import it from `xlt_course`" in text
+    assert "Do not import anything from `xlt_course`" in text
 
 
 # --------------------------------------------------------------------------- exercise 3
