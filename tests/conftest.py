@@ -25,6 +25,15 @@ def solution(lesson: str) -> Path:
     return paths.solutions_dir() / lesson / f"{lesson}.ipynb"
 
 
+def run_visible_checks(nb_path: Path, grade_id: str, **functions) -> None:
+    """Run only the visible self-checks of the tests cell ``grade_id`` (what a student sees)."""
+    source = grading.cell_source(nb_path, grade_id).partition("### BEGIN HIDDEN TESTS")[0]
+    exec(
+        compile(source, f"{nb_path.name}:{grade_id}:visible", "exec"),
+        {"__name__": "__tests__", **functions},
+    )
+
+
 @pytest.fixture(scope="session")
 def built_data() -> Path:
     """Return the build folder, skipping nothing: the suite needs `xlt-course data build`."""
@@ -42,12 +51,3 @@ def assert_build_is_noop(build, manifest, names: tuple[str, ...]) -> None:
     before = [f.stat().st_mtime_ns for f in files]
     build(manifest)
     assert [f.stat().st_mtime_ns for f in files] == before, "a second build rewrote artefacts"
-
-
-def run_visible_checks(nb_path: Path, grade_id: str, **functions) -> None:
-    """Run only the visible self-checks of the tests cell ``grade_id`` (what a student sees)."""
-    source = grading.cell_source(nb_path, grade_id).partition("### BEGIN HIDDEN TESTS")[0]
-    exec(
-        compile(source, f"{nb_path.name}:{grade_id}:visible", "exec"),
-        {"__name__": "__tests__", **functions},
-    )

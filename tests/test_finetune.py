@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_visible_checks, solution
+from conftest import solution
 
 from xlt_course import finetune as ft
 from xlt_course.data.topics import TopicSplit
@@ -701,11 +701,15 @@ def test_ex3_plausible_mistakes_fail(wrong):
     ids=["two-passes", "indexing", "tensor"],
 )
 def test_ex3_stream_and_float_rules_are_visible(wrong, hint):
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match=hint):
         run_visible_checks(NB, "ex3_accuracy_tests", batched_accuracy=wrong)
 
 
 def test_ex3_mean_of_batches_gets_the_batch_size_hint():
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="mean of the per-batch accuracies"):
         run_visible_checks(NB, "ex3_accuracy_tests", batched_accuracy=_mean_of_batches)
 

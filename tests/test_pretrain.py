@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_visible_checks, solution
+from conftest import solution
 
 from xlt_course import notebooks, paths, pretrain, sampling
 from xlt_course.cli import main as cli_main
@@ -441,6 +441,8 @@ def test_ex1_plausible_mistakes_fail(wrong):
 
 
 def test_ex1_uniform_mixing_fails_the_visible_checks():
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="mixing with the uniform"):
         run_visible_checks(
             NB,
@@ -458,6 +460,8 @@ def test_ex1_stub_gets_friendly_message():
 
 
 def test_ex1_in_place_gets_the_in_place_hint():
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="changed the array"):
         run_visible_checks(NB, "ex1_sampling_tests", language_probabilities=_in_place)
 
@@ -471,6 +475,8 @@ def test_ex1_in_place_gets_the_in_place_hint():
     ids=["div-T", "mean-of-masked"],
 )
 def test_ex3_dividing_by_T_fails_the_visible_checks(wrong):
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="second row"):
         run_visible_checks(NB, "ex3_mean_pool_tests", mean_pool=wrong)
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_visible_checks, solution
+from conftest import solution
 
 from xlt_course import prompts_and_code_switching as pc
 from xlt_course.data.topics import TopicSplit
@@ -556,6 +556,8 @@ def test_ex2_correct_base_passes():
 
 
 def test_ex2_shared_memory_fails_the_visible_checks():
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="shares memory"):
         run_visible_checks(NB, "ex2_prompt_module_tests", PromptClassifier=_SharedMemory)
 
@@ -701,11 +703,15 @@ def test_ex3_plausible_mistakes_fail(wrong):
 
 
 def test_ex2_hidden_prompt_gets_the_mask_hint():
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="hides it"):
         run_visible_checks(NB, "ex2_prompt_module_tests", PromptClassifier=_MaskZeros)
 
 
 def test_ex3_ignoring_the_seed_gets_the_seed_hint():
+    from conftest import run_visible_checks
+
     def same_everywhere(tokens, lexicons, r, seed):
         return _same_everywhere(tokens, lexicons, r, seed)
 
@@ -714,6 +720,8 @@ def test_ex3_ignoring_the_seed_gets_the_seed_hint():
 
 
 def test_ex3_pooled_translations_fail_the_visible_checks():
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="language first"):
         run_visible_checks(NB, "ex3_code_switch_tests", code_switch=MISTAKES["pooled-translations"])
 

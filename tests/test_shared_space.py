@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_visible_checks, solution
+from conftest import solution
 
 from xlt_course import align, shared_space
 from xlt_course.grading import run_test_cell, solution_namespace
@@ -557,6 +557,8 @@ def test_ex2_plausible_mistakes_fail(wrong):
 
 
 def test_ex2_centring_after_the_svd_gets_the_centring_hint():
+    from conftest import run_visible_checks
+
     # The axes of the uncentred data then fail the variance-order check too; the hint must say
     # what is wrong (where the data is centred), not send the student to the axis order.
     with pytest.raises(AssertionError, match="centre before the SVD"):
@@ -565,6 +567,8 @@ def test_ex2_centring_after_the_svd_gets_the_centring_hint():
 
 @pytest.mark.parametrize("wrong", [_u_unscaled, _standardised], ids=["U-unscaled", "standardised"])
 def test_ex2_variance_hint_mentions_units(wrong):
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="data's units"):
         run_visible_checks(NB, "ex2_pca_2d_tests", pca_2d=wrong)
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import run_visible_checks, solution
+from conftest import solution
 
 from xlt_course import tokenization as T
 from xlt_course.grading import run_test_cell, solution_namespace
@@ -501,6 +501,8 @@ def test_ex3_plausible_mistakes_fail(wrong):
     ids=["lstrip", "isnumeric", "first-char"],
 )  # fmt: skip
 def test_ex3_visible_checks_name_the_rule_that_is_broken(kw, hint):
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match=hint):
         run_visible_checks(
             NB, "ex3_anchors_tests", shared_anchors=lambda a, b: _anchors(a, b, **kw)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import run_visible_checks, solution
+from conftest import solution
 
 from xlt_course import align
 from xlt_course.grading import run_test_cell, solution_namespace
@@ -187,6 +187,8 @@ def test_ex1_plausible_mistakes_fail(wrong):
 
 
 def test_ex1_case_folding_gets_the_case_hint():
+    from conftest import run_visible_checks
+
     with pytest.raises(AssertionError, match="differ only in case"):
         run_visible_checks(NB, "ex1_identical_seed_tests", identical_seed=_lowercased)
 
@@ -471,6 +473,8 @@ def _divides_by_zero_when_empty(a, b):
 
 @pytest.mark.parametrize("wrong", [_empty_is_one, _divides_by_zero_when_empty])
 def test_ex3_empty_case_is_caught_by_the_visible_checks(wrong):
+    from conftest import run_visible_checks
+
     with pytest.raises((AssertionError, ZeroDivisionError)):
         run_visible_checks(NB, "ex3_dictionary_change_tests", dictionary_change=wrong)
 
