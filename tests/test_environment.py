@@ -112,3 +112,12 @@ def test_ex2_reference_and_variants_pass():
 def test_ex2_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex2_top_k_tests", top_k=wrong)
+
+
+def test_check_array_shape_hint():
+    from xlt_course import checks
+
+    with pytest.raises(AssertionError, match="Check which axis"):
+        checks.check_array(np.zeros((2, 3)), (3, 2))
+    with pytest.raises(AssertionError, match=r"expected \(3, 2\)\. One row per text\.$"):
+        checks.check_array(np.zeros((2, 3)), (3, 2), shape_hint="One row per text.")

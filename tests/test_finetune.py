@@ -659,7 +659,12 @@ def test_ex3_reference_and_variants_pass():
             gold += labels[keep].tolist()
         return float(accuracy_score(gold, preds))
 
-    for variant in (concatenate, with_numpy, with_sklearn):
+    def float32_mean(batches, ignore_index=-100):  # a float32 tensor mean, then .item()
+        logits, labels = (torch.cat(t) for t in zip(*batches, strict=True))
+        keep = labels != ignore_index
+        return (logits[keep].argmax(1) == labels[keep]).float().mean().item()
+
+    for variant in (concatenate, with_numpy, with_sklearn, float32_mean):
         run_test_cell(NB, "ex3_accuracy_tests", batched_accuracy=variant)
 
 
@@ -729,8 +734,15 @@ def test_ex3_plausible_mistakes_fail(wrong):
     ids=["two-passes", "indexing", "tensor"],
 )
 def test_ex3_stream_and_float_rules_are_visible(wrong, hint):
+
     with pytest.raises(AssertionError, match=hint):
         run_visible_checks(NB, "ex3_accuracy_tests", batched_accuracy=wrong)
+
+
+def test_ex3_mean_of_batches_gets_the_batch_size_hint():
+
+    with pytest.raises(AssertionError, match="mean of the per-batch accuracies"):
+        run_visible_checks(NB, "ex3_accuracy_tests", batched_accuracy=_mean_of_batches)
 
 
 def test_ex3_stub_gets_friendly_message():

@@ -345,11 +345,21 @@ def _in_place(splits):
     return splits
 
 
+def _english_order(splits):
+    base = splits.get("en", next(iter(splits.values())))  # English assumed to be the source
+    common = set(pe.common_item_ids(splits))
+    return {
+        lang: pe.restrict(s, [i for i in base.ids if i in common]) for lang, s in splits.items()
+    }
+
+
 @pytest.mark.parametrize(
     "wrong",
-    [_truncate_to_smallest, _own_order, _sorted_ids, _labels_not_moved, _only_first_two, _in_place],
-    ids=["truncate", "own-order", "sorted-ids", "labels-not-moved", "first-two", "in-place"],
-)
+    [_truncate_to_smallest, _own_order, _sorted_ids, _labels_not_moved, _only_first_two, _in_place,
+     _english_order],
+    ids=["truncate", "own-order", "sorted-ids", "labels-not-moved", "first-two", "in-place",
+         "english-order"],
+)  # fmt: skip
 def test_ex1_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex1_controlled_tests", size_controlled=wrong)
@@ -403,7 +413,16 @@ def test_ex2_reference_and_variants_pass():
                 out[:, k] += p[:, list(names).index(name)]
         return out / len(logits)
 
-    for variant in (with_package, with_scipy, with_torch, with_logsumexp):
+    def with_torch_float32(logits, label_orders, target_order):
+        import torch
+
+        out = 0.0
+        for z, names in zip(logits, label_orders, strict=True):
+            p = torch.softmax(torch.from_numpy(np.asarray(z)).float(), dim=1).numpy()
+            out = out + p[:, [list(names).index(n) for n in target_order]]
+        return out / len(logits)
+
+    for variant in (with_package, with_scipy, with_torch, with_logsumexp, with_torch_float32):
         run_test_cell(NB, "ex2_ensemble_tests", ensemble_proba=variant)
 
 

@@ -438,6 +438,7 @@ def test_ex1_plausible_mistakes_fail(wrong):
 
 
 def test_ex1_uniform_mixing_fails_the_visible_checks():
+
     with pytest.raises(AssertionError, match="mixing with the uniform"):
         run_visible_checks(
             NB,
@@ -452,6 +453,26 @@ def test_ex1_stub_gets_friendly_message():
 
     with pytest.raises(AssertionError, match="not implemented yet"):
         run_test_cell(NB, "ex1_sampling_tests", language_probabilities=stub)
+
+
+def test_ex1_in_place_gets_the_in_place_hint():
+
+    with pytest.raises(AssertionError, match="changed the array"):
+        run_visible_checks(NB, "ex1_sampling_tests", language_probabilities=_in_place)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda h, m: (h * m[:, :, None]).sum(1) / h.shape[1],  # divided by T
+        lambda h, m: (h * m[:, :, None]).mean(1),  # zeros averaged in
+    ],
+    ids=["div-T", "mean-of-masked"],
+)
+def test_ex3_dividing_by_T_fails_the_visible_checks(wrong):
+
+    with pytest.raises(AssertionError, match="second row"):
+        run_visible_checks(NB, "ex3_mean_pool_tests", mean_pool=wrong)
 
 
 # --- exercise 2: fake_english -----------------------------------------------------------

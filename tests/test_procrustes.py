@@ -198,6 +198,13 @@ def _torch_procrustes(X, Y):
     return U @ Vh
 
 
+def _torch_float32_procrustes(X, Y):
+    torch = pytest.importorskip("torch")
+    t = torch.float32  # torch's default dtype: about 1e-4 off on a 60 x 60 problem
+    U, _, Vh = torch.linalg.svd(torch.as_tensor(X, dtype=t).T @ torch.as_tensor(Y, dtype=t))
+    return U @ Vh
+
+
 def _polar(X, Y):
     import scipy.linalg
 
@@ -215,11 +222,12 @@ def test_ex1_reference_passes():
     [
         lambda X, Y: __import__("scipy.linalg").linalg.orthogonal_procrustes(X, Y)[0],
         _torch_procrustes,
+        _torch_float32_procrustes,
         _seed_convention,
         _polar,
         procrustes.procrustes,
     ],
-    ids=["scipy", "torch", "seed-convention", "polar", "package"],
+    ids=["scipy", "torch", "torch-float32", "seed-convention", "polar", "package"],
 )
 def test_ex1_correct_variants_pass(variant):
     run_test_cell(NB, "ex1_procrustes_tests", procrustes=variant)
@@ -512,6 +520,18 @@ def _pak_pandas(predictions, queries, gold_pairs, k):
 def test_ex3_reference_passes():
     ref = solution_namespace(NB, "ex3_precision")["precision_at_k"]
     run_test_cell(NB, "ex3_precision_tests", precision_at_k=ref)
+
+
+def test_ex3_float32_share_passes():
+    torch = pytest.importorskip("torch")
+
+    def float32(predictions, queries, gold_pairs, k):  # a share computed as a float32 tensor
+        golds = _golds_by_query(queries, gold_pairs)
+        rows = np.asarray(predictions)[:, :k].tolist()
+        hits = [bool(g & set(row)) for g, row in zip(golds, rows, strict=True)]
+        return torch.tensor(hits, dtype=torch.float32).mean()
+
+    run_test_cell(NB, "ex3_precision_tests", precision_at_k=float32)
 
 
 @pytest.mark.parametrize(

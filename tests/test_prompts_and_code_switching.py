@@ -556,6 +556,7 @@ def test_ex2_correct_base_passes():
 
 
 def test_ex2_shared_memory_fails_the_visible_checks():
+
     with pytest.raises(AssertionError, match="shares memory"):
         run_visible_checks(NB, "ex2_prompt_module_tests", PromptClassifier=_SharedMemory)
 
@@ -700,7 +701,23 @@ def test_ex3_plausible_mistakes_fail(wrong):
         run_test_cell(NB, "ex3_code_switch_tests", code_switch=wrong)
 
 
+def test_ex2_hidden_prompt_gets_the_mask_hint():
+
+    with pytest.raises(AssertionError, match="hides it"):
+        run_visible_checks(NB, "ex2_prompt_module_tests", PromptClassifier=_MaskZeros)
+
+
+def test_ex3_ignoring_the_seed_gets_the_seed_hint():
+
+    def same_everywhere(tokens, lexicons, r, seed):
+        return _same_everywhere(tokens, lexicons, r, seed)
+
+    with pytest.raises(AssertionError, match="seed your private generator"):
+        run_visible_checks(NB, "ex3_code_switch_tests", code_switch=same_everywhere)
+
+
 def test_ex3_pooled_translations_fail_the_visible_checks():
+
     with pytest.raises(AssertionError, match="language first"):
         run_visible_checks(NB, "ex3_code_switch_tests", code_switch=MISTAKES["pooled-translations"])
 

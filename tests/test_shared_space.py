@@ -449,6 +449,15 @@ def _pca_u_sigma(X):
     return U[:, :2] * s[:2]
 
 
+def _pca_torch_float32(X):
+    import torch
+
+    t = torch.as_tensor(X, dtype=torch.float32)
+    t = t - t.mean(0)
+    _, _, Vh = torch.linalg.svd(t, full_matrices=False)
+    return t @ Vh[:2].T
+
+
 def _pca_torch(X):
     import torch
 
@@ -460,9 +469,10 @@ def _pca_torch(X):
 
 @pytest.mark.parametrize(
     "variant",
-    [_pca_sklearn, _pca_eigh, _pca_u_sigma, _pca_torch, lambda X: -shared_space.pca(X, 2).coords],
-    ids=["sklearn", "eigh", "U-sigma", "torch", "package-flipped"],
-)
+    [_pca_sklearn, _pca_eigh, _pca_u_sigma, _pca_torch, _pca_torch_float32,
+     lambda X: -shared_space.pca(X, 2).coords],
+    ids=["sklearn", "eigh", "U-sigma", "torch", "torch-float32", "package-flipped"],
+)  # fmt: skip
 def test_ex2_correct_variants_pass(variant):
     run_test_cell(NB, "ex2_pca_2d_tests", pca_2d=variant)
 
@@ -547,10 +557,18 @@ def test_ex2_plausible_mistakes_fail(wrong):
 
 
 def test_ex2_centring_after_the_svd_gets_the_centring_hint():
+
     # The axes of the uncentred data then fail the variance-order check too; the hint must say
     # what is wrong (where the data is centred), not send the student to the axis order.
     with pytest.raises(AssertionError, match="centre before the SVD"):
         run_visible_checks(NB, "ex2_pca_2d_tests", pca_2d=_centre_after_svd)
+
+
+@pytest.mark.parametrize("wrong", [_u_unscaled, _standardised], ids=["U-unscaled", "standardised"])
+def test_ex2_variance_hint_mentions_units(wrong):
+
+    with pytest.raises(AssertionError, match="data's units"):
+        run_visible_checks(NB, "ex2_pca_2d_tests", pca_2d=wrong)
 
 
 def test_ex2_stub_gets_friendly_message():

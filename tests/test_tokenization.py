@@ -511,6 +511,7 @@ def test_ex3_plausible_mistakes_fail(wrong):
     ids=["lstrip", "isnumeric", "first-char"],
 )  # fmt: skip
 def test_ex3_visible_checks_name_the_rule_that_is_broken(kw, hint):
+
     with pytest.raises(AssertionError, match=hint):
         run_visible_checks(
             NB, "ex3_anchors_tests", shared_anchors=lambda a, b: _anchors(a, b, **kw)

@@ -520,5 +520,12 @@ def test_ex3_plausible_mistakes_fail(kind):
     ids=["short-class", "no-value-error"],
 )
 def test_ex3_short_class_and_value_error_rules_are_visible(wrong, hint):
+
     with pytest.raises(AssertionError, match=hint):
         run_visible_checks(NB, "ex3_fewshot_tests", few_shot_sample=wrong)
+
+
+def test_ex3_k_per_class_gets_the_sample_size_hint():
+
+    with pytest.raises(AssertionError, match="not a number per class"):
+        run_visible_checks(NB, "ex3_fewshot_tests", few_shot_sample=_wrong_sample("k-per-class"))

@@ -659,7 +659,14 @@ def test_ex3_plausible_mistakes_fail(wrong):
         run_test_cell(NB, "ex3_translate_test_tests", translate_test_proba=wrong)
 
 
+def test_ex3_one_row_per_distinct_text_gets_the_row_hint():
+
+    with pytest.raises(AssertionError, match="one row per text"):
+        run_visible_checks(NB, "ex3_translate_test_tests", translate_test_proba=_tt_unique_rows)
+
+
 def test_ex3_classifying_every_row_fails_the_visible_checks():
+
     with pytest.raises(AssertionError, match="distinct translation once"):
         run_visible_checks(
             NB, "ex3_translate_test_tests", translate_test_proba=_tt_classify_every_row

@@ -186,6 +186,12 @@ def test_ex1_plausible_mistakes_fail(wrong):
         run_test_cell(NB, "ex1_identical_seed_tests", identical_seed=wrong)
 
 
+def test_ex1_case_folding_gets_the_case_hint():
+
+    with pytest.raises(AssertionError, match="differ only in case"):
+        run_visible_checks(NB, "ex1_identical_seed_tests", identical_seed=_lowercased)
+
+
 def test_ex1_stub_gets_friendly_message():
     with pytest.raises(AssertionError, match="not implemented yet"):
         run_test_cell(NB, "ex1_identical_seed_tests", identical_seed=_stub)
@@ -468,6 +474,7 @@ def _divides_by_zero_when_empty(a, b):
 
 @pytest.mark.parametrize("wrong", [_empty_is_one, _divides_by_zero_when_empty])
 def test_ex3_empty_case_is_caught_by_the_visible_checks(wrong):
+
     with pytest.raises((AssertionError, ZeroDivisionError)):
         run_visible_checks(NB, "ex3_dictionary_change_tests", dictionary_change=wrong)
 

@@ -52,8 +52,12 @@ def check_array(
     *,
     name: str = "the result",
     finite: bool = True,
+    shape_hint: str = "Check which axis you sum or multiply over.",
 ) -> np.ndarray:
     """Check that ``value`` is an array (numpy or torch) of ``shape`` with finite entries.
+
+    Args:
+        shape_hint: what to look at when the shape is wrong (the default suits reductions).
 
     Returns:
         The value as a numpy array, for further checks.
@@ -70,8 +74,7 @@ def check_array(
     if shape is not None:
         check(
             arr.shape == tuple(shape),
-            f"{name} has shape {arr.shape}, expected {tuple(shape)}. "
-            "Check which axis you sum or multiply over.",
+            f"{name} has shape {arr.shape}, expected {tuple(shape)}. {shape_hint}".strip(),
         )
     if finite:
         check(
