@@ -89,6 +89,7 @@ __all__ = [
     "collate",
     "concat_splits",
     "encode_split",
+    "embed_sentences",
     "eval_arrays",
     "finetune",
     "finetune_topics",
@@ -1566,6 +1567,65 @@ def batched_forward(
     if result is None:
         raise ValueError("batched_forward needs at least one text")
     return result
+
+
+def embed_sentences(
+    texts: list[str],
+    name_or_path: str = "offline",
+    *,
+    batch_size: int = 32,
+    pooling: Pooling = "mean",
+    normalize: bool = True,
+    prefix: str = "",
+    max_length: int = 128,
+    device: str | None = None,
+) -> np.ndarray:
+    """Embed sentences with an encoder, pooling its last hidden states.
+
+    Sentences are batched by token length (less padding, :func:`batched_forward`); the
+    loaded model is cached per (name, device) for the rest of the session
+    (:func:`xlt_course.models.get_encoder`).
+
+    Args:
+        texts: n sentences.
+        name_or_path: see :func:`xlt_course.models.resolve_model_id`.
+        batch_size: sentences per forward pass.
+        pooling: ``"mean"`` over non-padding tokens (E5's recipe) or ``"cls"`` (first token).
+        normalize: L2-normalise each row, so dot products are cosines.
+        prefix: prepended to every text; E5 expects ``"query: "`` or ``"passage: "``.
+        max_length: tokens per sentence, longer ones are truncated.
+        device: None picks :func:`xlt_course.setup.default_device`.
+
+    Returns:
+        (n, hidden) float32 embeddings in the order of ``texts``.
+
+    Used in: lesson 01-shared-space (through :mod:`xlt_course.shared_space`).
+    """
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a list of strings (wrap a single sentence in a list)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_choice("pooling", pooling, Pooling)
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2 (room for <s> and </s>), got {max_length}")
+    import torch
+
+    from xlt_course.models import get_encoder
+
+    device = device or resolve_device("auto")
+    tokenizer, model = get_encoder(name_or_path, device)
+    if not texts:
+        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
+
+    def embed(input_ids, attention_mask):
+        states = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = pool(states.float(), attention_mask, pooling)
+        return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+    enc = EncodedTexts.from_texts(tokenizer, [prefix + t for t in texts], max_length)
+    n_batches = -(-len(texts) // batch_size)
+    return batched_forward(embed, enc, pad_id_of(tokenizer), batch_size, Runtime(device, "fp32"),
+                           desc="embedding", progress=n_batches > 1)  # fmt: skip
 
 
 _FEATURES: OrderedDict[str, dict[tuple[int, ...], Any]] = OrderedDict()
