@@ -90,6 +90,7 @@ __all__ = [
     "concat_splits",
     "encode_split",
     "embed_sentences",
+    "embed_texts",
     "eval_arrays",
     "finetune",
     "finetune_topics",
@@ -1569,6 +1570,60 @@ def batched_forward(
     return result
 
 
+def embed_texts(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    pooling: Pooling = "mean",
+    normalize: bool = False,
+    batch_size: int = 64,
+    max_length: int = 64,
+    progress: bool = True,
+    desc: str = "encoding",
+) -> np.ndarray:
+    """Return (n, d) pooled last hidden states of a (frozen) encoder.
+
+    Texts are sorted by length so batches carry little padding (:func:`batched_forward`);
+    ``"mean"`` pools the real tokens only (:func:`pool`, lesson 06's probe).
+
+    Args:
+        model: a ``transformers`` encoder (``AutoModel``) returning ``last_hidden_state``.
+        tokenizer: its tokenizer.
+        texts: n strings.
+        pooling: ``"mean"`` or ``"cls"``.
+        normalize: L2-normalise each row, so dot products are cosines.
+        batch_size: texts per forward pass.
+        max_length: truncation length (lesson 06 uses 64).
+        progress: show a progress bar.
+        desc: the bar's label.
+
+    Returns:
+        (n, d) float32 features in the order of ``texts`` (the model's mode is restored).
+
+    Used in: lessons 01 (:func:`embed_sentences`) and 10 (cached probe features).
+    """
+    import torch
+
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
+    device = str(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+
+    def embed(input_ids, attention_mask):
+        states = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = pool(states.float(), attention_mask, pooling)
+        return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+    out = batched_forward(embed, EncodedTexts.from_texts(tokenizer, texts, max_length),
+                          pad_id_of(tokenizer), batch_size, Runtime(device, "fp32"), desc=desc,
+                          progress=progress)  # fmt: skip
+    model.train(was_training)
+    return out
+
+
 def embed_sentences(
     texts: list[str],
     name_or_path: str = "offline",
@@ -1608,24 +1663,12 @@ def embed_sentences(
     check_choice("pooling", pooling, Pooling)
     if max_length < 2:
         raise ValueError(f"max_length must be >= 2 (room for <s> and </s>), got {max_length}")
-    import torch
-
     from xlt_course.models import get_encoder
 
-    device = device or resolve_device("auto")
-    tokenizer, model = get_encoder(name_or_path, device)
-    if not texts:
-        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
-
-    def embed(input_ids, attention_mask):
-        states = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = pool(states.float(), attention_mask, pooling)
-        return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
-
-    enc = EncodedTexts.from_texts(tokenizer, [prefix + t for t in texts], max_length)
-    n_batches = -(-len(texts) // batch_size)
-    return batched_forward(embed, enc, pad_id_of(tokenizer), batch_size, Runtime(device, "fp32"),
-                           desc="embedding", progress=n_batches > 1)  # fmt: skip
+    tokenizer, model = get_encoder(name_or_path, device or resolve_device("auto"))
+    return embed_texts(model, tokenizer, [prefix + t for t in texts], pooling=pooling,
+                       normalize=normalize, batch_size=batch_size, max_length=max_length,
+                       progress=len(texts) > batch_size, desc="embedding")  # fmt: skip
 
 
 _FEATURES: OrderedDict[str, dict[tuple[int, ...], Any]] = OrderedDict()
