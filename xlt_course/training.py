@@ -1361,6 +1361,9 @@ def train_loop(
     Returns:
         One dict per epoch: ``epoch`` (1-based), mean ``loss``, and the last ``lr`` of the
         first parameter group.
+
+    Used in: lessons 05 (MLM pretraining, zero-shot fine-tuning), 06-08 (:func:`finetune`,
+    full and linear probe), 09 (prompt tuning, its head warm-up) and 10 (adaptive MLM).
     """
     from tqdm.auto import tqdm
 
