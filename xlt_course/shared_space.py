@@ -560,7 +560,7 @@ def embed_cached(
     batch_size: int = 64,
     cache_dir: Path | None = None,
 ) -> np.ndarray:
-    """Embed texts with :func:`xlt_course.models.embed_sentences`, reusing a disk cache.
+    """Embed texts with :func:`xlt_course.training.embed_sentences`, reusing a disk cache.
 
     The cache is one ``.npz`` per (model, prefix, pooling) under
     ``paths.cache_dir()/01-shared-space/`` mapping each text to its vector, so any subset
@@ -591,7 +591,7 @@ def embed_cached(
     index = {t: i for i, t in enumerate(known_texts)}
     missing = list(dict.fromkeys(t for t in texts if t not in index))
     if missing:
-        from xlt_course.models import embed_sentences
+        from xlt_course.training import embed_sentences
 
         new = embed_sentences(
             missing, name, prefix=prefix, pooling=pooling, normalize=True, batch_size=batch_size

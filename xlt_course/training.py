@@ -89,6 +89,8 @@ __all__ = [
     "collate",
     "concat_splits",
     "encode_split",
+    "embed_sentences",
+    "embed_texts",
     "eval_arrays",
     "finetune",
     "finetune_topics",
@@ -1359,6 +1361,9 @@ def train_loop(
     Returns:
         One dict per epoch: ``epoch`` (1-based), mean ``loss``, and the last ``lr`` of the
         first parameter group.
+
+    Used in: lessons 05 (MLM pretraining, zero-shot fine-tuning), 06-08 (:func:`finetune`,
+    full and linear probe), 09 (prompt tuning, its head warm-up) and 10 (adaptive MLM).
     """
     from tqdm.auto import tqdm
 
@@ -1566,6 +1571,107 @@ def batched_forward(
     if result is None:
         raise ValueError("batched_forward needs at least one text")
     return result
+
+
+def embed_texts(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    pooling: Pooling = "mean",
+    normalize: bool = False,
+    batch_size: int = 64,
+    max_length: int = 64,
+    progress: bool = True,
+    desc: str = "encoding",
+) -> np.ndarray:
+    """Return (n, d) pooled last hidden states of a (frozen) encoder.
+
+    Texts are sorted by length so batches carry little padding (:func:`batched_forward`);
+    ``"mean"`` pools the real tokens only (:func:`pool`, lesson 06's probe).
+
+    Args:
+        model: a ``transformers`` encoder (``AutoModel``) returning ``last_hidden_state``.
+        tokenizer: its tokenizer.
+        texts: n strings.
+        pooling: ``"mean"`` or ``"cls"``.
+        normalize: L2-normalise each row, so dot products are cosines.
+        batch_size: texts per forward pass.
+        max_length: truncation length (lesson 06 uses 64).
+        progress: show a progress bar.
+        desc: the bar's label.
+
+    Returns:
+        (n, d) float32 features in the order of ``texts`` (the model's mode is restored).
+
+    Used in: lessons 01 (:func:`embed_sentences`) and 10 (cached probe features).
+    """
+    import torch
+
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
+    device = str(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+
+    def embed(input_ids, attention_mask):
+        states = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = pool(states.float(), attention_mask, pooling)
+        return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+    out = batched_forward(embed, EncodedTexts.from_texts(tokenizer, texts, max_length),
+                          pad_id_of(tokenizer), batch_size, Runtime(device, "fp32"), desc=desc,
+                          progress=progress)  # fmt: skip
+    model.train(was_training)
+    return out
+
+
+def embed_sentences(
+    texts: list[str],
+    name_or_path: str = "offline",
+    *,
+    batch_size: int = 32,
+    pooling: Pooling = "mean",
+    normalize: bool = True,
+    prefix: str = "",
+    max_length: int = 128,
+    device: str | None = None,
+) -> np.ndarray:
+    """Embed sentences with an encoder, pooling its last hidden states.
+
+    Sentences are batched by token length (less padding, :func:`batched_forward`); the
+    loaded model is cached per (name, device) for the rest of the session
+    (:func:`xlt_course.models.get_encoder`).
+
+    Args:
+        texts: n sentences.
+        name_or_path: see :func:`xlt_course.models.resolve_model_id`.
+        batch_size: sentences per forward pass.
+        pooling: ``"mean"`` over non-padding tokens (E5's recipe) or ``"cls"`` (first token).
+        normalize: L2-normalise each row, so dot products are cosines.
+        prefix: prepended to every text; E5 expects ``"query: "`` or ``"passage: "``.
+        max_length: tokens per sentence, longer ones are truncated.
+        device: None picks :func:`xlt_course.setup.default_device`.
+
+    Returns:
+        (n, hidden) float32 embeddings in the order of ``texts``.
+
+    Used in: lesson 01-shared-space (through :mod:`xlt_course.shared_space`).
+    """
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a list of strings (wrap a single sentence in a list)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_choice("pooling", pooling, Pooling)
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2 (room for <s> and </s>), got {max_length}")
+    from xlt_course.models import get_encoder
+
+    tokenizer, model = get_encoder(name_or_path, device or resolve_device("auto"))
+    return embed_texts(model, tokenizer, [prefix + t for t in texts], pooling=pooling,
+                       normalize=normalize, batch_size=batch_size, max_length=max_length,
+                       progress=len(texts) > batch_size, desc="embedding")  # fmt: skip
 
 
 _FEATURES: OrderedDict[str, dict[tuple[int, ...], Any]] = OrderedDict()

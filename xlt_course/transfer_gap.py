@@ -11,7 +11,8 @@ The one implementation the course uses for
 - **few-shot samples** that are stratified by class and never touch held-out items
   (:func:`few_shot_sample`);
 - **the low-resource playbook** measured with a frozen encoder and a linear probe:
-  sentence features cached on disk (:func:`encode_texts`, :func:`cached_features`), a
+  sentence features cached on disk (:func:`cached_features`, computed by
+  :func:`xlt_course.training.embed_texts`), a
   multinomial logistic-regression probe (:func:`fit_probe`), and adaptive pretraining by
   continued masked-language modelling on target-language text (:func:`adapt_mlm`).
 
@@ -34,16 +35,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from xlt_course import paths, published
 from xlt_course import training as tr
 from xlt_course.pivots_and_ensembles import paired_bootstrap
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "CC100_GIB",
@@ -59,7 +57,6 @@ __all__ = [
     "adapt_mlm",
     "bootstrap_per_decade",
     "cached_features",
-    "encode_texts",
     "few_shot_sample",
     "fit_log_linear",
     "fit_probe",
@@ -315,51 +312,6 @@ def few_shot_sample(
 # --------------------------------------------------------------------------- frozen-encoder probe
 
 
-def encode_texts(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    *,
-    batch_size: int = 64,
-    max_length: int = 64,
-    progress: bool = True,
-    desc: str = "encoding",
-) -> np.ndarray:
-    """Return (n, d) mean-pooled last hidden states of a (frozen) encoder.
-
-    The pooling of lesson 06's probe (``training.pool(..., "mean")``): the mean over real
-    tokens, no normalisation. Texts are sorted by length so batches carry little padding.
-
-    Args:
-        model: a ``transformers`` encoder (``AutoModel``) returning ``last_hidden_state``.
-        tokenizer: its tokenizer.
-        texts: n strings.
-        batch_size: texts per forward pass.
-        max_length: truncation length (lesson 06 uses 64).
-        progress: show a progress bar.
-        desc: the bar's label.
-
-    Returns:
-        (n, d) float32 features in the order of ``texts``.
-    """
-    texts = list(texts)
-    if not texts:
-        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
-    runtime = tr.Runtime(str(next(model.parameters()).device), "fp32")
-    was_training = model.training
-    model.eval()
-
-    def mean_pooled(input_ids, attention_mask):
-        hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return tr.pool(hidden.float(), attention_mask, "mean")
-
-    out = tr.batched_forward(mean_pooled, tr.EncodedTexts.from_texts(tokenizer, texts, max_length),
-                             tr.pad_id_of(tokenizer), batch_size, runtime, desc=desc,
-                             progress=progress)  # fmt: skip
-    model.train(was_training)
-    return out
-
-
 def lesson_cache() -> Path:
     """Return this lesson's cache folder, ``paths.cache_dir()/10-transfer-gap-and-low-resource``."""
     return paths.cache_dir() / LESSON
@@ -376,7 +328,8 @@ def cached_features(
     cache: tr.CacheMode = "use",
     progress: bool = True,
 ) -> np.ndarray | None:
-    """Return :func:`encode_texts` features, loaded from or stored in the lesson cache.
+    """Return mean-pooled encoder features (:func:`xlt_course.training.embed_texts`), loaded
+    from or stored in the lesson cache.
 
     Args:
         name: a readable part of the file name (e.g. ``"base-ja-test"``).
@@ -402,7 +355,7 @@ def cached_features(
     if cache == "only":
         return None
     model, tokenizer = get_encoder()
-    feats = encode_texts(
+    feats = tr.embed_texts(
         model,
         tokenizer,
         texts,
