@@ -36,6 +36,11 @@ def _xltg_snapshot(mods: list[str], nonce: str) -> None:
         snap[m] = (mod, dict(mod.__dict__))
     holder = types.ModuleType("_xltg_" + nonce)
     holder.snap = snap
+    # Opcodes that read a global, taken before any notebook code runs (dis can be patched).
+    import dis
+
+    holder.ops = (dis.opmap["LOAD_GLOBAL"], dis.opmap["LOAD_NAME"], dis.opmap["EXTENDED_ARG"])
+    holder.shifted = sys.version_info >= (3, 11)  # LOAD_GLOBAL's arg is (index << 1) | flag
     sys.modules["_xltg_" + nonce] = holder
 
 
@@ -90,6 +95,21 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
             if new is not v and from_notebook(new):
                 changed.append(m + "." + k)
                 d[k] = v
+
+    def global_reads(c: object) -> set:
+        # The names c reads as globals. Not c.co_names: it also holds attribute names, and
+        # s.translate(...) is not a use of the lesson's translate module.
+        load_global, load_name, extended = holder.ops
+        raw, found, high = c.co_code, set(), 0
+        for i in range(0, len(raw) - 1, 2):
+            op, arg = raw[i], raw[i + 1] | high
+            high = arg << 8 if op == extended else 0
+            if op == load_global:
+                found.add(c.co_names[arg >> 1 if holder.shifted else arg])
+            elif op == load_name:
+                found.add(c.co_names[arg])
+        return found
+
     refs = []
     seen = set()
 
@@ -117,7 +137,7 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
         while stack:
             c = stack.pop()
             stack.extend(x for x in c.co_consts if hasattr(x, "co_names"))
-            for name in c.co_names:
+            for name in sorted(global_reads(c)):
                 o = glb.get(name)
                 if o is None or name in allowed:
                     continue
