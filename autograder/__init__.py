@@ -2,5 +2,5 @@
 
 Releasing lessons (``solutions/`` -> ``lessons/``), grading submissions in sandboxed
 kernels, feedback, reports and the whole-course run. It may import ``xlt_course``; the
-reverse is forbidden (``tests/test_layout.py``), and grading kernels cannot import it.
+reverse is forbidden (``tests/test_import_rule.py``), and grading kernels cannot import it.
 """

@@ -48,7 +48,6 @@ PROCESS_FLAG = 32
 SANDBOX_ERRORS = (
     "Permission denied",
     "Operation not permitted",
-    "Read-only file system",
     "No space left on device",
     "File too large",
     "Resource temporarily unavailable",

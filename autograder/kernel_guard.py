@@ -96,7 +96,7 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
                 changed.append(m + "." + k)
                 d[k] = v
 
-    def global_reads(c: object) -> set[str]:
+    def global_reads(c: object) -> set:
         # The names c reads as globals. Not c.co_names: it also holds attribute names, and
         # s.translate(...) is not a use of the lesson's translate module.
         load_global, load_name, extended = holder.ops
@@ -152,10 +152,15 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     return {"changed": sorted(set(changed)), "refs": sorted(set(refs))}
 
 
+# Read once, when the worker imports this module: a checkout updated while a batch is
+# graded must not send the kernel source that no longer matches these functions.
+_SOURCE = {f.__name__: inspect.getsource(f) for f in (_xltg_snapshot, _xltg_check)}
+
+
 def snapshot_code(nonce: str, mods: list[str]) -> str:
     """Return the hidden execution that takes the guard's snapshot of ``mods``."""
     return (
-        inspect.getsource(_xltg_snapshot)
+        _SOURCE["_xltg_snapshot"]
         + f"_xltg_snapshot({list(mods)!r}, {nonce!r})\ndel _xltg_snapshot\n"
     )
 
@@ -164,7 +169,7 @@ def check_code(nonce: str, fns: list[str], allowed: list[str]) -> str:
     """Return the hidden execution that runs the check and prints its answer on one line."""
     call = f"_xltg_check({list(fns)!r}, {list(allowed)!r}, {nonce!r}, globals())"
     return (
-        inspect.getsource(_xltg_check)
+        _SOURCE["_xltg_check"]
         + f'print({MARKER + nonce!r} + __import__("json").dumps({call}))\n'
         + "del _xltg_check\n"
     )

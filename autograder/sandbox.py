@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -173,6 +174,43 @@ def _file_system(mounts: _Mounts, needed: list[Path]) -> list[Path]:
     return bound
 
 
+def _readable_copies(folders: list[Path]) -> list[tuple[Path, Path]]:
+    """Return ``(copy, original)`` for the files in ``folders`` that other users cannot read.
+
+    A root grader's kernel runs as another uid, so a course artefact written private
+    (``model.safetensors`` is 0600 after ``save_pretrained``) would be unreadable to it. It
+    gets a world-readable copy (made once per file version, in a root-only-writable folder)
+    bound over the original: the kernel reads the course data, nothing else.
+    """
+    store = Path(tempfile.gettempdir()) / f"xlt-readable-{os.getuid()}"
+    found: dict[Path, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for dirpath, _, files in os.walk(folder, followlinks=True):
+            for name in files:
+                f = Path(dirpath) / name
+                try:
+                    st = f.stat()
+                except OSError:
+                    continue
+                if st.st_mode & stat.S_IROTH or not stat.S_ISREG(st.st_mode):
+                    continue
+                key = hashlib.sha1(f"{f.resolve()}:{st.st_mtime_ns}:{st.st_size}".encode())
+                copy = store / key.hexdigest()
+                store.mkdir(mode=0o755, exist_ok=True)
+                own = store.lstat()
+                if own.st_uid != os.getuid() or own.st_mode & 0o022 or store.is_symlink():
+                    raise OSError(f"{store} is not the grader's own folder: remove it")
+                if not copy.exists():
+                    part = copy.with_suffix(f".{os.getpid()}.part")
+                    shutil.copyfile(f, part)
+                    os.chmod(part, 0o644)
+                    os.replace(part, copy)
+                found[f.resolve()] = copy
+    return [(copy, original) for original, copy in sorted(found.items())]
+
+
 def _inside(p: Path, folders: list[Path]) -> bool:
     return any(p == f or f in p.parents for f in folders)
 
@@ -249,6 +287,10 @@ def kernel_sandbox(
     fixed = ["/", "/dev", "/proc", "/tmp", "/dev/shm"]
     mounts = _Mounts([Path(f) for f in SYSTEM_FOLDERS], [Path(f) for f in fixed])
     bound = _file_system(mounts, _needed_paths())
+    if as_root:
+        data = [course_paths.data_dir(), course_paths.build_dir(), course_paths.cache_dir()]
+        for copy, original in _readable_copies(sorted({d.resolve() for d in data})):
+            mounts.args += ["--ro-bind", str(copy), str(original)]
     for h in hide:
         h = h.resolve()
         if _inside(h, bound) and h.is_dir():
@@ -328,13 +370,13 @@ def descendants(pid: int) -> list[int]:
                 todo += kids
         return out
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            text = stat_file.read_text()
         except OSError:
             continue
         ppid = int(text.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(stat.parent.name))
+        children.setdefault(ppid, []).append(int(stat_file.parent.name))
     out, todo = [], [pid]
     while todo:
         for c in children.get(todo.pop(), []):

@@ -93,3 +93,17 @@ def test_the_code_sent_to_the_kernel_runs_and_leaves_no_names():
     finally:
         json.loads = original
         sys.modules.pop("_xltg_" + NONCE, None)
+
+
+def test_an_attribute_named_like_a_course_module_is_not_a_use():
+    from xlt_course import sampling
+
+    ns: dict = {"__name__": "__main__", "sampling": sampling}
+    _notebook_function("def f(obj):\n    return obj.sampling(1)\n", ns)
+    kg._xltg_snapshot([], NONCE)
+    try:
+        assert kg._xltg_check(["f"], [], NONCE, ns)["refs"] == []
+        _notebook_function("def g(p):\n    return sampling.language_probabilities(p, 1)\n", ns)
+        assert kg._xltg_check(["g"], [], NONCE, ns)["refs"] == ["g uses sampling"]
+    finally:
+        sys.modules.pop("_xltg_" + NONCE, None)
