@@ -59,6 +59,7 @@ INFRASTRUCTURE_TEST_FILES = {
     "test_models.py",
     "test_notebooks.py",
     "test_published.py",
+    "test_sandbox.py",
     "test_similarity.py",
     "test_topics.py",
     "test_validate.py",
