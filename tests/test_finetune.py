@@ -89,6 +89,37 @@ def test_import_does_not_pull_torch():
     assert res.returncode == 0, res.stderr
 
 
+def test_no_module_uses_another_modules_private_names():
+    """The engine is public: lesson modules import its documented names, never ``_names``."""
+    import ast
+    from pathlib import Path
+
+    import xlt_course
+
+    offenders = []
+    for path in sorted(Path(xlt_course.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = set()  # names bound to xlt_course modules in this file
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xlt_course"):
+                for alias in node.names:
+                    if alias.name.startswith("_"):
+                        offenders.append(f"{path.name}: from {node.module} import {alias.name}")
+                    aliases.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                aliases |= {a.asname or a.name for a in node.names if a.name.startswith("xlt_")}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+            ):
+                offenders.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not offenders, offenders
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [
