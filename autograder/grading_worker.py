@@ -282,7 +282,7 @@ class GuardedExecute(Execute):
             cell, resources = super().preprocess_cell(cell, resources, index)
             self._ran.append(index)
         except DeadKernelError:
-            label = _label(self.nb, index)
+            label = notebooks.cell_label(self.nb, index)
             cell.outputs.append(
                 notebooks.nbformat.v4.new_output(
                     "error",
@@ -314,7 +314,7 @@ class GuardedExecute(Execute):
             with contextlib.suppress(OSError):
                 os.kill(p, signal.SIGKILL)
         self.events.append(
-            f"{_label(self.nb, index)} started {len(tree)} processes "
+            f"{notebooks.cell_label(self.nb, index)} started {len(tree)} processes "
             f"(cap {sandbox.MAX_PROCESSES}; {len(extra)} killed, kernel restarted)"
         )
         # A kernel that ran into its process cap may be broken (threads it could not start),
@@ -333,7 +333,7 @@ def _cell_flags(nb: Any) -> list[str]:
     for i, c in enumerate(nb.cells):
         if c.cell_type != "code":
             continue
-        label = _label(nb, i)
+        label = notebooks.cell_label(nb, i)
         for out in c.get("outputs", []):
             if out.get("output_type") == "error":
                 ename = out.get("ename", "")
@@ -351,16 +351,6 @@ def _cell_flags(nb: Any) -> list[str]:
             ):
                 flags.append(f"{label} output truncated (over {OUTPUT_CAP_CHARS:,} characters)")
     return list(dict.fromkeys(flags))
-
-
-def _label(nb: Any, index: int) -> str:
-    """Name a cell for a flag: its grade id, or its position after the last graded cell."""
-    gid = nb.cells[index].get("metadata", {}).get("nbgrader", {}).get("grade_id")
-    if gid:
-        return gid
-    before = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells[:index]]
-    anchor = next((g for g in reversed(before) if g), None)
-    return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
 
 
 def _apply_zero(root: Path, lesson: str, student: str, zero: dict[str, str]) -> None:

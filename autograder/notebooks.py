@@ -75,3 +75,13 @@ def has_outputs(nb: nbformat.NotebookNode) -> bool:
     return any(
         c.cell_type == "code" and (c.get("outputs") or c.get("execution_count")) for c in nb.cells
     )
+
+
+def cell_label(nb: Any, index: int) -> str:
+    """Name a cell for a flag or a message: its grade id, or its position after the last graded cell."""
+    gid = nb.cells[index].get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    if gid:
+        return gid
+    before = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells[:index]]
+    anchor = next((g for g in reversed(before) if g), None)
+    return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")

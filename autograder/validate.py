@@ -107,15 +107,6 @@ def _error_of(cell: Any) -> dict | None:
     return next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
 
 
-def _label(nb: Any, index: int) -> str:
-    gid = nb.cells[index].get("metadata", {}).get("nbgrader", {}).get("grade_id")
-    if gid:
-        return gid
-    before = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells[:index]]
-    anchor = next((g for g in reversed(before) if g), None)
-    return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
-
-
 def _limit(memory_mb: int) -> None:  # runs in the kernel's process, before exec
     import resource
 
@@ -252,7 +243,7 @@ def validate(
             continue
         meta = c.get("metadata", {}).get("nbgrader", {})
         err = _error_of(c)
-        label = _label(nb, i)
+        label = notebooks.cell_label(nb, i)
         if meta.get("grade") and not meta.get("solution"):
             if err is None:
                 msg = "self-check passes" if c.get("execution_count") else "did not run"
