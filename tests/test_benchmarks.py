@@ -285,3 +285,30 @@ def test_finetune_command_rejects_an_unknown_task(capsys):
     with pytest.raises(SystemExit) as e:
         course_cli.main(["finetune", "--task", "mnli"])
     assert e.value.code == 2 and "invalid choice: 'mnli'" in capsys.readouterr().err
+
+
+def test_token_checkpoint_reloads_as_a_token_classifier(tmp_path, tok, wikiann_dir):
+    start = tiny_xlmr(tmp_path / "tok", tok, "tok")  # an XLMRobertaForTokenClassification
+    train = bm.load_language("wikiann", "en", "train", data=wikiann_dir)
+    evals = {"en": bm.load_language("wikiann", "en", "test", data=wikiann_dir)}
+    res = tr.finetune(cfg(start, epochs=1, save_checkpoint=True), train, evals)
+    model, tokenizer, config = tr.load_checkpoint(res.checkpoint, device="cpu")
+    assert type(model).__name__ == "XLMRobertaForTokenClassification"
+    assert model.config.id2label[1] == "B-PER" and config.model == start
+    again = tr.finetune(cfg(start, epochs=1, save_checkpoint=True), train, evals)
+    assert again.from_cache and again.f1 == res.f1 and again.ids == res.ids
+
+
+def test_sequence_classifier_checkpoint_fine_tunes_on_pairs(tmp_path, tok, xnli_dir):
+    start = tiny_xlmr(tmp_path / "seq", tok, "seq")  # XLMRobertaForSequenceClassification
+    train = bm.load_language("xnli", "en", "train", data=xnli_dir)
+    evals = {"fr": bm.load_language("xnli", "fr", "test", data=xnli_dir)}
+    res = tr.finetune(cfg(start, epochs=1, freeze="embeddings"), train, evals, cache="off")
+    assert res.probs["fr"].shape == (24, 3)
+
+
+def test_finetune_command_topics_on_the_course_data(xlmr, capsys, built_data):
+    argv = ["finetune", "--model", xlmr, "--task", "topics", "--smoke", "--eval-langs", "en", "fr"]
+    assert course_cli.main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("accuracy en=") and " fr=" in last

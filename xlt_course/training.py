@@ -1436,6 +1436,8 @@ def _load_model(model_id: str, label_names: Sequence[str], *, tokens: bool = Fal
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
+            # a classifier checkpoint with another label count gets a new head of this task's
+            ignore_mismatched_sizes=True,
         )
     model.config.xlt_task = "tokens" if tokens else "sequence"
     return model
@@ -2083,12 +2085,18 @@ def load_checkpoint(
         device: None picks :func:`xlt_course.runtime.default_device`.
 
     Returns:
-        ``(model, tokenizer, config)``: ``AutoModelForSequenceClassification`` (eval mode) and
+        ``(model, tokenizer, config)``: ``AutoModelForSequenceClassification`` (eval mode;
+        ``AutoModelForTokenClassification`` for a token task's run) and
         ``AutoTokenizer`` loaded from the folder, and the run's :class:`FinetuneConfig`. The
         course's one convention for checkpoints: model first, then tokenizer, then extras
         (:func:`xlt_course.pretrain.load_checkpoint` returns ``(model, tokenizer)``).
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
     folder = Path(folder)
     cfg_file = folder / FINETUNE_CONFIG_FILE
@@ -2096,8 +2104,10 @@ def load_checkpoint(
         raise ValueError(f"{folder} is not a fine-tuning checkpoint: {cfg_file.name} is missing")
     config = FinetuneConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokens = getattr(AutoConfig.from_pretrained(folder), "xlt_task", None) == "tokens"
+    auto = AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification
     with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model = auto.from_pretrained(folder)
     model.to(device or resolve_device("auto")).eval()
     return model, tokenizer, config
 
