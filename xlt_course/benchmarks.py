@@ -154,7 +154,16 @@ def _read_hub(bench: Benchmark, lang: str, split: str):
             "XLT_COURSE_ONLINE=1 (and no HF_HUB_OFFLINE=1) or pass --data DIR with one "
             "folder per language in the hub's schema"
         )
-    return datasets.load_dataset(bench.hub_id, bench.config(lang), split=split)
+    # `universal_dependencies` is a loading script, which datasets 4+ no longer runs: read
+    # the hub's own parquet conversion of it instead (same configs, columns and labels).
+    extra = {"revision": "refs/convert/parquet"} if bench.name == "udpos" else {}
+    try:
+        return datasets.load_dataset(bench.hub_id, bench.config(lang), split=split, **extra)
+    except Exception as e:  # network, unknown config, gated: one line saying which
+        raise BenchmarkError(
+            f"could not load {bench.hub_id} ({bench.config(lang)}, {split}) from the hub: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
 
 
 def _label_names(bench: Benchmark, ds: Any, origin: str) -> tuple[str, ...]:
