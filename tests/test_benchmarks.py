@@ -312,3 +312,47 @@ def test_finetune_command_topics_on_the_course_data(xlmr, capsys, built_data):
     assert course_cli.main(argv) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("accuracy en=") and " fr=" in last
+
+
+def test_pawsx_and_ud_in_their_hub_schemas(tmp_path, xlmr, capsys):
+    paws = datasets.Features({
+        "id": datasets.Value("int32"), "sentence1": datasets.Value("string"),
+        "sentence2": datasets.Value("string"), "label": datasets.ClassLabel(names=["0", "1"]),
+    })  # fmt: skip
+    rows = {"id": [0, 1, 2], "sentence1": ["a b", "c d", "e f"],
+            "sentence2": ["b a", "d c", "x y"], "label": [1, -1, 0]}  # fmt: skip
+    # PAWS-X marks missing labels -1 (ClassLabel allows it): such rows are dropped
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows, features=paws)}).save_to_disk(
+        str(tmp_path / "paws" / "de")
+    )
+    de = bm.load_language("pawsx", "de", data=tmp_path / "paws")
+    assert de.texts == ["a b", "e f"] and de.labels.tolist() == [1, 0]
+
+    ud = datasets.Features({
+        "idx": datasets.Value("string"), "text": datasets.Value("string"),
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "upos": datasets.Sequence(datasets.ClassLabel(names=list(bm.UD_UPOS_LABELS))),
+    })  # fmt: skip
+    tag = {
+        "the": "DET",
+        "cat": "NOUN",
+        "dog": "NOUN",
+        "sleeps": "VERB",
+        "runs": "VERB",
+        ".": "PUNCT",
+    }
+    sents = [["the", "cat", "sleeps", "."], ["the", "dog", "runs", "."]] * 12
+    rows = {"idx": [str(i) for i in range(len(sents))], "text": [" ".join(s) for s in sents],
+            "tokens": sents,
+            "upos": [[bm.UD_UPOS_LABELS.index(tag[w]) for w in s] for s in sents]}  # fmt: skip
+    ds = datasets.Dataset.from_dict(rows, features=ud)
+    folder = tmp_path / "ud" / "en_ewt"  # the hub's config name (the treebank) works too
+    folder.mkdir(parents=True)
+    for split in ("train", "test"):
+        ds.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+    en = bm.load_language("udpos", "en", "train", data=tmp_path / "ud")
+    assert en.tags[0] == [8, 0, 16, 1] and len(en.label_names) == 18
+    argv = ["finetune", "--model", xlmr, "--task", "udpos", "--data", str(tmp_path / "ud"),
+            "--smoke", "--eval-langs", "en", "--max-length", "32"]  # fmt: skip
+    assert course_cli.main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("accuracy en=")
