@@ -215,7 +215,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--data", help="folder with one sub-folder per language (hub schema)")
     ft.add_argument("--train-langs", nargs="+", default=["en"], metavar="LANG")
     ft.add_argument(
-        "--eval-langs", nargs="+", metavar="LANG", help="default: every language of the benchmark"
+        "--eval-langs",
+        nargs="+",
+        metavar="LANG",
+        help="default: every XNLI / PAWS-X language; en fr de es it ru zh ja ar hi for WikiANN and UD; the lesson languages for topics",
     )
     ft.add_argument(
         "--split",
