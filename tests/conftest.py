@@ -46,6 +46,7 @@ LESSON_OF_TEST_FILE = {
 #: Test files of no single lesson: the data build, models, published figures, the grading
 #: system (grading, intake, export, similarity, validate), the command line.
 INFRASTRUCTURE_TEST_FILES = {
+    "test_benchmarks.py",
     "test_cli.py",
     "test_dictionary.py",
     "test_export.py",

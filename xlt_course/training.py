@@ -78,9 +78,11 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "Freeze",
+    "PairSplit",
     "Pooling",
     "Precision",
     "Runtime",
+    "TokenSplit",
     "accuracy",
     "batched_forward",
     "check_choice",
@@ -91,6 +93,7 @@ __all__ = [
     "encode_split",
     "embed_sentences",
     "embed_texts",
+    "entity_f1",
     "eval_arrays",
     "finetune",
     "finetune_topics",
@@ -488,6 +491,73 @@ def length_bucketed_batches(
 
 
 @dataclass
+class PairSplit:
+    """Labelled sentence pairs in one language (XNLI, PAWS-X): the pair form of a split.
+
+    Attributes:
+        lang: ISO 639-1 code.
+        texts: the n first sentences (XNLI's premise, PAWS-X's sentence1).
+        texts_b: the n second sentences (hypothesis, sentence2).
+        labels: (n,) int64 class indices into ``label_names``.
+        label_names: the class names, index order.
+        ids: the n item ids.
+    """
+
+    lang: str
+    texts: list[str]
+    texts_b: list[str]
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def select(self, keep: Sequence[int] | np.ndarray) -> PairSplit:
+        """Return the pairs at positions ``keep`` (in that order)."""
+        keep = [int(i) for i in keep]
+        return PairSplit(self.lang, [self.texts[i] for i in keep],
+                         [self.texts_b[i] for i in keep], self.labels[keep], self.label_names,
+                         [self.ids[i] for i in keep])  # fmt: skip
+
+
+@dataclass
+class TokenSplit:
+    """Sentences of words with one label per word (WikiANN NER, UD POS).
+
+    Attributes:
+        lang: ISO 639-1 code.
+        words: n sentences, each a list of words (the datasets' ``tokens`` column).
+        tags: n lists of class indices, one per word (``ner_tags``, ``upos``).
+        label_names: the tag names, index order (e.g. ``O, B-PER, I-PER, ...``).
+        ids: the n sentence ids.
+    """
+
+    lang: str
+    words: list[list[str]]
+    tags: list[list[int]]
+    label_names: tuple[str, ...]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Return every word's tag, (total words,) int64 (for range checks)."""
+        return np.array([t for row in self.tags for t in row], dtype=np.int64)
+
+    def select(self, keep: Sequence[int] | np.ndarray) -> TokenSplit:
+        """Return the sentences at positions ``keep`` (in that order)."""
+        keep = [int(i) for i in keep]
+        return TokenSplit(self.lang, [self.words[i] for i in keep], [self.tags[i] for i in keep],
+                          self.label_names, [self.ids[i] for i in keep])  # fmt: skip
+
+
+AnySplit = TopicSplit | PairSplit | TokenSplit
+
+
+@dataclass
 class EncodedTexts:
     """Tokenized examples: token ids without padding, labels, and the items' ids.
 
@@ -495,11 +565,14 @@ class EncodedTexts:
         input_ids: n lists of token ids (special tokens included, not padded).
         labels: (n,) int64 class indices (zeros where there are none).
         ids: the n item ids.
+        token_labels: token classification only: n lists aligned with ``input_ids``, the
+            word's tag on the first sub-word of each word, :data:`IGNORE_INDEX` elsewhere.
     """
 
     input_ids: list[list[int]]
     labels: np.ndarray
     ids: list[str]
+    token_labels: list[list[int]] | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -522,13 +595,50 @@ class EncodedTexts:
         )
 
 
-def encode_split(tokenizer: Any, split: TopicSplit, max_length: int) -> EncodedTexts:
+def encode_split(tokenizer: Any, split: AnySplit, max_length: int) -> EncodedTexts:
     """Tokenize a labelled split (truncated to ``max_length`` tokens, no padding).
+
+    A :class:`PairSplit` is encoded as ``tokenizer(texts, texts_b)`` (``<s> A </s></s> B
+    </s>`` for XLM-R; the longer sentence is truncated first). A :class:`TokenSplit` is
+    encoded from its words (``is_split_into_words``): each word's tag goes on its first
+    sub-word, :data:`IGNORE_INDEX` on the other sub-words and the special tokens.
 
     Used in: lessons 06-10, through :func:`finetune` and the prompt-tuning loop of lesson 09.
     """
-    ids = tokenizer(list(split.texts), truncation=True, max_length=max_length)["input_ids"]
+    if isinstance(split, TokenSplit):
+        return encode_words(tokenizer, split, max_length)
+    if isinstance(split, PairSplit):
+        ids = tokenizer(list(split.texts), list(split.texts_b), truncation="longest_first",
+                        max_length=max_length)["input_ids"]  # fmt: skip
+    else:
+        ids = tokenizer(list(split.texts), truncation=True, max_length=max_length)["input_ids"]
     return EncodedTexts(ids, split.labels, list(split.ids))
+
+
+def encode_words(tokenizer: Any, split: TokenSplit, max_length: int) -> EncodedTexts:
+    """Tokenize pre-split words and align one tag per word with its first sub-word.
+
+    Args:
+        tokenizer: a fast tokenizer (``word_ids`` needs one).
+        split: n sentences of words with their tags.
+        max_length: tokens per sentence; words cut off by truncation get no label.
+
+    Returns:
+        :class:`EncodedTexts` whose ``token_labels`` holds, per token, the tag of the word
+        it starts, :data:`IGNORE_INDEX` on continuation pieces and special tokens.
+    """
+    enc = tokenizer([list(w) for w in split.words], is_split_into_words=True, truncation=True,
+                    max_length=max_length)  # fmt: skip
+    token_labels = []
+    for row, tags in enumerate(split.tags):
+        previous = None
+        aligned = []
+        for word in enc.word_ids(row):
+            aligned.append(IGNORE_INDEX if word is None or word == previous else int(tags[word]))
+            previous = word
+        token_labels.append(aligned)
+    return EncodedTexts(enc["input_ids"], np.zeros(len(split), dtype=np.int64), list(split.ids),
+                        token_labels)  # fmt: skip
 
 
 def pad_id_of(tokenizer: Any) -> int:
@@ -602,16 +712,29 @@ def collate(encoded: EncodedTexts, pad_id: int, micro: int = 1):
 
     def collate_fn(indices: list[int]) -> list[dict[str, torch.Tensor]]:
         parts = [p for p in np.array_split(np.asarray(indices), micro) if len(p)]
+        tl = encoded.token_labels
+        # token tasks: the loss is normalised by the labelled words of the whole step
+        n_step = (
+            len(indices)
+            if tl is None
+            else sum(sum(t != IGNORE_INDEX for t in tl[i]) for i in indices)
+        )
         out = []
         for part in parts:
             ids, mask = pad_batch([encoded.input_ids[i] for i in part], pad_id)
+            if tl is None:
+                labels = torch.as_tensor(encoded.labels[part], dtype=torch.long)
+            else:
+                labels = torch.full(ids.shape, IGNORE_INDEX, dtype=torch.long)
+                for row, i in enumerate(part):
+                    labels[row, : len(tl[i])] = torch.as_tensor(tl[i], dtype=torch.long)
             out.append(
                 {
                     "input_ids": ids,
                     "attention_mask": mask,
-                    "labels": torch.as_tensor(encoded.labels[part], dtype=torch.long),
+                    "labels": labels,
                     "index": torch.as_tensor(part, dtype=torch.long),
-                    "n_step": torch.tensor(len(indices)),
+                    "n_step": torch.tensor(max(int(n_step), 1)),
                 }
             )
         return out
@@ -624,8 +747,14 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def split_fingerprint(split: TopicSplit) -> str:
+def split_fingerprint(split: AnySplit) -> str:
     """Return :func:`fingerprint` of a split's texts, labels, ids and label names."""
+    if isinstance(split, TokenSplit):
+        return fingerprint(["tokens", split.words, split.tags, list(split.ids),
+                            list(split.label_names)])  # fmt: skip
+    if isinstance(split, PairSplit):
+        return fingerprint(["pairs", split.texts, split.texts_b, split.labels.tolist(),
+                            list(split.ids), list(split.label_names)])  # fmt: skip
     return fingerprint(
         [split.texts, split.labels.tolist(), list(split.ids), list(split.label_names)]
     )
@@ -650,15 +779,28 @@ def model_fingerprint(model_id: str) -> str:
     return h.hexdigest()
 
 
-def concat_splits(splits: Sequence[TopicSplit]) -> TopicSplit:
-    """Concatenate training splits that share one label order (ValueError otherwise)."""
+def concat_splits(splits: Sequence[AnySplit]) -> AnySplit:
+    """Concatenate training splits of one kind that share one label order (ValueError otherwise)."""
     names = splits[0].label_names
+    kind = type(splits[0])
     for s in splits:
+        if type(s) is not kind:
+            raise ValueError(f"cannot train on a mix of {kind.__name__} and {type(s).__name__}")
         if tuple(s.label_names) != tuple(names):
             raise ValueError(
                 f"training splits disagree on label order: {s.label_names} vs {names}; "
                 "map them to one order first"
             )
+    lang = "+".join(s.lang for s in splits)
+    if kind is TokenSplit:
+        return TokenSplit(lang, [w for s in splits for w in s.words],
+                          [t for s in splits for t in s.tags], tuple(names),
+                          [i for s in splits for i in s.ids])  # fmt: skip
+    if kind is PairSplit:
+        return PairSplit(lang, [t for s in splits for t in s.texts],
+                         [t for s in splits for t in s.texts_b],
+                         np.concatenate([s.labels for s in splits]).astype(np.int64),
+                         tuple(names), [i for s in splits for i in s.ids])  # fmt: skip
     return TopicSplit(
         "+".join(s.lang for s in splits),
         [t for s in splits for t in s.texts],
@@ -735,6 +877,19 @@ def _make_classifier(model: Any, pooling: Pooling):
                 return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
             return self.head(self.features(input_ids, attention_mask))
 
+    if getattr(model.config, "xlt_task", None) == "tokens":
+
+        class TokenClassifier(torch.nn.Module):
+            """forward(input_ids, attention_mask) -> (batch, seq, C) logits, one per token."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, attention_mask):
+                return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+        return TokenClassifier()
     if kind == "other" and pooling == "mean":
         raise ValueError(
             f"pooling='mean' needs a BERT- or RoBERTa-style head (mBERT, XLM-R, the offline "
@@ -960,6 +1115,9 @@ class FinetuneResult:
         checkpoint: folder of the saved model (``from_pretrained``-loadable) or None.
         cache_path: the cache folder of this run, or None (``cache="off"``).
         from_cache: True when the results were loaded instead of computed.
+        f1: entity-level F1 per evaluation set (NER: BIO tags, :func:`entity_f1`); empty
+            for other tasks. For token tasks ``accuracy``, ``probs``, ``labels`` and ``ids``
+            are per word (id ``"<sentence id>/<word index>"``).
     """
 
     config: FinetuneConfig
@@ -973,6 +1131,7 @@ class FinetuneResult:
     checkpoint: Path | None = None
     cache_path: Path | None = None
     from_cache: bool = False
+    f1: dict[str, float] = field(default_factory=dict)
 
     def predictions(self, name: str) -> np.ndarray:
         """Return the (n,) predicted class indices on evaluation set ``name``."""
@@ -984,6 +1143,7 @@ def _save_result(result: FinetuneResult, folder: Path) -> None:
         "cache_version": CACHE_VERSION,
         "config": result.config.to_dict(),
         "accuracy": result.accuracy,
+        "f1": result.f1,
         "label_names": list(result.label_names),
         "stats": result.stats,
         "history": result.history,
@@ -1029,6 +1189,7 @@ def _load_result(folder: Path) -> FinetuneResult:
         checkpoint=ckpt if (ckpt / "config.json").is_file() else None,
         cache_path=folder,
         from_cache=True,
+        f1={k: float(v) for k, v in metrics.get("f1", {}).items()},
     )
 
 
@@ -1054,8 +1215,8 @@ def _cache_key(
 
 def finetune(
     config: FinetuneConfig,
-    train: TopicSplit | Sequence[TopicSplit],
-    evals: Mapping[str, TopicSplit],
+    train: AnySplit | Sequence[AnySplit],
+    evals: Mapping[str, AnySplit],
     *,
     cache: CacheMode = "use",
 ) -> FinetuneResult | None:
@@ -1063,8 +1224,10 @@ def finetune(
 
     Args:
         config: the run's settings (its ``languages``/``train_languages`` are not used here).
-        train: labelled training texts; several splits (e.g. English and machine-translated
-            Spanish) are concatenated, and with ``config.batch_parallel`` examples sharing an
+        train: labelled training texts (:class:`TopicSplit`), sentence pairs
+            (:class:`PairSplit`: XNLI, PAWS-X) or tagged words (:class:`TokenSplit`: NER, POS;
+            a token-classification head, tags on first sub-words); several splits (e.g.
+            English and machine-translated Spanish) are concatenated, and with ``config.batch_parallel`` examples sharing an
             id go into the same batch.
         evals: evaluation sets by name, e.g. ``{"en": ..., "fr": ...}``; their labels use
             the training label order.
@@ -1078,21 +1241,29 @@ def finetune(
     Used in: lessons 06-zero-shot-transfer, 07-translate-train-test, 08-pivots-and-ensembles.
     """
     check_choice("cache", cache, CacheMode)
-    splits = [train] if isinstance(train, TopicSplit) else list(train)
-    if not splits or not all(isinstance(s, TopicSplit) for s in splits):
-        raise ValueError("train must be a TopicSplit or a non-empty list of TopicSplit")
+    kinds = (TopicSplit, PairSplit, TokenSplit)
+    splits = [train] if isinstance(train, kinds) else list(train)
+    if not splits or not all(isinstance(s, kinds) for s in splits):
+        raise ValueError(
+            "train must be a TopicSplit, PairSplit or TokenSplit, or a non-empty list of them"
+        )
     train_split = concat_splits(splits)
     if not evals:
         raise ValueError("evals must name at least one evaluation set, e.g. {'en': test_en}")
     label_names = tuple(train_split.label_names)
     for name, s in evals.items():
+        if type(s) is not type(train_split):
+            raise ValueError(
+                f"evaluation set {name!r} is a {type(s).__name__}, training a "
+                f"{type(train_split).__name__}"
+            )
         if tuple(s.label_names) != label_names:
             raise ValueError(
                 f"evaluation set {name!r} has label order {s.label_names}, training has {label_names}"
             )
     n_labels = len(label_names)
     for name, s in [("train", train_split), *evals.items()]:
-        if len(s) == 0:
+        if len(s) == 0 or len(s.labels) == 0:
             raise ValueError(f"{name} is empty")
         if s.labels.min() < 0 or s.labels.max() >= n_labels:
             raise ValueError(f"{name} has labels outside 0..{n_labels - 1}")
@@ -1105,6 +1276,9 @@ def finetune(
         train_split = train_split.select(keep)
     if config.max_eval_examples is not None:
         evals = _eval_subset(evals, config.max_eval_examples)
+    if isinstance(train_split, TokenSplit) and config.freeze == "encoder":
+        raise ValueError("freeze='encoder' (a linear probe) is for sentence tasks; "
+                         "token tasks fine-tune: use freeze='embeddings' or 'none'")  # fmt: skip
 
     from xlt_course.models import resolve_model_id
 
@@ -1127,7 +1301,7 @@ def finetune(
     return result
 
 
-def _eval_subset(evals: Mapping[str, TopicSplit], k: int) -> dict[str, TopicSplit]:
+def _eval_subset(evals: Mapping[str, AnySplit], k: int) -> dict[str, AnySplit]:
     """Keep the same k item ids in every evaluation set (a fixed random choice)."""
     first = next(iter(evals.values()))
     chosen = set(np.random.default_rng(0).permutation(first.ids).tolist()[:k])
@@ -1141,8 +1315,8 @@ def _eval_subset(evals: Mapping[str, TopicSplit], k: int) -> dict[str, TopicSpli
 def _run(
     config: FinetuneConfig,
     model_id: str,
-    train: TopicSplit,
-    evals: dict[str, TopicSplit],
+    train: AnySplit,
+    evals: dict[str, AnySplit],
     device: str,
     precision: str,
     folder: Path | None,
@@ -1167,7 +1341,8 @@ def _run(
             )
             t_load = time.perf_counter()
             tokenizer = get_tokenizer(model_id)
-            model = _load_model(model_id, train.label_names)
+            model = _load_model(model_id, train.label_names,
+                                tokens=isinstance(train, TokenSplit))  # fmt: skip
             load_seconds = time.perf_counter() - t_load
 
             enc_train = encode_split(tokenizer, train, config.max_length)
@@ -1203,19 +1378,29 @@ def _run(
     finally:
         torch.set_num_threads(threads_before)
 
+    labels = {name: e.labels.copy() for name, e in enc_evals.items()}
+    ids = {name: list(e.ids) for name, e in enc_evals.items()}
+    f1: dict[str, float] = {}
+    if isinstance(train, TokenSplit):
+        for name, enc in enc_evals.items():
+            logits[name], labels[name], ids[name] = _word_level(enc, logits[name])
+        if any(n.startswith("B-") for n in train.label_names):
+            f1 = {name: entity_f1(labels[name], logits[name].argmax(axis=1), ids[name],
+                                  train.label_names) for name in evals}  # fmt: skip
     probs = {
         name: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), dim=-1).numpy()
         for name, lg in logits.items()
     }
     result = FinetuneResult(
         config=config,
-        accuracy={name: accuracy(logits[name], enc_evals[name].labels) for name in evals},
+        accuracy={name: accuracy(logits[name], labels[name]) for name in evals},
         probs=probs,
-        labels={name: e.labels.copy() for name, e in enc_evals.items()},
-        ids={name: list(e.ids) for name, e in enc_evals.items()},
+        labels=labels,
+        ids=ids,
         label_names=tuple(train.label_names),
         stats=stats,
         history=history,
+        f1=f1,
     )
     if folder is not None and runtime.is_main:
         tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
@@ -1238,19 +1423,68 @@ def _run(
     return result
 
 
-def _load_model(model_id: str, label_names: Sequence[str]):
+def _load_model(model_id: str, label_names: Sequence[str], *, tokens: bool = False):
     """Load the encoder with a new head (the same call as ``models.load_classifier``, which
-    would also rebuild the tokenizer: seconds for XLM-R's 250k pieces, cached here instead)."""
-    from transformers import AutoModelForSequenceClassification
+    would also rebuild the tokenizer: seconds for XLM-R's 250k pieces, cached here instead).
+    ``tokens`` loads ``AutoModelForTokenClassification`` (one prediction per token)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+    auto = AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification
     with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = auto.from_pretrained(
             model_id,
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
+            # a classifier checkpoint with another label count gets a new head of this task's
+            ignore_mismatched_sizes=True,
         )
+    model.config.xlt_task = "tokens" if tokens else "sequence"
     return model
+
+
+def _word_level(enc: EncodedTexts, rows: list[np.ndarray]):
+    """Return (logits (N, C), labels (N,), ids) of the N labelled words (first sub-words)."""
+    logits, labels, ids = [], [], []
+    for i, (row, tags) in enumerate(zip(rows, enc.token_labels, strict=True)):
+        keep = [t for t, tag in enumerate(tags) if tag != IGNORE_INDEX]
+        logits.append(row[keep])
+        labels.extend(tags[t] for t in keep)
+        ids.extend(f"{enc.ids[i]}/{k}" for k in range(len(keep)))
+    C = rows[0].shape[1] if rows else 0
+    stacked = np.concatenate(logits) if logits else np.zeros((0, C), np.float32)
+    return stacked.astype(np.float32), np.asarray(labels, dtype=np.int64), ids
+
+
+def entity_f1(
+    labels: Sequence[int] | np.ndarray,
+    predictions: Sequence[int] | np.ndarray,
+    ids: Sequence[str],
+    label_names: Sequence[str],
+) -> float:
+    """Return entity-level F1 (seqeval, CoNLL style) of per-word BIO tags.
+
+    Args:
+        labels: (N,) gold tag indices of every evaluated word.
+        predictions: (N,) predicted tag indices.
+        ids: the N word ids ``"<sentence id>/<word index>"`` (sentences are rebuilt from them).
+        label_names: tag names (``O``, ``B-PER``, ``I-PER``, ...).
+
+    Returns:
+        Micro-averaged F1 in [0, 1] over entities: an entity counts only when its type and
+        both boundaries are right (0 when there are no gold and no predicted entities).
+
+    Used in: ``xlt-course finetune --task wikiann``.
+    """
+    from seqeval.metrics import f1_score
+
+    gold: dict[str, list[str]] = {}
+    pred: dict[str, list[str]] = {}
+    for y, p, item in zip(labels, predictions, ids, strict=True):
+        sentence = item.rsplit("/", 1)[0]
+        gold.setdefault(sentence, []).append(label_names[int(y)])
+        pred.setdefault(sentence, []).append(label_names[int(p)])
+    return float(f1_score(list(gold.values()), [pred[k] for k in gold], zero_division=0))
 
 
 @contextlib.contextmanager
@@ -1460,11 +1694,15 @@ def _train_full(config, classifier, runtime, enc_train: EncodedTexts, enc_evals,
         n_step = int(mb["n_step"])
         with runtime.autocast():
             logits = classifier(mb["input_ids"], mb["attention_mask"])
-        loss = torch.nn.functional.cross_entropy(logits.float(), mb["labels"], reduction="sum")
+        labels = mb["labels"]
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+            reduction="sum", ignore_index=IGNORE_INDEX,
+        )  # fmt: skip
         counts["tokens"] += int(mb["attention_mask"].sum())
         counts["padded"] += int(mb["attention_mask"].numel())
-        counts["seen"] += len(mb["labels"])
-        return loss / n_step, float(loss.detach()), len(mb["labels"])
+        counts["seen"] += len(labels)
+        return loss / n_step, float(loss.detach()), int((labels != IGNORE_INDEX).sum())
 
     t0, c0 = time.perf_counter(), time.process_time()
     classifier.train()
@@ -1487,6 +1725,7 @@ def _train_full(config, classifier, runtime, enc_train: EncodedTexts, enc_evals,
             runtime,
             desc=f"evaluating {name}",
             progress=config.progress,
+            ragged=enc.token_labels is not None,
         )  # fmt: skip
         for name, enc in enc_evals.items()
     }
@@ -1520,7 +1759,8 @@ def batched_forward(
     *,
     desc: str = "encoding",
     progress: bool = False,
-) -> np.ndarray:
+    ragged: bool = False,
+) -> np.ndarray | list[np.ndarray]:
     """Run ``fn(input_ids, attention_mask)`` over padded, length-sorted batches; no gradients.
 
     The one pad-and-run path of the course: texts sorted by length (longest first), cut
@@ -1536,9 +1776,11 @@ def batched_forward(
         runtime: device and precision.
         desc: the progress bar's label.
         progress: show a tqdm bar.
+        ragged: ``fn`` returns (b, T, k) per-token outputs: return n arrays (T_i, k), each
+            cut to its text's real tokens.
 
     Returns:
-        (n, k) float32 outputs in the order of ``enc``.
+        (n, k) float32 outputs in the order of ``enc`` (a list of n (T_i, k) with ``ragged``).
 
     Used in: lessons 06-10 (evaluation, linear-probe features, cached sentence features).
     """
@@ -1561,7 +1803,20 @@ def batched_forward(
             mb = runtime.to_device(mb)
             with runtime.autocast():
                 out = fn(mb["input_ids"], mb["attention_mask"])
+            if ragged:
+                lengths = mb["attention_mask"].sum(dim=1).tolist()
+                rows = out.float().cpu().numpy()
+                values = [rows[r, : lengths[r]] for r in range(len(lengths))]
+                parts.append((mb["index"].cpu().numpy(), values))
+                continue
             parts.append((mb["index"].cpu().numpy(), out.float().cpu().numpy()))
+    if ragged:
+        ordered: list[Any] = [None] * len(enc.labels)
+        for rank_parts in runtime.gather(parts):
+            for index, values in rank_parts:
+                for i, v in zip(index.tolist(), values, strict=True):
+                    ordered[i] = v
+        return ordered
     result: np.ndarray | None = None
     for rank_parts in runtime.gather(parts):
         for index, values in rank_parts:
@@ -1830,12 +2085,18 @@ def load_checkpoint(
         device: None picks :func:`xlt_course.runtime.default_device`.
 
     Returns:
-        ``(model, tokenizer, config)``: ``AutoModelForSequenceClassification`` (eval mode) and
+        ``(model, tokenizer, config)``: ``AutoModelForSequenceClassification`` (eval mode;
+        ``AutoModelForTokenClassification`` for a token task's run) and
         ``AutoTokenizer`` loaded from the folder, and the run's :class:`FinetuneConfig`. The
         course's one convention for checkpoints: model first, then tokenizer, then extras
         (:func:`xlt_course.pretrain.load_checkpoint` returns ``(model, tokenizer)``).
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
     folder = Path(folder)
     cfg_file = folder / FINETUNE_CONFIG_FILE
@@ -1843,8 +2104,10 @@ def load_checkpoint(
         raise ValueError(f"{folder} is not a fine-tuning checkpoint: {cfg_file.name} is missing")
     config = FinetuneConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokens = getattr(AutoConfig.from_pretrained(folder), "xlt_task", None) == "tokens"
+    auto = AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification
     with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model = auto.from_pretrained(folder)
     model.to(device or resolve_device("auto")).eval()
     return model, tokenizer, config
 
