@@ -38,6 +38,7 @@ import numpy as np
 
 from xlt_course import paths, published
 from xlt_course import training as tr
+from xlt_course.data.manifest import atomic_path
 from xlt_course.data.topics import TopicSplit
 
 if TYPE_CHECKING:
@@ -838,10 +839,8 @@ def build_lexicons(
             for en, ts in sorted(by_word.items())
         }
     if cache:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".{os.getpid()}.part")
-        tmp.write_text(json.dumps(out, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, file)
+        with atomic_path(file) as tmp:
+            tmp.write_text(json.dumps(out, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 
 

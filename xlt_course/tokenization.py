@@ -27,7 +27,6 @@ Importing this module imports neither torch, transformers nor tokenizers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -679,11 +678,6 @@ def evaluate_vocab(
     }
 
 
-def _fingerprint(*parts: Any) -> str:
-    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def vocab_sweep(
     configs: Sequence[VocabConfig],
     train_texts: Mapping[str, Sequence[str]],
@@ -714,17 +708,20 @@ def vocab_sweep(
     """
     from tqdm.auto import tqdm
 
+    from xlt_course.data.manifest import atomic_path
+    from xlt_course.training import fingerprint
+
     stored: dict[str, Any] = {}
     if cache is not None and cache.exists():
         stored = json.loads(cache.read_text(encoding="utf-8"))
-    data_key = _fingerprint(
-        {k: list(v) for k, v in train_texts.items()}, {k: list(v) for k, v in parallel.items()},
-        list(pairs),
-    )  # fmt: skip
+    data_key = fingerprint(
+        [{k: list(v) for k, v in train_texts.items()}, {k: list(v) for k, v in parallel.items()},
+         [list(p) for p in pairs]]
+    )[:16]  # fmt: skip
     rows: list[dict[str, Any]] = []
     dirty = False
     for cfg in tqdm(configs, desc="vocabularies", unit="vocab", disable=not progress):
-        key = _fingerprint(asdict(cfg), data_key, VOCAB_SWEEP_VERSION)
+        key = fingerprint([asdict(cfg), data_key, VOCAB_SWEEP_VERSION])[:16]
         if key not in stored:
             if not train:
                 continue
@@ -741,8 +738,6 @@ def vocab_sweep(
             dirty = True
         rows.append(stored[key])
     if cache is not None and dirty:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(stored, indent=1, sort_keys=True), encoding="utf-8")
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps(stored, indent=1, sort_keys=True), encoding="utf-8")
     return rows
