@@ -24,10 +24,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import re
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -628,45 +626,14 @@ def _warm_up_head(config: PromptConfig, model, runtime, enc: tr.EncodedTexts, pa
 
 
 def _save_prompt_result(result: PromptResult, folder: Path) -> None:
-    tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    metrics = {
-        "cache_version": CACHE_VERSION,
-        "config": dataclasses.asdict(result.config),
-        "accuracy": result.accuracy,
-        "label_names": list(result.label_names),
-        "stats": result.stats,
-        "history": result.history,
-    }
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    arrays = tr.eval_arrays(result)
-    if result.prompt is not None:
-        arrays["prompt"] = result.prompt
-    np.savez_compressed(tmp / "probs.npz", **arrays)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    arrays = {} if result.prompt is None else {"prompt": result.prompt}
+    with tr.atomic_folder(folder) as tmp:
+        config = dataclasses.asdict(result.config)
+        tr.save_result(result, tmp, config, CACHE_VERSION, arrays)
 
 
 def _load_prompt_result(folder: Path) -> PromptResult:
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    with np.load(folder / "probs.npz") as z:
-        probs, labels, ids = tr.read_eval_arrays(z)
-        prompt = z.get("prompt")
-    return PromptResult(
-        config=PromptConfig(**metrics["config"]),
-        accuracy={k: float(v) for k, v in metrics["accuracy"].items()},
-        probs=probs,
-        labels=labels,
-        ids=ids,
-        label_names=tuple(metrics["label_names"]),
-        stats=metrics["stats"],
-        history=metrics["history"],
-        prompt=prompt,
-        cache_path=folder,
-        from_cache=True,
-    )
+    return tr.load_result(folder, lambda c: PromptConfig(**c), PromptResult, arrays=("prompt",))
 
 
 # =========================================================================== code-switching

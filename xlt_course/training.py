@@ -82,6 +82,7 @@ __all__ = [
     "Precision",
     "Runtime",
     "accuracy",
+    "atomic_folder",
     "batched_forward",
     "check_choice",
     "check_positive_ints",
@@ -98,6 +99,7 @@ __all__ = [
     "get_tokenizer",
     "length_bucketed_batches",
     "load_checkpoint",
+    "load_result",
     "make_optimizer",
     "make_runtime",
     "mask_tokens",
@@ -110,6 +112,7 @@ __all__ = [
     "read_eval_arrays",
     "resolve_device",
     "resolve_precision",
+    "save_result",
     "split_fingerprint",
     "train_loop",
 ]
@@ -979,17 +982,89 @@ class FinetuneResult:
         return self.probs[name].argmax(axis=1)
 
 
-def _save_result(result: FinetuneResult, folder: Path) -> None:
+@contextlib.contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``folder``; on success it replaces ``folder``.
+
+    A run's cache folder is complete or absent, never half written (an interrupted run
+    leaves nothing that a later run would load).
+    """
+    tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_result(
+    result: FinetuneResult,
+    folder: Path,
+    config: Mapping[str, Any],
+    cache_version: int,
+    arrays: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``metrics.json`` and ``probs.npz`` of a run into ``folder`` (see :func:`load_result`).
+
+    Args:
+        result: the run (a :class:`FinetuneResult` or a subclass).
+        folder: an existing folder, e.g. from :func:`atomic_folder`.
+        config: the run's config as a JSON-ready dict.
+        cache_version: the version of the code that computed it.
+        arrays: more arrays to store beside the evaluation outputs (e.g. a trained prompt).
+    """
     metrics = {
-        "cache_version": CACHE_VERSION,
-        "config": result.config.to_dict(),
+        "cache_version": cache_version,
+        "config": dict(config),
         "accuracy": result.accuracy,
         "label_names": list(result.label_names),
         "stats": result.stats,
         "history": result.history,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    np.savez_compressed(folder / "probs.npz", **eval_arrays(result))
+    np.savez_compressed(folder / "probs.npz", **eval_arrays(result), **(arrays or {}))
+
+
+def load_result(
+    folder: Path,
+    make_config: Callable[[dict[str, Any]], Any],
+    result_type: type[FinetuneResult],
+    *,
+    arrays: Sequence[str] = (),
+    **fields: Any,
+) -> Any:
+    """Load a run written by :func:`save_result` as ``result_type`` (marked ``from_cache``).
+
+    Args:
+        folder: the run's cache folder.
+        make_config: builds the config object from its stored dict.
+        result_type: :class:`FinetuneResult` or a subclass.
+        arrays: names of the extra arrays to read into the field of the same name (None
+            when absent).
+        fields: more fields of ``result_type`` (e.g. ``checkpoint``).
+    """
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    with np.load(folder / "probs.npz") as z:
+        probs, labels, ids = read_eval_arrays(z)
+        extra = {name: z[name] if name in z.files else None for name in arrays}
+    return result_type(
+        config=make_config(metrics["config"]),
+        accuracy={k: float(v) for k, v in metrics["accuracy"].items()},
+        probs=probs,
+        labels=labels,
+        ids=ids,
+        label_names=tuple(metrics["label_names"]),
+        stats=metrics["stats"],
+        history=metrics["history"],
+        cache_path=folder,
+        from_cache=True,
+        **extra,
+        **fields,
+    )
 
 
 def eval_arrays(result: FinetuneResult) -> dict[str, np.ndarray]:
@@ -1013,22 +1088,12 @@ def read_eval_arrays(z: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
 
 
 def _load_result(folder: Path) -> FinetuneResult:
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    with np.load(folder / "probs.npz") as z:
-        probs, labels, ids = read_eval_arrays(z)
     ckpt = folder / "checkpoint"
-    return FinetuneResult(
-        config=FinetuneConfig.from_dict(metrics["config"]),
-        accuracy={k: float(v) for k, v in metrics["accuracy"].items()},
-        probs=probs,
-        labels=labels,
-        ids=ids,
-        label_names=tuple(metrics["label_names"]),
-        stats=metrics["stats"],
-        history=metrics["history"],
+    return load_result(
+        folder,
+        FinetuneConfig.from_dict,
+        FinetuneResult,
         checkpoint=ckpt if (ckpt / "config.json").is_file() else None,
-        cache_path=folder,
-        from_cache=True,
     )
 
 
@@ -1218,15 +1283,10 @@ def _run(
         history=history,
     )
     if folder is not None and runtime.is_main:
-        tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if config.save_checkpoint:
-            _save_checkpoint(classifier.model, tokenizer, config, tmp / "checkpoint")
-        _save_result(result, tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            if config.save_checkpoint:
+                _save_checkpoint(classifier.model, tokenizer, config, tmp / "checkpoint")
+            save_result(result, tmp, config.to_dict(), CACHE_VERSION)
         result = dataclasses.replace(
             result,
             cache_path=folder,
