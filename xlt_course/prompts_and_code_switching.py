@@ -531,20 +531,8 @@ def _run_prompt(config, model_id, train: TopicSplit, evals, device, precision) -
     finally:
         torch.set_num_threads(threads_before)
     del tqdm
-    probs = {
-        n: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), -1).numpy()
-        for n, lg in logits.items()
-    }
-    return PromptResult(
-        config=config,
-        accuracy={n: tr.accuracy(logits[n], enc_evals[n].labels) for n in evals},
-        probs=probs,
-        labels={n: e.labels.copy() for n, e in enc_evals.items()},
-        ids={n: list(e.ids) for n, e in enc_evals.items()},
-        label_names=tuple(train.label_names),
-        stats=stats,
-        history=history,
-        prompt=prompt,
+    return tr.result_from_logits(
+        PromptResult, config, logits, enc_evals, train.label_names, stats, history, prompt=prompt
     )
 
 

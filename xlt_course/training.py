@@ -112,6 +112,7 @@ __all__ = [
     "read_eval_arrays",
     "resolve_device",
     "resolve_precision",
+    "result_from_logits",
     "save_result",
     "split_fingerprint",
     "train_loop",
@@ -1087,6 +1088,46 @@ def read_eval_arrays(z: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
     return probs, labels, ids
 
 
+def result_from_logits(
+    result_type: type[FinetuneResult],
+    config: Any,
+    logits: Mapping[str, np.ndarray],
+    enc_evals: Mapping[str, EncodedTexts],
+    label_names: Sequence[str],
+    stats: dict[str, Any],
+    history: list[dict[str, float]],
+    **fields: Any,
+) -> Any:
+    """Build a run's result (probabilities, accuracy, gold labels, ids) from its logits.
+
+    Args:
+        result_type: :class:`FinetuneResult` or a subclass.
+        config: the run's config.
+        logits: ``{name: (n, C) logits}`` per evaluation set.
+        enc_evals: the encoded evaluation sets (their labels and ids), same names.
+        label_names: the C class names.
+        stats, history: what the run measured.
+        fields: more fields of ``result_type`` (e.g. a trained prompt).
+    """
+    import torch
+
+    probs = {
+        name: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), dim=-1).numpy()
+        for name, lg in logits.items()
+    }
+    return result_type(
+        config=config,
+        accuracy={name: accuracy(logits[name], enc_evals[name].labels) for name in logits},
+        probs=probs,
+        labels={name: enc_evals[name].labels.copy() for name in logits},
+        ids={name: list(enc_evals[name].ids) for name in logits},
+        label_names=tuple(label_names),
+        stats=stats,
+        history=history,
+        **fields,
+    )
+
+
 def _load_result(folder: Path) -> FinetuneResult:
     ckpt = folder / "checkpoint"
     return load_result(
@@ -1268,19 +1309,8 @@ def _run(
     finally:
         torch.set_num_threads(threads_before)
 
-    probs = {
-        name: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), dim=-1).numpy()
-        for name, lg in logits.items()
-    }
-    result = FinetuneResult(
-        config=config,
-        accuracy={name: accuracy(logits[name], enc_evals[name].labels) for name in evals},
-        probs=probs,
-        labels={name: e.labels.copy() for name, e in enc_evals.items()},
-        ids={name: list(e.ids) for name, e in enc_evals.items()},
-        label_names=tuple(train.label_names),
-        stats=stats,
-        history=history,
+    result = result_from_logits(
+        FinetuneResult, config, logits, enc_evals, tuple(train.label_names), stats, history
     )
     if folder is not None and runtime.is_main:
         with atomic_folder(folder) as tmp:
