@@ -488,8 +488,9 @@ class _Cache:
 
     @staticmethod
     def key(system: str, version: str, src: str, tgt: str, text: str) -> str:
-        raw = json.dumps([system, version, src, tgt, text], ensure_ascii=False)
-        return hashlib.sha256(raw.encode()).hexdigest()
+        from xlt_course.training import fingerprint
+
+        return fingerprint([system, version, src, tgt, text])
 
     def get(self, keys: list[str]) -> dict[str, tuple[str, int | None]]:
         found: dict[str, tuple[str, int | None]] = {}
