@@ -714,6 +714,11 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Returns:
         (n, H) sentence vectors.
 
+    The exercise's formula in NumPy, for students to read and test; the engine's
+    :func:`xlt_course.training.pool` computes the same mean on torch tensors inside the
+    forward pass (:func:`embed`), where a NumPy round trip would be too slow. An all-zero
+    mask is an error here and gives a zero vector there.
+
     Used in: lesson 05-multilingual-pretraining, exercise 3.
     """
     hidden = np.asarray(hidden, dtype=np.float64)
