@@ -13,7 +13,7 @@ from cells import run_test_cell, solution_namespace
 from conftest import run_visible_checks, solution
 
 from autograder import notebooks
-from xlt_course import paths, pretrain, sampling
+from xlt_course import paths, pretrain, sampling, tokenization
 from xlt_course.cli import main as cli_main
 from xlt_course.data.topics import load_topics
 
@@ -111,15 +111,13 @@ def test_variants_control_what_is_shared(corpora):
 # --- tokenizer -------------------------------------------------------------------------
 
 
-def test_wordpiece_vocab_merges_frequent_pairs_deterministically():
-    texts = ["low low low lower newest newest widest"]
-    vocab = pretrain.wordpiece_vocab(texts, 100, min_frequency=2)
+def test_tokenizer_vocabulary_is_the_shared_reproducible_one(corpora):
+    """Lesson 05 uses lesson 04's WordPiece trainer, with its five special tokens first."""
+    texts = corpora["shared"].texts["fr"]
+    tok = pretrain.train_tokenizer(texts, 800)
+    vocab = tokenization.wordpiece_vocab(texts, 800, special_tokens=pretrain.SPECIAL_TOKENS)
+    assert tok.convert_ids_to_tokens(list(range(len(tok)))) == vocab
     assert vocab[:5] == list(pretrain.SPECIAL_TOKENS)
-    assert "low" in vocab and "newest" in vocab and "widest" not in vocab
-    assert vocab == pretrain.wordpiece_vocab(list(texts), 100, min_frequency=2)
-    assert len(pretrain.wordpiece_vocab(texts * 5, 20, min_frequency=1)) == 20
-    with pytest.raises(ValueError):
-        pretrain.wordpiece_vocab(texts, 5)
 
 
 def test_tokenizer_segments_fake_text_like_real_text(corpora):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -174,7 +176,50 @@ def test_train_vocab(kind, marker):
         tokenization.train_vocab(_CORPUS, "bpe", 100)  # type: ignore[arg-type]
 
 
-def test_vocab_sweep_caches_and_never_trains_when_told(tmp_path):
+def test_wordpiece_vocab_merges_frequent_pairs_deterministically():
+    texts = ["low low low lower newest newest widest"]
+    special = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+    vocab = tokenization.wordpiece_vocab(texts, 100, special_tokens=special, min_frequency=2)
+    assert vocab[:5] == list(special)
+    assert "low" in vocab and "newest" in vocab and "widest" not in vocab
+    assert "##e" in vocab and len(vocab) == len(set(vocab))
+    assert vocab == tokenization.wordpiece_vocab(
+        list(texts), 100, special_tokens=special, min_frequency=2
+    )
+    assert len(tokenization.wordpiece_vocab(texts * 5, 20, min_frequency=1)) == 20
+    assert tokenization.wordpiece_vocab(texts, 100)[0] == "[UNK]"
+    with pytest.raises(ValueError, match="vocab_size"):
+        tokenization.wordpiece_vocab(texts, 5)
+    with pytest.raises(ValueError, match="repeat"):
+        tokenization.wordpiece_vocab(texts, 100, special_tokens=("[UNK]", "[UNK]"))
+
+
+def test_wordpiece_vocab_breaks_ties_alphabetically():
+    # "ab", "cd" and "ef" all occur twice: merged in alphabetical order, whatever the input order
+    for texts in (["ab cd ef ab cd ef"], ["ef cd ab ef cd ab"]):
+        vocab = tokenization.wordpiece_vocab(texts, 100, special_tokens=(), min_frequency=2)
+        assert vocab == ["##b", "##d", "##f", "a", "c", "e", "ab", "cd", "ef"]
+
+
+def test_wordpiece_vocabulary_is_the_same_in_every_process():
+    """``tokenizers``' own trainer broke ties in hash-table order, different in each process."""
+    code = (
+        "import sys, json; from xlt_course import tokenization as t; "
+        "tok = t.train_vocab(json.loads(sys.argv[1]), 'wordpiece', 120); "
+        "print(json.dumps(sorted(tok.get_vocab().items())))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code, json.dumps(_CORPUS)],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2)
+    }  # fmt: skip
+    assert len(runs) == 1
+
+
+def test_vocab_sweep_caches_and_never_trains_when_told(tmp_path, monkeypatch):
     train = {"en": _CORPUS[0::5], "fr": _CORPUS[1::5], "zh": _CORPUS[3::5]}
     heldout = {"en": ["Save the file"], "fr": ["Enregistrer le fichier"], "zh": ["保存文件"]}
     configs = [
@@ -198,6 +243,14 @@ def test_vocab_sweep_caches_and_never_trains_when_told(tmp_path):
         configs, train, heldout, pairs=[("en", "fr")], cache=cache, train=False
     )
     assert again == rows
+    # rows written by another version of the training code are never read
+    monkeypatch.setattr(tokenization, "VOCAB_SWEEP_VERSION", tokenization.VOCAB_SWEEP_VERSION + 1)
+    assert (
+        tokenization.vocab_sweep(
+            configs, train, heldout, pairs=[("en", "fr")], cache=cache, train=False
+        )
+        == []
+    )
 
 
 def test_tokenize_corpus_loads_a_wordpiece_tokenizer_from_a_folder(tmp_path):

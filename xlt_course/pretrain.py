@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from xlt_course import paths, published
+from xlt_course import paths, published, tokenization
 from xlt_course import training as tr
 from xlt_course.errors import DataError
 from xlt_course.sampling import language_probabilities
@@ -361,83 +361,6 @@ def build_corpus(config: PretrainConfig, *, root: Path | None = None) -> Pretrai
 # --------------------------------------------------------------------------- tokenizer
 
 
-def wordpiece_vocab(texts: Sequence[str], vocab_size: int, *, min_frequency: int = 2) -> list[str]:
-    """Learn a WordPiece vocabulary by merging the most frequent pair of pieces, reproducibly.
-
-    The algorithm of ``tokenizers``' WordPieceTrainer (BPE merges counted over the words,
-    continuation pieces marked ``##``), with ties between equally frequent pairs broken
-    alphabetically: that trainer breaks them in hash-table order, which changes from one
-    process to the next, so two runs with the same seed would not get the same vocabulary.
-
-    Args:
-        texts: sentences whose words are separated by spaces.
-        vocab_size: most entries, special tokens and single characters included.
-        min_frequency: fewest occurrences of a pair to merge it.
-
-    Returns:
-        The pieces: :data:`SPECIAL_TOKENS`, the characters (word-initial and ``##``), then
-        the merges in the order they were learned.
-    """
-    import heapq
-    from collections import Counter, defaultdict
-    from itertools import pairwise
-
-    counts = Counter(w for t in texts for w in t.split())
-    words = sorted(counts)
-    freq = [counts[w] for w in words]
-    symbols = [[w[0], *("##" + c for c in w[1:])] for w in words]
-    vocab = [*SPECIAL_TOKENS, *sorted({s for syms in symbols for s in syms})]
-    if len(vocab) > vocab_size:
-        raise ValueError(
-            f"vocab_size {vocab_size} is smaller than the {len(vocab)} special tokens and "
-            "characters of the corpus"
-        )
-    known = set(vocab)
-    pair_count: dict[tuple[str, str], int] = defaultdict(int)
-    where: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for i, syms in enumerate(symbols):
-        for pair in pairwise(syms):
-            pair_count[pair] += freq[i]
-            where[pair].add(i)
-    heap = [(-c, a, b) for (a, b), c in pair_count.items()]
-    heapq.heapify(heap)
-    while heap and len(vocab) < vocab_size:
-        neg, a, b = heapq.heappop(heap)
-        current = pair_count.get((a, b), 0)
-        if current != -neg:  # a stale entry: its count changed since it was pushed
-            if current > 0:
-                heapq.heappush(heap, (-current, a, b))
-            continue
-        if current < min_frequency:
-            break
-        merged = a + b[2:]  # b is always a continuation piece "##..."
-        if merged not in known:
-            vocab.append(merged)
-            known.add(merged)
-        for i in sorted(where.pop((a, b))):
-            old = symbols[i]
-            for pair in pairwise(old):
-                pair_count[pair] -= freq[i]
-                where[pair].discard(i)
-            new: list[str] = []
-            j = 0
-            while j < len(old):
-                if j + 1 < len(old) and old[j] == a and old[j + 1] == b:
-                    new.append(merged)
-                    j += 2
-                else:
-                    new.append(old[j])
-                    j += 1
-            symbols[i] = new
-            for pair in pairwise(new):
-                pair_count[pair] += freq[i]
-                where[pair].add(i)
-                heapq.heappush(heap, (-pair_count[pair], *pair))
-        pair_count.pop((a, b), None)
-        where.pop((a, b), None)
-    return vocab
-
-
 def train_tokenizer(
     texts: Sequence[str], vocab_size: int, *, min_frequency: int = 2
 ) -> PreTrainedTokenizerFast:
@@ -459,7 +382,9 @@ def train_tokenizer(
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = wordpiece_vocab(texts, vocab_size, min_frequency=min_frequency)
+    vocab = tokenization.wordpiece_vocab(
+        texts, vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=min_frequency
+    )
     tok = Tokenizer(
         models.WordPiece(
             {piece: i for i, piece in enumerate(vocab)},
@@ -788,6 +713,11 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
     Returns:
         (n, H) sentence vectors.
+
+    The exercise's formula in NumPy, for students to read and test; the engine's
+    :func:`xlt_course.training.pool` computes the same mean on torch tensors inside the
+    forward pass (:func:`embed`), where a NumPy round trip would be too slow. An all-zero
+    mask is an error here and gives a zero vector there.
 
     Used in: lesson 05-multilingual-pretraining, exercise 3.
     """

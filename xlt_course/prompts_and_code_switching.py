@@ -24,10 +24,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import re
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ import numpy as np
 
 from xlt_course import paths, published
 from xlt_course import training as tr
+from xlt_course.data.manifest import atomic_path
 from xlt_course.data.topics import TopicSplit
 
 if TYPE_CHECKING:
@@ -532,20 +531,10 @@ def _run_prompt(config, model_id, train: TopicSplit, evals, device, precision) -
     finally:
         torch.set_num_threads(threads_before)
     del tqdm
-    probs = {
-        n: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), -1).numpy()
-        for n, lg in logits.items()
-    }
-    return PromptResult(
-        config=config,
-        accuracy={n: tr.accuracy(logits[n], enc_evals[n].labels) for n in evals},
-        probs=probs,
-        labels={n: e.labels.copy() for n, e in enc_evals.items()},
-        ids={n: list(e.ids) for n, e in enc_evals.items()},
-        label_names=tuple(train.label_names),
-        stats=stats,
-        history=history,
-        prompt=prompt,
+    labels = {name: e.labels for name, e in enc_evals.items()}
+    ids = {name: e.ids for name, e in enc_evals.items()}
+    return tr.result_from_logits(
+        PromptResult, config, logits, labels, ids, train.label_names, stats, history, prompt=prompt
     )
 
 
@@ -627,45 +616,14 @@ def _warm_up_head(config: PromptConfig, model, runtime, enc: tr.EncodedTexts, pa
 
 
 def _save_prompt_result(result: PromptResult, folder: Path) -> None:
-    tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    metrics = {
-        "cache_version": CACHE_VERSION,
-        "config": dataclasses.asdict(result.config),
-        "accuracy": result.accuracy,
-        "label_names": list(result.label_names),
-        "stats": result.stats,
-        "history": result.history,
-    }
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    arrays = tr.eval_arrays(result)
-    if result.prompt is not None:
-        arrays["prompt"] = result.prompt
-    np.savez_compressed(tmp / "probs.npz", **arrays)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    arrays = {} if result.prompt is None else {"prompt": result.prompt}
+    with tr.atomic_folder(folder) as tmp:
+        config = dataclasses.asdict(result.config)
+        tr.save_result(result, tmp, config, CACHE_VERSION, arrays)
 
 
 def _load_prompt_result(folder: Path) -> PromptResult:
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    with np.load(folder / "probs.npz") as z:
-        probs, labels, ids = tr.read_eval_arrays(z)
-        prompt = z.get("prompt")
-    return PromptResult(
-        config=PromptConfig(**metrics["config"]),
-        accuracy={k: float(v) for k, v in metrics["accuracy"].items()},
-        probs=probs,
-        labels=labels,
-        ids=ids,
-        label_names=tuple(metrics["label_names"]),
-        stats=metrics["stats"],
-        history=metrics["history"],
-        prompt=prompt,
-        cache_path=folder,
-        from_cache=True,
-    )
+    return tr.load_result(folder, lambda c: PromptConfig(**c), PromptResult, arrays=("prompt",))
 
 
 # =========================================================================== code-switching
@@ -838,10 +796,8 @@ def build_lexicons(
             for en, ts in sorted(by_word.items())
         }
     if cache:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".{os.getpid()}.part")
-        tmp.write_text(json.dumps(out, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, file)
+        with atomic_path(file) as tmp:
+            tmp.write_text(json.dumps(out, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 
 

@@ -10,8 +10,9 @@ lessons) for:
   grouped by what they are (:func:`piece_category`, :func:`shared_anchors`);
 - **parameter counts** of BERT-style encoders measured from their configurations alone, on
   PyTorch's meta device (:func:`published_config`, :func:`parameter_breakdown`);
-- **small vocabularies** trained with the Hugging Face ``tokenizers`` library (WordPiece as
-  in mBERT, Unigram as in XLM-R's SentencePiece) on a corpus whose languages are sampled
+- **small vocabularies**, WordPiece as in mBERT (the course's own reproducible trainer,
+  :func:`wordpiece_vocab`, also lesson 05's) and Unigram as in XLM-R's SentencePiece (the
+  Hugging Face ``tokenizers`` library) on a corpus whose languages are sampled
   with an exponent ``alpha`` (:func:`sample_corpus`, :func:`train_vocab`, :func:`vocab_sweep`).
 
 Methods follow the papers, not any released code: WordPiece (Schuster & Nakajima 2012; Wu
@@ -26,14 +27,13 @@ Importing this module imports neither torch, transformers nor tokenizers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +49,7 @@ __all__ = [
     "CJK_CHARS",
     "PUBLISHED_MILLIONS",
     "SCRIPTS",
+    "VOCAB_SWEEP_VERSION",
     "VocabConfig",
     "fertility",
     "is_cjk",
@@ -65,6 +66,7 @@ __all__ = [
     "train_vocab",
     "type_overlap",
     "vocab_sweep",
+    "wordpiece_vocab",
 ]
 
 Category = Literal["digit", "punctuation", "latin", "cyrillic", "han", "kana", "other"]
@@ -434,6 +436,10 @@ def parameter_breakdown(config: PretrainedConfig) -> dict[str, int]:
 
 VocabKind = Literal["wordpiece", "unigram"]
 
+#: Part of every :func:`vocab_sweep` cache key: rows computed by another version of the
+#: training code are never read (2: WordPiece by :func:`wordpiece_vocab`, not ``tokenizers``).
+VOCAB_SWEEP_VERSION = 2
+
 
 @dataclass(frozen=True)
 class VocabConfig:
@@ -497,8 +503,105 @@ def sample_corpus(
     return [corpus[i] for i in order], counts
 
 
+def wordpiece_vocab(
+    texts: Iterable[str],
+    vocab_size: int,
+    *,
+    special_tokens: Sequence[str] = ("[UNK]",),
+    min_frequency: int = 2,
+    pre_tokenize: Callable[[str], list[str]] = str.split,
+) -> list[str]:
+    """Learn a WordPiece vocabulary by merging the most frequent pair of pieces, reproducibly.
+
+    The algorithm of ``tokenizers``' WordPieceTrainer (BPE merges counted over the words,
+    continuation pieces marked ``##``), with ties between equally frequent pairs broken
+    alphabetically: that trainer breaks them in hash-table order, which changes from one
+    process to the next, so two runs on the same corpus would not get the same vocabulary
+    (lesson 05's checkpoints and lesson 04's cached sweep must be reproducible).
+
+    Args:
+        texts: training sentences.
+        vocab_size: most entries, special tokens and single characters included.
+        special_tokens: the first entries, in this order (e.g. ``[UNK]``, ``[PAD]``).
+        min_frequency: fewest occurrences of a pair to merge it (1: any pair that occurs).
+        pre_tokenize: cuts a sentence into the words pieces never cross (default: at
+            whitespace); a tokenizer that normalises text must train on normalised words.
+
+    Returns:
+        The pieces: ``special_tokens``, the characters (word-initial and ``##``), then the
+        merges in the order they were learned.
+
+    Used in: lesson 04-subwords-and-anchors (:func:`train_vocab`), lesson
+    05-multilingual-pretraining (``pretrain.train_tokenizer``).
+    """
+    import heapq
+    from collections import defaultdict
+    from itertools import pairwise
+
+    if len(set(special_tokens)) != len(special_tokens):
+        raise ValueError(f"special_tokens repeat an entry: {list(special_tokens)}")
+    counts = Counter(w for t in texts for w in pre_tokenize(t))
+    words = sorted(counts)
+    freq = [counts[w] for w in words]
+    symbols = [[w[0], *("##" + c for c in w[1:])] for w in words]
+    alphabet = {s for syms in symbols for s in syms} - set(special_tokens)
+    vocab = [*special_tokens, *sorted(alphabet)]
+    if len(vocab) > vocab_size:
+        raise ValueError(
+            f"vocab_size {vocab_size} is smaller than the {len(vocab)} special tokens and "
+            "characters of the corpus"
+        )
+    known = set(vocab)
+    pair_count: dict[tuple[str, str], int] = defaultdict(int)
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, syms in enumerate(symbols):
+        for pair in pairwise(syms):
+            pair_count[pair] += freq[i]
+            where[pair].add(i)
+    heap = [(-c, a, b) for (a, b), c in pair_count.items()]
+    heapq.heapify(heap)
+    while heap and len(vocab) < vocab_size:
+        neg, a, b = heapq.heappop(heap)
+        current = pair_count.get((a, b), 0)
+        if current != -neg:  # a stale entry: its count changed since it was pushed
+            if current > 0:
+                heapq.heappush(heap, (-current, a, b))
+            continue
+        if current < min_frequency:
+            break
+        merged = a + b[2:]  # b is always a continuation piece "##..."
+        if merged not in known:
+            vocab.append(merged)
+            known.add(merged)
+        for i in sorted(where.pop((a, b))):
+            old = symbols[i]
+            for pair in pairwise(old):
+                pair_count[pair] -= freq[i]
+                where[pair].discard(i)
+            new: list[str] = []
+            j = 0
+            while j < len(old):
+                if j + 1 < len(old) and old[j] == a and old[j + 1] == b:
+                    new.append(merged)
+                    j += 2
+                else:
+                    new.append(old[j])
+                    j += 1
+            symbols[i] = new
+            for pair in pairwise(new):
+                pair_count[pair] += freq[i]
+                where[pair].add(i)
+                heapq.heappush(heap, (-pair_count[pair], *pair))
+        pair_count.pop((a, b), None)
+        where.pop((a, b), None)
+    return vocab
+
+
 def train_vocab(corpus: Sequence[str], kind: VocabKind, vocab_size: int) -> Tokenizer:
-    """Train a WordPiece or Unigram vocabulary on ``corpus`` with ``tokenizers``.
+    """Train a WordPiece or Unigram vocabulary on ``corpus``.
+
+    WordPiece is learnt by :func:`wordpiece_vocab` (the same vocabulary in every process),
+    Unigram by ``tokenizers``' UnigramTrainer.
 
     Args:
         corpus: training sentences.
@@ -510,20 +613,30 @@ def train_vocab(corpus: Sequence[str], kind: VocabKind, vocab_size: int) -> Toke
 
     Returns:
         The trained ``tokenizers.Tokenizer`` (its unknown token is ``[UNK]``/``<unk>``).
+
+    Used in: lesson 04-subwords-and-anchors, section 7.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(
+        normalizer = normalizers.BertNormalizer(
             clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
         )
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=["[UNK]"], show_progress=False
+        pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+
+        def words(text: str) -> list[str]:
+            return [w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
+
+        # min_frequency 1: merge any pair that occurs, as tokenizers' trainer does by default
+        vocab = wordpiece_vocab(corpus, vocab_size, min_frequency=1, pre_tokenize=words)
+        tok = Tokenizer(
+            models.WordPiece({piece: i for i, piece in enumerate(vocab)}, unk_token="[UNK]")
         )
-    elif kind == "unigram":
+        tok.normalizer = normalizer
+        tok.pre_tokenizer = pre_tokenizer
+        tok.decoder = decoders.WordPiece()
+        return tok
+    if kind == "unigram":
         tok = Tokenizer(models.Unigram())
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -531,10 +644,9 @@ def train_vocab(corpus: Sequence[str], kind: VocabKind, vocab_size: int) -> Toke
         trainer = trainers.UnigramTrainer(
             vocab_size=vocab_size, special_tokens=["<unk>"], unk_token="<unk>", show_progress=False
         )
-    else:
-        raise ValueError(f"kind must be 'wordpiece' or 'unigram', got {kind!r}")
-    tok.train_from_iterator(list(corpus), trainer)
-    return tok
+        tok.train_from_iterator(list(corpus), trainer)
+        return tok
+    raise ValueError(f"kind must be 'wordpiece' or 'unigram', got {kind!r}")
 
 
 def _unknown_rate(tok: Tokenizer, texts: Sequence[str]) -> float:
@@ -566,11 +678,6 @@ def evaluate_vocab(
     }
 
 
-def _fingerprint(*parts: Any) -> str:
-    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def vocab_sweep(
     configs: Sequence[VocabConfig],
     train_texts: Mapping[str, Sequence[str]],
@@ -588,8 +695,9 @@ def vocab_sweep(
         train_texts: ``{lang: sentences}`` to sample from (their sizes are the n_l).
         parallel: ``{lang: sentences}`` held-out parallel text to measure on.
         pairs: language pairs whose overlap is reported.
-        cache: a JSON file of results keyed by a fingerprint of config and data; rows
-            found there are not recomputed, new rows are added (written atomically).
+        cache: a JSON file of results keyed by a fingerprint of config, data and
+            :data:`VOCAB_SWEEP_VERSION`; rows found there are not recomputed, new rows are
+            added (written atomically).
         train: False returns only cached rows (the grader never trains).
         progress: show a tqdm bar.
 
@@ -600,17 +708,20 @@ def vocab_sweep(
     """
     from tqdm.auto import tqdm
 
+    from xlt_course.data.manifest import atomic_path
+    from xlt_course.training import fingerprint
+
     stored: dict[str, Any] = {}
     if cache is not None and cache.exists():
         stored = json.loads(cache.read_text(encoding="utf-8"))
-    data_key = _fingerprint(
-        {k: list(v) for k, v in train_texts.items()}, {k: list(v) for k, v in parallel.items()},
-        list(pairs),
-    )  # fmt: skip
+    data_key = fingerprint(
+        [{k: list(v) for k, v in train_texts.items()}, {k: list(v) for k, v in parallel.items()},
+         [list(p) for p in pairs]]
+    )[:16]  # fmt: skip
     rows: list[dict[str, Any]] = []
     dirty = False
     for cfg in tqdm(configs, desc="vocabularies", unit="vocab", disable=not progress):
-        key = _fingerprint(asdict(cfg), data_key)
+        key = fingerprint([asdict(cfg), data_key, VOCAB_SWEEP_VERSION])[:16]
         if key not in stored:
             if not train:
                 continue
@@ -627,8 +738,6 @@ def vocab_sweep(
             dirty = True
         rows.append(stored[key])
     if cache is not None and dirty:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(stored, indent=1, sort_keys=True), encoding="utf-8")
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps(stored, indent=1, sort_keys=True), encoding="utf-8")
     return rows

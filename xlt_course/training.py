@@ -84,6 +84,7 @@ __all__ = [
     "Runtime",
     "TokenSplit",
     "accuracy",
+    "atomic_folder",
     "batched_forward",
     "check_choice",
     "check_positive_ints",
@@ -101,6 +102,7 @@ __all__ = [
     "get_tokenizer",
     "length_bucketed_batches",
     "load_checkpoint",
+    "load_result",
     "make_optimizer",
     "make_runtime",
     "mask_tokens",
@@ -113,6 +115,8 @@ __all__ = [
     "read_eval_arrays",
     "resolve_device",
     "resolve_precision",
+    "result_from_logits",
+    "save_result",
     "split_fingerprint",
     "train_loop",
 ]
@@ -1138,10 +1142,44 @@ class FinetuneResult:
         return self.probs[name].argmax(axis=1)
 
 
-def _save_result(result: FinetuneResult, folder: Path) -> None:
+@contextlib.contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``folder``; on success it replaces ``folder``.
+
+    A run's cache folder is complete or absent, never half written (an interrupted run
+    leaves nothing that a later run would load).
+    """
+    tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_result(
+    result: FinetuneResult,
+    folder: Path,
+    config: Mapping[str, Any],
+    cache_version: int,
+    arrays: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``metrics.json`` and ``probs.npz`` of a run into ``folder`` (see :func:`load_result`).
+
+    Args:
+        result: the run (a :class:`FinetuneResult` or a subclass).
+        folder: an existing folder, e.g. from :func:`atomic_folder`.
+        config: the run's config as a JSON-ready dict.
+        cache_version: the version of the code that computed it.
+        arrays: more arrays to store beside the evaluation outputs (e.g. a trained prompt).
+    """
     metrics = {
-        "cache_version": CACHE_VERSION,
-        "config": result.config.to_dict(),
+        "cache_version": cache_version,
+        "config": dict(config),
         "accuracy": result.accuracy,
         "f1": result.f1,
         "label_names": list(result.label_names),
@@ -1149,7 +1187,46 @@ def _save_result(result: FinetuneResult, folder: Path) -> None:
         "history": result.history,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    np.savez_compressed(folder / "probs.npz", **eval_arrays(result))
+    np.savez_compressed(folder / "probs.npz", **eval_arrays(result), **(arrays or {}))
+
+
+def load_result(
+    folder: Path,
+    make_config: Callable[[dict[str, Any]], Any],
+    result_type: type[FinetuneResult],
+    *,
+    arrays: Sequence[str] = (),
+    **fields: Any,
+) -> Any:
+    """Load a run written by :func:`save_result` as ``result_type`` (marked ``from_cache``).
+
+    Args:
+        folder: the run's cache folder.
+        make_config: builds the config object from its stored dict.
+        result_type: :class:`FinetuneResult` or a subclass.
+        arrays: names of the extra arrays to read into the field of the same name (None
+            when absent).
+        fields: more fields of ``result_type`` (e.g. ``checkpoint``).
+    """
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    with np.load(folder / "probs.npz") as z:
+        probs, labels, ids = read_eval_arrays(z)
+        extra = {name: z[name] if name in z.files else None for name in arrays}
+    return result_type(
+        config=make_config(metrics["config"]),
+        accuracy={k: float(v) for k, v in metrics["accuracy"].items()},
+        probs=probs,
+        labels=labels,
+        ids=ids,
+        label_names=tuple(metrics["label_names"]),
+        stats=metrics["stats"],
+        history=metrics["history"],
+        f1={k: float(v) for k, v in metrics.get("f1", {}).items()},
+        cache_path=folder,
+        from_cache=True,
+        **extra,
+        **fields,
+    )
 
 
 def eval_arrays(result: FinetuneResult) -> dict[str, np.ndarray]:
@@ -1172,24 +1249,55 @@ def read_eval_arrays(z: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
     return probs, labels, ids
 
 
-def _load_result(folder: Path) -> FinetuneResult:
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    with np.load(folder / "probs.npz") as z:
-        probs, labels, ids = read_eval_arrays(z)
-    ckpt = folder / "checkpoint"
-    return FinetuneResult(
-        config=FinetuneConfig.from_dict(metrics["config"]),
-        accuracy={k: float(v) for k, v in metrics["accuracy"].items()},
+def result_from_logits(
+    result_type: type[FinetuneResult],
+    config: Any,
+    logits: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
+    ids: Mapping[str, list],
+    label_names: Sequence[str],
+    stats: dict[str, Any],
+    history: list[dict[str, float]],
+    **fields: Any,
+) -> Any:
+    """Build a run's result (probabilities, accuracy, gold labels, ids) from its logits.
+
+    Args:
+        result_type: :class:`FinetuneResult` or a subclass.
+        config: the run's config.
+        logits: ``{name: (n, C) logits}`` per evaluation set.
+        labels: ``{name: (n,) gold label ids}``, same names.
+        ids: ``{name: n item ids}``, same names.
+        label_names: the C class names.
+        stats, history: what the run measured.
+        fields: more fields of ``result_type`` (e.g. a trained prompt).
+    """
+    import torch
+
+    probs = {
+        name: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), dim=-1).numpy()
+        for name, lg in logits.items()
+    }
+    return result_type(
+        config=config,
+        accuracy={name: accuracy(logits[name], labels[name]) for name in logits},
         probs=probs,
-        labels=labels,
-        ids=ids,
-        label_names=tuple(metrics["label_names"]),
-        stats=metrics["stats"],
-        history=metrics["history"],
+        labels={name: np.asarray(labels[name]).copy() for name in logits},
+        ids={name: list(ids[name]) for name in logits},
+        label_names=tuple(label_names),
+        stats=stats,
+        history=history,
+        **fields,
+    )
+
+
+def _load_result(folder: Path) -> FinetuneResult:
+    ckpt = folder / "checkpoint"
+    return load_result(
+        folder,
+        FinetuneConfig.from_dict,
+        FinetuneResult,
         checkpoint=ckpt if (ckpt / "config.json").is_file() else None,
-        cache_path=folder,
-        from_cache=True,
-        f1={k: float(v) for k, v in metrics.get("f1", {}).items()},
     )
 
 
@@ -1387,31 +1495,22 @@ def _run(
         if any(n.startswith("B-") for n in train.label_names):
             f1 = {name: entity_f1(labels[name], logits[name].argmax(axis=1), ids[name],
                                   train.label_names) for name in evals}  # fmt: skip
-    probs = {
-        name: torch.softmax(torch.as_tensor(lg, dtype=torch.float32), dim=-1).numpy()
-        for name, lg in logits.items()
-    }
-    result = FinetuneResult(
-        config=config,
-        accuracy={name: accuracy(logits[name], labels[name]) for name in evals},
-        probs=probs,
-        labels=labels,
-        ids=ids,
-        label_names=tuple(train.label_names),
-        stats=stats,
-        history=history,
+    result = result_from_logits(
+        FinetuneResult,
+        config,
+        logits,
+        labels,
+        ids,
+        tuple(train.label_names),
+        stats,
+        history,
         f1=f1,
     )
     if folder is not None and runtime.is_main:
-        tmp = folder.parent / f".{folder.name}.{os.getpid()}.part"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if config.save_checkpoint:
-            _save_checkpoint(classifier.model, tokenizer, config, tmp / "checkpoint")
-        _save_result(result, tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            if config.save_checkpoint:
+                _save_checkpoint(classifier.model, tokenizer, config, tmp / "checkpoint")
+            save_result(result, tmp, config.to_dict(), CACHE_VERSION)
         result = dataclasses.replace(
             result,
             cache_path=folder,

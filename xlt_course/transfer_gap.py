@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,6 +40,7 @@ import numpy as np
 
 from xlt_course import paths, published
 from xlt_course import training as tr
+from xlt_course.data.manifest import atomic_path
 from xlt_course.pivots_and_ensembles import paired_bootstrap
 
 __all__ = [
@@ -366,11 +366,8 @@ def cached_features(
     )
     if cache == "off":
         return feats
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, feats)
-    os.replace(tmp, path)
     return feats
 
 
@@ -571,11 +568,9 @@ def adapt_mlm(
         return None
     result = _train_mlm(model_id, texts, eval_texts, config, key, progress)
     if cache != "off":
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: v for k, v in asdict(result).items() if k != "model"}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return result
 
 

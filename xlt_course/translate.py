@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xlt_course import paths
+from xlt_course.data.manifest import atomic_path
 from xlt_course.errors import DataError, ResourceMissingError
 
 __all__ = [
@@ -340,10 +341,8 @@ def dictionary_lexicon(src: str, tgt: str) -> dict[str, str]:
             pairs = dmod.load_dictionary(src, tgt, "all")  # frequency order
         for s, t in pairs:
             table.setdefault(s, t)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(file)
+        with atomic_path(file) as tmp:
+            tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
     _LEXICONS[key] = table
     return table
 
@@ -489,8 +488,9 @@ class _Cache:
 
     @staticmethod
     def key(system: str, version: str, src: str, tgt: str, text: str) -> str:
-        raw = json.dumps([system, version, src, tgt, text], ensure_ascii=False)
-        return hashlib.sha256(raw.encode()).hexdigest()
+        from xlt_course.training import fingerprint
+
+        return fingerprint([system, version, src, tgt, text])
 
     def get(self, keys: list[str]) -> dict[str, tuple[str, int | None]]:
         found: dict[str, tuple[str, int | None]] = {}
