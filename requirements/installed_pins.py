@@ -5,11 +5,10 @@ downgrades or reinstalls what Colab pins (torch, its Jupyter kernel stack).
 Usage: python requirements/installed_pins.py torch ipykernel ... > constraints.txt
 """
 
+import contextlib
 import sys
 from importlib import metadata
 
 for name in sys.argv[1:]:
-    try:
+    with contextlib.suppress(metadata.PackageNotFoundError):
         print(f"{name}=={metadata.version(name)}")
-    except metadata.PackageNotFoundError:
-        pass

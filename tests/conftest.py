@@ -53,6 +53,7 @@ INFRASTRUCTURE_TEST_FILES = {
     "test_grades_report.py",
     "test_grading.py",
     "test_grading_course_rule.py",
+    "test_install_sets.py",
     "test_intake.py",
     "test_kernel_guard.py",
     "test_layout.py",
