@@ -47,6 +47,7 @@ LESSON_OF_TEST_FILE = {
 #: system (grading, intake, export, similarity, validate), the command line.
 INFRASTRUCTURE_TEST_FILES = {
     "test_cli.py",
+    "test_colab_like.py",
     "test_dictionary.py",
     "test_export.py",
     "test_gradescope.py",
