@@ -146,7 +146,17 @@ def test_lesson_executes_in_the_colab_like_venv(
     work = tmp_path / lesson
     shutil.copytree(solution(lesson).parent, work, ignore=shutil.ignore_patterns(".*"))
     nb = notebooks.read_notebook(work / f"{lesson}.ipynb")
-    env = clean_env() | {"XLT_COURSE_SMOKE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    # The built data is reused; the cache is empty, so the lesson trains here, in this venv.
+    data = tmp_path / "data"
+    data.mkdir()
+    for entry in paths.data_dir().iterdir():
+        if entry.name != "cache":
+            (data / entry.name).symlink_to(entry.resolve())
+    env = clean_env() | {
+        "XLT_COURSE_SMOKE": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "XLT_COURSE_DATA": str(data),
+    }
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="colab-like", resources={"metadata": {"path": str(work)}}
     )
