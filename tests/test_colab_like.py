@@ -165,6 +165,8 @@ def test_lesson_executes_in_the_colab_like_venv(
     TIMINGS[f"execute {lesson}"] = time.perf_counter() - t0
     first = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "xlt-course ready" in first
+    if lesson == "00-setup":  # the environment report: nothing a student needs is missing
+        assert "MISSING" not in first, first[-3000:]
     # the kernel ran the venv's python, with the kernel stack Colab pins
     probe = nbclient.NotebookClient(
         notebooks.nbformat.v4.new_notebook(
