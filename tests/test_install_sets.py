@@ -136,3 +136,46 @@ def test_a_bad_repository_setting_is_a_clear_error(tmp_path, table, message):
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         notebooks.repository_setting(tmp_path / "pyproject.toml")
+
+
+def run_colab_setup_cell(monkeypatch, returncode: int, log: str) -> list[str]:
+    """Run the setup cell's Colab branch with `make` faked; return the shell command it ran."""
+    import subprocess
+    import sys
+    import types
+
+    ran = []
+
+    def fake_run(cmd, **kwargs):
+        ran.append(cmd)
+        assert kwargs.get("capture_output") and kwargs.get("text"), "the log must be captured"
+        return subprocess.CompletedProcess(cmd, returncode, stdout=log, stderr="")
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    exec(notebooks.SETUP_SOURCE.split("from xlt_course.runtime")[0], {"__name__": "__main__"})
+    return ran
+
+
+def test_setup_cell_on_colab_prints_the_log_tail_and_names_the_failed_step(monkeypatch, capsys):
+    log = "\n".join(
+        [*(f"line {i}" for i in range(40)), "==> step: pip install the lesson set", "ERROR: boom"]
+    )
+    with pytest.raises(RuntimeError) as err:
+        run_colab_setup_cell(monkeypatch, 2, log)
+    out = capsys.readouterr().out
+    assert "ERROR: boom" in out and "line 39" in out and "line 10\n" not in out
+    message = str(err.value)
+    assert "'pip install the lesson set'" in message and "exit 2" in message
+    assert "run this cell again" in message and "/issues" in message
+
+
+def test_setup_cell_on_colab_installs_with_colabs_python_from_the_setting(monkeypatch, capsys):
+    import sys
+
+    ran = run_colab_setup_cell(monkeypatch, 0, "==> step: offline data build\nbuilt: ok")
+    setting = notebooks.repository_setting()
+    assert f"{setting.repository} {setting.ref}" in ran[0]
+    assert f"make -C xlt-course colab PYTHON={sys.executable}" in ran[0]
+    assert "built: ok" in capsys.readouterr().out
