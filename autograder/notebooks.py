@@ -5,15 +5,59 @@ Solution notebooks are edited in JupyterLab with nbgrader's "Create Assignment" 
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-REPO_URL = "https://github.com/xlt-course/xlt-course"
+from autograder.paths import REPO_ROOT
 
-# The first code cell of every lesson, byte for byte (tests check it).
-SETUP_SOURCE = """\
+
+@dataclass(frozen=True)
+class RepositorySetting:
+    """Where the course is published: ``[tool.xlt-course]`` of pyproject.toml.
+
+    Attributes:
+        repository: the GitHub URL, e.g. ``https://github.com/xlt-course/xlt-course``.
+        ref: the branch, tag or commit that badges open and setup cells clone.
+    """
+
+    repository: str
+    ref: str
+
+
+def repository_setting(pyproject: Path | None = None) -> RepositorySetting:
+    """Read ``[tool.xlt-course]`` (repository, ref) from pyproject.toml.
+
+    Raises:
+        ValueError: the table or a key is missing, or the URL is not a GitHub repository.
+    """
+    path = pyproject or REPO_ROOT / "pyproject.toml"
+    text = path.read_text(encoding="utf-8")
+    try:
+        import tomllib
+
+        table = tomllib.loads(text).get("tool", {}).get("xlt-course", {})
+    except ImportError:  # Python 3.10: the two string keys of the table, read by hand
+        body = text.partition("[tool.xlt-course]")[2].split("\n[", 1)[0]
+        table = dict(re.findall(r'^(repository|ref)\s*=\s*"([^"]*)"', body, flags=re.M))
+    missing = [k for k in ("repository", "ref") if not table.get(k)]
+    if missing:
+        raise ValueError(f"{path}: [tool.xlt-course] needs {' and '.join(missing)}")
+    url = table["repository"].rstrip("/").removesuffix(".git")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        raise ValueError(
+            f"{path}: [tool.xlt-course] repository must be https://github.com/OWNER/NAME "
+            f"(Colab opens notebooks from GitHub), got {table['repository']!r}"
+        )
+    if not re.fullmatch(r"[\w./-]+", table["ref"]):
+        raise ValueError(f"{path}: [tool.xlt-course] ref {table['ref']!r} is not a git ref")
+    return RepositorySetting(url, table["ref"])
+
+
+_SETUP_TEMPLATE = """\
 # Setup: the same cell opens every lesson. On Colab it fetches and installs the course
 # (a few minutes, once per runtime); on your machine it only checks the environment.
 import sys
@@ -21,27 +65,79 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        "test -d xlt-course || git clone -q --depth 1 {url} xlt-course; "
-        "make -C xlt-course colab",
+    install = subprocess.run(
+        "test -f xlt-course/Makefile || (rm -rf xlt-course && git init -q xlt-course && cd xlt-course && "
+        "git fetch -q --depth 1 {url} {ref} && git checkout -q FETCH_HEAD); "
+        f"make -C xlt-course colab PYTHON={sys.executable}",
         shell=True,
-        check=True,
+        capture_output=True,
+        text=True,
     )
+    log = (install.stdout + install.stderr).splitlines()
+    print("\\n".join(log[-15:]))
+    if install.returncode != 0:
+        steps = [line for line in log if line.startswith("==> step:")] or ["==> step: git fetch"]
+        raise RuntimeError(
+            f"course install failed at {steps[-1][10:]!r} (exit {install.returncode}; log above): "
+            "run this cell again; if it fails again, open an issue at {url}/issues with the log"
+        )
     sys.path.insert(0, "xlt-course")
 
 from xlt_course.runtime import setup_lesson
 
-ENV = setup_lesson()""".replace("{url}", REPO_URL)
+ENV = setup_lesson()"""
 
 
-def colab_badge(lesson: str) -> str:
+def setup_source(setting: RepositorySetting | None = None) -> str:
+    """Return the first code cell of every lesson, for ``setting`` (default: pyproject's)."""
+    s = setting or repository_setting()
+    return _SETUP_TEMPLATE.replace("{url}", s.repository).replace("{ref}", s.ref)
+
+
+# The first code cell of every lesson, byte for byte (tests check it).
+SETUP_SOURCE = setup_source()
+
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
+
+def colab_badge(lesson: str, setting: RepositorySetting | None = None) -> str:
     """Return the markdown of the "Open in Colab" badge for ``lesson`` (e.g. ``02-procrustes``)."""
-    repo = REPO_URL.removeprefix("https://github.com/")
-    href = (
-        f"https://colab.research.google.com/github/{repo}/blob/main/lessons/{lesson}/{lesson}.ipynb"
-    )
+    s = setting or repository_setting()
+    repo = s.repository.removeprefix("https://github.com/")
+    href = f"https://colab.research.google.com/github/{repo}/blob/{s.ref}/lessons/{lesson}/{lesson}.ipynb"
     img = "https://colab.research.google.com/assets/colab-badge.svg"
     return f"[![Open In Colab]({img})]({href})"
+
+
+def sync_repository_setting(path: Path, setting: RepositorySetting | None = None) -> bool:
+    """Rewrite a solution notebook's badge and setup cell from the repository setting.
+
+    Args:
+        path: ``solutions/NN-topic/NN-topic.ipynb``; its title cell must hold a badge.
+        setting: default: pyproject.toml's ``[tool.xlt-course]``.
+
+    Returns:
+        True when the file changed.
+
+    Raises:
+        ValueError: the notebook has no badge in its first cell or no code cell.
+    """
+    setting = setting or repository_setting()
+    nb = read_notebook(path)
+    title = nb.cells[0]
+    if not _BADGE.search(title.source):
+        raise ValueError(f"{path}: its first cell has no Open In Colab badge to update")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code:
+        raise ValueError(f"{path}: no code cell, so no setup cell to update")
+    lesson = path.stem
+    title.source = _BADGE.sub(lambda _: colab_badge(lesson, setting), title.source, count=1)
+    code[0].source = setup_source(setting)
+    text = dumps(nb)
+    if text == path.read_text(encoding="utf-8"):
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
 
 
 def dumps(nb: nbformat.NotebookNode) -> str:

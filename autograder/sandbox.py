@@ -203,7 +203,9 @@ def _readable_copies(folders: list[Path]) -> list[tuple[Path, Path]]:
                 if own.st_uid != os.getuid() or own.st_mode & 0o022 or store.is_symlink():
                     raise OSError(f"{store} is not the grader's own folder: remove it")
                 if not copy.exists():
-                    part = copy.with_suffix(f".{os.getpid()}.part")
+                    # a name of its own: grading threads of one process may copy at once
+                    fd, part = tempfile.mkstemp(dir=store, prefix=f"{copy.name}.", suffix=".part")
+                    os.close(fd)
                     shutil.copyfile(f, part)
                     os.chmod(part, 0o644)
                     os.replace(part, copy)

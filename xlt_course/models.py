@@ -46,6 +46,7 @@ __all__ = [
     "load_classifier",
     "load_encoder",
     "load_tokenizer",
+    "model_setting",
     "read_e5s1",
     "read_e5s1_header",
     "resolve_model_id",
@@ -641,6 +642,40 @@ def resolve_model_id(name_or_path: str) -> str:
             f"such as 'xlm-roberta-base', or {OFFLINE_ENCODER!r} for the built encoder"
         )
     return name_or_path
+
+
+MODEL_CHOICES: tuple[str, ...] = (
+    OFFLINE_ENCODER,
+    "xlm-roberta-base",
+    "xlm-roberta-large",
+    "bert-base-multilingual-cased",
+)
+"""What a lesson's ``MODEL`` setting accepts, besides a local model folder."""
+
+
+def model_setting(name: str) -> str:
+    """Check a lesson's ``MODEL`` setting and return it unchanged.
+
+    Args:
+        name: one of :data:`MODEL_CHOICES` (``"offline"``: the encoder built by
+            ``xlt-course data build``; the hub ids need the hub: Colab, or
+            ``XLT_COURSE_ONLINE=1``), or an existing local model folder.
+
+    Returns:
+        ``name``.
+
+    Raises:
+        ValueError: anything else, listing what is accepted.
+
+    Used in: the settings cell of lessons 01 and 06-10.
+    """
+    if isinstance(name, str) and (name in MODEL_CHOICES or os.path.isdir(os.path.expanduser(name))):
+        return name
+    choices = ", ".join(repr(c) for c in MODEL_CHOICES)
+    raise ValueError(
+        f"MODEL = {name!r} is not a model this course runs: use one of {choices} or the path "
+        "of a local folder holding a transformers model (config.json, weights, tokenizer)"
+    )
 
 
 def load_tokenizer(name_or_path: str = OFFLINE_ENCODER) -> PreTrainedTokenizerBase:

@@ -37,6 +37,29 @@ def grading() -> bool:
     return os.environ.get("XLT_COURSE_GRADING", "") == "1"
 
 
+ONLINE_VAR = "XLT_COURSE_ONLINE"
+"""The opt-in to the Hugging Face hub outside Colab (``1``), or out of it on Colab (``0``)."""
+
+
+def online_choice() -> bool | None:
+    """Return the ``XLT_COURSE_ONLINE`` choice: True (``1``), False (``0``), None (unset).
+
+    Raises:
+        ValueError: any other value (the message lists the accepted ones).
+    """
+    value = os.environ.get(ONLINE_VAR, "").strip().lower()
+    if value in {"", "auto"}:
+        return None
+    if value in {"1", "true", "yes"}:
+        return True
+    if value in {"0", "false", "no"}:
+        return False
+    raise ValueError(
+        f"{ONLINE_VAR}={os.environ[ONLINE_VAR]!r}: use 1 to load models and datasets from the "
+        "Hugging Face hub, 0 to stay offline, or leave it unset (online on Colab only)"
+    )
+
+
 def is_colab() -> bool:
     """Return True when running in Google Colab."""
     return "google.colab" in sys.modules
@@ -68,6 +91,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _set_hub_offline(offline: bool) -> None:
+    """Set the hub's offline switches, also in huggingface_hub if it is already imported."""
+    value = "1" if offline else "0"
+    os.environ["HF_HUB_OFFLINE"] = value
+    os.environ["TRANSFORMERS_OFFLINE"] = value
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; transformers asks it.
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = offline
+
+
 @dataclass(frozen=True)
 class LessonEnv:
     """What a lesson needs to know about where it runs."""
@@ -84,16 +118,25 @@ class LessonEnv:
 def setup_lesson(seed: int = 0, *, quiet: bool = False) -> LessonEnv:
     """Seed everything, pick the device, choose offline mode, and print a one-line summary.
 
-    Offline (the default everywhere but Colab) sets ``HF_HUB_OFFLINE=1`` so that nothing
-    tries to reach a model hub; on Colab the hub is used for the real models.
+    Offline is the default everywhere but Colab: it sets ``HF_HUB_OFFLINE=1`` so that
+    nothing tries to reach a model hub. ``XLT_COURSE_ONLINE=1`` opts in to the hub on any
+    machine with internet (a workstation, Kaggle), ``XLT_COURSE_ONLINE=0`` opts out on Colab.
+    Grading (``XLT_COURSE_GRADING=1``) is always offline.
 
     Returns:
         A :class:`LessonEnv` describing the session.
+
+    Raises:
+        ValueError: ``XLT_COURSE_ONLINE`` has a value other than 1/0 (or unset).
     """
-    offline = not is_colab() or os.environ.get("HF_HUB_OFFLINE") == "1"
-    if offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    choice = online_choice()
+    if grading():
+        offline = True
+    elif choice is None:
+        offline = not is_colab() or os.environ.get("HF_HUB_OFFLINE") == "1"
+    else:
+        offline = not choice
+    _set_hub_offline(offline)
     seed_everything(seed)
     env = LessonEnv(
         colab=is_colab(),
@@ -106,7 +149,9 @@ def setup_lesson(seed: int = 0, *, quiet: bool = False) -> LessonEnv:
     )
     if not quiet:
         where = "Colab" if env.colab else platform.node() or "local"
-        mode = "offline" if env.offline else "online (Hugging Face hub)"
+        mode = "online (Hugging Face hub)"
+        if env.offline:
+            mode = "offline" if env.grading else f"offline ({ONLINE_VAR}=1 for the hub)"
         size = ", smoke-size" if env.smoke else ""
         print(f"xlt-course ready: {where}, {mode}, device={env.device}, seed={seed}{size}")
     return env
