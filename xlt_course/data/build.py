@@ -15,11 +15,12 @@ from xlt_course import paths
 from xlt_course.data.manifest import Manifest
 from xlt_course.errors import DataError
 
-Step = Literal["vectors", "dictionary", "encoder"]
+Step = Literal["vectors", "dictionary", "encoder", "bible"]
 STEPS: dict[Step, str] = {
     "vectors": "xlt_course.data.vectors",
     "dictionary": "xlt_course.data.dictionary",
     "encoder": "xlt_course.models",
+    "bible": "xlt_course.data.bible",
 }
 
 
