@@ -1,8 +1,7 @@
-"""xlt_course.pretrain (tiny bilingual BERT) and the exercises of lesson 05-multilingual-pretraining."""
+"""xlt_course.pretrain (Dufter & Schütze's English + Fake-English BERTs) and lesson 05's exercises."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -13,17 +12,11 @@ from cells import run_test_cell, solution_namespace
 from conftest import run_visible_checks, solution
 
 from autograder import notebooks
-from xlt_course import paths, pretrain, sampling, tokenization
+from xlt_course import pretrain, sampling
+from xlt_course import training as tr
 from xlt_course.cli import main as cli_main
-from xlt_course.data.topics import load_topics
 
 NB = solution("05-multilingual-pretraining")
-
-#: A run small enough for unit tests (a few seconds on 2 cores).
-TINY = dataclasses.replace(
-    pretrain.CONFIGS["base"].smoke(), name="tiny", steps=4, warmup_steps=1, batch_size=4
-)
-TINY_EVAL = pretrain.EvalConfig(n_test=24, n_train=60)
 
 
 def test_import_is_light():
@@ -35,330 +28,188 @@ def test_import_is_light():
     assert res.returncode == 0, res.stderr
 
 
-# --- text transforms ---------------------------------------------------------------------
+# --- ids, configs, masking ------------------------------------------------------------------
 
 
-def test_pretokenize_separates_punctuation():
-    assert pretrain.pretokenize("Use «apt-get» to remove it.") == "Use « apt - get » to remove it ."
-    assert pretrain.pretokenize("  ") == ""
-
-
-def test_fake_english_is_reversible_and_shares_nothing():
-    text = "Le fichier « %s » n'existe pas : 42 erreurs.\tFin\n"
-    fake = pretrain.fake_english(text)
-    assert len(fake) == len(text)
-    assert [c.isspace() for c in fake] == [c.isspace() for c in text]
-    assert not (set(fake) - set(" \t\n")) & set(text)
-    assert min(ord(c) for c in fake if not c.isspace()) >= pretrain.FAKE_OFFSET
-    assert pretrain.unfake(fake) == text
-    assert pretrain.fake_english(text) == fake
-    assert pretrain.fake_english("") == ""
-    with pytest.raises(ValueError):
-        pretrain.fake_english("a", offset=0x10FFFF)
-    with pytest.raises(ValueError):
-        pretrain.fake_english("a", offset=0)
-
-
-def test_anchor_words_and_anchors_only():
-    anchors = pretrain.anchor_words(["the SELinux option, 2"], ["l'option SELinux : 2"])
-    assert anchors == {"SELinux", "option", "2"}
-    out = pretrain.keep_anchors_only("l'option SELinux", anchors)
-    words = out.split()
-    assert words[2:] == ["option", "SELinux"]
-    assert pretrain.unfake(" ".join(words[:2])) == "l '"
-
-
-# --- corpus ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def corpora():
-    return {
-        v: pretrain.build_corpus(dataclasses.replace(TINY, variant=v)) for v in pretrain.VARIANTS
-    }
-
-
-def test_corpus_is_disjoint_and_unbalanced(corpora):
-    c = corpora["shared"]
-    assert c.langs == ("en", "fr")
-    assert not set(c.ids["en"]) & set(c.ids["fr"])
-    assert len(c.texts["en"]) == len(c.ids["en"]) and len(c.texts["fr"]) == len(c.ids["fr"])
-    words = c.words()
-    assert 1.2 < words["en"] / words["fr"] < 3, words
-    # the same split for every variant: only the writing of the second language changes
-    assert corpora["fake"].ids == c.ids and corpora["anchors"].ids == c.ids
-    assert corpora["fake"].texts["en"] == c.texts["en"]
-
-
-def test_variants_control_what_is_shared(corpora):
-    def chars(texts):
-        return {ch for t in texts for ch in t if not ch.isspace()}
-
-    shared, fake, anchors = corpora["shared"], corpora["fake"], corpora["anchors"]
-    assert chars(shared.texts["fr"]) & chars(shared.texts["en"])
-    assert not chars(fake.texts["fr"]) & chars(fake.texts["en"])
-    fr_words = {w for t in anchors.texts["fr"] for w in t.split()}
-    en_words = {w for t in anchors.texts["en"] for w in t.split()}
-    assert fr_words & en_words == set(anchors.anchors) & fr_words
-    assert len(anchors.anchors) > 50 and {".", ","} <= anchors.anchors
-    test = ["Le fichier n'existe pas."]
-    assert fake.prepare("fr", test) == [pretrain.fake_english(pretrain.pretokenize(test[0]))]
-    assert anchors.prepare("en", test) == [pretrain.pretokenize(test[0])]
-    with pytest.raises(ValueError):
-        shared.prepare("de", test)
-
-
-# --- tokenizer -------------------------------------------------------------------------
-
-
-def test_tokenizer_vocabulary_is_the_shared_reproducible_one(corpora):
-    """Lesson 05 uses lesson 04's WordPiece trainer, with its five special tokens first."""
-    texts = corpora["shared"].texts["fr"]
-    tok = pretrain.train_tokenizer(texts, 800)
-    vocab = tokenization.wordpiece_vocab(texts, 800, special_tokens=pretrain.SPECIAL_TOKENS)
-    assert tok.convert_ids_to_tokens(list(range(len(tok)))) == vocab
-    assert vocab[:5] == list(pretrain.SPECIAL_TOKENS)
-
-
-def test_tokenizer_segments_fake_text_like_real_text(corpora):
-    real = pretrain.train_tokenizer(corpora["shared"].texts["fr"], 800)
-    fake = pretrain.train_tokenizer(corpora["fake"].texts["fr"], 800)
-    sentence = corpora["shared"].texts["fr"][0]
-    pieces = real.tokenize(sentence)
-    fake_pieces = fake.tokenize(pretrain.fake_english(sentence))
-    assert len(pieces) == len(fake_pieces)
-    assert [p.removeprefix("##") for p in pieces] == [
-        pretrain.unfake(p.removeprefix("##")) for p in fake_pieces
+def test_fake_token_ids_shares_only_the_special_tokens():
+    ids = np.array([[2, 10, 5, 3, 0]])
+    assert pretrain.fake_token_ids(ids, 100).tolist() == [[2, 110, 105, 3, 0]]
+    assert pretrain.fake_token_ids(ids, 100, shared_special=False).tolist() == [
+        [102, 110, 105, 103, 100]
     ]
-    ids = real(sentence)["input_ids"]
-    assert ids[0] == real.cls_token_id and ids[-1] == real.sep_token_id
+    assert ids.tolist() == [[2, 10, 5, 3, 0]], "input unchanged"
 
 
-def test_block_stream_packs_one_language():
+def test_settings_change_one_knob_each():
+    base = pretrain.STANDARD.to_dict()
+    for name in pretrain.SETTINGS:
+        cfg = pretrain.get_config(name).to_dict()
+        changed = {k for k in base if base[k] != cfg[k]} - {"name"}
+        assert changed == {k for k, v in pretrain.SETTINGS[name].items() if base[k] != v}, name
+    assert set(pretrain.EMERGENCE_LINE) <= set(pretrain.SETTINGS)
+    with pytest.raises(ValueError, match="unknown setting"):
+        pretrain.get_config("bogus")
+    with pytest.raises(ValueError, match="pair"):
+        pretrain.PretrainConfig(pair="en-fr")
+    with pytest.raises(ValueError, match="fake must be True"):
+        pretrain.PretrainConfig(fake=False)
+    with pytest.raises(ValueError, match="steps"):
+        pretrain.PretrainConfig(steps=-1)
+
+
+def test_run_key_is_a_fingerprint_of_the_whole_config():
+    a = pretrain.get_config("standard", seed=0)
+    assert pretrain.run_key(a) == pretrain.run_key(pretrain.get_config("standard", seed=0))
+    assert pretrain.run_key(a) != pretrain.run_key(a.replace(seed=1))
+    assert pretrain.run_key(a) != pretrain.run_key(a.replace(learning_rate=1e-3))
+
+
+def test_mask_tokens_random_prob_zero_never_draws_random_ids():
     rng = np.random.default_rng(0)
-    stream = pretrain.BlockStream([[5, 6, 7], [8, 9]], 6, cls_id=2, sep_id=3, rng=rng)
-    blocks = [stream.next_block() for _ in range(6)]
-    assert all(len(b) == 6 and b[0] == 2 and b[-1] == 3 for b in blocks)
-    inner = [t for b in blocks for t in b[1:-1]]
-    assert inner.count(3) >= 4 and set(inner) <= {3, 5, 6, 7, 8, 9}
-    assert stream.passes >= 4
-    with pytest.raises(ValueError):
-        pretrain.BlockStream([], 6, 2, 3, rng)
+    ids = rng.integers(5, 1000, size=(200, 100))
+    maskable = np.ones(ids.shape, dtype=bool)
+    out, chosen = tr.mask_tokens(
+        ids, maskable, mask_id=4, vocab_size=1000, rng=rng, random_prob=0.0
+    )
+    c = out[chosen]
+    assert np.all((c == 4) | (c == ids[chosen]))
+    assert 0.75 < np.mean(c == 4) < 0.85
+    out, chosen = tr.mask_tokens(ids, maskable, mask_id=4, vocab_size=1000, rng=rng)
+    changed = np.mean((out[chosen] != 4) & (out[chosen] != ids[chosen]))
+    assert 0.08 < changed < 0.12, "the default stays BERT's 80/10/10"
+    with pytest.raises(ValueError, match="random_prob"):
+        tr.mask_tokens(ids, maskable, mask_id=4, vocab_size=1000, rng=rng, random_prob=0.5)
 
 
-# --- configs ---------------------------------------------------------------------------
+def test_centred_retrieval_and_rotation_control():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 16))
+    Y = X + 0.05 * rng.normal(size=X.shape) + 3.0  # a language offset: removed by centring
+    assert pretrain.centred_p_at_1(X, Y) == 1.0
+    Q = pretrain.random_rotation(16, seed=0)
+    assert np.allclose(Q @ Q.T, np.eye(16), atol=1e-10)
+    assert pretrain.centred_p_at_1(X, Y @ Q) < 0.1, "a rotated copy shares no space"
 
 
-def test_configs_cover_the_ablations():
-    c = pretrain.CONFIGS
-    assert {"base", "fake", "anchors", "depth1", "alpha1.0", "alpha0.3", "fake-en"} <= set(c)
-    assert c["fake"].variant == "fake" and c["anchors"].variant == "anchors"
-    assert c["depth1"].num_layers == 1 and c["base"].num_layers == 4
-    assert {cfg.alpha for cfg in c.values()} >= {1.0, 0.7, 0.3}
-    assert c["base"].alpha == sampling.PUBLISHED_ALPHA["mBERT"]
-    assert (c["fake-en"].other, c["fake-en"].variant) == ("en", "fake")
-    for cfg in c.values():  # every ablation changes one thing against the base
-        diff = {k for k, v in cfg.to_dict().items() if v != c["base"].to_dict()[k] and k != "name"}
-        assert len(diff) <= 1 or diff == {"other", "variant"}, (cfg.name, diff)
-    smoke = c["base"].smoke()
-    assert smoke.name == "base-smoke" and smoke.steps <= 50
-    with pytest.raises(ValueError, match="Fake-English"):
-        pretrain.PretrainConfig(other="en")
-
-
-def test_fake_english_corpus_pairs_english_with_shifted_english():
-    corpus = pretrain.build_corpus(pretrain.CONFIGS["fake-en"])
-    assert corpus.langs == ("en", "en-fake") and corpus.other == "en"
-    assert not set(corpus.ids["en"]) & set(corpus.ids["en-fake"])
-    english = {pretrain.pretokenize(t) for t in load_topics("train", "en").texts}
-    assert all(pretrain.unfake(t) in english for t in corpus.texts["en-fake"][:50])
-
-
-def test_config_validation_and_json(tmp_path):
-    with pytest.raises(ValueError):
-        pretrain.PretrainConfig(variant="nope")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        pretrain.PretrainConfig(name="a/b")
-    with pytest.raises(ValueError):
-        pretrain.PretrainConfig(hidden_size=100, num_heads=3)
-    with pytest.raises(ValueError):
-        pretrain.PretrainConfig.from_dict({"layers": 3})
-    path = tmp_path / "mine.json"
-    path.write_text(json.dumps({"num_layers": 2, "variant": "fake"}))
-    cfg = pretrain.get_config(str(path))
-    assert cfg.name == "mine" and cfg.num_layers == 2 and cfg.variant == "fake"
-    assert pretrain.get_config("depth1", smoke=True).name == "depth1-smoke"
-    with pytest.raises(ValueError, match="unknown pretraining config"):
-        pretrain.get_config("nope")
-    with pytest.raises(FileNotFoundError):
-        pretrain.get_config(str(tmp_path / "missing.json"))
-
-
-# --- training, caching, evaluation -----------------------------------------------------
+# --- corpora --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    path, cached = pretrain.load_or_pretrain(TINY, root=root, progress=False)
-    assert not cached
-    return root, path
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("vocab")
 
 
-def test_pretrain_saves_a_complete_seeded_checkpoint(tiny_checkpoint, tmp_path):
-    root, path = tiny_checkpoint
-    assert path == root / "tiny"
-    assert {"config.json", "tokenizer.json", "pretrain.json"} <= {p.name for p in path.iterdir()}
-    info = pretrain.read_info(path)
-    assert info["config"] == TINY.to_dict() and len(info["loss"]) == TINY.steps
-    assert set(info["tokens"]) == {"en", "fr"} and np.isclose(sum(info["q"].values()), 1, atol=1e-5)
-    q = sampling.language_probabilities([info["tokens"]["en"], info["tokens"]["fr"]], TINY.alpha)
-    assert np.allclose([info["q"]["en"], info["q"]["fr"]], q, atol=1e-5)
-    assert sum(info["sampled_tokens"].values()) == TINY.steps * TINY.batch_size * (
-        TINY.block_size - 2
-    )
-    again = pretrain.pretrain(TINY, tmp_path / "again", progress=False)
-    assert pretrain.read_info(again)["loss"] == info["loss"], "same seed, same run"
-    assert not [p for p in root.iterdir() if p.name.startswith(".")], "temporary folder left"
+def _corpus(setting, cache):
+    return pretrain.build_corpus(pretrain.get_config(setting, smoke=True), cache=cache)
 
 
-def test_pretraining_picks_its_precision_from_the_card(monkeypatch):
-    torch = pytest.importorskip("torch")
-    from test_finetune import _fake_gpu
-
-    from xlt_course import training
-
-    assert training.make_runtime("cpu").precision == "fp32"
-    _fake_gpu(monkeypatch, 7)
-    assert training.make_runtime("cuda").precision == "fp16"
-    _fake_gpu(monkeypatch, 8)
-    assert training.make_runtime("cuda").precision == "bf16"
-    del torch
-
-
-def test_training_loop_runs_under_autocast_and_loss_scaling(monkeypatch, tmp_path):
-    """The CUDA code path (autocast + a live GradScaler), exercised on CPU with fp16."""
-    torch = pytest.importorskip("torch")
-    from xlt_course import training
-
-    used = []
-
-    def cpu_mixed(device, precision="auto"):
-        used.append(device)
-        return training.Runtime("cpu", "fp16")  # fp16 autocast + a live GradScaler, on CPU
-
-    monkeypatch.setattr(training, "make_runtime", cpu_mixed)
-    path = pretrain.pretrain(TINY, tmp_path / "bf16", device="cpu", progress=False)
-    info = pretrain.read_info(path)
-    assert used == ["cpu"] and len(info["loss"]) == TINY.steps
-    assert all(np.isfinite(info["loss"])) and info["loss"][0] > 5
-    model, _ = pretrain.load_checkpoint(path)
-    assert {p.dtype for p in model.parameters()} == {torch.float32}, "weights stay fp32"
+def test_standard_corpus_is_english_and_its_fake_twin(built_data, cache):
+    c = _corpus("standard", cache)
+    cfg = pretrain.get_config("standard", smoke=True)
+    V = cfg.vocab_size
+    assert c.total_vocab == 2 * V and len(c.eval_refs) == cfg.n_eval
+    for en, fake in zip(c.eval_en, c.eval_other, strict=True):
+        assert pretrain.fake_token_ids(np.array(en), V).tolist() == fake
+    en_ids = {i for ids, lang in c.train if lang == 0 for i in ids}
+    fake_ids = {i for ids, lang in c.train if lang == 1 for i in ids}
+    assert en_ids & fake_ids <= {pretrain.CLS, pretrain.SEP}
+    assert max(len(ids) for ids, _ in c.train) <= cfg.max_length
 
 
-def test_load_or_pretrain_uses_the_cache_only_for_the_same_config(tiny_checkpoint):
-    root, path = tiny_checkpoint
-    assert pretrain.is_cached(TINY, root)
-    assert pretrain.load_or_pretrain(TINY, root=root, progress=False) == (path, True)
-    changed = dataclasses.replace(TINY, seed=1)
-    assert not pretrain.is_cached(changed, root)
-    model, tokenizer = pretrain.load_checkpoint(path)
-    assert model.config.num_hidden_layers == TINY.num_layers and len(tokenizer) > 100
-    with pytest.raises(FileNotFoundError, match="xlt-course pretrain"):
-        pretrain.load_checkpoint(root / "missing")
+def test_held_out_verses_are_never_trained_on(built_data, cache):
+    refs = [f"Gen.1.{i}" for i in range(1, 400)]
+    held, rest = pretrain.split_refs(refs, 50)
+    assert len(held) == 50 and not set(held) & set(rest) and len(held) + len(rest) == len(refs)
+    assert held == pretrain.split_refs(refs, 50)[0], "the same verses for every run"
+    c = _corpus("standard", cache)
+    train = {tuple(ids) for ids, lang in c.train if lang == 0}
+    assert sum(tuple(e) in train for e in c.eval_en) <= 2  # only verses repeated verbatim
 
 
-def test_mean_pool_and_retrieval():
-    hidden = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
-    mask = np.array([[1, 1, 0], [1, 0, 0]])
-    assert np.allclose(pretrain.mean_pool(hidden, mask), [[1, 2], [6, 7]])
-    with pytest.raises(ValueError):
-        pretrain.mean_pool(hidden, np.zeros((2, 3)))
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(50, 8))
-    assert pretrain.retrieval_p_at_1(X, 3 * X) == 1.0
-    assert pretrain.retrieval_p_at_1(X, X[::-1]) <= 0.1
-    with pytest.raises(ValueError):
-        pretrain.retrieval_p_at_1(X, X[:10])
+def test_ablation_corpora(built_data, cache):
+    V = pretrain.get_config("standard", smoke=True).vocab_size
+    sep = _corpus("special_separate", cache)
+    assert sep.eval_other[0][0] == pretrain.CLS + V and sep.eval_other[0][-1] == pretrain.SEP + V
+    inv, std = _corpus("inverted", cache), _corpus("standard", cache)
+    assert inv.eval_en == std.eval_en and inv.eval_other != std.eval_other
+    nonpar = _corpus("nonparallel", cache)
+    n_en = sum(lang == 0 for _, lang in nonpar.train)
+    n_std = sum(lang == 0 for _, lang in std.train)
+    assert abs(2 * n_en - n_std) <= 1, "each language sees half the verses"
+    real, fake = _corpus("real_en_es", cache), _corpus("fake_es", cache)
+    shared = {i for ids, lang in real.train if lang == 0 for i in ids} & {
+        i for ids, lang in real.train if lang == 1 for i in ids
+    }
+    assert len(shared) > 50, "a shared vocabulary: English and Spanish share pieces"
+    shared_fake = {i for ids, lang in fake.train if lang == 0 for i in ids} & {
+        i for ids, lang in fake.train if lang == 1 for i in ids
+    }
+    assert shared_fake <= {pretrain.CLS, pretrain.SEP, pretrain.UNK}
 
 
-def test_evaluate_reports_retrieval_and_transfer(tiny_checkpoint):
-    _, path = tiny_checkpoint
-    corpus = pretrain.build_corpus(TINY)
-    result = pretrain.evaluate(path, corpus, TINY_EVAL)
-    assert len(result["p1_layers"]) == TINY.num_layers + 1 and result["n_test"] == 24
-    for key in ("p1", "p1_centered", "acc_en", "acc_other", "acc_other_centered"):
-        assert 0 <= result[key] <= 1
-    _, tokenizer = pretrain.load_checkpoint(path)
-    control = pretrain.evaluate(None, corpus, TINY_EVAL, config=TINY, tokenizer=tokenizer)
-    assert control.keys() == result.keys()
-    tuned = pretrain.evaluate(
-        path, corpus, dataclasses.replace(TINY_EVAL, mode="finetune", epochs=1)
-    )
-    assert 0 <= tuned["acc_other"] <= 1 and np.isnan(tuned["acc_other_centered"])
+# --- training, caching, report ----------------------------------------------------------------
 
 
-def test_cli_pretrain_writes_the_checkpoint(tmp_path, capsys):
-    config = tmp_path / "cli-tiny.json"
-    config.write_text(json.dumps({**TINY.to_dict(), "name": "cli-tiny", "steps": 2}))
-    assert cli_main(["pretrain", str(config), "--root", str(tmp_path / "out")]) == 0
+def test_run_trains_evaluates_and_caches(built_data, tmp_path, cache):
+    cfg = pretrain.get_config("positions_separate", smoke=True).replace(steps=5)
+    corpus = pretrain.build_corpus(cfg, cache=cache)
+    r = pretrain.run(cfg, root=tmp_path, corpus=corpus, progress=False)
+    assert not r.from_cache and len(r.losses) == 5 and len(r.retrieval) == cfg.num_layers + 1
+    assert 0 <= r.retrieval_best <= 1 and r.word_translation is not None
+    arrays = r.arrays()
+    assert arrays["vectors_en"].shape == (cfg.num_layers + 1, cfg.n_eval, cfg.hidden_size)
+    assert arrays["embeddings"].shape == (2 * cfg.vocab_size, cfg.hidden_size)
+    again = pretrain.run(cfg, root=tmp_path, corpus=corpus, progress=False)
+    assert again.from_cache and again.retrieval == r.retrieval
+    untrained = pretrain.run(cfg.replace(steps=0), root=tmp_path, corpus=corpus, progress=False)
+    assert untrained.losses == []
+
+
+def test_training_is_seeded(built_data, tmp_path, cache):
+    cfg = pretrain.get_config("standard", smoke=True).replace(steps=3)
+    corpus = pretrain.build_corpus(cfg, cache=cache)
+    a = pretrain.train_model(cfg, corpus, progress=False)[1]
+    b = pretrain.train_model(cfg, corpus, progress=False)[1]
+    assert a == b
+
+
+def test_cli_report_ends_with_the_emergence_line(built_data, tmp_path, capsys):
+    args = ["pretrain", "report", "--smoke", "--seeds", "0", "--steps", "3", "--root", str(tmp_path),
+            "--settings", "standard", "untrained"]  # fmt: skip
+    assert cli_main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("emergence standard=") and "untrained=" in last
+    assert "positions_separate=nan" in last, "settings not measured read nan"
+    assert cli_main([*args[:-3], "--no-train", "--settings", "standard", "special_separate"]) == 0
     out = capsys.readouterr().out
-    assert "cli-tiny" in out and (tmp_path / "out" / "cli-tiny" / "pretrain.json").exists()
-    assert cli_main(["pretrain", str(config), "--root", str(tmp_path / "out")]) == 0
-    assert "cached" in capsys.readouterr().out
-    assert cli_main(["pretrain", "nope"]) == 2
+    assert "not yet measured" in out
+    assert cli_main(["pretrain", "report", "--settings", "bogus"]) == 2
 
 
-def test_cli_checkpoint_is_the_one_the_lesson_loads(tmp_path, monkeypatch, capsys):
-    """`xlt-course pretrain NAME` writes where the lesson's load_or_pretrain looks, bit for bit."""
-    torch = pytest.importorskip("torch")
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "topics").symlink_to(paths.data_dir() / "topics", target_is_directory=True)
-    monkeypatch.setenv("XLT_COURSE_DATA", str(data))
-    config = tmp_path / "lesson-tiny.json"
-    config.write_text(json.dumps({**TINY.to_dict(), "name": "lesson-tiny"}))
-    assert cli_main(["pretrain", str(config)]) == 0
-    cfg = pretrain.get_config(str(config))
-    where = paths.cache_dir() / pretrain.LESSON / "lesson-tiny"
-    assert f"-> {where}" in capsys.readouterr().out
-    # the call the notebook makes: found in the cache, not retrained
-    assert pretrain.load_or_pretrain(cfg, progress=False) == (where, True)
-    # and the same weights as training it in the lesson would give
-    fresh = pretrain.pretrain(cfg, tmp_path / "in-lesson", progress=False)
-    cli_model, cli_tok = pretrain.load_checkpoint(where)
-    lesson_model, lesson_tok = pretrain.load_checkpoint(fresh)
-    assert cli_tok.get_vocab() == lesson_tok.get_vocab()
-    cli_state, lesson_state = cli_model.state_dict(), lesson_model.state_dict()
-    assert cli_state.keys() == lesson_state.keys()
-    assert all(torch.equal(cli_state[k], lesson_state[k]) for k in cli_state)
+def test_emergence_line_format():
+    rows = [
+        {"setting": "standard", "retrieval": 0.61234},
+        {"setting": "untrained", "retrieval": None},
+    ]
+    line = pretrain.emergence_line(rows)
+    assert line.split()[:3] == ["emergence", "standard=0.612", "untrained=nan"]
 
 
 def test_lesson_trains_only_outside_grading():
     """Under the autograder (ENV.grading) the lesson must never train a model."""
     nb = notebooks.read_notebook(NB)
-    training = ("load_or_pretrain(", "pretrain.pretrain(", "finetune_zero_shot(", ".fit(")
-    graded = notebooks.grade_cells(nb).values()
-    for c in graded:
+    training = ("pretrain.run(", "report_table(", "train_model(")
+    for c in notebooks.grade_cells(nb).values():
         assert not any(t in c.source for t in training), "a graded cell trains"
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
-    trains = [src for src in code if any(t in src for t in training)]
-    assert len(trains) == 1, "the lesson trains in exactly one cell"
-    (src,) = trains
-    before, _, after = src.partition("if ENV.grading:")
-    assert after and not any(t in before for t in training)
-    guarded, _, rest = after.partition("\nelse:")
-    assert rest and not any(t in guarded for t in training), "training is skipped under grading"
-    # every later cell that uses the checkpoints runs only when they were loaded
-    later = code[code.index(src) + 1 :]
-    for s in later:
-        if "checkpoints[" in s or "infos[" in s or "results[" in s:
-            lines = [
-                line
-                for line in s.splitlines()
-                if line.strip() and not line.startswith(("#", "import ", "from ", "results = {}"))
-            ]
-            assert lines[0].startswith(("if checkpoints:", "if infos:", "if results:")), s[:80]
+    for c in nb.cells:
+        if c.cell_type == "code" and any(t in c.source for t in training):
+            assert "ENV.grading" in c.source, c.source[:80]
+
+
+def test_lesson_states_no_size_myth():
+    text = json.dumps(json.loads(NB.read_text(encoding="utf-8"))["cells"])
+    assert "orders of magnitude larger" not in text
+    assert "Dufter" in text and "K et al." in text
 
 
 # --- exercise 1: language_probabilities -------------------------------------------------
@@ -459,211 +310,194 @@ def test_ex1_in_place_gets_the_in_place_hint():
         run_visible_checks(NB, "ex1_sampling_tests", language_probabilities=_in_place)
 
 
-@pytest.mark.parametrize(
-    "wrong",
-    [
-        lambda h, m: (h * m[:, :, None]).sum(1) / h.shape[1],  # divided by T
-        lambda h, m: (h * m[:, :, None]).mean(1),  # zeros averaged in
-    ],
-    ids=["div-T", "mean-of-masked"],
-)
-def test_ex3_dividing_by_T_fails_the_visible_checks(wrong):
-
-    with pytest.raises(AssertionError, match="second row"):
-        run_visible_checks(NB, "ex3_mean_pool_tests", mean_pool=wrong)
-
-
-# --- exercise 2: fake_english -----------------------------------------------------------
+# --- exercise 2: fake_token_ids ---------------------------------------------------------------
 
 
 def test_ex2_reference_and_variants_pass():
-    ref = solution_namespace(NB, "ex2_fake_english")["fake_english"]
-    run_test_cell(NB, "ex2_fake_english_tests", fake_english=ref)
-    run_test_cell(NB, "ex2_fake_english_tests", fake_english=pretrain.fake_english)
+    ref = solution_namespace(NB, "ex2_fake_ids")["fake_token_ids"]
+    run_test_cell(NB, "ex2_fake_ids_tests", fake_token_ids=ref)
+    run_test_cell(NB, "ex2_fake_ids_tests", fake_token_ids=pretrain.fake_token_ids)
 
-    def with_regex(text, offset=200_000):
-        import re
+    def with_copy(ids, vocab_size, shared_special=True):
+        out = np.array(ids, copy=True)
+        move = out >= 5 if shared_special else np.ones(out.shape, dtype=bool)
+        out[move] += vocab_size
+        return out
 
-        return re.sub(r"\S", lambda m: chr(ord(m.group()) + offset), text)
+    def as_list(ids, vocab_size, shared_special=True):
+        flat = [i if (shared_special and i < 5) else i + vocab_size for i in np.ravel(ids)]
+        return np.array(flat, dtype=np.asarray(ids).dtype).reshape(np.shape(ids))
 
-    def with_translate(text, offset=200_000):
-        table = {ord(c): chr(ord(c) + offset) for c in set(text) if not c.isspace()}
-        return text.translate(table)
+    def with_torch(ids, vocab_size, shared_special=True):
+        import torch
 
-    run_test_cell(NB, "ex2_fake_english_tests", fake_english=with_regex)
-    run_test_cell(NB, "ex2_fake_english_tests", fake_english=with_translate)
+        t = torch.as_tensor(ids)
+        keep = (t < 5) & shared_special
+        return torch.where(keep, t, t + vocab_size).numpy()
 
-
-def _letters_only(text, offset=200_000):
-    return "".join(chr(ord(c) + offset) if c.isalpha() else c for c in text)
-
-
-def _spaces_too(text, offset=200_000):
-    return "".join(chr(ord(c) + offset) for c in text)
-
-
-def _rot13(text, offset=200_000):
-    import codecs
-
-    return codecs.encode(text, "rot13")
+    for fn in (with_copy, as_list, with_torch):
+        run_test_cell(NB, "ex2_fake_ids_tests", fake_token_ids=fn)
 
 
-def _split_join(text, offset=200_000):
-    return " ".join("".join(chr(ord(c) + offset) for c in w) for w in text.split())
-
-
-def _fixed_offset(text, offset=200_000):
-    return "".join(c if c.isspace() else chr(ord(c) + 200_000) for c in text)
-
-
-def _space_only(text, offset=200_000):
-    return "".join(c if c == " " else chr(ord(c) + offset) for c in text)
-
-
-def _ascii_only(text, offset=200_000):
-    return "".join(chr(ord(c) + offset) if c.isascii() and not c.isspace() else c for c in text)
+def _in_place_shift(ids, vocab_size, shared_special=True):
+    ids[ids >= (5 if shared_special else 0)] += vocab_size
+    return ids
 
 
 @pytest.mark.parametrize(
     "wrong",
-    [_letters_only, _spaces_too, _rot13, _split_join, _fixed_offset, _space_only, _ascii_only],
-    ids=["letters-only", "spaces-too", "rot13", "split-join", "ignores-offset", "tabs", "ascii"],
+    [
+        lambda x, v, shared_special=True: np.asarray(x) + v,  # specials always shifted
+        lambda x, v, shared_special=True: np.where(
+            np.asarray(x) < 5, x, np.asarray(x) + v
+        ),  # flag ignored
+        lambda x, v, shared_special=True: np.where(
+            (np.asarray(x) <= 5) & shared_special, x, np.asarray(x) + v
+        ),
+        lambda x, v, shared_special=True: np.where(
+            (np.asarray(x) < 4) & shared_special, x, np.asarray(x) + v
+        ),
+        lambda x, v, shared_special=True: np.where(
+            (np.asarray(x) < 5) & shared_special, x, np.asarray(x) + 2048
+        ),
+        lambda x, v, shared_special=True: np.where(
+            (np.asarray(x) < 5) & shared_special, x, np.asarray(x) + v - 1
+        ),
+        lambda x, v, shared_special=True: np.where(
+            (np.asarray(x) < 5) & shared_special, x, np.asarray(x) + 2 * v
+        ),
+        _in_place_shift,
+    ],
+    ids=[
+        "always-shift",
+        "flag-ignored",
+        "boundary-5",
+        "boundary-3",
+        "hard-coded",
+        "v-1",
+        "2v",
+        "in-place",
+    ],
 )
 def test_ex2_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
-        run_test_cell(NB, "ex2_fake_english_tests", fake_english=wrong)
+        run_test_cell(NB, "ex2_fake_ids_tests", fake_token_ids=wrong)
 
 
-def _pool_in_place(h, m):
-    h *= m[:, :, None]  # zeroes the caller's padded states
-    return h.sum(1) / m.sum(1, keepdims=True)
+def test_ex2_flag_ignored_is_named_by_the_visible_checks():
+    with pytest.raises(AssertionError, match="shared_special=False"):
+        run_visible_checks(
+            NB, "ex2_fake_ids_tests",
+            fake_token_ids=lambda x, v, shared_special=True: np.where(np.asarray(x) < 5, x, np.asarray(x) + v),
+        )  # fmt: skip
 
 
-# --- exercise 3: mean_pool --------------------------------------------------------------
+# --- exercise 3: bert_corrupt -------------------------------------------------------------------
+
+
+def _engine(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    out = np.array(ids, copy=True)
+    u = rng.random(out.shape)
+    out[chosen & (u < 0.8)] = mask_id
+    rand = chosen & (u >= 0.8) & (u < 0.8 + random_prob)
+    out[rand] = rng.integers(0, vocab_size, int(rand.sum()))
+    return out
 
 
 def test_ex3_reference_and_variants_pass():
-    ref = solution_namespace(NB, "ex3_mean_pool")["mean_pool"]
-    run_test_cell(NB, "ex3_mean_pool_tests", mean_pool=ref)
-    run_test_cell(NB, "ex3_mean_pool_tests", mean_pool=pretrain.mean_pool)
-    run_test_cell(
-        NB,
-        "ex3_mean_pool_tests",
-        mean_pool=lambda h, m: np.einsum("nth,nt->nh", h, m) / m.sum(1, keepdims=True),
-    )
-    run_test_cell(
-        NB,
-        "ex3_mean_pool_tests",
-        mean_pool=lambda h, m: (
-            np.ma.array(h, mask=np.broadcast_to(~m.astype(bool)[:, :, None], h.shape))
-            .mean(1)
-            .filled()
-        ),
-    )
-    torch = pytest.importorskip("torch")
+    ref = solution_namespace(NB, "ex3_masking")["bert_corrupt"]
+    run_test_cell(NB, "ex3_masking_tests", bert_corrupt=ref)
+    run_test_cell(NB, "ex3_masking_tests", bert_corrupt=_engine)
 
-    def with_torch(h, m):
-        h = torch.as_tensor(h)
-        m = torch.as_tensor(m).unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1)
+    def choice_based(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+        out = ids.copy()
+        action = rng.choice(3, size=ids.shape, p=[0.8, random_prob, 0.2 - random_prob])
+        out[chosen & (action == 0)] = mask_id
+        rnd = rng.integers(0, vocab_size, size=ids.shape)
+        out[chosen & (action == 1)] = rnd[chosen & (action == 1)]
+        return out
 
-    run_test_cell(NB, "ex3_mean_pool_tests", mean_pool=with_torch)
+    def random_first(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+        out = ids.copy()
+        u = rng.random(ids.shape)
+        rand = chosen & (u < random_prob)
+        out[rand] = rng.integers(0, vocab_size, size=ids.shape)[rand]
+        out[chosen & (u >= random_prob) & (u < random_prob + 0.8)] = mask_id
+        return out
+
+    def loop(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+        out = [row[:] for row in ids.tolist()]
+        for i, j in zip(*np.nonzero(chosen), strict=True):
+            u = rng.random()
+            if u < 0.8:
+                out[i][j] = mask_id
+            elif u < 0.8 + random_prob:
+                out[i][j] = int(rng.integers(vocab_size))
+        return np.array(out)
+
+    for fn in (choice_based, random_first, loop):
+        run_test_cell(NB, "ex3_masking_tests", bert_corrupt=fn)
+
+
+def _everywhere(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    return _engine(ids, np.ones_like(chosen), mask_id=mask_id, vocab_size=vocab_size, rng=rng,
+                   random_prob=random_prob)  # fmt: skip
+
+
+def _all_mask(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    out = ids.copy()
+    out[chosen] = mask_id
+    return out
+
+
+def _no_keep(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    return _engine(ids, chosen, mask_id=mask_id, vocab_size=vocab_size, rng=rng, random_prob=0.2)
+
+
+def _ignores_random_prob(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    return _engine(ids, chosen, mask_id=mask_id, vocab_size=vocab_size, rng=rng)
+
+
+def _fixed_random_id(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    out = _engine(ids, chosen, mask_id=mask_id, vocab_size=vocab_size, rng=rng, random_prob=0.0)
+    u = rng.random(ids.shape)
+    out[chosen & (out != mask_id) & (u < 0.5)] = 0
+    return out
+
+
+def _corrupt_in_place(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    out = _engine(
+        ids, chosen, mask_id=mask_id, vocab_size=vocab_size, rng=rng, random_prob=random_prob
+    )
+    ids[...] = out
+    return ids
+
+
+def _own_rng(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    return _engine(ids, chosen, mask_id=mask_id, vocab_size=vocab_size,
+                   rng=np.random.default_rng(), random_prob=random_prob)  # fmt: skip
+
+
+def _random_from_mask_range(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    out = _engine(ids, chosen, mask_id=mask_id, vocab_size=vocab_size, rng=rng, random_prob=0.0)
+    u = rng.random(ids.shape)
+    rand = chosen & (out != mask_id) & (u < random_prob / 0.2)
+    out[rand] = rng.integers(0, 50, int(rand.sum()))  # a few ids only
+    return out
 
 
 @pytest.mark.parametrize(
     "wrong",
-    [
-        lambda h, m: h.mean(1),  # padding averaged in
-        lambda h, m: (h * m[:, :, None]).sum(1) / h.shape[1],  # divided by T
-        lambda h, m: (h * m[:, :, None]).sum(1),  # not divided
-        lambda h, m: (h * m[:, :, None]).sum(1) / m.sum(),  # divided by the batch's total
-        lambda h, m: (h * m[:, :, None]).mean(1),  # zeros averaged in
-        lambda h, m: h[:, : int(m.sum(1).min())].mean(1),  # shortest length for all
-        _pool_in_place,
-    ],
-    ids=["plain-mean", "div-T", "sum", "div-total", "mean-of-masked", "min-length", "in-place"],
-)
+    [_everywhere, _all_mask, _no_keep, _ignores_random_prob, _fixed_random_id, _corrupt_in_place,
+     _own_rng, _random_from_mask_range],
+    ids=["everywhere", "all-mask", "no-keep", "ignores-random-prob", "fixed-id", "in-place",
+         "own-rng", "narrow-random"],
+)  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
-        run_test_cell(NB, "ex3_mean_pool_tests", mean_pool=wrong)
+        run_test_cell(NB, "ex3_masking_tests", bert_corrupt=wrong)
 
 
-# --- exercise 4: retrieval_p_at_1 -------------------------------------------------------
-
-
-def test_ex4_reference_and_variants_pass():
-    ref = solution_namespace(NB, "ex4_retrieval")["retrieval_p_at_1"]
-    run_test_cell(NB, "ex4_retrieval_tests", retrieval_p_at_1=ref)
-    run_test_cell(NB, "ex4_retrieval_tests", retrieval_p_at_1=pretrain.retrieval_p_at_1)
-    from sklearn.metrics.pairwise import cosine_similarity
-
-    run_test_cell(
-        NB,
-        "ex4_retrieval_tests",
-        retrieval_p_at_1=lambda X, Y: (
-            cosine_similarity(X, Y).argmax(1) == np.arange(len(X))
-        ).mean(),
-    )
-
-    def unit_euclidean(X, Y):  # on unit vectors, the nearest in L2 is the nearest in cosine
-        X = X / np.linalg.norm(X, axis=1, keepdims=True)
-        Y = Y / np.linalg.norm(Y, axis=1, keepdims=True)
-        d = ((X[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
-        return float(np.mean(d.argmin(1) == np.arange(len(X))))
-
-    run_test_cell(NB, "ex4_retrieval_tests", retrieval_p_at_1=unit_euclidean)
-    torch = pytest.importorskip("torch")
-
-    def with_torch(X, Y):
-        S = torch.nn.functional.normalize(torch.as_tensor(X), dim=1) @ (
-            torch.nn.functional.normalize(torch.as_tensor(Y), dim=1).T
-        )
-        return (S.argmax(1) == torch.arange(len(X))).float().mean()
-
-    run_test_cell(NB, "ex4_retrieval_tests", retrieval_p_at_1=with_torch)
-
-
-def _euclidean(X, Y):
-    d = ((X[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
-    return float(np.mean(d.argmin(1) == np.arange(len(X))))
-
-
-def _axis0(X, Y):
-    X = X / np.linalg.norm(X, axis=1, keepdims=True)
-    Y = Y / np.linalg.norm(Y, axis=1, keepdims=True)
-    return float(np.mean((X @ Y.T).argmax(0) == np.arange(len(X))))
-
-
-def _count(X, Y):
-    X = X / np.linalg.norm(X, axis=1, keepdims=True)
-    Y = Y / np.linalg.norm(Y, axis=1, keepdims=True)
-    return int(np.sum((X @ Y.T).argmax(1) == np.arange(len(X))))
-
-
-def _retrieval_in_place(X, Y):
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
-    return float(np.mean((X @ Y.T).argmax(1) == np.arange(len(X))))
-
-
-def _only_src_normalised(X, Y):
-    X = X / np.linalg.norm(X, axis=1, keepdims=True)
-    return float(np.mean((X @ Y.T).argmax(1) == np.arange(len(X))))
-
-
-@pytest.mark.parametrize(
-    "wrong",
-    [
-        lambda X, Y: float(np.mean((X @ Y.T).argmax(1) == np.arange(len(X)))),  # dot product
-        _euclidean,
-        _axis0,
-        _count,
-        _only_src_normalised,
-        lambda X, Y: float(np.mean((X @ Y.T).argmin(1) == np.arange(len(X)))),  # argmin
-        _retrieval_in_place,
-    ],
-    ids=["dot", "euclidean", "axis0", "count", "src-normalised", "argmin", "in-place"],
-)
-def test_ex4_plausible_mistakes_fail(wrong):
-    with pytest.raises(AssertionError):
-        run_test_cell(NB, "ex4_retrieval_tests", retrieval_p_at_1=wrong)
+def test_ex3_all_mask_is_named_by_the_visible_checks():
+    with pytest.raises(AssertionError, match="80%"):
+        run_visible_checks(NB, "ex3_masking_tests", bert_corrupt=_all_mask)

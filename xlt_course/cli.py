@@ -50,18 +50,34 @@ def _bli(args: argparse.Namespace) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     from xlt_course import pretrain
 
-    names = list(pretrain.CONFIGS) if args.config == ["all"] else args.config
+    settings = args.settings or list(pretrain.SETTINGS)
     try:
-        configs = [pretrain.get_config(name, smoke=args.smoke) for name in names]
+        for name in settings:
+            pretrain.get_config(name)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
     except ValueError as e:
         print(f"xlt-course: error: {e}", file=sys.stderr)
         return 2
-    root = Path(args.root) if args.root else None
-    for config in configs:
-        path, cached = pretrain.load_or_pretrain(config, root=root, force=args.force)
-        info = pretrain.read_info(path) or {}
-        how = "cached" if cached else f"trained in {info['seconds']:.0f} s on {info['device']}"
-        print(f"{config.name}: {how}, final MLM loss {info['loss'][-1]:.2f} -> {path}")
+    rows = pretrain.report_table(
+        settings, args.seeds, steps=args.steps, smoke=args.smoke,
+        root=Path(args.root) if args.root else None, train=not args.no_train,
+    )  # fmt: skip
+    print(f"{'setting':20} {'seeds':>8} {'P@1 best':>9} {'min-max':>12} {'layer':>5} "
+          f"{'word P@1':>8} {'rotated':>7}")  # fmt: skip
+    for r in rows:
+        if r["retrieval"] is None:
+            print(f"{r['setting']:20} {'-':>8} not yet measured")
+            continue
+        word = "-" if r["word_translation"] is None else f"{r['word_translation']:.3f}"
+        print(
+            f"{r['setting']:20} {len(r['seeds']):>8} {r['retrieval']:>9.3f} "
+            f"{r['retrieval_min']:>5.3f}-{r['retrieval_max']:<5.3f} {r['best_layer']:>5} "
+            f"{word:>8} {r['rotation']:>7.3f}"
+        )
+    print(pretrain.emergence_line(rows))
     return 0
 
 
@@ -177,17 +193,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--tgt", default="fr")
     b.set_defaults(func=_bli)
 
-    pt = sub.add_parser("pretrain", help="pretrain a tiny bilingual BERT of lesson 05 (cached)")
-    pt.add_argument(
-        "config",
-        nargs="+",
-        help="predefined configs (base, fake, ...; all: every one) or JSON files",
+    pt = sub.add_parser(
+        "pretrain", help="lesson 05: train (cached) and report the tiny BERTs of Dufter & Schütze"
     )
-    pt.add_argument("--smoke", action="store_true", help="the smoke-size run (name-smoke)")
-    pt.add_argument("--force", action="store_true", help="retrain even when cached")
-    pt.add_argument(
-        "--root", help="checkpoint folder (default: data/cache/05-multilingual-pretraining)"
-    )
+    pt.add_argument("action", choices=["report"])
+    pt.add_argument("--settings", nargs="+", help="settings to report (default: all)")
+    pt.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    pt.add_argument("--steps", type=int, help="training steps (default: the config's 8,000)")
+    pt.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    pt.add_argument("--smoke", action="store_true", help="the smoke size")
+    pt.add_argument("--no-train", action="store_true", help="report the cached runs only")
+    pt.add_argument("--root", help="cache folder (default: data/cache/05-.../runs)")
     pt.set_defaults(func=_pretrain)
 
     tr = sub.add_parser(

@@ -2128,6 +2128,7 @@ def mask_tokens(
     vocab_size: int,
     rng: np.random.Generator,
     mask_prob: float = 0.15,
+    random_prob: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Choose MLM targets and corrupt the input (Devlin et al. 2019): the course's one masker.
 
@@ -2138,6 +2139,9 @@ def mask_tokens(
         vocab_size: size of the vocabulary (random replacements are drawn from it).
         rng: numpy generator.
         mask_prob: share of maskable tokens chosen (at least one per row with a maskable token).
+        random_prob: share of the chosen positions replaced by a random id (BERT: 0.1); the
+            rest of the 20% that are not ``[MASK]`` stay unchanged (0.0: 80% ``[MASK]``, 20%
+            kept, Dufter & Schütze's "no random replacement").
 
     Returns:
         ``(corrupted_ids, targets)``: (batch, seq) ids with 80% of the chosen positions set to
@@ -2153,7 +2157,9 @@ def mask_tokens(
         chosen[r, rng.choice(np.flatnonzero(maskable[r]))] = True
     u = rng.random(ids.shape)
     ids[chosen & (u < 0.8)] = mask_id
-    rand = chosen & (u >= 0.8) & (u < 0.9)
+    if not 0.0 <= random_prob <= 0.2:
+        raise ValueError(f"random_prob must be in [0, 0.2], got {random_prob}")
+    rand = chosen & (u >= 0.8) & (u < 0.8 + random_prob)
     ids[rand] = rng.integers(0, vocab_size, int(rand.sum()))
     return ids, chosen
 
