@@ -199,7 +199,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("action", choices=["report"])
     pt.add_argument("--settings", nargs="+", help="settings to report (default: all)")
     pt.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    pt.add_argument("--steps", type=int, help="training steps (default: the config's 8,000)")
+    pt.add_argument("--steps", type=int, help="training steps (default: the config's 4,000)")
     pt.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     pt.add_argument("--smoke", action="store_true", help="the smoke size")
     pt.add_argument("--no-train", action="store_true", help="report the cached runs only")

@@ -116,7 +116,7 @@ class PretrainConfig:
     vocab_size: int = 2048
     max_length: int = 48
     batch_size: int = 64
-    steps: int = 8000
+    steps: int = 4000
     learning_rate: float = 2e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
