@@ -552,7 +552,8 @@ def silver_agreement(folder: Path | None = None) -> tuple[float, int, int]:
         ``(agreement, words compared, words in all)``.
     """
     rows = load_rows("fr", folder)
-    pairs = [(a, b) for r in rows for a, b in zip(r["tags"], r["apertium_tags"]) if b is not None]
+    pairs = [(a, b) for r in rows for a, b in zip(r["tags"], r["apertium_tags"], strict=True)
+             if b is not None]
     total = sum(len(r["words"]) for r in rows)
     if not pairs:
         raise DataError("the French POS file has no word tagged by both taggers")
