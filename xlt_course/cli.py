@@ -87,7 +87,7 @@ def _translate(args: argparse.Namespace) -> int:
     return main_translate(args.rest)
 
 
-FINETUNE_TASKS = ("topics", "xnli", "pawsx", "wikiann", "udpos")
+FINETUNE_TASKS = ("topics", "xnli", "pawsx", "wikiann", "udpos", "udpos-offline")
 # Default evaluation languages: every language of the benchmark (XNLI, PAWS-X), the
 # topic dataset's, and a spread of scripts for the token tasks.
 DEFAULT_EVAL_LANGS = {
@@ -125,6 +125,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
         ).items()
         if v is not None
     }
+    if task == "udpos-offline":
+        return _finetune_udpos_offline(args, overrides)
     if task == "topics":
         eval_langs = tuple(args.eval_langs) if args.eval_langs else tr.FinetuneConfig.languages
         base = dict(model=args.model, train_languages=train_langs, languages=eval_langs)
@@ -168,6 +170,39 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_udpos_offline(args: argparse.Namespace, overrides: dict) -> int:
+    """Lesson 11's zero-shot POS run: English silver -> es, fr (silver), tr (gold)."""
+    from xlt_course import token_transfer as tt
+    from xlt_course import training as tr
+
+    if args.data or args.model != "offline" or tuple(args.train_langs) != ("en",):
+        print("xlt-course: udpos-offline trains the offline encoder on the built English POS "
+              "data (`xlt-course data build --only pos`): --data, --model, --train-langs "
+              "do not apply", file=sys.stderr)  # fmt: skip
+        return 2
+    run = tt.ZeroShotRun()
+    if args.max_train is not None:
+        run = tt.ZeroShotRun(args.max_train, run.eval_sentences)
+    overrides = {k: v for k, v in overrides.items() if k != "max_train_examples"}
+    train, evals = tt.load_zero_shot_data(run, smoke=args.smoke)
+    if args.eval_langs:
+        evals = {lang: evals[lang] for lang in args.eval_langs if lang in evals}
+    config = tt.zero_shot_config(smoke=args.smoke, **overrides)
+    result = tr.finetune(config, train, evals)
+    how = "cached" if result.from_cache else f"trained in {result.stats['train_seconds']:.0f} s"
+    print(
+        f"udpos-offline: {config.model} trained on {len(train)} English sentences (silver "
+        f"Apertium tags), {how} -> {result.cache_path}"
+    )
+    print("labels: en, es, fr silver (Apertium; spaCy for fr), tr gold (Turkish treebanks)")
+    if "tr" in evals:
+        base = tt.baselines(train, evals["tr"])
+        print("tr baselines from the English training data: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in base.items()))  # fmt: skip
+    print(tt.accuracy_line(result.accuracy))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the student commands (``python -m xlt_course.cli``)."""
     p = argparse.ArgumentParser(prog="xlt-course", description=__doc__)
@@ -181,7 +216,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("data", help="build or verify the offline data")
     d.add_argument("action", choices=["build", "verify", "topics"])
     d.add_argument("--force", action="store_true", help="rebuild even when current")
-    d.add_argument("--only", nargs="+", choices=["vectors", "dictionary", "encoder", "bible"])
+    d.add_argument(
+        "--only", nargs="+", choices=["vectors", "dictionary", "encoder", "bible", "pos"]
+    )
     d.add_argument("--out", help="with `topics`: write the dataset here instead of data/topics")
     d.set_defaults(func=_data)
 

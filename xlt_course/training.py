@@ -124,6 +124,7 @@ __all__ = [
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Pooling = Literal["cls", "mean"]
 Freeze = Literal["none", "embeddings", "encoder"]
+LabelSubwords = Literal["first", "every", "last"]
 Backend = Literal["auto", "torch", "accelerate"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 CacheMode = Literal["use", "refresh", "off", "only"]
@@ -209,6 +210,9 @@ class FinetuneConfig:
             ``"auto"`` = accelerate when started by ``accelerate launch``/``torchrun``.
         num_threads: torch CPU threads during the run (None keeps the current setting).
         progress: show tqdm progress bars.
+        label_subwords: token tasks only: which sub-words of a word carry its tag in
+            training (:func:`align_labels`): ``"first"`` (the standard), ``"every"``, or
+            ``"last"``; predictions are read on the first sub-word (the last for ``"last"``).
     """
 
     model: str = "offline"
@@ -238,6 +242,7 @@ class FinetuneConfig:
     backend: Backend = "auto"
     num_threads: int | None = None
     progress: bool = True
+    label_subwords: LabelSubwords = "first"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -252,6 +257,7 @@ class FinetuneConfig:
         check_choice("freeze", self.freeze, Freeze)
         check_choice("device", self.device, Device)
         check_choice("backend", self.backend, Backend)
+        check_choice("label_subwords", self.label_subwords, LabelSubwords)
         check_positive_ints(self, ("epochs", "batch_size", "grad_accumulation", "eval_batch_size"))
         if not isinstance(self.bucket_batches, int) or self.bucket_batches < 1:
             raise ValueError(
@@ -599,7 +605,9 @@ class EncodedTexts:
         )
 
 
-def encode_split(tokenizer: Any, split: AnySplit, max_length: int) -> EncodedTexts:
+def encode_split(
+    tokenizer: Any, split: AnySplit, max_length: int, label_subwords: LabelSubwords = "first"
+) -> EncodedTexts:
     """Tokenize a labelled split (truncated to ``max_length`` tokens, no padding).
 
     A :class:`PairSplit` is encoded as ``tokenizer(texts, texts_b)`` (``<s> A </s></s> B
@@ -610,7 +618,7 @@ def encode_split(tokenizer: Any, split: AnySplit, max_length: int) -> EncodedTex
     Used in: lessons 06-10, through :func:`finetune` and the prompt-tuning loop of lesson 09.
     """
     if isinstance(split, TokenSplit):
-        return encode_words(tokenizer, split, max_length)
+        return encode_words(tokenizer, split, max_length, label_subwords)
     if isinstance(split, PairSplit):
         ids = tokenizer(list(split.texts), list(split.texts_b), truncation="longest_first",
                         max_length=max_length)["input_ids"]  # fmt: skip
@@ -619,28 +627,57 @@ def encode_split(tokenizer: Any, split: AnySplit, max_length: int) -> EncodedTex
     return EncodedTexts(ids, split.labels, list(split.ids))
 
 
-def encode_words(tokenizer: Any, split: TokenSplit, max_length: int) -> EncodedTexts:
-    """Tokenize pre-split words and align one tag per word with its first sub-word.
+def align_labels(
+    word_ids: Sequence[int | None], word_tags: Sequence[int], scheme: LabelSubwords = "first"
+) -> list[int]:
+    """Give each token the tag of its word on the chosen sub-words, IGNORE_INDEX elsewhere.
+
+    Args:
+        word_ids: (T,) the word index of each token (``BatchEncoding.word_ids(i)``), None on
+            special tokens; a word's sub-words are consecutive.
+        word_tags: (n_words,) the tag of each word (a tag IGNORE_INDEX stays ignored).
+        scheme: ``"first"`` labels a word's first sub-word (the standard), ``"last"`` its
+            last, ``"every"`` all of them.
+
+    Returns:
+        (T,) token labels: the word's tag or :data:`IGNORE_INDEX` (special tokens, the other
+        sub-words).
+
+    Used in: lesson 11-token-transfer, exercise 1 (and every token task of the engine).
+    """
+    labels = []
+    for t, word in enumerate(word_ids):
+        if word is None:
+            labels.append(IGNORE_INDEX)
+            continue
+        first = t == 0 or word_ids[t - 1] != word
+        last = t == len(word_ids) - 1 or word_ids[t + 1] != word
+        keep = scheme == "every" or (first if scheme == "first" else last)
+        labels.append(int(word_tags[word]) if keep else IGNORE_INDEX)
+    return labels
+
+
+def encode_words(
+    tokenizer: Any, split: TokenSplit, max_length: int, label_subwords: LabelSubwords = "first"
+) -> EncodedTexts:
+    """Tokenize pre-split words and align one tag per word with its sub-words.
 
     Args:
         tokenizer: a fast tokenizer (``word_ids`` needs one).
-        split: n sentences of words with their tags.
+        split: n sentences of words with their tags (a tag IGNORE_INDEX: no label).
         max_length: tokens per sentence; words cut off by truncation get no label.
+        label_subwords: which sub-words carry the tag (:func:`align_labels`).
 
     Returns:
-        :class:`EncodedTexts` whose ``token_labels`` holds, per token, the tag of the word
-        it starts, :data:`IGNORE_INDEX` on continuation pieces and special tokens.
+        :class:`EncodedTexts` whose ``token_labels`` holds, per token, the tag of its word
+        on the chosen sub-words (the first by default), :data:`IGNORE_INDEX` on the other
+        pieces and special tokens.
     """
     enc = tokenizer([list(w) for w in split.words], is_split_into_words=True, truncation=True,
                     max_length=max_length)  # fmt: skip
-    token_labels = []
-    for row, tags in enumerate(split.tags):
-        previous = None
-        aligned = []
-        for word in enc.word_ids(row):
-            aligned.append(IGNORE_INDEX if word is None or word == previous else int(tags[word]))
-            previous = word
-        token_labels.append(aligned)
+    token_labels = [
+        align_labels(enc.word_ids(row), tags, label_subwords) for row, tags in enumerate(split.tags)
+    ]
     return EncodedTexts(enc["input_ids"], np.zeros(len(split), dtype=np.int64), list(split.ids),
                         token_labels)  # fmt: skip
 
@@ -1305,6 +1342,8 @@ def _cache_key(
     config: FinetuneConfig, model_id: str, train: TopicSplit, evals, device, precision
 ) -> str:
     cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+    if cfg.get("label_subwords") == "first":
+        del cfg["label_subwords"]  # the default keeps the keys of runs cached before it existed
     return fingerprint(
         {
             "version": CACHE_VERSION,
@@ -1371,9 +1410,12 @@ def finetune(
             )
     n_labels = len(label_names)
     for name, s in [("train", train_split), *evals.items()]:
-        if len(s) == 0 or len(s.labels) == 0:
+        labels = s.labels
+        if isinstance(s, TokenSplit):  # a word tagged IGNORE_INDEX is simply not learned
+            labels = labels[labels != IGNORE_INDEX]
+        if len(s) == 0 or len(labels) == 0:
             raise ValueError(f"{name} is empty")
-        if s.labels.min() < 0 or s.labels.max() >= n_labels:
+        if labels.min() < 0 or labels.max() >= n_labels:
             raise ValueError(f"{name} has labels outside 0..{n_labels - 1}")
 
     if config.max_train_examples is not None and config.max_train_examples < len(train_split):
@@ -1453,9 +1495,11 @@ def _run(
                                 tokens=isinstance(train, TokenSplit))  # fmt: skip
             load_seconds = time.perf_counter() - t_load
 
-            enc_train = encode_split(tokenizer, train, config.max_length)
+            enc_train = encode_split(tokenizer, train, config.max_length, config.label_subwords)
+            read_on = "last" if config.label_subwords == "last" else "first"
             enc_evals = {
-                name: encode_split(tokenizer, s, config.max_length) for name, s in evals.items()
+                name: encode_split(tokenizer, s, config.max_length, read_on)
+                for name, s in evals.items()
             }
             pad_id = pad_id_of(tokenizer)
             _freeze(model, config.freeze, config.pooling)

@@ -1,0 +1,416 @@
+"""Cross-lingual transfer for token-level tasks: label alignment, word alignment, projection.
+
+The pieces of lesson 11 that the training engine does not already hold:
+
+- :func:`~xlt_course.training.align_labels` (in the engine, re-exported here): a word's tag
+  on its first sub-word (or every / the last, for the comparison);
+- :func:`word_vectors` and :func:`mutual_argmax_align`: the SimAlign "Argmax" word aligner
+  (Jalili Sabet et al., 2020, Findings of EMNLP, "SimAlign: High quality word alignments
+  without parallel training data using static and contextualized embeddings"): embed both
+  sentences with the multilingual encoder, average each word's sub-word vectors, and align
+  word i to word j when each is the other's most similar word;
+- :func:`project_labels`: carry tags from a tagged sentence to its translation through an
+  alignment (translate-train for token tasks);
+- :func:`per_tag_accuracy`, :func:`confusion`, :func:`majority_tag_accuracy`,
+  :func:`word_identity_accuracy`, :func:`sentence_bootstrap`: evaluation and baselines;
+- :func:`subword_overlap`, :func:`uriel_distance`: what a language shares with English.
+
+Importing this module imports neither torch nor transformers.
+
+Used in: lesson 11-token-transfer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xlt_course.training import IGNORE_INDEX, LabelSubwords, TokenSplit, align_labels
+
+__all__ = [
+    "IGNORE_INDEX",
+    "LabelSubwords",
+    "ZeroShotRun",
+    "align_labels",
+    "confusion",
+    "majority_tag_accuracy",
+    "mutual_argmax_align",
+    "per_tag_accuracy",
+    "project_labels",
+    "sentence_bootstrap",
+    "split_words",
+    "subword_overlap",
+    "uriel_distance",
+    "word_identity_accuracy",
+    "word_vectors",
+    "zero_shot_config",
+]
+
+#: The lesson's evaluation languages: English (silver, in-language), Spanish and French
+#: (silver), Turkish (gold).
+LANGS = ("en", "es", "fr", "tr")
+
+
+# --------------------------------------------------------------------------- word alignment
+
+
+def word_vectors(
+    sentences: Sequence[Sequence[str]],
+    *,
+    model: str = "offline",
+    layer: int = 8,
+    batch_size: int = 32,
+    max_length: int = 128,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Embed each word of pre-split sentences: the mean of its sub-words' hidden states.
+
+    Args:
+        sentences: n sentences, each a list of words.
+        model: ``"offline"``, a local folder or a hub id (the course's encoder by default).
+        layer: hidden layer to read (0 = embeddings); SimAlign reads a middle layer (8 of
+            mBERT's 12), where representations are the most cross-lingual.
+        batch_size: sentences per forward pass.
+        max_length: tokens per sentence; words cut off get a zero vector.
+        progress: show a tqdm bar.
+
+    Returns:
+        n arrays of shape (n_words_i, d), float32, rows L2-normalised (zero rows stay zero).
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModel
+
+    from xlt_course.models import resolve_model_id
+    from xlt_course.training import get_tokenizer, quiet_transformers
+
+    model_id = resolve_model_id(model)
+    tokenizer = get_tokenizer(model_id)
+    with quiet_transformers():
+        encoder = AutoModel.from_pretrained(model_id).eval()
+    out: list[np.ndarray] = []
+    starts = range(0, len(sentences), batch_size)
+    for s in tqdm(starts, desc="word vectors", disable=not progress):
+        chunk = [list(w) for w in sentences[s : s + batch_size]]
+        enc = tokenizer(chunk, is_split_into_words=True, truncation=True,
+                        max_length=max_length, padding=True, return_tensors="pt")  # fmt: skip
+        with torch.inference_mode():
+            hidden = encoder(**enc, output_hidden_states=True).hidden_states[layer]
+        hidden = hidden.float().numpy()
+        for row, words in enumerate(chunk):
+            ids = np.array([-1 if w is None else w for w in enc.word_ids(row)])
+            vecs = np.zeros((len(words), hidden.shape[-1]), dtype=np.float32)
+            for w in range(len(words)):
+                mask = ids == w
+                if mask.any():
+                    vecs[w] = hidden[row][mask].mean(axis=0)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out.append(vecs / np.where(norms > 0, norms, 1.0))
+    return out
+
+
+def mutual_argmax_align(sim: Any) -> list[tuple[int, int]]:
+    """Align source word i with target word j when each is the other's best match.
+
+    Args:
+        sim: (m, n) similarity of the m source words (rows) and the n target words
+            (columns), e.g. cosine similarities of :func:`word_vectors`.
+
+    Returns:
+        The pairs ``(i, j)`` with ``j = argmax sim[i, :]`` and ``i = argmax sim[:, j]``,
+        sorted by i: a one-to-one, partial alignment (a word with no mutual best match stays
+        unaligned). Ties go to the lowest index (numpy's argmax). Empty when m or n is 0.
+
+    Used in: lesson 11-token-transfer, exercise 2.
+    """
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.ndim != 2:
+        raise ValueError(f"sim must be a (m, n) matrix, got shape {sim.shape}")
+    if 0 in sim.shape:
+        return []
+    best_j = sim.argmax(axis=1)
+    best_i = sim.argmax(axis=0)
+    return [(i, int(j)) for i, j in enumerate(best_j) if best_i[j] == i]
+
+
+def project_labels(
+    src_tags: Sequence[int], alignment: Sequence[tuple[int, int]], n_tgt: int
+) -> list[int]:
+    """Carry word tags from a source sentence to its translation through a word alignment.
+
+    Args:
+        src_tags: (m,) the tag of each source word.
+        alignment: pairs ``(i, j)``: source word i is aligned to target word j (any number
+            of pairs per word).
+        n_tgt: number of target words n.
+
+    Returns:
+        (n,) tags: a target word aligned to one source word takes its tag; aligned to
+        several, the most frequent of their tags (a tie: the tag of the lowest source index
+        among the tied tags); unaligned, :data:`IGNORE_INDEX` (the engine does not learn
+        from it, rather than learn a guess).
+
+    Used in: lesson 11-token-transfer, exercise 3.
+    """
+    sources: list[list[int]] = [[] for _ in range(n_tgt)]
+    for i, j in alignment:
+        if not (0 <= i < len(src_tags) and 0 <= j < n_tgt):
+            raise ValueError(f"alignment pair {(i, j)} is outside {len(src_tags)} x {n_tgt} words")
+        sources[j].append(i)
+    out = []
+    for aligned in sources:
+        if not aligned:
+            out.append(IGNORE_INDEX)
+            continue
+        counts = Counter(int(src_tags[i]) for i in aligned)
+        top = max(counts.values())
+        out.append(next(int(src_tags[i]) for i in sorted(aligned) if counts[src_tags[i]] == top))
+    return out
+
+
+_WORD = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
+
+
+def split_words(text: str) -> list[str]:
+    """Split a machine translation into words and punctuation marks (a simple tokenizer)."""
+    return _WORD.findall(text)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def per_tag_accuracy(
+    gold: Sequence[int], pred: Sequence[int], label_names: Sequence[str]
+) -> dict[str, float]:
+    """Return the accuracy on the words of each gold tag (the tag's recall).
+
+    Args:
+        gold: (N,) gold tag ids of N words.
+        pred: (N,) predicted tag ids.
+        label_names: the C tag names, index order.
+
+    Returns:
+        ``{tag: share of the words with this gold tag that were predicted correctly}`` for
+        every tag that occurs in ``gold``, in ``label_names`` order (tags absent from gold
+        are left out: their accuracy is undefined, not 0).
+
+    Used in: lesson 11-token-transfer, exercise 4.
+    """
+    g = np.asarray(gold)
+    p = np.asarray(pred)
+    if g.shape != p.shape or g.ndim != 1:
+        raise ValueError(f"gold and pred must be (N,) of equal N, got {g.shape}, {p.shape}")
+    return {
+        name: float((p[g == c] == c).mean()) for c, name in enumerate(label_names) if (g == c).any()
+    }
+
+
+def confusion(gold: Sequence[int], pred: Sequence[int], n_labels: int) -> np.ndarray:
+    """Return the (C, C) count matrix: row = gold tag, column = predicted tag."""
+    m = np.zeros((n_labels, n_labels), dtype=np.int64)
+    np.add.at(m, (np.asarray(gold, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
+    return m
+
+
+def majority_tag_accuracy(train: TokenSplit, test: TokenSplit) -> tuple[str, float]:
+    """Tag every test word with the training set's most frequent tag.
+
+    Returns:
+        ``(tag, accuracy on test)``.
+    """
+    counts = np.bincount(train.labels[train.labels >= 0], minlength=len(train.label_names))
+    tag = int(counts.argmax())
+    return train.label_names[tag], float((test.labels == tag).mean())
+
+
+def word_identity_accuracy(train: TokenSplit, test: TokenSplit) -> float:
+    """Tag each test word with its most frequent training tag (lower-cased), else the majority tag.
+
+    Across languages this measures what shared strings alone carry over (punctuation,
+    numbers, names): a transfer method has to beat it to show it transfers more than that.
+    """
+    by_word: dict[str, Counter[int]] = {}
+    for words, tags in zip(train.words, train.tags, strict=True):
+        for w, t in zip(words, tags, strict=True):
+            if t >= 0:
+                by_word.setdefault(w.lower(), Counter())[int(t)] += 1
+    fallback = int(np.bincount(train.labels[train.labels >= 0]).argmax())
+    pred = [
+        by_word[w.lower()].most_common(1)[0][0] if w.lower() in by_word else fallback
+        for words in test.words
+        for w in words
+    ]
+    return float((np.asarray(pred) == test.labels).mean())
+
+
+def sentence_bootstrap(
+    correct: Any, sentence: Sequence[str], *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Estimate a word accuracy with a percentile interval that resamples whole sentences.
+
+    The words of one sentence are not independent (one hard sentence makes several
+    errors), so sentences are the resampling unit (a cluster bootstrap): resampling words
+    would give a too narrow interval.
+
+    Args:
+        correct: (N,) booleans, word k predicted right.
+        sentence: (N,) the sentence id of each word.
+        n_boot: bootstrap resamples.
+        seed: numpy seed of the resampling.
+        level: coverage of the interval.
+
+    Returns:
+        ``(accuracy, low, high)``.
+    """
+    c = np.asarray(correct, dtype=np.float64)
+    _, group = np.unique(np.asarray(sentence), return_inverse=True)
+    if c.ndim != 1 or len(group) != len(c) or len(c) == 0:
+        raise ValueError("correct and sentence must be (N,) of equal, non-zero N")
+    right = np.bincount(group, weights=c)
+    size = np.bincount(group).astype(np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(size), size=(n_boot, len(size)))
+    accs = right[idx].sum(axis=1) / size[idx].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(accs, [tail, 100 - tail])
+    return float(c.mean()), float(low), float(high)
+
+
+def word_sentences(ids: Sequence[str]) -> list[str]:
+    """Return the sentence id of each word id ``"<sentence id>/<word index>"`` of a token run."""
+    return [i.rsplit("/", 1)[0] for i in ids]
+
+
+# --------------------------------------------------------------------------- languages
+
+
+def subword_overlap(tokenizer: Any, source: TokenSplit, target: TokenSplit) -> float:
+    """Return the share of the target's sub-word tokens that also occur in the source.
+
+    Args:
+        tokenizer: the encoder's tokenizer.
+        source: the training sentences (English).
+        target: the evaluation sentences of one language.
+
+    Returns:
+        A fraction in [0, 1] (token occurrences, special tokens left out).
+    """
+
+    def pieces(split: TokenSplit) -> list[int]:
+        enc = tokenizer([list(w) for w in split.words], is_split_into_words=True)
+        return [t for row in enc["input_ids"] for t in row if t not in tokenizer.all_special_ids]
+
+    seen = set(pieces(source))
+    tgt = pieces(target)
+    return sum(t in seen for t in tgt) / max(len(tgt), 1)
+
+
+#: ISO 639-1 -> the ISO 639-3 codes URIEL uses.
+URIEL_CODES = {"en": "eng", "es": "spa", "fr": "fra", "tr": "tur", "de": "deu", "ru": "rus",
+               "zh": "zho", "ja": "jpn", "ar": "ara", "hi": "hin", "it": "ita", "pt": "por"}  # fmt: skip
+
+
+def uriel_distance(a: str, b: str, prefix: str = "S_") -> float:
+    """Return the cosine distance of two languages' URIEL syntax features (lang2vec's ``syntax_knn``).
+
+    Read from the data file of the PyPI package ``lang2vec`` (``feature_predictions.npz``:
+    WALS, SSWL and Ethnologue syntax features, gaps filled by k-NN predictions; Littell et
+    al., 2017, EACL, "URIEL and lang2vec"), without importing the package (its module needs
+    ``pkg_resources``).
+
+    Args:
+        a, b: ISO 639-1 codes (:data:`URIEL_CODES`).
+        prefix: feature family, ``"S_"`` (syntax).
+
+    Returns:
+        1 - cosine similarity of the two feature vectors, in [0, 2].
+    """
+    from importlib import metadata
+
+    from xlt_course.errors import DataError
+
+    try:
+        dist = metadata.distribution("lang2vec")
+    except metadata.PackageNotFoundError as e:
+        raise DataError(
+            "the PyPI package lang2vec is not installed: `pip install lang2vec==1.1.2`"
+        ) from e
+    path = Path(str(dist.locate_file("lang2vec/data/feature_predictions.npz")))
+    if not path.is_file():
+        raise DataError(f"{path} is missing: reinstall lang2vec==1.1.2")
+    with np.load(path, allow_pickle=True) as z:
+        langs = list(z["langs"])
+        feats = [str(f) for f in z["feats"]]
+        sources = [str(s) for s in z["sources"]]
+        cols = [k for k, f in enumerate(feats) if f.startswith(prefix)]
+        src = sources.index("predicted")
+        vecs = []
+        for code in (a, b):
+            iso3 = URIEL_CODES.get(code, code)
+            if iso3 not in langs:
+                raise ValueError(f"URIEL has no language {code!r} ({iso3})")
+            vecs.append(np.asarray(z["data"][langs.index(iso3), cols, src], dtype=np.float64))
+    u, v = vecs
+    return float(1 - u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+@dataclass(frozen=True)
+class ZeroShotRun:
+    """The sizes of the lesson's zero-shot run (``xlt-course finetune --task udpos-offline``).
+
+    The command and lesson 11 use the same sizes and settings, so either finds the other's
+    cached run.
+
+    Attributes:
+        train_sentences: English silver training sentences (the first ones of the split).
+        eval_sentences: test sentences per language (the first ones; None: all).
+    """
+
+    train_sentences: int = 300
+    eval_sentences: int | None = 200
+
+
+def zero_shot_config(smoke: bool = False, **changes: Any):
+    """Return the fine-tuning settings of the lesson's POS runs (a FinetuneConfig).
+
+    Full fine-tuning of the transformer (embeddings frozen, as in lessons 06-10), 2 epochs,
+    a learning rate for a new token head; ``smoke`` makes it a seconds-long run.
+    """
+    from xlt_course.training import FinetuneConfig
+
+    base: dict[str, Any] = dict(model="offline", train_languages=("en",), languages=LANGS,
+                                freeze="embeddings", epochs=2, batch_size=16,
+                                learning_rate=1e-4, max_length=96)  # fmt: skip
+    if smoke:
+        base.update(epochs=1, max_length=64)
+    return FinetuneConfig(**{**base, **changes})
+
+
+def load_zero_shot_data(run: ZeroShotRun, smoke: bool = False):
+    """Return ``(train, evals)``: English silver training sentences and the test sets of :data:`LANGS`."""
+    from xlt_course.data.pos import load_pos
+
+    n_train = 32 if smoke else run.train_sentences
+    n_eval = 16 if smoke else run.eval_sentences
+    train = load_pos("en", "train", max_sentences=n_train)
+    evals = {lang: load_pos(lang, "test", max_sentences=n_eval) for lang in LANGS}  # type: ignore[arg-type]
+    return train, evals
+
+
+def baselines(train: TokenSplit, test: TokenSplit) -> dict[str, float]:
+    """Return the majority-tag and word-identity accuracies on ``test`` learned from ``train``."""
+    tag, majority = majority_tag_accuracy(train, test)
+    return {f"majority tag ({tag})": majority, "word identity": word_identity_accuracy(train, test)}
+
+
+def accuracy_line(accuracy: Mapping[str, float]) -> str:
+    """Return ``accuracy en=A es=B fr=C tr=D`` (the last line of the command)."""
+    return "accuracy " + " ".join(f"{lang}={accuracy[lang]:.3f}" for lang in accuracy)
