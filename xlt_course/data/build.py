@@ -15,12 +15,13 @@ from xlt_course import paths
 from xlt_course.data.manifest import Manifest
 from xlt_course.errors import DataError
 
-Step = Literal["vectors", "dictionary", "encoder", "bible"]
+Step = Literal["vectors", "dictionary", "encoder", "bible", "llm"]
 STEPS: dict[Step, str] = {
     "vectors": "xlt_course.data.vectors",
     "dictionary": "xlt_course.data.dictionary",
     "encoder": "xlt_course.models",
     "bible": "xlt_course.data.bible",
+    "llm": "xlt_course.llm_prompting",
 }
 
 
