@@ -66,6 +66,7 @@ __all__ = [
     "load_llm",
     "resolve_llm",
     "score_labels",
+    "scores",
     "select_demos",
     "token_cost_ratio",
     "tokens_per_sentence",
@@ -417,17 +418,19 @@ def score_labels(
     labels: Sequence[str],
     *,
     prefix: str = "",
+    batch_size: int = 8,
     progress: bool = False,
 ) -> np.ndarray:
     """Return log p(label | prefix + query) for every query and label, reusing the prefix.
 
-    The prefix (instruction and demonstrations, shared by all queries) is run once; its
-    key/value cache is copied for each query; the query is run on top; then the cache is
-    repeated C times and the C labels (right-padded, so padding never precedes a real
-    token) are run as one batch. Token boundaries: the prefix is tokenized with special
-    tokens, each query and each label alone without them, and the ids concatenated; with an
-    empty prefix this equals :func:`label_loglik` on each query (the query then carries the
-    special tokens).
+    The prefix (instruction and demonstrations, shared by all queries) is run once and its
+    key/value cache repeated for a batch of queries, which are left-padded (the attention
+    mask hides the padding, explicit position ids keep every real token at its unpadded
+    position); the cache is then repeated C times and the C labels (right-padded, so
+    padding never precedes a real token) run as one batch. Token boundaries: the prefix is
+    tokenized with special tokens, each query and each label alone without them, and the
+    ids concatenated; with an empty prefix the query carries the special tokens, and each
+    row equals :func:`label_loglik` on that query (up to float rounding).
 
     Args:
         model: a causal LM (``transformers``, supports ``past_key_values``).
@@ -435,6 +438,7 @@ def score_labels(
         queries: n strings (the part of each prompt after the prefix, ending at the cue).
         labels: C label strings with their leading space.
         prefix: text shared by every prompt ("" for none).
+        batch_size: queries per forward pass.
         progress: show a tqdm bar.
 
     Returns:
@@ -446,35 +450,119 @@ def score_labels(
     label_ids = [_ids(tokenizer, label, False) for label in labels]
     if any(len(y) == 0 for y in label_ids):
         raise ValueError(f"every label needs at least one token, got {list(labels)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     C, L = len(labels), max(len(y) for y in label_ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     lab = torch.full((C, L), pad, dtype=torch.long)
     for c, y in enumerate(label_ids):
         lab[c, : len(y)] = torch.tensor(y)
-    first = lab[:, 0]
     out = np.zeros((len(queries), C))
+    pre_ids = _ids(tokenizer, prefix, True) if prefix else []
+    P = len(pre_ids)
+    starts = range(0, len(queries), batch_size)
     with torch.inference_mode():
         base = None
-        if prefix:
-            pre = torch.tensor([_ids(tokenizer, prefix, True)])
-            base = model(pre, use_cache=True, logits_to_keep=1).past_key_values
-        for i, query in enumerate(tqdm(queries, disable=not progress, desc="scoring", leave=False)):
-            q = torch.tensor([_ids(tokenizer, query, base is None)])
-            cache = copy.deepcopy(base) if base is not None else None
-            res = model(q, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            logp0 = torch.log_softmax(res.logits[0, -1].double(), dim=-1)
-            scores = logp0[first].clone()
+        if P:
+            base = model(torch.tensor([pre_ids]), use_cache=True, logits_to_keep=1).past_key_values
+        for s in tqdm(starts, disable=not progress, desc="scoring", unit="batch", leave=False):
+            q_ids = [_ids(tokenizer, q, P == 0) for q in queries[s : s + batch_size]]
+            B, Q = len(q_ids), max(len(q) for q in q_ids)
+            inp = torch.full((B, Q), pad, dtype=torch.long)
+            mask_q = torch.zeros((B, Q), dtype=torch.long)
+            for b, q in enumerate(q_ids):
+                inp[b, Q - len(q) :] = torch.tensor(q)
+                mask_q[b, Q - len(q) :] = 1
+            attn = torch.cat([torch.ones((B, P), dtype=torch.long), mask_q], dim=1)
+            pos = (P + mask_q.cumsum(1) - 1).clamp_min(0)
+            cache = None
+            if base is not None:
+                cache = copy.deepcopy(base)
+                cache.batch_repeat_interleave(B)
+            res = model(
+                inp, attention_mask=attn, position_ids=pos, past_key_values=cache,
+                use_cache=True, logits_to_keep=1,
+            )  # fmt: skip
+            logp0 = torch.log_softmax(res.logits[:, -1].double(), dim=-1)
+            scores = logp0[:, lab[:, 0]]  # (B, C): the first label token, from the cue
             if L > 1:
                 cache = res.past_key_values
-                cache.batch_repeat_interleave(C)
-                # logits at label position j predict label token j + 1
-                logits = model(lab[:, :-1], past_key_values=cache, use_cache=True).logits
+                cache.batch_repeat_interleave(C)  # row b * C + c: query b, label c
+                attn2 = torch.cat(
+                    [attn.repeat_interleave(C, 0), torch.ones((B * C, L - 1), dtype=torch.long)],
+                    dim=1,
+                )
+                pos2 = pos[:, -1].repeat_interleave(C)[:, None] + 1 + torch.arange(L - 1)
+                # the logits at label position j predict label token j + 1
+                logits = model(
+                    lab[:, :-1].repeat(B, 1), attention_mask=attn2, position_ids=pos2,
+                    past_key_values=cache, use_cache=True,
+                ).logits  # fmt: skip
                 logp = torch.log_softmax(logits.double(), dim=-1)
-                tok = torch.gather(logp, 2, lab[:, 1:, None])[..., 0]
-                for c, y in enumerate(label_ids):
-                    scores[c] += tok[c, : len(y) - 1].sum()
-            out[i] = scores.numpy()
+                tok = torch.gather(logp, 2, lab[:, 1:].repeat(B, 1)[..., None])[..., 0]
+                keep = (
+                    torch.arange(L - 1)[None, :]
+                    < torch.tensor([len(y) - 1 for y in label_ids])[:, None]
+                )
+                scores = scores + (tok.view(B, C, L - 1) * keep).sum(-1)
+            out[s : s + B] = scores.numpy()
     return out
+
+
+CacheMode = Literal["use", "only", "off"]
+CACHE_VERSION = 1
+"""Bump when a change to the scorer changes its numbers, so older cached scores are not reused."""
+
+
+def scores(
+    model_name: str,
+    queries: Sequence[str],
+    labels: Sequence[str],
+    *,
+    prefix: str = "",
+    cache: CacheMode = "use",
+    batch_size: int = 8,
+) -> tuple[np.ndarray, float] | None:
+    """Return :func:`score_labels` of the model ``model_name``, cached on disk by content.
+
+    The cache key is the sha256 of the model name, prefix, queries, labels and
+    :data:`CACHE_VERSION`; a cached call does not load the model at all.
+
+    Args:
+        model_name: see :func:`resolve_llm`.
+        queries, labels, prefix, batch_size: see :func:`score_labels`.
+        cache: ``"use"`` reads and writes ``paths.cache_dir()/12-llm-prompting/``,
+            ``"only"`` reads it and returns None when the scores are not there (grading),
+            ``"off"`` always computes.
+
+    Returns:
+        ``((n, C) log-likelihoods, seconds the scoring took when it was computed)``, or None.
+
+    Used in: lesson 12-llm-prompting.
+    """
+    import hashlib
+    import json
+
+    key = json.dumps(
+        [CACHE_VERSION, model_name, prefix, list(queries), list(labels)], ensure_ascii=False
+    )
+    folder = paths.cache_dir() / "12-llm-prompting"
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+    if cache != "off" and path.is_file():
+        with np.load(path) as z:
+            return z["scores"], float(z["seconds"])
+    if cache == "only":
+        return None
+    tokenizer, model = load_llm(model_name)
+    t0 = time.perf_counter()
+    out = score_labels(model, tokenizer, queries, labels, prefix=prefix, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    if cache == "use":
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{path.stem}.{os.getpid()}.npz"
+        np.savez(tmp, scores=out, seconds=seconds)
+        os.replace(tmp, path)
+    return out, seconds
 
 
 # --------------------------------------------------------------------------- prompts
