@@ -43,6 +43,7 @@ LESSON_OF_TEST_FILE = {
     "test_prompts_and_code_switching.py": "09",
     "test_transfer_gap.py": "10",
     "test_token_transfer.py": "11",
+    "test_llm_prompting.py": "12",
 }
 #: Test files of no single lesson: the data build, models, published figures, the grading
 #: system (grading, intake, export, similarity, validate), the command line.

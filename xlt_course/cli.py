@@ -217,7 +217,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     d.add_argument("action", choices=["build", "verify", "topics"])
     d.add_argument("--force", action="store_true", help="rebuild even when current")
     d.add_argument(
-        "--only", nargs="+", choices=["vectors", "dictionary", "encoder", "bible", "pos"]
+        "--only", nargs="+", choices=["vectors", "dictionary", "encoder", "bible", "pos", "llm"]
     )
     d.add_argument("--out", help="with `topics`: write the dataset here instead of data/topics")
     d.set_defaults(func=_data)

@@ -145,6 +145,14 @@ K_ET_AL = Citation(
     second_hand="the offset of the authors' code as reported in a summary of the paper",
 )
 
+PETROV = Citation(
+    authors="Petrov, La Malfa, Torr, Bibi",
+    year=2023,
+    title='"Language model tokenizers introduce unfairness between languages"',
+    venue="NeurIPS",
+    location="abstract (tokenization lengths of FLORES-200 parallel sentences)",
+)
+
 # --------------------------------------------------------------------------- figures
 
 #: The 15 XNLI languages in the column order of Conneau et al. (2020), Table 1.
@@ -378,6 +386,20 @@ FIGURES: Mapping[str, Figure] = MappingProxyType(
             DUFTER_SCHUTZE,
             "A conclusion that cross-lingual structure needs far larger models contradicts this "
             "paper: its multilinguality appears in this under-parameterised model.",
+        "tokenization_premium_max": Figure(
+            "largest ratio of tokenization lengths between languages for the same text "
+            "(subword tokenizers, including multilingual ones)",
+            15.0,
+            "times",
+            PETROV,
+            "An upper end over many languages and tokenizers, not a typical ratio.",
+        ),
+        "byte_level_premium_max": Figure(
+            "largest encoding-length ratio between some language pairs for character- and "
+            "byte-level models",
+            4.0,
+            "times (lower bound: 'over 4 times')",
+            PETROV,
         ),
         "fake_english_offset": Figure(
             "code-point shift that turns English into Fake-English (no shared word pieces)",

@@ -15,13 +15,14 @@ from xlt_course import paths
 from xlt_course.data.manifest import Manifest
 from xlt_course.errors import DataError
 
-Step = Literal["vectors", "dictionary", "encoder", "bible", "pos"]
+Step = Literal["vectors", "dictionary", "encoder", "bible", "pos", "llm"]
 STEPS: dict[Step, str] = {
     "vectors": "xlt_course.data.vectors",
     "dictionary": "xlt_course.data.dictionary",
     "encoder": "xlt_course.models",
     "bible": "xlt_course.data.bible",
     "pos": "xlt_course.data.pos",
+    "llm": "xlt_course.llm_prompting",
 }
 
 
