@@ -1091,6 +1091,7 @@ def grade(
     limits: GradeLimits | None = None,
     progress: bool = True,
     config: Path | None = None,
+    shard: Any = None,
 ) -> list[SubmissionResult]:
     """Autograde every submission under ``submissions`` and write grades and feedback to ``out``.
 
@@ -1100,7 +1101,9 @@ def grade(
     ``out/intake.json``). Jobs run in parallel (``jobs``, default: the cores), each in its own
     scratch course, and results are merged in sorted order, so ``grades.csv`` is the same
     whatever the scheduling. Writes ``out/grades.csv`` and
-    ``out/feedback/STUDENT/NN-topic.html``.
+    ``out/feedback/STUDENT/NN-topic.html``. With ``shard`` (an
+    :class:`autograder.shards.Shard`), only that shard's students are graded, and
+    ``out/shard.json`` says what the shard holds, for :func:`autograder.shards.merge`.
 
     Returns:
         One :class:`SubmissionResult` per (student, lesson), sorted.
@@ -1130,11 +1133,12 @@ def grade(
         from autograder import intake
 
         intake.folder_records(find_submissions(submissions)).save(out / "intake.json")
-    todo = [
+    batch = [
         j
         for j in find_submissions(submissions)
         if (lessons is None or j[1] in lessons) and (students is None or j[0] in students)
     ]
+    todo = [j for j in batch if shard is None or shard.owns(j[0])]
     work = out / ".work"
     # The kernels see neither the submissions nor the grading output (other students' work).
     hide = (Path(submissions).resolve(), out.resolve())
@@ -1185,9 +1189,30 @@ def grade(
     # (so `--student X` regrades X and keeps the others).
     everything = {(r.student, r.lesson): r for r in _all_results(work / "jobs")}
     everything.update({(r.student, r.lesson): r for r in results})
+    if shard is not None:  # a folder graded as another shard before keeps that out
+        everything = {k: r for k, r in everything.items() if shard.owns(k[0])}
     write_grades_csv(list(everything.values()), out / "grades.csv")
     write_summary(list(everything.values()), out)
+    if shard is not None:
+        _write_shard_file(out, shard, batch, limits)
     return results
+
+
+def _write_shard_file(out: Path, shard: Any, batch: list, limits: GradeLimits) -> None:
+    """Write ``out/shard.json``: what this shard of ``batch`` graded, for the merge."""
+    from autograder import shards
+    from xlt_course.data.manifest import sha256_file
+
+    names = sorted({lesson for _, lesson, _ in batch})
+    releases = {n: sha256_file(paths.solutions_dir() / n / f"{n}.ipynb") for n in names}
+    shards.write_shard_file(
+        out,
+        shard,
+        releases=releases,
+        grader=f"v{GRADER_VERSION}:{limits}",
+        students=sorted({student for student, _, _ in batch}),
+        submissions=sorted({(student, lesson) for student, lesson, _ in batch}),
+    )
 
 
 def _lesson_context(lesson: str, work: Path) -> LessonContext:
