@@ -126,11 +126,17 @@ class Zygote:
         if self.spec.get("uid") is not None and os.geteuid() == 0:
             os.chmod(self.spec["ipc"], 0o1777 if writable else 0o755)
 
+    READY_SECONDS = 300.0
+    """How long the server may take to import everything (a loaded machine) before it is dropped."""
+
+    ANSWER_SECONDS = 30.0
+    """How long one answer may take; a server that a kernel stopped (SIGSTOP) is dropped."""
+
     def request(self, **req: Any) -> dict[str, Any]:
         """Send one request; return the answer ({"error": ...} when the server is gone)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         if self.ready is None:  # the first answer is the server's ready line
-            first = self._read()
+            first = self._read(self.READY_SECONDS)
             self.ready = bool(first.get("ready"))
             self.error = first.get("error", "")
         if not self.ready:
@@ -141,17 +147,29 @@ class Zygote:
         except (BrokenPipeError, OSError):
             self.ready = False
             return {"error": "the kernel server exited"}
-        answer = self._read()
-        if "error" in answer and answer.get("fatal", True) and req.get("op") == "spawn":
+        answer = self._read(self.ANSWER_SECONDS)
+        if "error" in answer and req.get("op") == "spawn":
             self.ready = False
         return answer
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, timeout: float) -> dict[str, Any]:
+        """Read one answer line; a server silent for ``timeout`` s is killed and dropped."""
+        import select
+
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.ready = False
-            return {"error": "the kernel server exited"}
+        fd = self.proc.stdout.fileno()
+        line, deadline = b"", time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.ready = False
+                self.close()
+                return {"error": f"the kernel server did not answer within {timeout:g} s"}
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self.ready = False
+                return {"error": "the kernel server exited"}
+            line += chunk
         try:
             return json.loads(line)
         except ValueError:
