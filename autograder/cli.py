@@ -60,6 +60,11 @@ def _grade(args: argparse.Namespace) -> int:
         include_hidden=args.include_hidden,
         sandbox="none" if args.unsafe_no_sandbox else "bwrap",
     )
+    shard = None
+    if args.shard:
+        from autograder.shards import Shard
+
+        shard = Shard.parse(args.shard)
     if args.unsafe_no_sandbox:
         print(UNSANDBOXED_BANNER, file=sys.stderr)
     results = grading.grade(
@@ -70,15 +75,28 @@ def _grade(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         limits=limits,
         config=Path(args.config) if args.config else None,
+        shard=shard,
     )
     term_cli.print_intake(Path(args.out), started)
     print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
+    if shard is not None:
+        print(
+            f"shard {shard}: merge every shard with `xlt-course grade-merge SHARD_DIRS... --out DIR`"
+        )
     print(f"score histograms -> {Path(args.out) / 'summary'}")
     flagged = [r for r in results if r.flags]
     for r in flagged:
         print(f"  flagged {r.student}/{r.lesson}: {'; '.join(r.flags)}")
     if args.unsafe_no_sandbox:
         print(UNSANDBOXED_BANNER, file=sys.stderr)
+    return 0
+
+
+def _grade_merge(args: argparse.Namespace) -> int:
+    from autograder import shards
+
+    grades = shards.merge([Path(d) for d in args.shards], Path(args.out))
+    print(f"merged {len(args.shards)} shards -> {grades}")
     return 0
 
 
@@ -132,7 +150,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--config", help="term settings: submission name patterns (default autograder/term.toml)"
     )
+    g.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="grade only shard K of N (K from 1): the students with 1 + sha256(student id) "
+        "mod N == K; merge the shards' --out folders with `xlt-course grade-merge`",
+    )
     g.set_defaults(func=_grade)
+
+    m = sub.add_parser(
+        "grade-merge", help="merge the --out folders of `grade --shard K/N` into one grades.csv"
+    )
+    m.add_argument("shards", nargs="+", help="the shards' --out folders (every K of N once)")
+    m.add_argument("--out", required=True, help="a new folder for the merged grades")
+    m.set_defaults(func=_grade_merge)
 
     c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")
     c.add_argument("--smoke", action="store_true", help="smoke-size settings (as the tests)")

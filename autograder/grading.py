@@ -89,6 +89,9 @@ class GradeLimits:
         cell_timeout: seconds one cell may run before it is interrupted.
         memory_mb: address-space cap of the grading process and its kernel (0: none).
         include_hidden: show hidden tests' source and tracebacks in feedback (instructors).
+        prewarm: fork each kernel from a pre-warmed kernel server in the sandbox
+            (:mod:`autograder.zygote_server`; one fresh kernel per submission), instead of
+            starting a new interpreter per submission.
         sandbox: run kernels in the sandbox (``"bwrap"``: grading stops with an error where
             it does not work), or unconfined (``"none"``: every grade is flagged UNSANDBOXED;
             the command line asks for ``--unsafe-no-sandbox``).
@@ -99,6 +102,7 @@ class GradeLimits:
     memory_mb: int = 8192
     include_hidden: bool = False
     sandbox: Literal["bwrap", "none"] = "bwrap"
+    prewarm: bool = True
 
 
 MAX_FILE_BYTES = 1 << 30
@@ -124,11 +128,56 @@ class _Worker:
     whole group (worker and kernel) is killed and the next job starts a fresh worker.
     """
 
-    def __init__(self, limits: GradeLimits, log: Path, threads: int = 1) -> None:
+    def __init__(
+        self,
+        limits: GradeLimits,
+        log: Path,
+        threads: int = 1,
+        slot: Path | None = None,
+        hide: tuple[Path, ...] = (),
+    ) -> None:
         self.limits = limits
         self.log = log
         self.threads = threads
         self.proc: subprocess.Popen | None = None
+        self.slot = slot  # with a slot: kernels come from a pre-warmed kernel server
+        self.hide = hide
+        self.box: sandbox.KernelSandbox | None = None
+
+    def _zygote_spec(self) -> Path:
+        """Build the sandbox of this worker's kernel server; return its spec file.
+
+        It is the sandbox of a grading kernel (:func:`autograder.sandbox.kernel_sandbox`)
+        for the worker's slot folder: no job's files are in it, only a private working
+        folder and socket folder that the server empties before every kernel.
+        """
+        assert self.slot is not None
+        if self.slot.exists():
+            shutil.rmtree(self.slot)
+        for d in ("cwd", "conn", "runtime"):
+            (self.slot / d).mkdir(parents=True)
+        box = sandbox.kernel_sandbox(
+            self.slot, self.slot / "cwd", self.slot / "conn", list(self.hide)
+        )
+        for f in box.ipc.iterdir():
+            if f.is_dir() and not f.is_symlink():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
+        self.box = box
+        spec = {
+            "prefix": box.prefix,
+            "env": box.env,
+            "user": box.user,
+            "uid": box.uid if os.geteuid() == 0 else None,
+            "ipc": str(box.ipc),
+            "cwd": str((self.slot / "cwd").resolve()),
+            "conn": str((self.slot / "conn").resolve()),
+            "log": str((self.slot / "kernels.log").resolve()),
+        }
+        path = self.slot / "zygote.json"
+        path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        return path
 
     def _start(self) -> subprocess.Popen:
         env = dict(os.environ)
@@ -148,9 +197,12 @@ class _Worker:
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         memory_mb = self.limits.memory_mb
+        serve = ["--serve"]
+        if self.slot is not None:
+            serve += ["--zygote", str(self._zygote_spec().resolve())]
         with open(self.log, "ab") as err:
             return subprocess.Popen(
-                [sys.executable, "-m", "autograder.grading_worker", "--serve"],
+                [sys.executable, "-m", "autograder.grading_worker", *serve],
                 cwd=self.log.parent,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -938,7 +990,11 @@ def _grade_fresh(
     use_bwrap = limits.sandbox == "bwrap"
     if use_bwrap:
         require_sandbox()
-        box = sandbox.kernel_sandbox(root, kernel_cwd, root / "kernel_home", list(hide))
+        if worker.slot is not None and (worker.proc is None or worker.proc.poll() is not None):
+            worker.proc = worker._start()  # builds the slot's sandbox (worker.box)
+        box = worker.box
+        if box is None:
+            box = sandbox.kernel_sandbox(root, kernel_cwd, root / "kernel_home", list(hide))
     else:
         result.flags.insert(0, UNSANDBOXED_FLAG)
     layout = context.layout
@@ -969,7 +1025,7 @@ def _grade_fresh(
     t0 = time.perf_counter()
     code, status = worker.run(root)
     result.seconds["job"] = round(time.perf_counter() - t0, 3)
-    if use_bwrap and box.ipc != (root / "runtime").resolve():
+    if use_bwrap and box is not worker.box and box.ipc != (root / "runtime").resolve():
         shutil.rmtree(box.ipc, ignore_errors=True)
     if code == -9:
         result.flags.append(f"grading exceeded {limits.notebook_timeout:g} s and was stopped")
@@ -1091,6 +1147,7 @@ def grade(
     limits: GradeLimits | None = None,
     progress: bool = True,
     config: Path | None = None,
+    shard: Any = None,
 ) -> list[SubmissionResult]:
     """Autograde every submission under ``submissions`` and write grades and feedback to ``out``.
 
@@ -1100,7 +1157,9 @@ def grade(
     ``out/intake.json``). Jobs run in parallel (``jobs``, default: the cores), each in its own
     scratch course, and results are merged in sorted order, so ``grades.csv`` is the same
     whatever the scheduling. Writes ``out/grades.csv`` and
-    ``out/feedback/STUDENT/NN-topic.html``.
+    ``out/feedback/STUDENT/NN-topic.html``. With ``shard`` (an
+    :class:`autograder.shards.Shard`), only that shard's students are graded, and
+    ``out/shard.json`` says what the shard holds, for :func:`autograder.shards.merge`.
 
     Returns:
         One :class:`SubmissionResult` per (student, lesson), sorted.
@@ -1130,11 +1189,12 @@ def grade(
         from autograder import intake
 
         intake.folder_records(find_submissions(submissions)).save(out / "intake.json")
-    todo = [
+    batch = [
         j
         for j in find_submissions(submissions)
         if (lessons is None or j[1] in lessons) and (students is None or j[0] in students)
     ]
+    todo = [j for j in batch if shard is None or shard.owns(j[0])]
     work = out / ".work"
     # The kernels see neither the submissions nor the grading output (other students' work).
     hide = (Path(submissions).resolve(), out.resolve())
@@ -1149,7 +1209,19 @@ def grade(
     results = []
     idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
-    workers = [_Worker(limits, work / "jobs" / f"worker-{i}.log", threads) for i in range(n_jobs)]
+    slots = work / "jobs" / "_slots"
+    workers = [
+        _Worker(
+            limits,
+            work / "jobs" / f"worker-{i}.log",
+            threads,
+            slot=slots / f"worker-{i}" if limits.sandbox == "bwrap" and limits.prewarm else None,
+            hide=hide,
+        )
+        for i in range(n_jobs)
+    ]
+    for w in workers:
+        w.proc = w._start()  # now: the kernel servers import while the lessons are prepared
     for w in workers:
         idle.put(w)
 
@@ -1185,9 +1257,30 @@ def grade(
     # (so `--student X` regrades X and keeps the others).
     everything = {(r.student, r.lesson): r for r in _all_results(work / "jobs")}
     everything.update({(r.student, r.lesson): r for r in results})
+    if shard is not None:  # a folder graded as another shard before keeps that out
+        everything = {k: r for k, r in everything.items() if shard.owns(k[0])}
     write_grades_csv(list(everything.values()), out / "grades.csv")
     write_summary(list(everything.values()), out)
+    if shard is not None:
+        _write_shard_file(out, shard, batch, limits)
     return results
+
+
+def _write_shard_file(out: Path, shard: Any, batch: list, limits: GradeLimits) -> None:
+    """Write ``out/shard.json``: what this shard of ``batch`` graded, for the merge."""
+    from autograder import shards
+    from xlt_course.data.manifest import sha256_file
+
+    names = sorted({lesson for _, lesson, _ in batch})
+    releases = {n: sha256_file(paths.solutions_dir() / n / f"{n}.ipynb") for n in names}
+    shards.write_shard_file(
+        out,
+        shard,
+        releases=releases,
+        grader=f"v{GRADER_VERSION}:{limits}",
+        students=sorted({student for student, _, _ in batch}),
+        submissions=sorted({(student, lesson) for student, lesson, _ in batch}),
+    )
 
 
 def _lesson_context(lesson: str, work: Path) -> LessonContext:

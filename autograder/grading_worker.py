@@ -26,6 +26,7 @@ import contextlib
 import copy
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -90,6 +91,164 @@ def _kernel_chain(pid: int, tree: list[int]) -> set[int]:
     return keep
 
 
+class Zygote:
+    """The worker's handle on its kernel fork server (:mod:`autograder.zygote_server`).
+
+    The server runs in a sandbox built exactly like a kernel's (the spec file written by
+    :class:`autograder.grading._Worker`: prefix, environment, user, socket folder, working
+    folder), imports the heavy libraries once, and forks one fresh kernel per submission,
+    cleaning the sandbox before each (see its docstring). It is started when the worker
+    starts, so its imports overlap the worker's own, and is never given notebook code.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import subprocess
+
+        self.spec = spec
+        source = (Path(__file__).parent / "zygote_server.py").read_text(encoding="utf-8")
+        env = sandbox.kernel_environment(dict(os.environ), spec["env"])
+        # "ipykernel_launcher" in its command line: the kernels it forks are recognised
+        cmd = [
+            *spec["prefix"], *env, "--", *spec["user"], sys.executable, "-c", source,
+            spec["cwd"], spec["ipc"], "ipykernel_launcher",
+        ]  # fmt: skip
+        self._set_ipc(writable=True)
+        log = open(spec["log"], "ab")  # noqa: SIM115 - the server's and its kernels' output
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, close_fds=True
+        )
+        log.close()
+        self.ready: bool | None = None
+        self.error = ""
+        self.host_pid: int | None = None
+
+    def _set_ipc(self, writable: bool) -> None:
+        if self.spec.get("uid") is not None and os.geteuid() == 0:
+            os.chmod(self.spec["ipc"], 0o1777 if writable else 0o755)
+
+    READY_SECONDS = 300.0
+    """How long the server may take to import everything (a loaded machine) before it is dropped."""
+
+    ANSWER_SECONDS = 30.0
+    """How long one answer may take; a server that a kernel stopped (SIGSTOP) is dropped."""
+
+    def request(self, **req: Any) -> dict[str, Any]:
+        """Send one request; return the answer ({"error": ...} when the server is gone)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if self.ready is None:  # the first answer is the server's ready line
+            first = self._read(self.READY_SECONDS)
+            self.ready = bool(first.get("ready"))
+            self.error = first.get("error", "")
+        if not self.ready:
+            return {"error": self.error or "the kernel server did not start"}
+        try:
+            self.proc.stdin.write((json.dumps(req) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.ready = False
+            return {"error": "the kernel server exited"}
+        answer = self._read(self.ANSWER_SECONDS)
+        if "error" in answer and req.get("op") == "spawn":
+            self.ready = False
+        return answer
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        """Read one answer line; a server silent for ``timeout`` s is killed and dropped."""
+        import select
+
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        line, deadline = b"", time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.ready = False
+                self.close()
+                return {"error": f"the kernel server did not answer within {timeout:g} s"}
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self.ready = False
+                return {"error": "the kernel server exited"}
+            line += chunk
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {"error": f"the kernel server said {line[:200]!r}"}
+
+    def usable(self) -> bool:
+        """Return True while the server answers (a dead one sends kernels the old way)."""
+        return self.proc.poll() is None and self.ready is not False
+
+    def spawn(self, conn_text: str) -> ZygoteKernel | None:
+        """Fork a fresh kernel for the connection ``conn_text``; None when the server failed."""
+        if not self.usable():
+            return None
+        self._set_ipc(writable=True)
+        answer = self.request(op="spawn", conn=conn_text)
+        if "pid" not in answer:
+            self.error = answer.get("error", "?")
+            return None
+        return ZygoteKernel(self, int(answer["pid"]))
+
+    def kernel_host_pid(self, ns_pid: int) -> int | None:
+        """Return the worker's pid of the kernel the server knows as ``ns_pid``."""
+        for p in sandbox.descendants(self.proc.pid):
+            try:
+                status = Path(f"/proc/{p}/status").read_text()
+            except OSError:
+                continue
+            line = next((ln for ln in status.splitlines() if ln.startswith("NSpid:")), "")
+            if line.split()[-1:] == [str(ns_pid)] and len(line.split()) > 2:
+                return p
+        return None
+
+    def close(self) -> None:
+        """Stop the server and its kernel."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
+
+
+class ZygoteKernel:
+    """A forked kernel seen as a ``subprocess.Popen`` by jupyter_client's provisioner."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, zygote: Zygote, ns_pid: int) -> None:
+        self.zygote = zygote
+        self.ns_pid = ns_pid
+        self.pid = zygote.kernel_host_pid(ns_pid) or -1
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            answer = self.zygote.request(op="poll")
+            status = answer.get("status", -9 if "error" in answer else None)
+            self.returncode = status
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("kernel", timeout)
+            time.sleep(0.05)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            self.zygote.request(op="signal", sig=int(sig))
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager that starts the kernel behind a command prefix (bubblewrap).
 
@@ -103,6 +262,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     uid: int | None = None
     ipc: str = ""
     kernel_log: str = ""
+    zygote: Zygote | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +283,21 @@ class SandboxedKernelManager(AsyncKernelManager):
 
         (The kernel keeps its original stderr open: the worker's log would be writable by it.)
         """
+        zygote = self.zygote
+        if zygote is not None and zygote.usable():
+            proc = zygote.spawn(Path(self.connection_file).read_text(encoding="utf-8"))
+            if proc is not None:
+                prov = self.provisioner
+                prov.process, prov.pid, prov.pgid = proc, proc.pid, None
+                self._reconcile_connection_info(prov.connection_info)
+                return None
+            sys.stderr.write(f"kernel server failed ({zygote.error}): a kernel of its own\n")
+            # the kernel reads its connection file through the sandbox's one read-only bind
+            conn = Path(zygote.spec["conn"]) / Path(self.connection_file).name
+            shutil.copyfile(self.connection_file, conn)
+            if self.uid is not None and os.geteuid() == 0:
+                os.chown(conn, self.uid, self.uid)
+            kernel_cmd = [str(conn) if a == self.connection_file else a for a in kernel_cmd]
         if not self.kernel_log:
             return await super()._async_launch_kernel(kernel_cmd, **kw)
         with open(self.kernel_log, "ab") as log:
@@ -137,7 +312,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def set_ipc_writable(self, writable: bool) -> None:
         """Let the kernel create its sockets, or (once it has) nothing more in its one host folder."""
-        if self.ipc and self.uid is not None and os.geteuid() == 0:
+        if self.zygote is not None and self.zygote.usable():
+            self.zygote._set_ipc(writable)
+        elif self.ipc and self.uid is not None and os.geteuid() == 0:
             os.chmod(Path(self.ipc).parent, 0o1777 if writable else 0o755)
 
     def kernel_pid(self) -> int | None:
@@ -308,7 +485,10 @@ class GuardedExecute(Execute):
         tree = sandbox.descendants(pid)
         if len(tree) <= PROCESS_FLAG:
             return
-        keep = _kernel_chain(pid, tree)
+        if isinstance(getattr(self.km.provisioner, "process", None), ZygoteKernel):
+            keep = {pid}  # a forked kernel's tree is its own: the server is above it
+        else:
+            keep = _kernel_chain(pid, tree)
         extra = [p for p in tree if p not in keep]
         for p in extra:
             with contextlib.suppress(OSError):
@@ -374,8 +554,15 @@ def _apply_zero(root: Path, lesson: str, student: str, zero: dict[str, str]) -> 
         gb.db.commit()
 
 
-def serve() -> int:
-    """Grade the job folders read from stdin, one a line; print ``XLTJOB {status}`` for each."""
+def serve(zygote_spec: Path | None = None) -> int:
+    """Grade the job folders read from stdin, one a line; print ``XLTJOB {status}`` for each.
+
+    With ``zygote_spec``, kernels are forked by a :class:`Zygote` started now (pre-warmed
+    while the worker imports nbgrader and waits for its first job).
+    """
+    if zygote_spec is not None:
+        spec = json.loads(zygote_spec.read_text(encoding="utf-8"))
+        SandboxedKernelManager.zygote = Zygote(spec)
     for line in sys.stdin:
         root = line.strip()
         if not root:
@@ -438,6 +625,10 @@ def run_job(root: Path) -> dict[str, Any]:
     SandboxedKernelManager.user = list(plan.get("kernel_user", []))
     SandboxedKernelManager.uid = plan.get("kernel_uid")
     SandboxedKernelManager.ipc = plan.get("ipc", "")
+    zygote = SandboxedKernelManager.zygote
+    if zygote is not None and zygote.usable():
+        SandboxedKernelManager.ipc = zygote.spec["ipc"] + "/kernel"
+        SandboxedKernelManager.uid = zygote.spec.get("uid")
     SandboxedKernelManager.kernel_log = str(root / "kernel.log")
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.Execute.timeout = int(plan["cell_timeout"])
@@ -483,4 +674,6 @@ def run_job(root: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main(sys.argv[1]))
+    if sys.argv[1:2] == ["--serve"]:
+        sys.exit(serve(Path(sys.argv[3]) if sys.argv[2:3] == ["--zygote"] else None))
+    sys.exit(main(sys.argv[1]))

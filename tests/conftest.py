@@ -58,6 +58,8 @@ INFRASTRUCTURE_TEST_FILES = {
     "test_grades_report.py",
     "test_grading.py",
     "test_grading_course_rule.py",
+    "test_grading_prewarm.py",
+    "test_grading_shards.py",
     "test_install_sets.py",
     "test_intake.py",
     "test_kernel_guard.py",
