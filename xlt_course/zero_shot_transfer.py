@@ -133,10 +133,17 @@ def xnli_plan(
             "column is XNLI, a different task: compare the pattern of the gaps only"
         )
         return ZeroShotPlan("topics", offline, None, note)
+    languages, missing = XNLI_LANGUAGES, ()
+    if data is not None:  # a local folder may hold some of the languages only
+        have = {p.name for p in Path(data).expanduser().iterdir() if p.is_dir()}
+        if "en" not in have:
+            raise ValueError(f"XNLI_DATA={str(data)!r} has no 'en' folder to train on")
+        languages = tuple(lang for lang in XNLI_LANGUAGES if lang in have)
+        missing = tuple(lang for lang in XNLI_LANGUAGES if lang not in have)
     config = offline.replace(
         model=model,
         train_languages=("en",),
-        languages=XNLI_LANGUAGES,
+        languages=languages,
         freeze="none",
         pooling="cls",
         max_length=128,
@@ -157,7 +164,12 @@ def xnli_plan(
     source = f"the local folder {data}" if data is not None else "the hub (facebook/xnli)"
     note = (
         f"XNLI zero-shot: {model} fine-tuned on English MultiNLI pairs from {source}, "
-        f"tested on all {len(XNLI_LANGUAGES)} XNLI languages" + (" (smoke size)" if smoke else "")
+        + (
+            f"tested on the {len(languages)} XNLI languages it has (missing: {', '.join(missing)})"
+            if missing
+            else f"tested on all {len(XNLI_LANGUAGES)} XNLI languages"
+        )
+        + (" (smoke size)" if smoke else "")
     )
     return ZeroShotPlan("xnli", config, None if data is None else str(data), note)
 
