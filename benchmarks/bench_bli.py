@@ -298,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument(
+        "--naive-max",
+        type=int,
+        default=None,
+        help="run the full-matrix version at most at this n (default: the largest n that fits)",
+    )
+    p.add_argument(
         "--worker", choices=["time", "time+naive", "ours", "naive"], help=argparse.SUPPRESS
     )
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -326,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
               f"numpy {np.__version__}; best of {args.repeats} alternating runs per timing")  # fmt: skip
 
         def naive_fits(n: int) -> bool:
+            if args.naive_max is not None and n > args.naive_max:
+                return False
             return _naive_bytes(n, m) < 0.8 * _available_bytes()
 
         results = []
@@ -336,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             mem = _run_worker("ours", n, data, 1, None)
             naive_mem = _run_worker("naive", n, data, 1, limit) if fits else None
             results.append((n, fits, timing, mem, naive_mem))
+            print(f"n={n}: {json.dumps(timing)}", flush=True)  # raw figures, as they come
 
         # Where the naive version did not fit, time it at the largest size that does.
         ref = None
@@ -370,8 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                 t_naive = ref["naive"]["best_s"] * n / ref["n"]
                 naive_mb = f"{'-':>8}"
                 note = (
-                    f"naive NOT RUN at n={n}: it needs ~{_naive_bytes(n, m) / 2**30:.0f} GiB, "
-                    f"{_available_bytes() / 2**30:.0f} GiB available; its time here is "
+                    f"naive NOT RUN at n={n} (--naive-max {args.naive_max}; it needs "
+                    f"~{_naive_bytes(n, m) / 2**30:.0f} GiB, {_available_bytes() / 2**30:.0f} GiB "
+                    "available); its time here is "
                     f"extrapolated linearly in n from n={ref['n']} (naive {ref['naive']['best_s']:.2f}"
                     f" s, {ref['naive_mb']:.0f} MB; ours {ref['ours']['best_s']:.2f} s there: "
                     f"measured naive/ours = {ref['naive']['best_s'] / ref['ours']['best_s']:.2f})"
