@@ -103,8 +103,14 @@ def _grade_merge(args: argparse.Namespace) -> int:
 def _course(args: argparse.Namespace) -> int:
     from autograder import course
 
-    runs = course.run_course(smoke=args.smoke, out=Path(args.out) if args.out else None)
+    runs = course.run_course(
+        smoke=args.smoke, out=Path(args.out) if args.out else None, lessons=args.lesson or None
+    )
     print(course.format_summary(runs))
+    table = course.record_times(runs, smoke=args.smoke)
+    print(f"\nseconds per lesson, {'smoke' if args.smoke else 'full'} size (cold: computed and "
+          f"cached its results; cached: ran from data/cache), kept in data/cache/{course.TIMES_FILE}:")  # fmt: skip
+    print(course.format_times(table, [r.lesson for r in runs]))
     return 0 if all(r.executed for r in runs) else 1
 
 
@@ -166,6 +172,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=_grade_merge)
 
     c = sub.add_parser("course", help="regenerate, execute and grade every lesson; print a summary")
+    c.add_argument("lesson", nargs="*", help="lesson ids (default: all)")
     c.add_argument("--smoke", action="store_true", help="smoke-size settings (as the tests)")
     c.add_argument("--out", help="keep grading output here")
     c.set_defaults(func=_course)

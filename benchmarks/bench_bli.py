@@ -9,8 +9,8 @@ the course's recommended pipeline (``procrustes.BLIConfig.recommended()``), so t
 the real FR vocabulary in both cases. Without the build, random unit vectors of the same
 shapes (documented in the output).
 
-Three computations per case. Their timings alternate in one subprocess (gemm, ours, naive,
-gemm, ...; the best of ``--repeats`` rounds each), so that load drifting on a shared machine
+Four computations per case. Their timings alternate in one subprocess (gemm, ours, faiss,
+naive, gemm, ...; the best of ``--repeats`` rounds each), so that load drifting on a shared machine
 hits all three alike; peak memory is measured by running each computation once more in a
 subprocess of its own (peak RSS from /proc VmHWM, which includes the interpreter and the
 inputs, and the tracemalloc peak of numpy's allocations):
@@ -22,13 +22,18 @@ inputs, and the tracemalloc peak of numpy's allocations):
   not run at that size (the output says so) and is measured at the largest size that fits,
   its time at the larger size being extrapolated linearly in n (its cost is linear in n for a
   fixed target vocabulary).
+- ``faiss``: the peer a user would pick, faiss-cpu's exact ``IndexFlatIP`` on the unit
+  vectors: one k-NN search gives r_S, one more exact search of [x, 1] against
+  [y, -r_S(y) / 2] gives the CSLS argmax (:func:`faiss_csls_top1`). faiss-cpu is in the
+  development set (``requirements/dev.txt``), not a lesson dependency; without it the output
+  says so and ``vs_faiss=nan``.
 - ``gemm``: only the unavoidable matrix products, Q = X @ Y_blockᵀ over all target blocks
   in float32 into a preallocated buffer (each cosine computed once), the fastest of several
   block sizes. This is a lower bound for any exact method.
 
 Usage: ``python benchmarks/bench_bli.py [--sizes 20000 200000] [--repeats 3]``. The last line
-is ``vs_naive=R1 vs_gemm=R2 peak_mb=M`` for the largest size: R1 = naive time / ours,
-R2 = ours / matrix-product time, M = peak resident memory of the process running ours
+is ``vs_naive=R1 vs_gemm=R2 vs_faiss=R3 peak_mb=M`` for the largest size: R1 = naive time /
+ours, R2 = ours / matrix-product time, R3 = faiss time / ours, M = peak resident memory of the process running ours
 (interpreter and inputs included).
 """
 
@@ -68,6 +73,51 @@ def naive_csls_top1(X: np.ndarray, Y: np.ndarray, k: int = K) -> np.ndarray:
     return np.argmax(2 * S - r_tgt[:, None] - r_src[None, :], axis=1)
 
 
+def faiss_csls_top1(X: np.ndarray, Y: np.ndarray, k: int = K) -> np.ndarray:
+    """Return the CSLS top-1 target of every row of X with faiss exact search (the peer).
+
+    What a user who knows faiss would write: ``IndexFlatIP`` (exact inner product) on the
+    unit vectors gives r_S(y), the mean cosine of each target to its k nearest sources; the
+    CSLS argmax is then one more exact search, of [x, 1] against [y, -r_S(y) / 2], whose
+    inner product is cos(x, y) - r_S(y) / 2 (r_T(x) is constant along a query's row, so the
+    ranking does not need it).
+
+    Args:
+        X: (n, d) unit-length mapped source vectors.
+        Y: (m, d) unit-length target vectors.
+        k: CSLS neighbourhood.
+
+    Returns:
+        (n,) int64 target indices.
+    """
+    import faiss
+
+    src = faiss.IndexFlatIP(X.shape[1])
+    src.add(X)
+    sims, _ = src.search(Y, k)
+    r_S = sims.mean(axis=1, dtype=np.float64).astype(np.float32)
+    tgt = faiss.IndexFlatIP(X.shape[1] + 1)
+    tgt.add(np.ascontiguousarray(np.hstack([Y, -0.5 * r_S[:, None]]), dtype=np.float32))
+    ones = np.ones((X.shape[0], 1), dtype=np.float32)
+    _, idx = tgt.search(np.ascontiguousarray(np.hstack([X, ones])), 1)
+    return idx[:, 0].astype(np.int64)
+
+
+def faiss_available() -> str | None:
+    """Return faiss's version, or None when faiss-cpu is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return str(faiss.__version__)
+
+
+def _faiss_threads() -> int:
+    import faiss
+
+    return int(faiss.omp_get_max_threads())
+
+
 def gemm_only(X: np.ndarray, Y: np.ndarray, block: int) -> None:
     """Compute every cosine once, X @ Y_blockᵀ for all target blocks, into one buffer."""
     buf = np.empty((X.shape[0], min(block, Y.shape[0])), dtype=np.float32)
@@ -95,8 +145,8 @@ def _time_worker(n: int, data: Path, repeats: int, with_naive: bool) -> dict:
     """Alternate gemm / ours / naive ``repeats`` times; the minimum of each is robust to load
     that drifts during the run, which separate processes one after the other are not."""
     X, Y = _load(data, n)
-    times: dict[str, list[float]] = {"gemm": [], "ours": [], "naive": []}
-    cpu: dict[str, list[float]] = {"gemm": [], "ours": [], "naive": []}
+    times: dict[str, list[float]] = {"gemm": [], "ours": [], "faiss": [], "naive": []}
+    cpu: dict[str, list[float]] = {"gemm": [], "ours": [], "faiss": [], "naive": []}
     blocks: list[int] = []
     preds: dict[str, np.ndarray] = {}
     for _ in range(repeats):
@@ -111,7 +161,9 @@ def _time_worker(n: int, data: Path, repeats: int, with_naive: bool) -> dict:
         times["gemm"].append(best[0])
         cpu["gemm"].append(best[1])
         blocks.append(best[2])
-        kinds = [("ours", _ours)] + ([("naive", naive_csls_top1)] if with_naive else [])
+        kinds = [("ours", _ours)]
+        kinds += [("faiss", faiss_csls_top1)] if faiss_available() else []
+        kinds += [("naive", naive_csls_top1)] if with_naive else []
         for kind, fn in kinds:
             t0, c0 = time.perf_counter(), time.process_time()
             preds[kind] = fn(X, Y)
@@ -123,6 +175,8 @@ def _time_worker(n: int, data: Path, repeats: int, with_naive: bool) -> dict:
             out[kind] = {"best_s": min(times[kind]), "times": times[kind], "cpu_s": min(cpu[kind])}
     if with_naive:
         out["agreement"] = float(np.mean(preds["ours"] == preds["naive"]))
+    if "faiss" in preds:
+        out["agreement_faiss"] = float(np.mean(preds["ours"] == preds["faiss"]))
     return out
 
 
@@ -244,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument(
+        "--naive-max",
+        type=int,
+        default=None,
+        help="run the full-matrix version at most at this n (default: the largest n that fits)",
+    )
+    p.add_argument(
         "--worker", choices=["time", "time+naive", "ours", "naive"], help=argparse.SUPPRESS
     )
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -260,10 +320,20 @@ def main(argv: list[str] | None = None) -> int:
         desc = _prepare_data(sizes[-1], data)
         m = int(np.load(data / "Y.npy", mmap_mode="r").shape[0])
         print(f"data: {desc}")
+        faiss_version = faiss_available()
+        if faiss_version is None:
+            print(
+                "faiss: NOT INSTALLED, so the faiss peer is not measured and vs_faiss=nan "
+                "(install the development set: pip install -r requirements/dev.txt)"
+            )
+        else:
+            print(f"faiss: faiss-cpu {faiss_version}, {_faiss_threads()} threads")
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
               f"numpy {np.__version__}; best of {args.repeats} alternating runs per timing")  # fmt: skip
 
         def naive_fits(n: int) -> bool:
+            if args.naive_max is not None and n > args.naive_max:
+                return False
             return _naive_bytes(n, m) < 0.8 * _available_bytes()
 
         results = []
@@ -274,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             mem = _run_worker("ours", n, data, 1, None)
             naive_mem = _run_worker("naive", n, data, 1, limit) if fits else None
             results.append((n, fits, timing, mem, naive_mem))
+            print(f"n={n}: {json.dumps(timing)}", flush=True)  # raw figures, as they come
 
         # Where the naive version did not fit, time it at the largest size that does.
         ref = None
@@ -308,8 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                 t_naive = ref["naive"]["best_s"] * n / ref["n"]
                 naive_mb = f"{'-':>8}"
                 note = (
-                    f"naive NOT RUN at n={n}: it needs ~{_naive_bytes(n, m) / 2**30:.0f} GiB, "
-                    f"{_available_bytes() / 2**30:.0f} GiB available; its time here is "
+                    f"naive NOT RUN at n={n} (--naive-max {args.naive_max}; it needs "
+                    f"~{_naive_bytes(n, m) / 2**30:.0f} GiB, {_available_bytes() / 2**30:.0f} GiB "
+                    "available); its time here is "
                     f"extrapolated linearly in n from n={ref['n']} (naive {ref['naive']['best_s']:.2f}"
                     f" s, {ref['naive_mb']:.0f} MB; ours {ref['ours']['best_s']:.2f} s there: "
                     f"measured naive/ours = {ref['naive']['best_s'] / ref['ours']['best_s']:.2f})"
@@ -317,21 +389,30 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 t_naive, naive_mb, note = float("nan"), f"{'-':>8}", "naive not measured"
             r1, r2 = t_naive / t_ours, t_ours / t_gemm
+            t_faiss = timing["faiss"]["best_s"] if "faiss" in timing else float("nan")
+            r3 = t_faiss / t_ours
             print(
                 f"{n:>8} {m:>6} | {t_ours:>7.2f} {t_gemm:>7.2f} {t_naive:>8.2f} | "
                 f"{r2:>9.2f} {r1:>10.2f} | {mem['maxrss_mb']:>7.0f} {naive_mb}"
             )
             gflops = 2 * n * m * 50 / t_gemm / 1e9
             print(f"{'':>8} {note}")
+            if "faiss" in timing:
+                print(f"{'':>8} faiss (IndexFlatIP r_S + augmented exact top-1 search): "
+                      f"{t_faiss:.2f} s, faiss/ours = {r3:.2f}; its top-1 agrees with ours on "
+                      f"{timing['agreement_faiss']:.2%}")  # fmt: skip
             print(f"{'':>8} gemm: block {timing['gemm_block']}, {gflops:.0f} GFLOP/s; ours: all "
                   f"times {[round(t, 2) for t in timing['ours']['times']]}, CPU {timing['ours']['cpu_s']:.2f} s "
                   f"(gemm CPU {timing['gemm']['cpu_s']:.2f} s), numpy peak {mem['traced_peak_mb']:.0f} MB, "
                   f"inputs+interpreter {mem['inputs_mb']:.0f} MB")  # fmt: skip
-            summary = (r1, r2, mem["maxrss_mb"])
+            summary = (r1, r2, r3, mem["maxrss_mb"])
         if summary is None:
             return 1
         print(f"load average at end {os.getloadavg()[0]:.1f}")
-        print(f"vs_naive={summary[0]:.2f} vs_gemm={summary[1]:.2f} peak_mb={summary[2]:.0f}")
+        print(
+            f"vs_naive={summary[0]:.2f} vs_gemm={summary[1]:.2f} vs_faiss={summary[2]:.2f} "
+            f"peak_mb={summary[3]:.0f}"
+        )
     return 0
 
 

@@ -7,11 +7,18 @@ clipping), then classify the same English test items. What differs is the batchi
 
 - xlt_course.training: dynamic padding with length-bucketed batches (pools of 50 batches
   sorted by length, batch order shuffled);
-- Trainer: its standard ``DataCollatorWithPadding``, i.e. dynamic padding of randomly
-  shuffled batches, no length bucketing (``train_sampling_strategy="random"``).
+- Trainer (random): its standard ``DataCollatorWithPadding``, i.e. dynamic padding of
+  randomly shuffled batches, no length bucketing (``train_sampling_strategy="random"``);
+- Trainer (grouped): the same with Trainer's own length grouping,
+  ``train_sampling_strategy="group_by_length"`` (the ``group_by_length=True`` of older
+  transformers: ``LengthGroupedSampler``, mega-batches of 50 batches sorted by length), the
+  fair peer for our bucketing.
 
-Each method runs in a fresh child process, so its peak resident memory (``ru_maxrss``) is
-its own. Throughput counts the training loop only (Trainer's own ``train_runtime``;
+Each run is a fresh child process, so its peak resident memory (``ru_maxrss``) is its own.
+The machine is shared, so the runs are interleaved: ``--rounds R`` runs the three methods R
+times in rotating order (ours, random, grouped; random, grouped, ours; ...) and each
+method's figure is its best round, so that load drifting during the benchmark hits all three
+alike; the load average (``uptime``) before and after is printed. Throughput counts the training loop only (Trainer's own ``train_runtime``;
 ``train_seconds`` for ours); tokens/s counts real (non-padding) tokens, which are the same
 for both. The default size (the 2,257 English training texts for one epoch, the 900
 English test items) keeps a run around 5 minutes on 2 busy CPU cores; ``--epochs 2`` is
@@ -23,8 +30,9 @@ Usage::
 
     .venv/bin/python benchmarks/bench_finetune.py [--train N] [--epochs E] [--batch-size B]
 
-The last line reads ``ratio=R acc_ours=A acc_trainer=B`` with R = our training
-examples/s divided by Trainer's.
+The last line reads ``ratio=R ratio_grouped=G acc_ours=A acc_trainer=B`` with R = our
+training examples/s divided by the random-batch Trainer's, G = ours divided by the grouped
+Trainer's, B = the grouped Trainer's accuracy (the random one's is in the table).
 """
 
 from __future__ import annotations
@@ -96,8 +104,12 @@ def run_ours(args) -> dict:
     }
 
 
-def run_trainer(args) -> dict:
-    """Fine-tune and evaluate with transformers.Trainer (in a child process)."""
+def run_trainer(args, sampling: str = "random") -> dict:
+    """Fine-tune and evaluate with transformers.Trainer (in a child process).
+
+    Args:
+        sampling: Trainer's ``train_sampling_strategy``, ``"random"`` or ``"group_by_length"``.
+    """
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -154,7 +166,7 @@ def run_trainer(args) -> dict:
             lr_scheduler_type="linear",
             max_grad_norm=cfg.max_grad_norm,
             optim="adamw_torch",  # the same (non-fused) AdamW as ours
-            train_sampling_strategy="random",
+            train_sampling_strategy=sampling,
             logging_strategy="no",
             save_strategy="no",
             eval_strategy="no",
@@ -183,9 +195,26 @@ def run_trainer(args) -> dict:
     }
 
 
+def run_trainer_grouped(args) -> dict:
+    """Fine-tune with transformers.Trainer and its length grouping (in a child process)."""
+    return run_trainer(args, sampling="group_by_length")
+
+
+METHODS = {
+    "xlt_course.training": run_ours,
+    "Trainer (random)": run_trainer,
+    "Trainer (grouped)": run_trainer_grouped,
+}
+
+
 def _in_child(fn, args) -> dict:
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(fn, args).result()
+
+
+def _uptime() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main() -> None:
@@ -197,21 +226,36 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (best kept)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    load0 = os.getloadavg()[0]
+    load0 = _uptime()
     t0 = time.perf_counter()
-    results = {"xlt_course.training": _in_child(run_ours, args)}
-    results["transformers.Trainer"] = _in_child(run_trainer, args)
+    names = list(METHODS)
+    rounds: dict[str, list[dict]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            rounds[name].append(_in_child(METHODS[name], args))
+            last = rounds[name][-1]
+            print(
+                f"round {r + 1}: {name}: {last['examples'] / last['seconds']:.1f} examples/s, "
+                f"load {_uptime()}",
+                flush=True,
+            )
+    results = {
+        name: max(rs, key=lambda x: x["examples"] / x["seconds"]) for name, rs in rounds.items()
+    }
     wall = time.perf_counter() - t0
-    load1 = os.getloadavg()[0]
+    load1 = _uptime()
 
     print(
         f"\n{args.train} training texts x {args.epochs} epoch(s), batch {args.batch_size}, "
         f"{args.eval} English test items; CPU threads {args.threads or 'default'}; "
-        f"load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores; "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; wall {wall:.0f} s"
+        f"load average (uptime 1/5/15 min) {load0} before, {load1} after, on "
+        f"{os.cpu_count()} cores; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+        f"best of {args.rounds} interleaved round(s); wall {wall:.0f} s"
     )
     head = (
         f"{'method':<22}{'examples/s':>11}{'tokens/s':>10}{'positions':>11}"
@@ -225,10 +269,15 @@ def main() -> None:
             f"{r['positions']:>11}{r['tokens'] / r['positions']:>9.2f}{r['seconds']:>9.1f}"
             f"{r['accuracy']:>9.3f}{r['rss_mb']:>12.0f}"
         )
-    ours, trainer = results["xlt_course.training"], results["transformers.Trainer"]
-    ratio = (ours["examples"] / ours["seconds"]) / (trainer["examples"] / trainer["seconds"])
+
+    def speed(r: dict) -> float:
+        return r["examples"] / r["seconds"]
+
+    ours = results["xlt_course.training"]
+    random_, grouped = results["Trainer (random)"], results["Trainer (grouped)"]
     print(
-        f"ratio={ratio:.2f} acc_ours={ours['accuracy']:.3f} acc_trainer={trainer['accuracy']:.3f}"
+        f"ratio={speed(ours) / speed(random_):.2f} ratio_grouped={speed(ours) / speed(grouped):.2f} "
+        f"acc_ours={ours['accuracy']:.3f} acc_trainer={grouped['accuracy']:.3f}"
     )
 
 

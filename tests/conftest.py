@@ -52,6 +52,7 @@ INFRASTRUCTURE_TEST_FILES = {
     "test_bible.py",
     "test_cli.py",
     "test_colab_like.py",
+    "test_course.py",
     "test_dictionary.py",
     "test_export.py",
     "test_gradescope.py",

@@ -356,3 +356,76 @@ def test_pawsx_and_ud_in_their_hub_schemas(tmp_path, xlmr, capsys):
             "--smoke", "--eval-langs", "en", "--max-length", "32"]  # fmt: skip
     assert course_cli.main(argv) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("accuracy en=")
+
+
+# --------------------------------------------------------------------------- lesson 06, section 10
+
+
+def _lesson06_cells(*cell_ids: str) -> list[str]:
+    """The sources of lesson 06's XNLI cells, by notebook cell id."""
+    import json
+
+    nb = json.loads(
+        (ROOT / "solutions/06-zero-shot-transfer/06-zero-shot-transfer.ipynb").read_text()
+    )
+    by_id = {c["id"]: "".join(c["source"]) for c in nb["cells"]}
+    return [by_id[i] for i in cell_ids]
+
+
+def _offline_main() -> tr.FinetuneConfig:
+    return tr.FinetuneConfig(model="offline", device="cpu", num_threads=1, progress=False)
+
+
+def test_lesson06_xnli_cells_run_xlmr_on_a_hub_schema_folder(xlmr, xnli_dir, capsys):
+    """The lesson's own cells, settings pointed at a tiny random XLM-R and a local XNLI folder."""
+    from types import SimpleNamespace
+
+    from xlt_course import zero_shot_transfer as zst
+
+    settings, run = _lesson06_cells("perf-06-xnli-settings", "perf-06-xnli-run")
+    for old, new in (('XNLI_MODEL = "xlm-roberta-base"', f"XNLI_MODEL = {xlmr!r}"),
+                     ("XNLI_DATA = None", f"XNLI_DATA = {str(xnli_dir)!r}")):  # fmt: skip
+        assert old in settings
+        settings = settings.replace(old, new)
+    shown = []
+    ns = dict(zst=zst, MAIN=_offline_main(), ENV=SimpleNamespace(smoke=True), CACHE="use",
+              display=shown.append)  # fmt: skip
+    exec(settings, ns)
+    exec(run, ns)
+    out = capsys.readouterr().out
+    assert "XNLI zero-shot" in out and "OFFLINE" not in out
+    assert "missing: es, de" in out  # the folder holds en and fr only, and says so
+    assert ns["xnli"].config.pooling == "cls" and ns["xnli"].config.freeze == "none"
+    table = ns["xnli_table"]
+    assert list(table.index) == ["en", "fr"] and shown
+    assert table.loc["fr", "paper Δ(en→l)"] == pytest.approx(85.8 - 79.7)  # Table 1, XLM-R Base
+    acc = ns["xnli_run"].accuracy
+    assert table.loc["fr", "Δ(en→l)"] == pytest.approx(100 * (acc["en"] - acc["fr"]))
+    assert ns["xnli_run"].stats["train_examples"] == 64  # smoke size: 64 English pairs
+
+
+def test_lesson06_xnli_plan_offline_says_so_and_online_takes_all_15_languages(monkeypatch):
+    from xlt_course import zero_shot_transfer as zst
+
+    main = _offline_main()
+    monkeypatch.delenv("XLT_COURSE_ONLINE", raising=False)
+    offline = zst.xnli_plan("xlm-roberta-base", offline=main)
+    assert offline.task == "topics" and offline.config == main
+    assert offline.note.startswith("OFFLINE STAND-IN, not XNLI")
+    monkeypatch.setenv("XLT_COURSE_ONLINE", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    online = zst.xnli_plan("xlm-roberta-base", offline=main)  # a plan: nothing is downloaded
+    assert online.task == "xnli" and online.config.model == "xlm-roberta-base"
+    assert online.config.languages == zst.XNLI_LANGUAGES and len(zst.XNLI_LANGUAGES) == 15
+    assert "all 15 XNLI languages" in online.note
+
+
+def test_lesson06_gap_table_sits_beside_table_1():
+    from xlt_course import zero_shot_transfer as zst
+
+    table = zst.gap_table({"en": 0.9, "fr": 0.8, "it": 0.7})
+    assert list(table.columns) == ["accuracy %", "Δ(en→l)", "paper accuracy %", "paper Δ(en→l)"]
+    assert table.loc["fr", "Δ(en→l)"] == pytest.approx(10.0)
+    assert np.isnan(table.loc["it", "paper Δ(en→l)"])  # XNLI has no Italian
+    with pytest.raises(ValueError, match="XLM-R Base"):
+        zst.gap_table({"en": 0.9}, "XLM-R Huge")

@@ -178,3 +178,26 @@ def test_gold_by_query_groups_pairs_by_source_in_first_seen_order():
     queries, golds = retrieval.gold_by_query(np.array([[5, 1], [2, 0], [5, 3], [2, 0]]))
     np.testing.assert_array_equal(queries, [5, 2])
     assert queries.dtype == np.int64 and golds == [{1, 3}, {0}]
+
+
+def test_benchmark_peers_find_the_readable_csls_top1():
+    """bench_bli.py's faiss peer and full-matrix baseline compute the same CSLS as the course."""
+    import importlib.util
+    from pathlib import Path
+
+    from xlt_course.arrays import unit_rows
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bli.py"
+    spec = importlib.util.spec_from_file_location("bench_bli", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(5)
+    X = unit_rows(rng.normal(size=(400, 16)).astype(np.float32), "X")
+    Y = unit_rows(rng.normal(size=(300, 16)).astype(np.float32), "Y")
+    ref = retrieval.csls_scores(X, Y, k=10).argmax(axis=1)
+    np.testing.assert_array_equal(bench.naive_csls_top1(X, Y, 10), ref)
+    ours = retrieval.translate_words(X, Y, k=10, progress=False)[:, 0]
+    np.testing.assert_array_equal(ours, ref)
+    if bench.faiss_available() is None:
+        pytest.skip("faiss-cpu (requirements/dev.txt) is not installed: the faiss peer is untested")
+    np.testing.assert_array_equal(bench.faiss_csls_top1(X, Y, 10), ref)
