@@ -386,6 +386,7 @@ FIGURES: Mapping[str, Figure] = MappingProxyType(
             DUFTER_SCHUTZE,
             "A conclusion that cross-lingual structure needs far larger models contradicts this "
             "paper: its multilinguality appears in this under-parameterised model.",
+        ),
         "tokenization_premium_max": Figure(
             "largest ratio of tokenization lengths between languages for the same text "
             "(subword tokenizers, including multilingual ones)",
