@@ -1268,14 +1268,12 @@ def grade(
 
 def _write_shard_file(out: Path, shard: Any, batch: list, limits: GradeLimits) -> None:
     """Write ``out/shard.json``: what this shard of ``batch`` graded, for the merge."""
-    from autograder import shards
     from xlt_course.data.manifest import sha256_file
 
     names = sorted({lesson for _, lesson, _ in batch})
     releases = {n: sha256_file(paths.solutions_dir() / n / f"{n}.ipynb") for n in names}
-    shards.write_shard_file(
+    shard.write_file(  # (autograder.shards imports this module, not the reverse)
         out,
-        shard,
         releases=releases,
         grader=f"v{GRADER_VERSION}:{limits}",
         students=sorted({student for student, _, _ in batch}),

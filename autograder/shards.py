@@ -71,6 +71,10 @@ class Shard:
         """Return True when ``student``'s submissions belong to this shard."""
         return shard_of(student, self.count) == self.index
 
+    def write_file(self, out: Path, **record: object) -> Path:
+        """Write ``out/shard.json`` for this shard (see :func:`write_shard_file`)."""
+        return write_shard_file(out, self, **record)  # type: ignore[arg-type]
+
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
