@@ -93,8 +93,10 @@ def xnli_plan(
     smoke: bool = False,
     max_train_examples: int | None = None,
 ) -> ZeroShotPlan:
-    """Decide what the XNLI section runs: ``model`` on XNLI where the data can be had, else
-    the offline encoder on the topic data (the run ``offline`` describes) and say so.
+    """Decide what the XNLI section runs: XNLI with ``model``, or the offline stand-in.
+
+    ``model`` runs on XNLI where the data can be had; otherwise the offline encoder runs on
+    the topic data (the run ``offline`` describes) and the plan's note says so.
 
     XNLI comes from the hub (``facebook/xnli``: Colab, or ``XLT_COURSE_ONLINE=1`` on a
     machine with internet) or from ``data``, a folder with one sub-folder per language in
