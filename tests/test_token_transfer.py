@@ -500,3 +500,10 @@ def test_ex4_accepts_correct_variants():
 def test_ex4_rejects_mistakes(fn):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex4_project_tests", project_labels=fn)
+
+
+def test_udpos_offline_refuses_options_that_do_not_apply(capsys):
+    from xlt_course.cli import main
+
+    assert main(["finetune", "--task", "udpos-offline", "--model", "xlm-roberta-base"]) == 2
+    assert "do not apply" in capsys.readouterr().err
