@@ -382,13 +382,16 @@ def zero_shot_config(smoke: bool = False, **changes: Any):
     """Return the fine-tuning settings of the lesson's POS runs (a FinetuneConfig).
 
     Full fine-tuning of the transformer (embeddings frozen, as in lessons 06-10), 2 epochs,
-    a learning rate for a new token head; ``smoke`` makes it a seconds-long run.
+    learning rate 1e-4 for the encoder and 1e-2 for the new token head (at the encoder's
+    rate the head never learns the rare tags ADJ, ADV, NUM in 2 epochs: their accuracy
+    stayed 0.00 even in English); ``smoke`` makes it a seconds-long run.
     """
     from xlt_course.training import FinetuneConfig
 
     base: dict[str, Any] = dict(model="offline", train_languages=("en",), languages=LANGS,
                                 freeze="embeddings", epochs=2, batch_size=16,
-                                learning_rate=1e-4, max_length=96)  # fmt: skip
+                                learning_rate=1e-4, head_learning_rate=1e-2,
+                                max_length=96)  # fmt: skip
     if smoke:
         base.update(epochs=1, max_length=64)
     return FinetuneConfig(**{**base, **changes})

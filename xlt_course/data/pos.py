@@ -22,8 +22,12 @@ part-of-speech tagset"; its ``.`` is written ``PUNCT`` here).
   ``apertium-eng-spa`` pair (``lt-proc X.automorf.bin | apertium-tagger -g X.prob``), each
   language with its own side. Words are Apertium's lexical units (a unit written with
   spaces, such as *in front of*, is one word here); the first tag of a unit's first
-  analysis decides its universal tag (:data:`APERTIUM_TO_UPOS12`). Verses with a word
-  Apertium does not know are left out, so no tag is a guess of this build.
+  analysis decides its universal tag (:data:`APERTIUM_TO_UPOS12`). The archaic spellings
+  of :data:`MODERN_SPELLING` (*thou*, *unto*; Spanish *fué*, *á*) are given to Apertium in
+  modern spelling, the data keeping the original word; an unknown capitalised word is taken
+  as a proper name (NOUN) and an unknown English *-eth* word as a verb
+  (:func:`silver_tag`); verses with any other unknown word are left out. Verses have
+  5-30 English words; 2,000 train and 500 test verses per language.
 - ``pos-fr`` (``pos/fr-silver.jsonl``): **silver**, the Spanish test verses machine
   translated to French by ``apertium es-fr`` and tagged by spaCy's ``fr_core_news_md``
   (its 17 UD tags mapped by :data:`UD_TO_UPOS12`). Each sentence also stores
