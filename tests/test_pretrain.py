@@ -91,6 +91,16 @@ def test_centred_retrieval_and_rotation_control():
     assert pretrain.centred_p_at_1(X, Y @ Q) < 0.1, "a rotated copy shares no space"
 
 
+def test_word_translation_finds_identical_twins_and_not_random_ones():
+    rng = np.random.default_rng(1)
+    E = rng.normal(size=(20, 8))
+    twins = np.concatenate([E, E + 0.01 * rng.normal(size=E.shape)])
+    ids = np.arange(5, 20)
+    assert pretrain.word_translation_p_at_1(twins, 20, ids) == 1.0
+    unrelated = np.concatenate([E, rng.normal(size=E.shape)])
+    assert pretrain.word_translation_p_at_1(unrelated, 20, ids) < 0.5
+
+
 # --- corpora --------------------------------------------------------------------------------
 
 
