@@ -109,18 +109,22 @@ def _empty(folder, mode=0o700):
     except OSError:
         return
     for name in entries:
-        path = os.path.join(folder, name)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            _empty(path)
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        _remove(os.path.join(folder, name))
+
+
+def _remove(path):
+    """Delete ``path``: a folder (not a link to one) with everything in it, else the entry."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        _empty(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _remove_sysv_ipc():
@@ -165,14 +169,7 @@ class Server:
         for folder in (*WRITABLE, self.cwd, self.ipc):
             _empty(folder, self.modes[folder])
         for name in set(os.listdir("/dev")) - self.dev:
-            path = os.path.join("/dev", name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                _empty(path)
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            _remove(os.path.join("/dev", name))
         _remove_sysv_ipc()
 
     def _reap(self):
