@@ -84,11 +84,19 @@ def test_merge_is_byte_identical_to_one_machine(graded, tmp_path):
     single = (graded / "single" / "grades.csv").read_bytes()
     assert (out / "grades.csv").read_bytes() == single
     assert b"alice,00-setup" in single and b"missing" not in single.split(b"carol")[0]
-    # feedback of the graded notebooks, intake and summary, as from one machine
+    # Feedback is copied byte for byte from the shard that graded the student. It is not
+    # compared with the one-machine run's: that is a second execution of the notebook, and a
+    # kernel may split one print into two stream outputs, which the HTML shows.
     for student in ("alice", "bob"):
-        assert (out / "feedback" / student / f"{LESSON}.html").read_bytes() == (
-            graded / "single" / "feedback" / student / f"{LESSON}.html"
-        ).read_bytes()
+        name = f"{LESSON}.html"
+        copies = [
+            g / "feedback" / student / name
+            for g in (graded / "shard1", graded / "shard2")
+            if (g / "feedback" / student / name).exists()
+        ]
+        assert len(copies) == 1, copies
+        assert (out / "feedback" / student / name).read_bytes() == copies[0].read_bytes()
+        assert (graded / "single" / "feedback" / student / name).exists()
     assert (out / "intake.json").read_bytes() == (graded / "single" / "intake.json").read_bytes()
     assert (out / "summary" / f"scores-{LESSON}.png").exists()
     # merging again replaces the earlier merge
