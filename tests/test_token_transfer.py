@@ -507,3 +507,164 @@ def test_udpos_offline_refuses_options_that_do_not_apply(capsys):
 
     assert main(["finetune", "--task", "udpos-offline", "--model", "xlm-roberta-base"]) == 2
     assert "do not apply" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- span F1, section 7
+
+NER = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+
+
+def span_f1(gold: list[list[str]], pred: list[list[str]]) -> float:
+    """The engine's span F1 on sentences of tag names (one id per word, as the engine keeps them)."""
+    from xlt_course.training import entity_f1
+
+    ids = [f"{s}/{k}" for s, sent in enumerate(gold) for k in range(len(sent))]
+    flat = [NER.index(t) for sent in gold for t in sent]
+    guess = [NER.index(t) for sent in pred for t in sent]
+    return entity_f1(flat, guess, ids, NER)
+
+
+def test_span_f1_needs_both_ends_and_the_type():
+    gold = [["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O", "B-LOC"]]
+    assert span_f1(gold, gold) == 1.0
+    # a partial span is a wrong entity (no partial credit): P = R = 2/3
+    cut = [["B-PER", "I-PER", "O", "B-ORG", "O", "O", "B-LOC"]]
+    assert span_f1(gold, cut) == pytest.approx(2 / 3)
+    # one word too many is just as wrong
+    long = [["B-PER", "I-PER", "B-ORG", "I-ORG", "I-ORG", "O", "B-LOC"]]
+    assert span_f1(gold, long) == pytest.approx(2 / 3)
+    # the right span with the wrong type counts nothing
+    typed = [["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O", "B-ORG"]]
+    assert span_f1(gold, typed) == pytest.approx(2 / 3)
+    # an I- of another type inside a span ends it there
+    mixed = [["B-PER", "I-LOC", "O", "B-ORG", "I-ORG", "O", "B-LOC"]]
+    p, r = 2 / 4, 2 / 3  # PER and LOC predicted where one PER is: 2 of 4 right, 2 of 3 found
+    assert span_f1(gold, mixed) == pytest.approx(2 * p * r / (p + r))
+    assert span_f1(gold, [["O"] * 7]) == 0.0
+
+
+def test_span_f1_reads_an_i_without_b_as_the_start_of_an_entity():
+    # CoNLL's conlleval (seqeval's default mode): I-PER after O opens a PER entity
+    gold = [["O", "B-PER", "I-PER", "O"]]
+    assert span_f1(gold, [["O", "I-PER", "I-PER", "O"]]) == 1.0
+    assert span_f1([["O", "I-LOC"]], [["O", "B-LOC"]]) == 1.0
+    # and B- in the middle of a span splits it into two entities
+    assert span_f1(gold, [["O", "B-PER", "B-PER", "O"]]) == 0.0
+
+
+def test_span_f1_is_micro_averaged_over_sentences():
+    gold = [["B-PER", "O"], ["B-LOC", "I-LOC"], ["O", "O"]]
+    pred = [["B-PER", "O"], ["B-LOC", "O"], ["B-ORG", "O"]]
+    # 1 of 3 predicted entities right, 1 of 2 gold ones found
+    p, r = 1 / 3, 1 / 2
+    assert span_f1(gold, pred) == pytest.approx(2 * p * r / (p + r))
+    assert span_f1([["O", "O"]], [["O", "O"]]) == 0.0  # nothing to find: 0, not an error
+
+
+def test_benchmark_table_gaps_and_paper_columns():
+    table = tt.benchmark_table({"en": 0.8, "de": 0.7, "tr": 0.6})
+    assert list(table.columns) == ["score %", "gap to en"]
+    assert table.loc["tr", "gap to en"] == pytest.approx(20.0)
+    both = tt.benchmark_table({"en": 0.8, "tr": 0.6}, {"en": 85.0, "de": 80.0})
+    assert list(both.index) == ["en", "tr"]
+    assert np.isnan(both.loc["tr", "paper %"]) and both.loc["en", "paper gap to en"] == 0.0
+    with pytest.raises(ValueError, match="English"):
+        tt.benchmark_table({"de": 0.7})
+
+
+def test_benchmark_plan_offline_says_so_and_online_takes_the_languages(monkeypatch):
+    main = tt.zero_shot_config()
+    monkeypatch.delenv("XLT_COURSE_ONLINE", raising=False)
+    for task in ("wikiann", "udpos"):
+        plan = tt.benchmark_plan(task, "xlm-roberta-base", offline=main)
+        assert plan.task == "offline" and plan.config == main and plan.metric == "accuracy"
+        assert plan.note.startswith("OFFLINE STAND-IN, not ")
+    monkeypatch.setenv("XLT_COURSE_ONLINE", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    plan = tt.benchmark_plan("wikiann", "bert-base-multilingual-cased", offline=main)
+    assert plan.task == "wikiann" and plan.metric == "f1"  # a plan: nothing is downloaded
+    assert plan.config.languages == tt.BENCHMARK_LANGUAGES and plan.config.freeze == "none"
+    assert plan.config.model == "bert-base-multilingual-cased" and plan.data is None
+    assert tt.benchmark_plan("udpos", offline=main).metric == "accuracy"
+    with pytest.raises(ValueError, match="wikiann"):
+        tt.benchmark_plan("xnli", offline=main)  # type: ignore[arg-type]
+
+
+def _hub_wikiann(root, lang: str, n: int, seed: int) -> None:
+    """Write one language of WikiANN in the hub's exact schema (features, splits, parquet)."""
+    import datasets
+
+    from xlt_course.benchmarks import WIKIANN_LABELS
+
+    names = {"en": ["Paris", "Alice", "Google"], "de": ["Berlin", "Bob", "Siemens"]}[lang]
+    filler = {"en": ["lives", "in", "the", "near"], "de": ["wohnt", "in", "der", "bei"]}[lang]
+    features = datasets.Features({
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(WIKIANN_LABELS))),
+        "langs": datasets.Sequence(datasets.Value("string")),
+        "spans": datasets.Sequence(datasets.Value("string")),
+    })  # fmt: skip
+    rng = np.random.default_rng(seed)
+    for split, k in (("train", n), ("validation", n // 2), ("test", n // 2)):
+        rows = {"tokens": [], "ner_tags": [], "langs": [], "spans": []}
+        for _ in range(k):
+            words, tags = [], []
+            for _ in range(int(rng.integers(3, 7))):
+                if rng.random() < 0.3:
+                    w = int(rng.integers(0, 3))
+                    words += [names[w], names[w] + "s"]
+                    tags += [1 + 2 * w, 2 + 2 * w]  # B-X I-X: a two-word entity
+                else:
+                    words.append(str(rng.choice(filler)))
+                    tags.append(0)
+            rows["tokens"].append(words)
+            rows["ner_tags"].append(tags)
+            rows["langs"].append([lang] * len(words))
+            rows["spans"].append([])
+        (root / lang).mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(
+            str(root / lang / f"{split}-00000-of-00001.parquet")
+        )
+
+
+def test_lesson11_benchmark_cells_run_a_tiny_xlmr_on_hub_schema_wikiann(
+    tmp_path, monkeypatch, capsys
+):
+    """The lesson's own section-7 cells, on a tiny random XLM-R and a local WikiANN folder."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("datasets")
+    from tiny_models import tiny_xlmr, xlmr_tokenizer
+
+    from xlt_course import training as tr
+
+    monkeypatch.setattr(tr.paths, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.delenv("XLT_COURSE_ONLINE", raising=False)
+    model = tiny_xlmr(tmp_path / "xlmr", xlmr_tokenizer(tmp_path / "tok"), "base")
+    data = tmp_path / "wikiann"
+    _hub_wikiann(data, "en", 64, 0)
+    _hub_wikiann(data, "de", 64, 1)
+    cells = {c["id"]: "".join(c["source"]) for c in json.loads(NB.read_text())["cells"]}
+    settings = cells["l11-bench-settings"]
+    for old, new in (('BENCH_MODEL = "xlm-roberta-base"', f"BENCH_MODEL = {model!r}"),
+                     ("BENCH_DATA = None", f"BENCH_DATA = {str(data)!r}")):  # fmt: skip
+        assert old in settings
+        settings = settings.replace(old, new)
+    shown: list = []
+    config = tt.zero_shot_config(smoke=True, device="cpu", num_threads=1, progress=False)
+    ns = dict(tt=tt, tr=tr, np=np, CONFIG=config, ENV=SimpleNamespace(smoke=True),
+              CACHE="use", display=shown.append, train_en=None, test=None)  # fmt: skip
+    exec(settings, ns)
+    exec(cells["l11-bench-spans"], ns)
+    exec(cells["l11-bench-run"], ns)
+    out = capsys.readouterr().out
+    assert "WikiANN (PAN-X) NER" in out and "OFFLINE" not in out
+    assert "missing there: es, fr, tr, ru, ar, hi, zh" in out
+    assert "ORG cut short      word accuracy 0.88   span F1 0.67" in out
+    run = ns["bench_run"]
+    assert set(run.f1) == {"en", "de"} and run.stats["train_examples"] == 64
+    assert run.label_names == tuple(NER) and run.config.model == model
+    table = ns["bench_table"]
+    assert shown and list(table.index) == ["en", "de"]
+    assert table.loc["de", "score %"] == pytest.approx(100 * run.f1["de"])
+    assert table.loc["de", "gap to en"] == pytest.approx(100 * (run.f1["en"] - run.f1["de"]))

@@ -27,22 +27,27 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from xlt_course.training import IGNORE_INDEX, LabelSubwords, TokenSplit, align_labels
 
 __all__ = [
+    "BENCHMARK_LANGUAGES",
     "IGNORE_INDEX",
     "LabelSubwords",
     "ZeroShotRun",
+    "TokenBenchmarkPlan",
     "align_labels",
+    "benchmark_plan",
+    "benchmark_table",
     "confusion",
     "majority_tag_accuracy",
     "mutual_argmax_align",
     "per_tag_accuracy",
     "project_labels",
+    "run_benchmark",
     "sentence_bootstrap",
     "split_words",
     "subword_overlap",
@@ -417,3 +422,188 @@ def baselines(train: TokenSplit, test: TokenSplit) -> dict[str, float]:
 def accuracy_line(accuracy: Mapping[str, float]) -> str:
     """Return ``accuracy en=A es=B fr=C tr=D`` (the last line of the command)."""
     return "accuracy " + " ".join(f"{lang}={accuracy[lang]:.3f}" for lang in accuracy)
+
+
+# --------------------------------------------------------------------------- WikiANN, UD-POS (Colab)
+
+#: The languages of the Colab section: English (training), two near languages, the lesson's
+#: Turkish, and four other scripts and families (all in WikiANN and in one UD treebank each).
+BENCHMARK_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "tr", "ru", "ar", "hi", "zh")
+
+
+@dataclass(frozen=True)
+class TokenBenchmarkPlan:
+    """What the lesson's Colab section runs: WikiANN or UD-POS with a hub model, or the stand-in.
+
+    Attributes:
+        task: ``"wikiann"`` (PAN-X NER, entity-level span F1), ``"udpos"`` (UD POS, word
+            accuracy) or ``"offline"`` (the lesson's offline POS run, the stand-in).
+        config: the engine's settings for the run (a FinetuneConfig).
+        data: a local folder in the hub's schema, or None (the hub; offline: unused).
+        metric: ``"f1"`` (WikiANN) or ``"accuracy"`` (UD-POS and the stand-in).
+        note: one line saying what runs and why, for the lesson's output.
+    """
+
+    task: Literal["wikiann", "udpos", "offline"]
+    config: Any
+    data: str | None
+    metric: Literal["f1", "accuracy"]
+    note: str
+
+
+def _languages_in(folder: Path, task: str, langs: Sequence[str]) -> tuple[str, ...]:
+    """The languages of ``langs`` that a local hub-schema folder holds (by code or UD treebank)."""
+    from xlt_course.benchmarks import BENCHMARKS
+
+    bench = BENCHMARKS[task]
+    have = {p.name for p in folder.iterdir() if p.is_dir()}
+    return tuple(lang for lang in langs if lang in have or bench.config(lang) in have)
+
+
+def benchmark_plan(
+    task: Literal["wikiann", "udpos"],
+    model: str = "xlm-roberta-base",
+    *,
+    offline: Any,
+    data: str | Path | None = None,
+    smoke: bool = False,
+    max_train_examples: int | None = None,
+    languages: Sequence[str] = BENCHMARK_LANGUAGES,
+) -> TokenBenchmarkPlan:
+    """Decide what the Colab section runs: ``task`` with ``model``, or the offline stand-in.
+
+    ``model`` is fine-tuned on the English training split of WikiANN (``unimelb-nlp/wikiann``,
+    20,000 sentences) or UD-POS (English EWT) and tested zero-shot on ``languages``, where
+    the data can be had: from the hub (Colab, or ``XLT_COURSE_ONLINE=1`` with internet) or
+    from ``data``, a folder with one sub-folder per language in the hub's exact schema
+    (:mod:`xlt_course.benchmarks`). Otherwise the plan is the lesson's offline POS run
+    (``offline``, cached by section 2) and its note says so.
+
+    Args:
+        task: ``"wikiann"`` or ``"udpos"``.
+        model: a hub id (``"xlm-roberta-base"``, ``"bert-base-multilingual-cased"``) or a
+            local model folder; ``"offline"`` asks for the stand-in.
+        offline: the lesson's offline POS configuration (a FinetuneConfig).
+        data: a local hub-schema folder (None: the hub).
+        smoke: the test suite's size (64 training sentences, 32 test sentences per language).
+        max_train_examples: English training sentences (None: all).
+        languages: the evaluation languages (English first).
+
+    Returns:
+        A :class:`TokenBenchmarkPlan`.
+
+    Used in: lesson 11-token-transfer, section 7.
+    """
+    from xlt_course import benchmarks
+    from xlt_course.models import MODEL_CHOICES
+
+    if task not in ("wikiann", "udpos"):
+        raise ValueError(f"task must be 'wikiann' or 'udpos', got {task!r}")
+    bench = benchmarks.BENCHMARKS[task]
+    hub = benchmarks.hub_allowed()
+    is_hub_id = model in MODEL_CHOICES and model != "offline"
+    if model == "offline" or (data is None and not hub) or (is_hub_id and not hub):
+        why = (
+            "the offline encoder was asked for"
+            if model == "offline"
+            else f"no hub access (Colab, or XLT_COURSE_ONLINE=1 with internet) and no local "
+            f"{bench.name} folder"
+            if data is None and not hub
+            else f"{model!r} needs the hub (Colab, or XLT_COURSE_ONLINE=1 with internet)"
+        )
+        note = (
+            f"OFFLINE STAND-IN, not {'WikiANN' if task == 'wikiann' else 'UD-POS'}: {why}, so "
+            f"these cells show the offline encoder ({offline.model!r}) on the lesson's POS data "
+            "(section 2's run, word accuracy, silver en/es/fr and gold tr), not "
+            + ("NER span F1" if task == "wikiann" else "UD treebanks")
+        )
+        return TokenBenchmarkPlan("offline", offline, None, "accuracy", note)
+    langs, missing = tuple(languages), ()
+    if data is not None:
+        folder = Path(data).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"data={str(data)!r} is not a folder")
+        langs = _languages_in(folder, task, languages)
+        if "en" not in langs:
+            raise ValueError(f"data={str(data)!r} has no 'en' folder to train on")
+        missing = tuple(lang for lang in languages if lang not in langs)
+    config = offline.replace(
+        model=model, train_languages=("en",), languages=langs, freeze="none",
+        max_length=128, epochs=2, batch_size=32, learning_rate=2e-5,
+        head_learning_rate=None, warmup_ratio=0.1, precision="auto", label_subwords="first",
+        max_train_examples=max_train_examples, max_eval_examples=None, save_checkpoint=False,
+    )  # fmt: skip
+    if smoke:
+        config = config.replace(
+            epochs=1, batch_size=16, learning_rate=1e-4, max_train_examples=64, max_eval_examples=32
+        )
+    source = f"the local folder {data}" if data is not None else f"the hub ({bench.hub_id})"
+    what = "WikiANN (PAN-X) NER, entity-level span F1" if task == "wikiann" else "UD-POS accuracy"
+    note = (
+        f"{what}: {model} fine-tuned on English from {source}, tested zero-shot on "
+        + ", ".join(langs)
+        + (f" (missing there: {', '.join(missing)})" if missing else "")
+        + (" (smoke size)" if smoke else "")
+    )
+    return TokenBenchmarkPlan(task, config, None if data is None else str(data), bench.metric, note)
+
+
+def run_benchmark(plan: TokenBenchmarkPlan, offline_data: tuple[Any, Any], *, cache: str = "use"):
+    """Fine-tune and evaluate what ``plan`` says, through the course's engine.
+
+    Args:
+        plan: from :func:`benchmark_plan`.
+        offline_data: ``(train, evals)`` of the lesson's offline POS run (the stand-in's data).
+        cache: the engine's cache mode (``"only"`` while grading: None when nothing cached).
+
+    Returns:
+        The engine's FinetuneResult (``accuracy`` per language; ``f1`` per language for NER).
+
+    Used in: lesson 11-token-transfer, section 7.
+    """
+    from xlt_course import training as tr
+
+    if plan.task == "offline":
+        train, evals = offline_data
+        return tr.finetune(plan.config, train, evals, cache=cache)
+    from xlt_course import benchmarks
+
+    cfg = plan.config
+    train = benchmarks.load_language(
+        plan.task, "en", "train", data=plan.data, max_examples=cfg.max_train_examples
+    )
+    evals = benchmarks.load_benchmark(
+        plan.task, cfg.languages, "test", data=plan.data, max_examples=cfg.max_eval_examples
+    )
+    return tr.finetune(cfg, train, evals, cache=cache)
+
+
+def benchmark_table(
+    scores: Mapping[str, float], published: Mapping[str, float] | None = None
+) -> Any:
+    """Return our score and gap to English per language, beside published scores if given.
+
+    Args:
+        scores: ``{language: score}`` as a fraction (span F1 or accuracy), English included.
+        published: ``{language: score in %}`` from a paper (None: no paper columns).
+
+    Returns:
+        A pandas DataFrame indexed by our languages with columns ``score %`` and
+        ``gap to en`` (points), plus ``paper %`` and ``paper gap to en`` when ``published``
+        is given (NaN for a language the paper lacks).
+
+    Used in: lesson 11-token-transfer, section 7.
+    """
+    import pandas as pd
+
+    if "en" not in scores:
+        raise ValueError(f"scores need English to measure the gap, got {list(scores)}")
+    ours = {lang: 100 * float(s) for lang, s in scores.items()}
+    cols = {"score %": ours, "gap to en": {k: ours["en"] - v for k, v in ours.items()}}
+    if published is not None:
+        paper = {k: float(v) for k, v in published.items()}
+        cols["paper %"] = paper
+        if "en" in paper:
+            cols["paper gap to en"] = {k: paper["en"] - v for k, v in paper.items()}
+    table = pd.DataFrame({name: pd.Series(col, dtype=float) for name, col in cols.items()})
+    return table.loc[list(ours)]
