@@ -668,3 +668,42 @@ def test_lesson11_benchmark_cells_run_a_tiny_xlmr_on_hub_schema_wikiann(
     assert shown and list(table.index) == ["en", "de"]
     assert table.loc["de", "score %"] == pytest.approx(100 * run.f1["de"])
     assert table.loc["de", "gap to en"] == pytest.approx(100 * (run.f1["en"] - run.f1["de"]))
+
+
+def test_udpos_runs_through_the_same_code_from_treebank_folders(tmp_path, monkeypatch):
+    """UD-POS from folders named like the hub's configs (en_ewt, tr_imst), hub column types."""
+    pytest.importorskip("datasets")
+    import datasets
+    from tiny_models import tiny_xlmr, xlmr_tokenizer
+
+    from xlt_course import benchmarks as bm
+    from xlt_course import training as tr
+
+    monkeypatch.setattr(tr.paths, "cache_dir", lambda: tmp_path / "cache")
+    features = datasets.Features({
+        "idx": datasets.Value("string"), "text": datasets.Value("string"),
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "lemmas": datasets.Sequence(datasets.Value("string")),
+        "upos": datasets.Sequence(datasets.ClassLabel(names=list(bm.UD_UPOS_LABELS))),
+    })  # fmt: skip
+    vocab = {"en": [("the", "DET"), ("cat", "NOUN"), ("sleeps", "VERB"), (".", "PUNCT")],
+             "tr": [("kedi", "NOUN"), ("uyuyor", "VERB"), (".", "PUNCT")]}  # fmt: skip
+    for lang, treebank in (("en", "en_ewt"), ("tr", "tr_imst")):
+        (tmp_path / "ud" / treebank).mkdir(parents=True)
+        words, tags = zip(*vocab[lang], strict=True)
+        n = 40
+        rows = {"idx": [f"{lang}-{i}" for i in range(n)], "text": [" ".join(words)] * n,
+                "tokens": [list(words)] * n, "lemmas": [list(words)] * n,
+                "upos": [[bm.UD_UPOS_LABELS.index(t) for t in tags]] * n}  # fmt: skip
+        for split in ("train", "test"):
+            datasets.Dataset.from_dict(rows, features=features).to_parquet(
+                str(tmp_path / "ud" / treebank / f"{split}-00000-of-00001.parquet")
+            )
+    model = tiny_xlmr(tmp_path / "xlmr", xlmr_tokenizer(tmp_path / "tok"), "base")
+    main = tt.zero_shot_config(smoke=True, device="cpu", num_threads=1, progress=False)
+    plan = tt.benchmark_plan("udpos", model, offline=main, data=tmp_path / "ud", smoke=True)
+    assert plan.task == "udpos" and plan.config.languages == ("en", "tr")
+    assert "UD-POS accuracy" in plan.note and "missing there: es, fr, de" in plan.note
+    run = tt.run_benchmark(plan, (None, None), cache="use")
+    assert set(run.accuracy) == {"en", "tr"} and not run.f1  # POS: accuracy, no span F1
+    assert run.label_names == bm.UD_UPOS_LABELS
