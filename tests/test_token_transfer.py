@@ -707,3 +707,20 @@ def test_udpos_runs_through_the_same_code_from_treebank_folders(tmp_path, monkey
     run = tt.run_benchmark(plan, (None, None), cache="use")
     assert set(run.accuracy) == {"en", "tr"} and not run.f1  # POS: accuracy, no span F1
     assert run.label_names == bm.UD_UPOS_LABELS
+
+
+def test_few_shot_config_continues_from_the_checkpoint_with_enough_steps(tmp_path):
+    from types import SimpleNamespace
+
+    base = tt.zero_shot_config().replace(save_checkpoint=True)
+    zs = SimpleNamespace(config=base, checkpoint=tmp_path / "checkpoint")
+    ten = tt.few_shot_config(zs, 10)
+    assert ten.model == str(tmp_path / "checkpoint") and not ten.save_checkpoint
+    assert ten.epochs == 32 and ten.head_learning_rate is None  # 32 steps of 10 sentences
+    assert tt.few_shot_config(zs, 100).epochs == 4  # 7 steps an epoch: 28
+    assert tt.few_shot_config(zs, 500).epochs == base.epochs  # 32 steps an epoch already
+    assert ten.learning_rate == base.learning_rate and ten.label_subwords == base.label_subwords
+    with pytest.raises(ValueError, match="save_checkpoint"):
+        tt.few_shot_config(SimpleNamespace(config=base, checkpoint=None), 10)
+    with pytest.raises(ValueError, match="k must be"):
+        tt.few_shot_config(zs, 0)

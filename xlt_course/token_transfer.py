@@ -43,6 +43,7 @@ __all__ = [
     "benchmark_plan",
     "benchmark_table",
     "confusion",
+    "few_shot_config",
     "majority_tag_accuracy",
     "mutual_argmax_align",
     "per_tag_accuracy",
@@ -400,6 +401,37 @@ def zero_shot_config(smoke: bool = False, **changes: Any):
     if smoke:
         base.update(epochs=1, max_length=64)
     return FinetuneConfig(**{**base, **changes})
+
+
+def few_shot_config(zero_shot: Any, k: int, *, min_steps: int = 20):
+    """Return the settings that continue fine-tuning the zero-shot model on k target sentences.
+
+    Few-shot transfer as in Lauscher et al. (2020, EMNLP, "From Zero to Hero"): the model
+    fine-tuned on English goes on training on k labelled target-language sentences only,
+    which costs k sentences per epoch instead of retraining on English plus k. A few
+    sentences make few optimiser steps, so the epochs grow until the run makes at least
+    ``min_steps`` steps; the head, trained already, takes the encoder's learning rate.
+
+    Args:
+        zero_shot: the zero-shot run (a FinetuneResult saved with ``save_checkpoint=True``).
+        k: target-language training sentences.
+        min_steps: the fewest optimiser steps of a run.
+
+    Returns:
+        A FinetuneConfig whose ``model`` is the zero-shot checkpoint.
+
+    Used in: lesson 11-token-transfer, section 5.
+    """
+    import math
+
+    if zero_shot.checkpoint is None:
+        raise ValueError("the zero-shot run has no checkpoint: train it with save_checkpoint=True")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    cfg = zero_shot.config
+    epochs = max(cfg.epochs, math.ceil(min_steps * cfg.batch_size / k))
+    return cfg.replace(model=str(zero_shot.checkpoint), epochs=epochs, head_learning_rate=None,
+                       save_checkpoint=False)  # fmt: skip
 
 
 def load_zero_shot_data(run: ZeroShotRun, smoke: bool = False):
