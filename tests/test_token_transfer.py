@@ -608,19 +608,20 @@ def _hub_wikiann(root, lang: str, n: int, seed: int) -> None:
     for split, k in (("train", n), ("validation", n // 2), ("test", n // 2)):
         rows = {"tokens": [], "ner_tags": [], "langs": [], "spans": []}
         for _ in range(k):
-            words, tags = [], []
+            words, tags, spans = [], [], []
             for _ in range(int(rng.integers(3, 7))):
                 if rng.random() < 0.3:
                     w = int(rng.integers(0, 3))
                     words += [names[w], names[w] + "s"]
                     tags += [1 + 2 * w, 2 + 2 * w]  # B-X I-X: a two-word entity
+                    spans.append(f"{WIKIANN_LABELS[1 + 2 * w][2:]}: {names[w]} {names[w]}s")
                 else:
                     words.append(str(rng.choice(filler)))
                     tags.append(0)
             rows["tokens"].append(words)
             rows["ner_tags"].append(tags)
             rows["langs"].append([lang] * len(words))
-            rows["spans"].append([])
+            rows["spans"].append(spans)  # the hub's "PER: Ada Lovelace" strings
         (root / lang).mkdir(parents=True, exist_ok=True)
         datasets.Dataset.from_dict(rows, features=features).to_parquet(
             str(root / lang / f"{split}-00000-of-00001.parquet")
