@@ -726,3 +726,24 @@ def test_few_shot_config_continues_from_the_checkpoint_with_enough_steps(tmp_pat
         tt.few_shot_config(SimpleNamespace(config=base, checkpoint=None), 10)
     with pytest.raises(ValueError, match="k must be"):
         tt.few_shot_config(zs, 0)
+
+
+def test_word_vectors_are_cached_by_sentences_and_model(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from tiny_models import tiny_xlmr, xlmr_tokenizer
+
+    from xlt_course import paths
+
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
+    model = tiny_xlmr(tmp_path / "xlmr", xlmr_tokenizer(tmp_path / "tok"), "base")
+    sents = [["the", "cat", "sleeps"], ["a", "dog"], ["Açıklanmayan", "sorular", "."]]
+    first = tt.word_vectors(sents, model=model, layer=1)
+    files = list((tmp_path / "cache" / "word-vectors").glob("*.npz"))
+    assert len(files) == 1 and [v.shape for v in first] == [(3, 16), (2, 16), (3, 16)]
+    again = tt.word_vectors(sents, model=model, layer=1)  # read back from the file
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    fresh = tt.word_vectors(sents, model=model, layer=1, cache=False)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(first, fresh, strict=True))
+    tt.word_vectors(sents[:2], model=model, layer=1)  # other sentences: another file
+    tt.word_vectors(sents, model=model, layer=2)  # another layer: another file
+    assert len(list((tmp_path / "cache" / "word-vectors").glob("*.npz"))) == 3

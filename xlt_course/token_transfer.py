@@ -74,6 +74,7 @@ def word_vectors(
     batch_size: int = 32,
     max_length: int = 128,
     progress: bool = False,
+    cache: bool = True,
 ) -> list[np.ndarray]:
     """Embed each word of pre-split sentences: the mean of its sub-words' hidden states.
 
@@ -85,18 +86,48 @@ def word_vectors(
         batch_size: sentences per forward pass.
         max_length: tokens per sentence; words cut off get a zero vector.
         progress: show a tqdm bar.
+        cache: keep the vectors in ``data/cache/word-vectors/`` (keyed by the sentences, the
+            model's weights, ``layer`` and ``max_length``) and reuse them.
 
     Returns:
         n arrays of shape (n_words_i, d), float32, rows L2-normalised (zero rows stay zero).
     """
+    from xlt_course import paths
+    from xlt_course.models import resolve_model_id
+    from xlt_course.training import fingerprint, model_fingerprint
+
+    model_id = resolve_model_id(model)
+    file = None
+    if cache:
+        words = [[str(w) for w in ws] for ws in sentences]
+        key = fingerprint([words, model_fingerprint(model_id), layer, max_length])[:20]
+        file = paths.cache_dir() / "word-vectors" / f"{key}.npz"
+        if file.is_file():
+            with np.load(file) as z:
+                offsets = z["offsets"]
+                return [z["vectors"][a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    out = _word_vectors(sentences, model_id, layer, batch_size, max_length, progress)
+    if file is not None:
+        import os
+
+        file.parent.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [len(v) for v in out])
+        tmp = file.with_name(f".{file.stem}.{os.getpid()}.npz")
+        dim = out[0].shape[1] if out else 0
+        stacked = np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+        np.savez(tmp, vectors=stacked, offsets=offsets)
+        os.replace(tmp, file)  # atomic: a reader never sees half a file
+    return out
+
+
+def _word_vectors(sentences, model_id: str, layer: int, batch_size: int, max_length: int,
+                  progress: bool) -> list[np.ndarray]:  # fmt: skip
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModel
 
-    from xlt_course.models import resolve_model_id
     from xlt_course.training import get_tokenizer, quiet_transformers
 
-    model_id = resolve_model_id(model)
     tokenizer = get_tokenizer(model_id)
     with quiet_transformers():
         encoder = AutoModel.from_pretrained(model_id).eval()
