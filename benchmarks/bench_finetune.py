@@ -83,6 +83,29 @@ def _config(args):
     )
 
 
+def trainer_accuracy(pred) -> float:
+    """Return the accuracy of a ``Trainer.predict`` output against its own ``label_ids``.
+
+    With ``train_sampling_strategy="group_by_length"`` Trainer also groups the evaluation
+    set by length (``Trainer._get_eval_sampler`` returns a ``LengthGroupedSampler``, since
+    transformers PR #33514), so the predictions come back in the sampler's order, not the
+    dataset's. Compared with the split's labels in dataset order they score a permutation:
+    chance accuracy, whatever the model learned. ``label_ids`` come back in the same order
+    as the predictions.
+
+    Args:
+        pred: ``PredictionOutput`` with (n, classes) ``predictions`` and (n,) ``label_ids``.
+
+    Returns:
+        Accuracy in [0, 1].
+    """
+    from xlt_course import training as tr
+
+    if pred.label_ids is None:
+        raise ValueError("the prediction output has no label_ids: keep the labels in the eval set")
+    return tr.accuracy(pred.predictions, pred.label_ids)
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -185,12 +208,14 @@ def run_trainer(args, sampling: str = "random") -> dict:
         result = trainer.train()
         counts["on"] = False
         pred = trainer.predict(Encoded(test))
+    if sorted(pred.label_ids.tolist()) != sorted(int(y) for y in test.labels):
+        raise RuntimeError("Trainer.predict did not return every test item once")
     return {
         "seconds": float(result.metrics["train_runtime"]),
         "examples": len(train) * cfg.epochs,
         "tokens": counts["tokens"],
         "positions": counts["positions"],
-        "accuracy": tr.accuracy(pred.predictions, test.labels),
+        "accuracy": trainer_accuracy(pred),
         "rss_mb": _peak_rss_mb(),
     }
 

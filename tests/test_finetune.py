@@ -782,3 +782,52 @@ def test_ex3_stub_gets_friendly_message():
 
     with pytest.raises(AssertionError, match="not implemented yet"):
         run_test_cell(NB, "ex3_accuracy_tests", batched_accuracy=batched_accuracy)
+
+
+# --------------------------------------------------------------------------- benchmark peer
+
+
+def test_bench_finetune_scores_the_grouped_trainer_in_its_own_eval_order(tiny_nodrop):
+    """Trainer with group_by_length also reorders predict(); the benchmark must follow it.
+
+    Scoring those predictions against the split's labels in dataset order (what
+    bench_finetune.py did) put the grouped Trainer at chance accuracy.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_finetune.py"
+    spec = importlib.util.spec_from_file_location("bench_finetune", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    split = make_split(64, seed=3)
+    tok = AutoTokenizer.from_pretrained(tiny_nodrop)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_nodrop).eval()
+    ids = tok(split.texts)["input_ids"]
+    items = [{"input_ids": x, "labels": int(y)} for x, y in zip(ids, split.labels, strict=True)]
+    with torch.no_grad():  # the reference: each text alone, in dataset order
+        ref = [int(model(input_ids=torch.tensor([x])).logits.argmax()) for x in ids]
+    expected = float(np.mean(np.array(ref) == split.labels))
+
+    args = TrainingArguments(output_dir=str(Path(tiny_nodrop).parent / "out"), use_cpu=True,
+                             per_device_eval_batch_size=8, report_to="none", disable_tqdm=True,
+                             train_sampling_strategy="group_by_length")  # fmt: skip
+    pred = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tok)).predict(
+        items
+    )
+    assert pred.label_ids.tolist() != split.labels.tolist()  # not the dataset's order
+    # Predictions and label_ids are permuted together: the same (prediction, label) pairs.
+    pairs = sorted(
+        zip(pred.predictions.argmax(axis=1).tolist(), pred.label_ids.tolist(), strict=True)
+    )
+    assert pairs == sorted(zip(ref, split.labels.tolist(), strict=True))
+    assert bench.trainer_accuracy(pred) == pytest.approx(expected)

@@ -198,6 +198,9 @@ def test_benchmark_peers_find_the_readable_csls_top1():
     np.testing.assert_array_equal(bench.naive_csls_top1(X, Y, 10), ref)
     ours = retrieval.translate_words(X, Y, k=10, progress=False)[:, 0]
     np.testing.assert_array_equal(ours, ref)
+    # The two matrix-product bounds run on ragged edges (400 rows, 300 columns).
+    bench.gemm_only(X, Y, 128)
+    bench.gemm_tiled(X, Y, 64, 128, 2)
     if bench.faiss_available() is None:
         pytest.skip("faiss-cpu (requirements/dev.txt) is not installed: the faiss peer is untested")
     np.testing.assert_array_equal(bench.faiss_csls_top1(X, Y, 10), ref)

@@ -588,7 +588,8 @@ def _retrieve(
         for r0, r1 in my_slabs:
             part = S[r0:r1]
             np.matmul(A[r0:r1], YbT, out=part)
-            part.max(axis=1, out=row_max[r0:r1])
+            # argmax and a gather beat max() along rows this short
+            row_max[r0:r1] = part[np.arange(r1 - r0), part.argmax(axis=1)]
             if r1 - r0 == G:
                 M = part.copy() if M is None else np.maximum(M, part, out=M)
         return M
@@ -596,7 +597,8 @@ def _retrieve(
     def top1_rows(rows: np.ndarray, S: np.ndarray, half: np.ndarray, cols: np.ndarray) -> None:
         # rows: positions among the queries.
         src_rows = rows if queries is None else queries[rows]
-        best.update_top1_rows(S[src_rows] - half, cols, rows)
+        C = S[src_rows]
+        best.update_top1_rows(np.subtract(C, half, out=C), cols, rows)
 
     try:
         for s in _progress(starts, len(starts), f"{method.upper()} retrieval", show):
