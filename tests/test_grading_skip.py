@@ -8,6 +8,7 @@ skipping on and off.
 
 from __future__ import annotations
 
+import copy
 import re
 
 import nbformat
@@ -204,11 +205,25 @@ def dependent(tmp_path_factory, built_data):
     cells["ex2_top_k"].source = cells["ex2_top_k"].source.replace(
         '"""\n', f'"""\n    assert {name} is not None\n', 1
     )
-    for student, content in (("edited", nb), ("readsdemo", reads_demo)):
+    # the same, graded by an analysis that (wrongly) also skips the cell the answer needs
+    hole = copy.deepcopy(reads_demo)
+    hole.cells[j].source += "\n# FORCE-SKIP\n"
+    hole.metadata["xlt_test_hole"] = True
+    for student, content in (("edited", nb), ("readsdemo", reads_demo), ("hole", hole)):
         dest = subs / student / LESSON / f"{LESSON}.ipynb"
         dest.parent.mkdir(parents=True)
         dest.write_text(nbformat.writes(content), encoding="utf-8")
-    results = grading.grade(subs, base / "graded", jobs=2, limits=LIMITS, progress=False)
+    real = cell_skip.plan_skips
+
+    def with_hole(cells, release_cells, graded_sources):
+        plan = real(cells, release_cells, graded_sources)
+        forced = [i for i, c in enumerate(cells) if "# FORCE-SKIP" in c.source]
+        plan.skip = sorted(set(plan.skip) | set(forced))
+        return plan
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cell_skip, "plan_skips", with_hole)
+        results = grading.grade(subs, base / "graded", jobs=2, limits=LIMITS, progress=False)
     return {r.student: r for r in results}
 
 
@@ -217,6 +232,14 @@ def test_answer_reading_an_ungraded_cell_gets_full_marks(dependent):
     assert r.score == r.max_score > 0, r.flags
     assert r.seconds.get("cells_skipped", 0) >= 1
     assert not r.seconds.get("regraded_all_cells")  # kept by the proof, not the fallback
+
+
+def test_a_missing_name_regrades_with_every_cell(dependent):
+    # a hole in the analysis shows as NameError: the notebook is graded again, fully
+    r = dependent["hole"]
+    assert r.score == r.max_score > 0, r.flags
+    assert r.seconds.get("regraded_all_cells") == 1
+    assert r.flags == dependent["readsdemo"].flags
 
 
 def test_edited_author_cell_runs(dependent):
@@ -277,8 +300,23 @@ def test_every_lesson_grades_identically_with_and_without_skipping(tmp_path):
     skipped = {k: on[k].seconds.get("cells_skipped", 0) for k in on}
     assert all(v > 0 for v in skipped.values()), skipped
     assert not any(off[k].seconds.get("cells_skipped") for k in off)
-    for (student, lesson), r in on.items():  # the reference is right, the blank scores 0
-        if student == "reference":
-            assert r.score == r.max_score > 0, (lesson, r.flags)
-        elif student == "blank":
-            assert r.score == 0, (lesson, r.flags)
+    # The reference and the blank (this test replaces test_grading.py's every-reference
+    # test): a solution cell that trips the xlt_course rule, a graded cell that needs a
+    # training run, or a hidden test that rejects its own reference shows up here. Written
+    # answers: the reference's all wait for the instructor (pending, never 0), the blank's
+    # are unanswered (0, none pending).
+    wrong = {
+        (student, lesson): (r.score, r.max_score, r.manual, r.flags)
+        for (student, lesson), r in on.items()
+        if student != "wrong"
+        and (
+            r.flags
+            or r.max_score <= 0
+            or r.manual_max <= 0
+            or r.score != (r.max_score if student == "reference" else 0)
+            or r.manual_pending != (r.manual_max if student == "reference" else 0)
+            or r.manual_points != 0
+        )
+    }
+    assert not wrong, wrong
+    assert all(on["wrong", lesson].score < on["wrong", lesson].max_score for lesson in lessons)
