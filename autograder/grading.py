@@ -249,6 +249,10 @@ class _Worker:
             for line in buf.split(b"\n")[:-1]:
                 if line.startswith(b"XLTJOB "):
                     return 0, json.loads(line[7:])
+                if line == b"XLTAGAIN":
+                    # graded again with every cell (autograder.cell_skip): that run, the one
+                    # that counts, gets the whole limit, as with --all-cells
+                    deadline = time.monotonic() + self.limits.notebook_timeout
             buf = buf.rsplit(b"\n", 1)[-1] if b"\n" in buf else buf
 
     def close(self, sig: int | None = None) -> None:
