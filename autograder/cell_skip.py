@@ -124,6 +124,49 @@ MUTATING_METHODS = frozenset(
 )
 """Method names that change their object in place (a call on a needed name keeps the cell)."""
 
+GLOBAL_STATE_PREFIXES = (
+    "set",
+    "use_",
+    "seed",
+    "manual_seed",
+    "filterwarnings",
+    "simplefilter",
+    "resetwarnings",
+    "enable",
+    "disable",
+    "register",
+    "reset",
+    "chdir",
+    "putenv",
+    "shuffle",
+    "append",
+    "insert",
+    "extend",
+    "update",
+    "pop",
+    "clear",
+    "remove",
+)
+"""Calls that change process-wide state when made on a module (``np.random.seed``,
+``torch.set_num_threads``, ``warnings.simplefilter``, ``sys.path.append``, ``os.environ.update``).
+"""
+
+SEED_CALLS = frozenset(
+    {"seed", "manual_seed", "manual_seed_all", "set_seed", "seed_everything", "set_random_seed"}
+)
+"""Bare-name calls that seed global random state (``from torch import manual_seed``)."""
+
+
+def _in_place(method: str) -> bool:
+    """Return True for a method that changes its object (``append``, torch's ``add_``)."""
+    return method in MUTATING_METHODS or (method.endswith("_") and not method.startswith("_"))
+
+
+def _global_state(method: str) -> bool:
+    """Return True for a module function that changes process-wide state."""
+    return method.startswith(GLOBAL_STATE_PREFIXES)
+
+
 NOTE = "not run by the grader: not needed for any graded cell"
 """What a skipped cell shows in the feedback notebook instead of outputs."""
 
@@ -137,16 +180,17 @@ class CellNames:
         loads: names the cell may read from the notebook's namespace as it was before the
             cell ran, in any scope (a name the cell surely binds before any statement
             mentions it is its own, not a load).
-        mutates: names the cell may change in place (item/attribute stores, call arguments,
-            bases of in-place methods).
-        seeds: the cell calls something named ``*seed*`` (global random state).
+        changes: ``(name, how)`` for each object the cell may change in place: ``"="`` for an
+            item or attribute assignment or deletion below ``name``, else the method called
+            on it (``append``, ``add_``, or, on a module, ``set_option``, ``seed`` ...).
+        seeds: the cell calls ``seed``, ``set_seed``, ``manual_seed`` ... by a bare name.
         dynamic: the cell may reach the namespace without naming a variable.
         star: the cell has a star import.
     """
 
     binds: frozenset[str]
     loads: frozenset[str]
-    mutates: frozenset[str]
+    changes: frozenset[tuple[str, str]]
     seeds: bool
     dynamic: bool
     star: bool
@@ -333,8 +377,17 @@ def cell_names(source: str) -> CellNames | None:
         binds, loads = _global_symbols(source)
     except (SyntaxError, ValueError):
         return None
-    mutates: set[str] = set()
+    changes: set[tuple[str, str]] = set()
     seeds = dynamic = star = False
+    scoped = set()  # inside `with warnings.catch_warnings():` (warning filters undone after)
+    for n in ast.walk(tree):
+        if isinstance(n, ast.With | ast.AsyncWith) and any(
+            isinstance(it.context_expr, ast.Call)
+            and isinstance(it.context_expr.func, ast.Attribute)
+            and it.context_expr.func.attr == "catch_warnings"
+            for it in n.items
+        ):
+            scoped |= {id(c) for st in n.body for c in ast.walk(st)}
     for n in ast.walk(tree):
         if isinstance(n, ast.alias):
             if n.name == "*":
@@ -349,7 +402,7 @@ def cell_names(source: str) -> CellNames | None:
             base = _base_name(n.target)
             if base:
                 loads.add(base)  # x += 1 reads x
-                mutates.add(base)
+                changes.add((base, "="))
         elif isinstance(n, ast.Attribute):
             if n.attr in DYNAMIC_ATTRIBUTES or (
                 n.attr in ("stack", "trace") and _base_name(n) == "inspect"
@@ -358,28 +411,33 @@ def cell_names(source: str) -> CellNames | None:
             if not isinstance(n.ctx, ast.Load):
                 base = _base_name(n)
                 if base:
-                    mutates.add(base)
+                    changes.add((base, "="))
         elif isinstance(n, ast.Subscript) and not isinstance(n.ctx, ast.Load):
             base = _base_name(n)
             if base:
-                mutates.add(base)
+                changes.add((base, "="))
         elif isinstance(n, ast.Call):
             func = n.func
-            fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if "seed" in fname.lower():
+            if isinstance(func, ast.Name) and func.id in SEED_CALLS:
                 seeds = True
-            if isinstance(func, ast.Attribute) and (
-                func.attr in MUTATING_METHODS
-                or (func.attr.endswith("_") and not func.attr.startswith("_"))
-            ):
+            display_only = (
+                isinstance(func, ast.Attribute)
+                and func.attr == "set_option"
+                and n.args
+                and isinstance(n.args[0], ast.Constant)
+                and str(n.args[0].value).startswith("display.")
+            )  # pandas' display settings change how tables print, nothing a test reads
+            if isinstance(func, ast.Attribute) and not display_only:
                 base = _base_name(func.value)
-                if base:
-                    mutates.add(base)
+                if base == "warnings" and id(n) in scoped:
+                    continue
+                if base and (_in_place(func.attr) or _global_state(func.attr)):
+                    changes.add((base, func.attr))
     free: set[str] = set()
     _block(tree.body, set(), free)
     free |= _deferred(source)
     # (a local or a comprehension variable of the same name is over-counted: safe)
-    mutates &= binds | loads
+    changes = {c for c in changes if c[0] in binds | loads}
     dynamic = dynamic or bool(free & DYNAMIC_NAMES)
     imports = set()
     for st in tree.body:
@@ -394,7 +452,7 @@ def cell_names(source: str) -> CellNames | None:
     return CellNames(
         frozenset(binds),
         frozenset(free),
-        frozenset(mutates),
+        frozenset(changes),
         seeds,
         dynamic,
         star,
@@ -503,6 +561,9 @@ def plan_skips(
             # an import inside a branch or a function is not the top-level form
             other |= {n for n in p.binds & imported if sum(1 for f in p.imports if f[0] == n) != 1}
     stable = {n for n, f in forms.items() if len(f) == 1 and n not in other}
+    # whole modules (import numpy as np): calling their functions changes no notebook name,
+    # but some change process-wide state (seeds, settings, sys.path, os.environ)
+    modules = {n for n in stable if next(iter(forms[n]))[2] == ""}
     bound_somewhere = set().union(*(p.binds for i in code for p in names[i]))
     builtin = set(dir(builtins)) - bound_somewhere
     why: dict[int, str] = {}
@@ -516,10 +577,18 @@ def plan_skips(
         for i in sorted(candidates):
             p = names[i][0]
             kept_binds = set().union(*(q.binds for k in kept for q in names[k]))
-            touched = ((p.binds - (stable & kept_binds)) | (p.mutates - builtin)) & needed
-            if p.seeds or touched:
+            state = p.seeds or any(
+                b in modules and (how == "=" or _global_state(how)) for b, how in p.changes
+            )
+            mutated = {
+                b for b, how in p.changes if b not in modules and (how == "=" or _in_place(how))
+            }
+            touched = ((p.binds - (stable & kept_binds)) | (mutated - builtin)) & needed
+            if state or touched:
                 hit = sorted(touched)
-                why[i] = "seeds random state" if p.seeds else "binds or changes " + ", ".join(hit)
+                why[i] = (
+                    "changes process-wide state" if state else "binds or changes " + ", ".join(hit)
+                )
                 candidates.discard(i)
                 kept.append(i)
                 needed |= p.loads

@@ -98,8 +98,32 @@ def test_a_cell_changing_a_needed_object_in_place_is_kept():
     assert _plan(cells).skip == [3]
 
 
-def test_seeding_random_state_is_kept():
-    assert _plan(_lesson(_cell("import numpy as np\nnp.random.seed(0)"))).skip == []
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import numpy as np\nnp.random.seed(0)",
+        "import torch\ntorch.manual_seed(0)",
+        "from transformers import set_seed\nset_seed(0)",
+        "import sys\nsys.path.append('elsewhere')",
+        "import os\nos.environ['XLT_COURSE_SMOKE'] = '0'",
+        "import numpy as np\nnp.seterr(all='raise')",
+        "import warnings\nwarnings.simplefilter('error')",
+    ],
+)
+def test_a_cell_changing_process_wide_state_is_kept(source):
+    assert _plan(_lesson(_cell(source))).skip == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import pandas as pd\npd.set_option('display.max_rows', 5)",
+        "import warnings\nwith warnings.catch_warnings():\n    warnings.simplefilter('ignore')\n",
+        "import numpy as np\nprint(np.sort(np.ones(3)))",
+    ],
+)
+def test_display_settings_and_scoped_warning_filters_are_not_state(source):
+    assert _plan(_lesson(_cell(source))).skip == [1]
 
 
 def test_import_repeated_in_the_answer_is_not_a_reason_to_run_a_cell():
@@ -232,6 +256,8 @@ def test_answer_reading_an_ungraded_cell_gets_full_marks(dependent):
     assert r.score == r.max_score > 0, r.flags
     assert r.seconds.get("cells_skipped", 0) >= 1
     assert not r.seconds.get("regraded_all_cells")  # kept by the proof, not the fallback
+    page = r.feedback.read_text(encoding="utf-8")
+    assert cell_skip.NOTE in page  # where a skipped cell's outputs would be
 
 
 def test_a_missing_name_regrades_with_every_cell(dependent):
