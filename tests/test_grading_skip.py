@@ -346,3 +346,20 @@ def test_every_lesson_grades_identically_with_and_without_skipping(tmp_path):
     }
     assert not wrong, wrong
     assert all(on["wrong", lesson].score < on["wrong", lesson].max_score for lesson in lessons)
+
+
+@pytest.mark.parametrize(("args", "skip"), [([], True), (["--all-cells"], False)])
+def test_all_cells_switch(monkeypatch, tmp_path, args, skip):
+    from autograder import cli
+
+    seen = {}
+
+    def fake_grade(*a, **k):
+        seen["limits"] = k["limits"]
+        return []
+
+    monkeypatch.setattr(grading, "grade", fake_grade)
+    monkeypatch.setattr(grading, "require_sandbox", lambda: None)
+    (tmp_path / "subs").mkdir()
+    cli.main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), *args])
+    assert seen["limits"].skip_cells is skip
