@@ -10,15 +10,22 @@ ungraded cells (data loading, demonstrations, plots) that no tests cell needs. A
   it lines up with (same nbgrader cell before it, order-preserving match);
 - it binds no name that a kept cell needs, computed as a fixed point over the whole notebook:
   the kept cells (setup, every nbgrader cell with the hidden tests as graded, every student
-  cell and every edited author cell) need every name they load anywhere (function bodies,
-  defaults, decorators, comprehensions, attribute bases, ``del`` and ``+=`` targets); a
-  candidate that binds a needed name (assignment, ``def``, ``class``, ``import``, loop,
-  ``with``, ``except`` and walrus targets, ``global``, ``del``), anywhere in the notebook (a
-  function defined early may read a global bound later), is kept and its loads are needed too;
+  cell and every edited author cell) need every notebook name they read (Python's scoping,
+  :mod:`symtable`): at the top level unless the cell itself surely bound it first (on every
+  path, before anything in the cell mentions it), and always when read in a function,
+  lambda, generator or class body (read when called, whatever the cell bound); defaults,
+  decorators, comprehensions, attribute bases, ``del`` and ``+=`` targets count. A candidate
+  that binds a needed name (assignment, ``def``, ``class``, ``import``, loop, ``with``,
+  ``except`` and walrus targets, ``global``, ``del``), anywhere in the notebook (a function
+  defined early may read a global bound later), is kept and its reads are needed too. A
+  name every cell binds by the same top-level import only (``import numpy as np``) is the
+  same object whoever binds it: a candidate's copy of that import does not keep it while a
+  kept cell has it;
 - it does not visibly change state a kept cell may read: a needed name as the base of an
-  attribute or item assignment or deletion, as a bare argument of a call, or as the base of a
-  method call that changes its object in place (``append``, ``update``, ``seed``, a torch
-  ``x_()`` ...), and no call of anything named ``*seed*`` (global random state).
+  attribute or item assignment or deletion, or of a method that changes its object
+  (``append``, ``update``, torch's ``x.add_()`` ...); process-wide state through a module
+  (``np.random.seed``, ``torch.set_*``, ``sys.path.append``, ``os.environ[...] = ...``,
+  ``warnings.simplefilter`` outside ``catch_warnings``) or a bare ``set_seed(...)``.
 
 Nothing is skipped in a notebook with a cell that does not parse as Python (magics, ``!``), a
 star import, or a kept cell that reaches names dynamically (``globals``, ``eval``,
@@ -26,7 +33,7 @@ star import, or a kept cell that reaches names dynamically (``globals``, ``eval`
 
 What remains unproven (stated in the README's instructor section): an unedited author cell
 that changes shared state in a way the names do not show (a file a tests cell reads, an
-object mutated by a function it is passed to indirectly). The course-wide identity test
+object mutated by a function it is passed to, global random state consumed unseeded). The course-wide identity test
 (tests/test_grading_skip.py) grades every lesson's reference, blank and wrong submissions
 with skipping on and off and requires identical scores; the grader also regrades a notebook
 with every cell when a kept cell raises ``NameError`` or the kernel dies.
