@@ -59,6 +59,7 @@ def _grade(args: argparse.Namespace) -> int:
         memory_mb=args.memory_mb,
         include_hidden=args.include_hidden,
         sandbox="none" if args.unsafe_no_sandbox else "bwrap",
+        skip_cells=not args.all_cells,
     )
     shard = None
     if args.shard:
@@ -146,6 +147,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="instructors only: show hidden tests and full tracebacks in the feedback",
     )
     g.add_argument("--memory-mb", type=int, default=8192, help="memory cap per notebook (0: none)")
+    g.add_argument(
+        "--all-cells",
+        action="store_true",
+        help="run every cell of every notebook (default: skip unedited author cells that no "
+        "graded cell needs, proven statically; see the README's instructor section)",
+    )
     g.add_argument(
         "--unsafe-no-sandbox",
         action="store_true",

@@ -95,6 +95,10 @@ class GradeLimits:
         sandbox: run kernels in the sandbox (``"bwrap"``: grading stops with an error where
             it does not work), or unconfined (``"none"``: every grade is flagged UNSANDBOXED;
             the command line asks for ``--unsafe-no-sandbox``).
+        skip_cells: leave unexecuted the unedited author cells no graded cell needs
+            (:mod:`autograder.cell_skip`; a notebook where a kept cell then raises
+            ``NameError`` or the kernel dies is graded again with every cell). False (the
+            command line's ``--all-cells``): every cell runs.
     """
 
     notebook_timeout: float = 600.0
@@ -103,6 +107,7 @@ class GradeLimits:
     include_hidden: bool = False
     sandbox: Literal["bwrap", "none"] = "bwrap"
     prewarm: bool = True
+    skip_cells: bool = True
 
 
 MAX_FILE_BYTES = 1 << 30
@@ -244,6 +249,10 @@ class _Worker:
             for line in buf.split(b"\n")[:-1]:
                 if line.startswith(b"XLTJOB "):
                     return 0, json.loads(line[7:])
+                if line == b"XLTAGAIN":
+                    # graded again with every cell (autograder.cell_skip): that run, the one
+                    # that counts, gets the whole limit, as with --all-cells
+                    deadline = time.monotonic() + self.limits.notebook_timeout
             buf = buf.rsplit(b"\n", 1)[-1] if b"\n" in buf else buf
 
     def close(self, sig: int | None = None) -> None:
@@ -381,6 +390,8 @@ class LessonLayout:
         locked_sources: grade id -> the texts a locked cell may have (release and source).
         allowed: tests grade id -> ``xlt_course`` names its reference solution itself uses
             (a data type such as ``TopicSplit``), which the student may use too.
+        graded_sources: grade id -> the source notebook's text of that cell (what nbgrader
+            runs for a locked cell: the hidden tests restored).
     """
 
     cells: list[Any]
@@ -392,6 +403,7 @@ class LessonLayout:
     kernel: str
     locked_sources: dict[str, set[str]] = field(default_factory=dict)
     allowed: dict[str, set[str]] = field(default_factory=dict)
+    graded_sources: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _nbgrader_meta(cell: Any) -> dict:
@@ -492,6 +504,11 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         meta = _nbgrader_meta(c)
         if meta.get("locked") and meta.get("grade_id"):
             locked.setdefault(meta["grade_id"], set()).add(c.source.strip())
+    graded_sources: dict[str, list[str]] = {}
+    for c in source.cells:
+        meta = _nbgrader_meta(c)
+        if c.cell_type == "code" and meta.get("grade_id"):
+            graded_sources.setdefault(meta["grade_id"], []).append(c.source)
     return LessonLayout(
         list(release.cells),
         order,
@@ -502,6 +519,7 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         kernel,
         locked,
         allowed,
+        graded_sources,
     )
 
 
@@ -863,7 +881,7 @@ def _template_max(template: Path, lesson: str) -> tuple[float, dict, dict]:
         return sum(m for _, m in points.values()), points, manual
 
 
-GRADER_VERSION = 4
+GRADER_VERSION = 5
 """Bumped when grading changes what a submission scores (stored results are then redone)."""
 
 
@@ -998,6 +1016,15 @@ def _grade_fresh(
     else:
         result.flags.insert(0, UNSANDBOXED_FLAG)
     layout = context.layout
+    skip: list[str] = []
+    if limits.skip_cells:
+        from autograder import cell_skip
+
+        cells = prepared.nb.cells
+        sp = cell_skip.plan_skips(cells, layout.cells, layout.graded_sources)
+        skip = [cells[i]["id"] for i in sp.skip]
+        result.seconds["cells_skipped"] = float(len(sp.skip))
+        result.seconds["cells_kept"] = float(sp.kept)
     plan = {
         "lesson": lesson,
         "student": student,
@@ -1009,6 +1036,7 @@ def _grade_fresh(
         "solutions_of": layout.solutions_of,
         "allowed_course_names": {k: sorted(v) for k, v in layout.allowed.items()},
         "zero": prepared.zero,
+        "skip_cells": skip,
         "kernel_prefix": box.prefix if use_bwrap else [],
         "kernel_env": box.env if use_bwrap else {},
         "kernel_user": box.user if use_bwrap else [],
@@ -1036,6 +1064,9 @@ def _grade_fresh(
         return result
     result.flags += [f for f in status.get("flags", []) if f not in result.flags]
     result.seconds.update(status.get("timing", {}))
+    if status.get("regraded_all_cells"):
+        result.seconds["cells_skipped"] = 0.0
+        result.seconds["regraded_all_cells"] = 1.0
     result.score, result.max_score, result.points, result.manual = _read_scores(
         root, lesson, student
     )

@@ -39,6 +39,7 @@ from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import Execute
 
 from autograder import kernel_guard, notebooks, sandbox
+from autograder.cell_skip import NOTE as SKIP_NOTE
 
 OUTPUT_CAP_CHARS = 1_000_000
 """Characters of output one cell may keep; the rest is dropped with a note."""
@@ -445,6 +446,13 @@ class GuardedExecute(Execute):
     def preprocess_cell(self, cell, resources, index):  # noqa: ANN001, D102 - nbconvert API
         if cell.cell_type != "code" or not cell.source.strip():
             return cell, resources
+        if cell.get("id") in self.plan.get("skip_cells", ()):
+            # proven unneeded by autograder.cell_skip: never sent to the kernel
+            cell.outputs = [
+                notebooks.nbformat.v4.new_output("stream", name="stdout", text=f"[{SKIP_NOTE}]\n")
+            ]
+            cell.execution_count = None
+            return cell, resources
         if not self._snapped:
             # the kernel is up (started and answered kernel_info) when the first cell comes
             self.timing.setdefault("kernel_ready", time.perf_counter())
@@ -531,6 +539,29 @@ def _cell_flags(nb: Any) -> list[str]:
             ):
                 flags.append(f"{label} output truncated (over {OUTPUT_CAP_CHARS:,} characters)")
     return list(dict.fromkeys(flags))
+
+
+def _needs_every_cell(root: Path, lesson: str, student: str, res: dict) -> bool:
+    """Return True when a notebook graded with cells skipped must be graded with all of them.
+
+    That is when autograding failed, the kernel died, or any output mentions ``NameError``
+    (a name a skipped cell would have bound; a student's own ``NameError`` only costs the
+    second run).
+    """
+    if not res.get("success"):
+        return True
+    if any("kernel died" in e for e in GuardedExecute.events):
+        return True
+    graded = root / "autograded" / student / lesson / f"{lesson}.ipynb"
+    try:
+        nb = notebooks.read_notebook(graded)
+    except Exception:  # noqa: BLE001 - unreadable: grade again
+        return True
+    for c in nb.cells:
+        for out in c.get("outputs", []) if c.cell_type == "code" else []:
+            if "NameError" in json.dumps(out):
+                return True
+    return False
 
 
 def _apply_zero(root: Path, lesson: str, student: str, zero: dict[str, str]) -> None:
@@ -644,7 +675,20 @@ def run_job(root: Path) -> dict[str, Any]:
     api = NbGraderAPI(config=config)
     status: dict[str, Any] = {"autograde": False, "feedback": False, "flags": []}
     t0 = time.perf_counter()
+    if plan.get("skip_cells"):
+        shutil.copyfile(root / "gradebook.db", root / "gradebook.before.db")
     res = api.autograde(lesson, student, force=True, create=True)
+    if plan.get("skip_cells") and _needs_every_cell(root, lesson, student, res):
+        # a kept cell missed a name (or the kernel died): grade as if nothing were skipped
+        shutil.copyfile(root / "gradebook.before.db", root / "gradebook.db")
+        plan["skip_cells"] = []
+        GuardedExecute.events = []
+        GuardedExecute.zero = dict(plan.get("zero", {}))
+        GuardedExecute.timing = {}
+        status["regraded_all_cells"] = True
+        sys.stdout.write("XLTAGAIN\n")  # the parent restarts the notebook's clock
+        sys.stdout.flush()
+        res = api.autograde(lesson, student, force=True, create=True)
     t_autograde = time.perf_counter()
     status["autograde"] = bool(res.get("success"))
     if not status["autograde"]:

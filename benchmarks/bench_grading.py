@@ -15,6 +15,10 @@ whether every per-exercise score is identical, ending with ``ratio=R identical=y
 
     .venv/bin/python benchmarks/bench_grading.py --n 6 --jobs 2          # the real run
     .venv/bin/python benchmarks/bench_grading.py --n 1 --lessons 00-setup  # a smoke run
+    .venv/bin/python benchmarks/bench_grading.py --n 3 --all-cells        # no cell skipping
+
+Our side skips the unedited author cells no graded cell needs (autograder/cell_skip.py);
+it prints how many cells it skipped and ran per lesson.
 
 Both sides set ``XLT_COURSE_GRADING=1`` (lessons skip training while graded).
 """
@@ -121,12 +125,15 @@ def plain_nbgrader(subs: Path, course: Path, lessons: list[str]) -> tuple[dict, 
     return points, seconds
 
 
-def ours(subs: Path, out: Path, jobs: int) -> tuple[dict, float, list[dict]]:
-    """Grade with ``xlt-course grade``; return points, wall seconds and per-job timings."""
+def ours(
+    subs: Path, out: Path, jobs: int, all_cells: bool = False
+) -> tuple[dict, float, list[dict]]:
+    """Grade with ``xlt-course grade``; return points, wall seconds and per-job records."""
     t = time.perf_counter()
     res = subprocess.run(
         [str(Path(sys.executable).parent / "xlt-course"), "grade", str(subs), "--out", str(out)]
-        + ["--jobs", str(jobs)],
+        + ["--jobs", str(jobs)]
+        + (["--all-cells"] if all_cells else []),
         env=_env(),
         capture_output=True,
         text=True,
@@ -143,8 +150,25 @@ def ours(subs: Path, out: Path, jobs: int) -> tuple[dict, float, list[dict]]:
         points[(d["student"], d["lesson"])].update(
             {k: v[0] or 0.0 for k, v in d.get("manual", {}).items()}
         )
-        timings.append(d.get("seconds", {}))
+        timings.append({"lesson": d["lesson"], **d.get("seconds", {})})
     return points, wall, timings
+
+
+def print_skipped(timings: list[dict]) -> None:
+    """Print, per lesson, the code cells the grader skipped and ran (mean per notebook)."""
+    by: dict[str, list[dict]] = {}
+    for t in timings:
+        by.setdefault(t["lesson"], []).append(t)
+    print("cells per notebook (skipped / run; regraded with every cell):")
+    for lesson, ts in sorted(by.items()):
+        skipped = statistics.mean(t.get("cells_skipped", 0.0) for t in ts)
+        kept = statistics.mean(t.get("cells_kept", 0.0) for t in ts)
+        again = sum(1 for t in ts if t.get("regraded_all_cells"))
+        cells = statistics.mean(t.get("cells", 0.0) for t in ts)
+        print(
+            f"  {lesson}: {skipped:.0f} skipped / {kept:.0f} run; {again} of {len(ts)} "
+            f"regraded; cells {cells:.2f} s"
+        )
 
 
 def bare_kernel_start(repeats: int = 3) -> float:
@@ -169,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--lessons", nargs="+", help="default: every lesson")
     p.add_argument("--keep", help="keep the submissions and outputs in this folder")
+    p.add_argument(
+        "--all-cells", action="store_true", help="grade with every cell run (no skipping)"
+    )
     args = p.parse_args(argv)
     lessons = args.lessons or grading.lesson_names()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="xlt-bench-grade-"))
@@ -187,10 +214,16 @@ def main(argv: list[str] | None = None) -> int:
             f"generate_feedback {plain_s['feedback']:.1f}); {plain_s['autograde'] / n:.2f} s "
             "per notebook autograded"
         )
-        our_points, our_wall, timings = ours(base / "submissions", base / "ours", args.jobs)
-        print(f"xlt-course grade --jobs {args.jobs}: {our_wall:.1f} s (everything, one command)")
+        our_points, our_wall, timings = ours(
+            base / "submissions", base / "ours", args.jobs, args.all_cells
+        )
+        flag = " --all-cells" if args.all_cells else ""
+        print(
+            f"xlt-course grade --jobs {args.jobs}{flag}: {our_wall:.1f} s (everything, one command)"
+        )
         if timings:
-            mean = {k: statistics.mean(t.get(k, 0.0) for t in timings) for k in timings[0]}
+            keys = {k for t in timings for k in t if k != "lesson"}
+            mean = {k: statistics.mean(t.get(k, 0.0) for t in timings) for k in keys}
             print(
                 "  per notebook (mean, inside the worker): "
                 + ", ".join(
@@ -200,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 + f"; whole job {mean.get('job', 0):.2f} s"
             )
+            print_skipped(timings)
         print(f"bare python3 kernel start + empty cell (median of 3): {bare_kernel_start():.2f} s")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         diffs = [

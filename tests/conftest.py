@@ -60,6 +60,7 @@ INFRASTRUCTURE_TEST_FILES = {
     "test_grading.py",
     "test_grading_course_rule.py",
     "test_grading_prewarm.py",
+    "test_grading_skip.py",
     "test_grading_shards.py",
     "test_install_sets.py",
     "test_intake.py",
