@@ -80,7 +80,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             f"{r['retrieval_min']:>5.3f}-{r['retrieval_max']:<5.3f} {r['best_layer']:>5} "
             f"{word:>8} {r['rotation']:>7.3f}"
         )
-        if r.get("mlm_loss"):
+        if r["setting"] in pretrain.CURSE and r.get("mlm_loss"):
             losses = " ".join(f"{x:.2f}" for x in r["mlm_loss"])
             print(f"{'':20} held-out MLM loss per language (en first): {losses}")
     print(pretrain.PUBLISHED_NOTE)
