@@ -23,7 +23,7 @@ export OMP_WAIT_POLICY
 ## make course: install everything, build the data, regenerate lessons, run and grade every lesson
 course: install data
 	@# Lesson 05 reads its ablation table from these cached pretraining runs (trains what is missing).
-	$(VENV)/bin/xlt-course pretrain report
+	$(VENV)/bin/xlt-course pretrain report --jobs 2
 	$(VENV)/bin/xlt-course course
 
 ## make test: the whole test suite (installs and builds first; both are no-ops when done)

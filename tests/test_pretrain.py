@@ -157,6 +157,79 @@ def test_ablation_corpora(built_data, cache):
     assert shared_fake <= {pretrain.CLS, pretrain.SEP, pretrain.UNK}
 
 
+def test_curse_corpus_has_one_id_shift_per_language(built_data, cache):
+    cfg = pretrain.get_config("fake_langs_3", smoke=True)
+    assert cfg.n_fake == 3 and cfg.n_langs == 4
+    V = cfg.vocab_size
+    c = pretrain.build_corpus(cfg, cache=cache)
+    assert c.total_vocab == 4 * V
+    langs = [lang for _, lang in c.train]
+    assert [langs.count(j) for j in range(4)] == [langs.count(0)] * 4, "every language sees all"
+    evals = c.eval_langs()
+    assert len(evals) == 4
+    for j, seqs in enumerate(evals):
+        for en, other in zip(evals[0], seqs, strict=True):
+            assert pretrain.fake_token_ids(np.array(en), j * V).tolist() == other
+    ids_of = [{i for ids, lang in c.train if lang == j for i in ids} for j in range(4)]
+    for j in range(1, 4):
+        assert ids_of[0] & ids_of[j] <= {pretrain.CLS, pretrain.SEP}, "no shared piece"
+        assert min(ids_of[j] - {pretrain.CLS, pretrain.SEP}) >= j * V
+    sep = pretrain.build_corpus(cfg.replace(shared_special=False), cache=cache)
+    assert sep.eval_langs()[3][0][0] == pretrain.CLS + 3 * V
+
+
+def test_curse_settings_and_validation():
+    for k in (1, 3, 7):
+        cfg = pretrain.get_config(f"fake_langs_{k}")
+        assert cfg.n_fake == k and cfg.steps == 2000
+        changed = {f for f, v in cfg.to_dict().items() if v != pretrain.STANDARD.to_dict()[f]}
+        assert changed <= {"name", "n_fake", "steps"}
+    assert pretrain.get_config("fake_langs_3", steps=7).steps == 7
+    assert pretrain.get_config("untrained", steps=7).steps == 0
+    with pytest.raises(ValueError, match="n_fake"):
+        pretrain.PretrainConfig(n_fake=0)
+    with pytest.raises(ValueError, match="n_fake"):
+        pretrain.PretrainConfig(pair="en-es", fake=True, n_fake=2)
+    # the field came after D&S's runs were cached: one fake language keeps the old key
+    std = pretrain.get_config("standard")
+    assert pretrain.run_key(std) != pretrain.run_key(std.replace(n_fake=2))
+    assert "overparam" in pretrain.SETTINGS and "overparam" not in pretrain.DEFAULT_REPORT
+
+
+def test_curse_run_reports_every_language(built_data, tmp_path, cache):
+    cfg = pretrain.get_config("fake_langs_3", smoke=True).replace(steps=3)
+    r = pretrain.run(cfg, root=tmp_path, progress=False)
+    assert len(r.mlm_loss) == 4 and all(np.isfinite(r.mlm_loss))
+    assert len(r.retrieval_langs) == 3
+    assert np.isclose(np.mean(r.retrieval_langs), r.retrieval_best)
+    assert r.arrays()["embeddings"].shape == (4 * cfg.vocab_size, cfg.hidden_size)
+    sep = pretrain.run(cfg.replace(shared_positions=False), root=tmp_path, progress=False)
+    assert len(sep.mlm_loss) == 4
+
+
+def test_masking_uses_each_languages_own_mask_token():
+    cfg = pretrain.get_config("fake_langs_3", smoke=True).replace(shared_special=False)
+    V = cfg.vocab_size
+    ids = np.array([[pretrain.CLS + j * V, *range(10 + j * V, 40 + j * V), pretrain.SEP + j * V]
+                    for j in range(4)])  # fmt: skip
+    out, chosen = pretrain._mask_batch(ids, np.arange(4), cfg, 4 * V, np.random.default_rng(0))
+    for j in range(4):
+        assert not chosen[j, [0, -1]].any(), "a language's own specials are never targets"
+        masked = out[j][chosen[j] & (out[j] != ids[j])]
+        assert pretrain.MASK + j * V in masked
+
+
+def test_train_parallel_caches_every_run(built_data, tmp_path):
+    configs = [
+        pretrain.get_config(s, smoke=True).replace(steps=2) for s in ("standard", "inverted")
+    ]
+    folders = pretrain.train_parallel(configs, jobs=2, root=tmp_path)
+    assert [f.name for f in folders] == [pretrain.run_key(c) for c in configs]
+    assert all(pretrain.load_run(c, tmp_path) is not None for c in configs)
+    with pytest.raises(ValueError, match="jobs"):
+        pretrain.train_parallel(configs, jobs=0)
+
+
 # --- training, caching, report ----------------------------------------------------------------
 
 
@@ -194,6 +267,17 @@ def test_cli_report_ends_with_the_emergence_line(built_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "not yet measured" in out
     assert cli_main(["pretrain", "report", "--settings", "bogus"]) == 2
+    assert cli_main(["pretrain", "report", "--jobs", "0", "--settings", "standard"]) == 2
+
+
+def test_cli_report_jobs_and_curse_rows(built_data, tmp_path, capsys):
+    args = ["pretrain", "report", "--smoke", "--seeds", "0", "--steps", "2", "--root", str(tmp_path),
+            "--jobs", "2", "--settings", "standard", "fake_langs_3"]  # fmt: skip
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("emergence standard=") and "standard=nan" not in out[-1]
+    assert any("MLM loss per language" in line and len(line.split(":")[-1].split()) == 4
+               for line in out)  # fmt: skip
 
 
 def test_emergence_line_format():

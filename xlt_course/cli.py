@@ -51,10 +51,12 @@ def _bli(args: argparse.Namespace) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     from xlt_course import pretrain
 
-    settings = args.settings or list(pretrain.SETTINGS)
+    settings = args.settings or [*pretrain.DEFAULT_REPORT, *pretrain.CURSE]
     try:
         for name in settings:
             pretrain.get_config(name)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         if args.threads:
             import torch
 
@@ -64,7 +66,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         return 2
     rows = pretrain.report_table(
         settings, args.seeds, steps=args.steps, smoke=args.smoke,
-        root=Path(args.root) if args.root else None, train=not args.no_train,
+        root=Path(args.root) if args.root else None, train=not args.no_train, jobs=args.jobs,
     )  # fmt: skip
     print(f"{'setting':20} {'seeds':>8} {'P@1 best':>9} {'min-max':>12} {'layer':>5} "
           f"{'word P@1':>8} {'rotated':>7}")  # fmt: skip
@@ -78,6 +80,10 @@ def _pretrain(args: argparse.Namespace) -> int:
             f"{r['retrieval_min']:>5.3f}-{r['retrieval_max']:<5.3f} {r['best_layer']:>5} "
             f"{word:>8} {r['rotation']:>7.3f}"
         )
+        if r["setting"] in pretrain.CURSE and r.get("mlm_loss"):
+            losses = " ".join(f"{x:.2f}" for x in r["mlm_loss"])
+            print(f"{'':20} held-out MLM loss per language (en first): {losses}")
+    print(pretrain.PUBLISHED_NOTE)
     print(pretrain.emergence_line(rows))
     return 0
 
@@ -237,6 +243,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     pt.add_argument("--steps", type=int, help="training steps (default: the config's 4,000)")
     pt.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    pt.add_argument(
+        "--jobs", type=int, default=1,
+        help="train missing runs in this many single-threaded worker processes",
+    )  # fmt: skip
     pt.add_argument("--smoke", action="store_true", help="the smoke size")
     pt.add_argument("--no-train", action="store_true", help="report the cached runs only")
     pt.add_argument("--root", help="cache folder (default: data/cache/05-.../runs)")
