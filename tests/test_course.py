@@ -79,3 +79,10 @@ def test_over_target_is_flagged() -> None:
     rows = course.format_times(table, ["05-x", "06-y"]).splitlines()[2:]
     assert rows[0].count("OVER") == 2
     assert "OVER" not in rows[1] and "ok" in rows[1]
+
+
+def test_a_lesson_with_its_own_budget_is_judged_by_it() -> None:
+    table = {"11-token-transfer": {"cold_s": 329.3, "cached_s": 27.1}, "06-y": {"cold_s": 329.3}}
+    rows = course.format_times(table, ["11-token-transfer", "06-y"]).splitlines()[2:]
+    assert "OVER" not in rows[0] and "480 / 180" in rows[0]  # issue 12: 8 min cold, 3 cached
+    assert "OVER" in rows[1] and "300 / 60" in rows[1]
