@@ -348,11 +348,18 @@ def _deferred(source: str) -> set[str]:
     return reads
 
 
-def _global_symbols(source: str) -> tuple[set[str], set[str]]:
+def global_symbols(source: str, *, declared_reads: bool = True) -> tuple[set[str], set[str]]:
     """Return the names ``source`` binds and reads in the notebook's namespace (any scope).
 
     Python's own scoping (:mod:`symtable`): a function's parameters and locals, a
     comprehension's variables and a closure's cells are not the notebook's.
+
+    Args:
+        source: a cell's Python source (raises SyntaxError or ValueError if it does not parse).
+        declared_reads: count a name a nested scope declares ``global`` as read even when
+            it is only assigned there.
+
+    Used in: grading (which cells a grade needs; which names a solution cell reads).
     """
     import symtable
 
@@ -372,7 +379,7 @@ def _global_symbols(source: str) -> tuple[set[str], set[str]]:
                 continue
             if s.is_declared_global() and (s.is_assigned() or s.is_imported() or s.is_namespace()):
                 binds.add(s.get_name())
-            if s.is_referenced() or s.is_declared_global():
+            if s.is_referenced() or (declared_reads and s.is_declared_global()):
                 reads.add(s.get_name())
     return binds, reads
 
@@ -381,7 +388,7 @@ def cell_names(source: str) -> CellNames | None:
     """Return what ``source`` binds, loads and changes; None when it does not parse as Python."""
     try:
         tree = ast.parse(source)
-        binds, loads = _global_symbols(source)
+        binds, loads = global_symbols(source)
     except (SyntaxError, ValueError):
         return None
     changes: set[tuple[str, str]] = set()

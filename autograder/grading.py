@@ -581,31 +581,15 @@ def _unbound_names(source: str) -> set[str]:
     reads nothing.
     """
     import ast
-    import symtable
+
+    from autograder.cell_skip import global_symbols
 
     try:
         tree = ast.parse(source)
-        top = symtable.symtable(source, "<cell>", "exec")
+        # to_module: names read that resolve to the cell's top level
+        module_bound, to_module = global_symbols(source, declared_reads=False)
     except (SyntaxError, ValueError):
         return set()
-    module_bound: set[str] = set()
-    to_module: set[str] = set()  # names read that resolve to the cell's top level
-    for s in top.get_symbols():
-        if s.is_assigned() or s.is_imported() or s.is_namespace():
-            module_bound.add(s.get_name())
-        if s.is_referenced():
-            to_module.add(s.get_name())
-    todo = list(top.get_children())
-    while todo:
-        t = todo.pop()
-        todo.extend(t.get_children())
-        for s in t.get_symbols():
-            if not s.is_global():
-                continue  # local to this scope or an enclosing function's: the cell's own
-            if s.is_declared_global() and (s.is_assigned() or s.is_imported() or s.is_namespace()):
-                module_bound.add(s.get_name())
-            if s.is_referenced():
-                to_module.add(s.get_name())
     unbound = to_module - module_bound
     first_binding: dict[str, int] = {}
     for i, stmt in enumerate(tree.body):
