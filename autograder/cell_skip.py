@@ -49,6 +49,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from autograder import pysource
 from autograder.notebooks import SETUP_SOURCE
 
 DYNAMIC_NAMES = frozenset(
@@ -334,11 +335,10 @@ def _deferred(source: str) -> set[str]:
     Such a read sees the namespace as it is when the code is called, which later cells may
     have changed: it always counts, whatever the cell itself bound.
     """
-    import symtable
 
     reads: set[str] = set()
     # (a comprehension at the top level, or in one, runs at once: _block counts its reads)
-    todo = [(t, True) for t in symtable.symtable(source, "<cell>", "exec").get_children()]
+    todo = [(t, True) for t in pysource.symbol_table(source).get_children()]
     while todo:
         t, eager = todo.pop()
         eager = eager and t.get_name() in ("listcomp", "setcomp", "dictcomp")
@@ -355,15 +355,14 @@ def global_symbols(source: str, *, declared_reads: bool = True) -> tuple[set[str
     comprehension's variables and a closure's cells are not the notebook's.
 
     Args:
-        source: a cell's Python source (raises SyntaxError or ValueError if it does not parse).
+        source: a cell's Python source (raises SyntaxError if it does not parse).
         declared_reads: count a name a nested scope declares ``global`` as read even when
             it is only assigned there.
 
     Used in: grading (which cells a grade needs; which names a solution cell reads).
     """
-    import symtable
 
-    top = symtable.symtable(source, "<cell>", "exec")
+    top = pysource.symbol_table(source)
     binds, reads = set(), set()
     for s in top.get_symbols():
         if s.is_assigned() or s.is_imported() or s.is_namespace():
@@ -387,9 +386,9 @@ def global_symbols(source: str, *, declared_reads: bool = True) -> tuple[set[str
 def cell_names(source: str) -> CellNames | None:
     """Return what ``source`` binds, loads and changes; None when it does not parse as Python."""
     try:
-        tree = ast.parse(source)
+        tree = pysource.parse(source)
         binds, loads = global_symbols(source)
-    except (SyntaxError, ValueError):
+    except SyntaxError:
         return None
     changes: set[tuple[str, str]] = set()
     seeds = dynamic = star = False

@@ -90,6 +90,15 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"  flagged {r.student}/{r.lesson}: {'; '.join(r.flags)}")
     if args.unsafe_no_sandbox:
         print(UNSANDBOXED_BANNER, file=sys.stderr)
+    failed = [r for r in results if grading.GRADER_ERROR_FLAG in r.flags]
+    if failed:
+        print(
+            f"error: the grader failed on {len(failed)} submission(s), listed with GRADER ERROR "
+            "above (scored 0 in grades.csv for now). Run the same command again: graded "
+            "submissions are kept and only these are regraded.",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 

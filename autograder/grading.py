@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from autograder import notebooks, paths, sandbox
+from autograder import notebooks, paths, pysource, sandbox
 from xlt_course.errors import XltCourseError
 
 CONFIG_FILE = paths.CONFIG_FILE
@@ -419,7 +419,7 @@ def _course_bindings(source: str) -> set[str]:
     import ast
 
     try:
-        tree = ast.parse(source)
+        tree = pysource.parse(source)
     except SyntaxError:
         return set()
     names = set()
@@ -441,7 +441,7 @@ def _imported_modules(source: str) -> set[str]:
 
     mods: set[str] = set()
     with contextlib.suppress(SyntaxError):
-        for node in ast.walk(ast.parse(source)):
+        for node in ast.walk(pysource.parse(source)):
             if isinstance(node, ast.Import):
                 mods.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -469,7 +469,7 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         if meta.get("solution"):
             pending.append(meta["grade_id"])
             with contextlib.suppress(SyntaxError):
-                tree = ast.parse(c.source)
+                tree = pysource.parse(c.source)
                 pending_fns += [
                     n.name
                     for n in tree.body
@@ -580,15 +580,14 @@ def _unbound_names(source: str) -> set[str]:
     reads whatever the name meant before the cell ran. A cell that does not parse binds and
     reads nothing.
     """
-    import ast
 
     from autograder.cell_skip import global_symbols
 
     try:
-        tree = ast.parse(source)
+        tree = pysource.parse(source)
         # to_module: names read that resolve to the cell's top level
         module_bound, to_module = global_symbols(source, declared_reads=False)
-    except (SyntaxError, ValueError):
+    except SyntaxError:
         return set()
     unbound = to_module - module_bound
     first_binding: dict[str, int] = {}
@@ -598,6 +597,10 @@ def _unbound_names(source: str) -> set[str]:
     for i, stmt in enumerate(tree.body):
         unbound |= {n for n in _eager_loads(stmt) if first_binding.get(n, i) > i}
     return unbound
+
+
+UNCHECKABLE = "is nested too deeply for the grader to check it for xlt_course use"
+"""Why a solution cell the parser gives up on scores 0 (the kernel could still run it)."""
 
 
 def forbidden_course_use(
@@ -617,7 +620,9 @@ def forbidden_course_use(
     import ast
 
     try:
-        tree = ast.parse(source)
+        tree = pysource.parse(source)
+    except pysource.Unparseable:
+        return [UNCHECKABLE]  # the kernel may run what the grader cannot read
     except SyntaxError:
         return []
     found = set()
@@ -755,7 +760,10 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
                 reasons += forbidden_course_use(
                     c.source, layout.course_names, layout.allowed.get(tests_id, set())
                 )
-        if reasons:
+        if UNCHECKABLE in reasons:
+            p.zero[tests_id] = f"the solution {UNCHECKABLE}; simplify the expression"
+            p.flags.append(f"{tests_id}: scored 0, solution {UNCHECKABLE}")
+        elif reasons:
             why = "; ".join(sorted(set(reasons)))
             p.zero[tests_id] = f"the solution uses xlt_course's own implementation ({why})"
             p.flags.append(f"{tests_id}: scored 0, solution uses xlt_course ({why})")
@@ -763,6 +771,27 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
         c["id"] = f"cell-{i:03d}"
     p.nb = nb
     return p
+
+
+GRADER_ERROR_FLAG = "GRADER ERROR (not the student's doing): not graded, regrade this submission"
+"""First flag of a submission the grader itself failed on; it is not cached, so a rerun regrades it."""
+
+
+def _grader_error(
+    student: str, lesson: str, context: LessonContext, error: Exception, log: Path
+) -> SubmissionResult:
+    """Return the placeholder result of a submission the grader failed on, the traceback logged."""
+    import traceback
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(f"--- {student}/{lesson}\n{traceback.format_exc()}\n")
+    max_score, points, manual = _template_max(context.template, lesson)
+    why = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+    flags = [GRADER_ERROR_FLAG, f"{why} (traceback in {log})"]
+    return SubmissionResult(
+        student, lesson, 0.0, max_score, dict(points), flags, manual=dict(manual)
+    )
 
 
 UNSANDBOXED_FLAG = "UNSANDBOXED: graded without the sandbox (--unsafe-no-sandbox)"
@@ -1244,6 +1273,8 @@ def grade(
         w = idle.get()
         try:
             return grade_one(student, lesson, nb, contexts[lesson], work / "jobs", limits, hide, w)
+        except Exception as e:  # a grader bug costs one submission, never the batch
+            return _grader_error(student, lesson, contexts[lesson], e, work / "jobs" / "errors.log")
         finally:
             idle.put(w)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograder import notebooks
+from autograder import notebooks, pysource
 
 
 def _bound_names(tree: ast.AST) -> list[str]:
@@ -112,6 +112,8 @@ def _lines(stmts: list[ast.stmt], depth: int = 0) -> list[str]:
 def normalise(source: str) -> list[str]:
     """Return the normalised lines of a cell's code (``[]`` if it does not parse).
 
+    A cell too deeply nested to canonicalise is compared line by line as typed.
+
     Args:
         source: the cell's Python source (IPython magics and shell lines are dropped).
 
@@ -120,12 +122,15 @@ def normalise(source: str) -> list[str]:
     """
     code = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
     try:
-        tree = ast.parse(code)
+        tree = pysource.parse(code)
     except SyntaxError:
         return []
-    tree = _Canon(_bound_names(tree)).visit(tree)
-    ast.fix_missing_locations(tree)
-    return _lines(tree.body)
+    try:
+        tree = _Canon(_bound_names(tree)).visit(tree)
+        ast.fix_missing_locations(tree)
+        return _lines(tree.body)
+    except RecursionError:  # an expression too deep for the recursive visitors: compare as typed
+        return [" ".join(ln.split()) for ln in code.splitlines() if ln.strip()]
 
 
 def answer_cells(nb_path: Path) -> dict[str, str]:

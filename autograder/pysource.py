@@ -1,0 +1,68 @@
+"""Parse students' cell sources from the grader's worker threads, one parse at a time.
+
+CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state; when two
+threads build Python AST objects at once (a thread switch inside ``ast.parse``, e.g. while a
+finalizer runs), a parse fails with ``SystemError: AST constructor recursion depth mismatch``
+(python/cpython#106905). The grader prepares submissions in a thread pool, so every parse and
+symbol table in ``autograder`` goes through the lock here. A source that is not Python in any
+way (a syntax error, a null byte) raises ``SyntaxError``; a source the parser gives up on
+(nesting too deep, out of memory) raises :class:`Unparseable`, a ``SyntaxError`` the
+grader can tell apart: the kernel may still run it (a cell can raise the recursion limit).
+
+Used in: grading (cell skipping, the course-use rule), similarity.
+"""
+
+from __future__ import annotations
+
+import ast
+import symtable
+import threading
+
+_LOCK = threading.Lock()
+
+
+class Unparseable(SyntaxError):
+    """The parser gave up on a source (nesting too deep, out of memory): not proof it is not Python."""
+
+
+def parse(source: str) -> ast.Module:
+    """Parse ``source`` as a module, holding the process-wide parse lock.
+
+    Args:
+        source: Python source text (one cell).
+
+    Returns:
+        The module's AST.
+
+    Raises:
+        SyntaxError: when ``source`` is not Python (a null byte included).
+        Unparseable: when the parser gives up (``RecursionError``, ``MemoryError``).
+    """
+    return _locked(ast.parse, source)
+
+
+def symbol_table(source: str) -> symtable.SymbolTable:
+    """Return the top-level symbol table of ``source``, holding the parse lock.
+
+    Args:
+        source: Python source text (one cell).
+
+    Returns:
+        The module's :class:`symtable.SymbolTable`.
+
+    Raises:
+        SyntaxError: as :func:`parse`.
+    """
+    return _locked(lambda s: symtable.symtable(s, "<cell>", "exec"), source)
+
+
+def _locked(fn, source: str):
+    with _LOCK:
+        try:
+            return fn(source)
+        except SyntaxError:
+            raise
+        except ValueError as e:  # null bytes
+            raise SyntaxError(f"not Python: {e}") from None
+        except (RecursionError, MemoryError) as e:
+            raise Unparseable(f"too deep for the parser: {type(e).__name__}: {e}") from None
