@@ -285,12 +285,14 @@ class SandboxedKernelManager(AsyncKernelManager):
         (The kernel keeps its original stderr open: the worker's log would be writable by it.)
         """
         zygote = self.zygote
+        GuardedExecute.timing["launch_start"] = time.perf_counter()
         if zygote is not None and zygote.usable():
             proc = zygote.spawn(Path(self.connection_file).read_text(encoding="utf-8"))
             if proc is not None:
                 prov = self.provisioner
                 prov.process, prov.pid, prov.pgid = proc, proc.pid, None
                 self._reconcile_connection_info(prov.connection_info)
+                GuardedExecute.timing["launched"] = time.perf_counter()
                 return None
             sys.stderr.write(f"kernel server failed ({zygote.error}): a kernel of its own\n")
             # the kernel reads its connection file through the sandbox's one read-only bind
@@ -711,6 +713,17 @@ def run_job(root: Path) -> dict[str, Any]:
         status["timing"] = {
             "prepare": round(t["execute_start"] - t0, 3),
             "kernel_start": round(t["kernel_ready"] - t["execute_start"], 3),
+            # kernel_start's parts: jupyter_client before the launch, the fork server's
+            # answer (clean-up and fork), the kernel's own start up to its first reply
+            **(
+                {
+                    "before_launch": round(t["launch_start"] - t["execute_start"], 3),
+                    "spawn": round(t["launched"] - t["launch_start"], 3),
+                    "until_ready": round(t["kernel_ready"] - t["launched"], 3),
+                }
+                if "launched" in t
+                else {}
+            ),
             "cells": round(t_autograde - t["kernel_ready"], 3),
             "feedback": round(time.perf_counter() - t_autograde, 3),
         }

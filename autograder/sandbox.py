@@ -28,6 +28,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +97,14 @@ class KernelSandbox:
     ipc: Path
 
 
-def _needed_paths() -> list[Path]:
-    """Return the host paths a kernel must read: Python, the course package and its data."""
+def _needed_paths(inside_sandbox: Sequence[Path] = ()) -> list[Path]:
+    """Return the host paths a kernel must read: Python, the course package and its data.
+
+    A ``sys.path`` entry that holds one of ``inside_sandbox`` (the sandbox's own ``/tmp``,
+    the job's folders) is left out: binding it read-only would show the kernel that host
+    folder (a script run from ``/tmp`` puts ``/tmp`` on ``sys.path``) and leave no place to
+    make the job's folders in.
+    """
     found = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)]
     found.append(Path(sys.executable).parent)
     found += [course_paths.PACKAGE_DIR, course_paths.data_dir()]
@@ -108,6 +115,8 @@ def _needed_paths() -> list[Path]:
         # The repository itself stays out (solutions/, tests/, .git): only its package
         # and data folders above are bound.
         if p is None or not p.is_dir() or p == repo or repo in p.parents:
+            continue
+        if any(_inside(q, [p]) for q in inside_sandbox):
             continue
         found.append(p)
     hf = os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface")
@@ -288,7 +297,9 @@ def kernel_sandbox(
         prefix += ["--size", str(TMPFS_BYTES), "--perms", "1777", "--tmpfs", size_dir]
     fixed = ["/", "/dev", "/proc", "/tmp", "/dev/shm"]
     mounts = _Mounts([Path(f) for f in SYSTEM_FOLDERS], [Path(f) for f in fixed])
-    bound = _file_system(mounts, _needed_paths())
+    own = [Path(f) for f in fixed if f != "/"]
+    own += [root.resolve(), kernel_cwd.resolve(), conn_dir.resolve(), ipc.resolve()]
+    bound = _file_system(mounts, _needed_paths(own))
     if as_root:
         data = [course_paths.data_dir(), course_paths.build_dir(), course_paths.cache_dir()]
         for copy, original in _readable_copies(sorted({d.resolve() for d in data})):

@@ -228,7 +228,15 @@ def main(argv: list[str] | None = None) -> int:
                 "  per notebook (mean, inside the worker): "
                 + ", ".join(
                     f"{k} {mean[k]:.2f} s"
-                    for k in ("prepare", "kernel_start", "cells", "feedback")
+                    for k in (
+                        "prepare",
+                        "kernel_start",
+                        "before_launch",
+                        "spawn",
+                        "until_ready",
+                        "cells",
+                        "feedback",
+                    )
                     if k in mean
                 )
                 + f"; whole job {mean.get('job', 0):.2f} s"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import nbformat
 import pytest
@@ -345,3 +346,18 @@ def test_the_sandbox_binds_neither_the_repository_nor_the_job(tmp_path):
         assert box.user[0] == "setpriv" and box.uid >= sandbox.KERNEL_UID_BASE
     else:
         assert "--unshare-user" in box.prefix
+
+
+def test_a_script_run_from_tmp_does_not_bind_the_hosts_tmp(tmp_path, monkeypatch):
+    """``python /tmp/x.py`` puts /tmp on sys.path: binding it hid the job's folders (all 0)."""
+    root = tmp_path / "job"
+    (root / "cwd").mkdir(parents=True)
+    (root / "conn").mkdir()
+    script_dir = tmp_path  # holds the job, as a script beside its --out folder would
+    monkeypatch.setattr(sys, "path", ["/tmp", str(script_dir), *sys.path])
+    box = sandbox.kernel_sandbox(root, root / "cwd", root / "conn")
+    binds = [box.prefix[i + 2] for i, a in enumerate(box.prefix) if a in ("--ro-bind", "--bind")]
+    for dest in binds:
+        assert dest != "/tmp" and not (root / "cwd").is_relative_to(dest), dest
+    # what it must still read is bound
+    assert str(paths.PACKAGE_DIR.parent / "xlt_course") in " ".join(box.prefix)
