@@ -16,9 +16,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.grading import COURSE_ID
 from xlt_course import paths
-
-COURSE_ID = "xlt-course"
 
 
 @dataclass

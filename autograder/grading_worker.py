@@ -570,7 +570,9 @@ def _apply_zero(root: Path, lesson: str, student: str, zero: dict[str, str]) -> 
     """Set the manual score of the tests cells in ``zero`` to 0 with the reason as comment."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "xlt-course") as gb:
+    from autograder.grading import COURSE_ID
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
         for grade_id, reason in sorted(zero.items()):
             try:
                 grade = gb.find_grade(grade_id, lesson, lesson, student)
