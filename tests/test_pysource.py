@@ -59,7 +59,9 @@ def test_the_race_is_real_without_the_lock():
     """The control: plain ``ast.parse`` from the same threads fails (python/cpython#106905)."""
     source = (paths.PACKAGE_DIR / "similarity.py").read_text(encoding="utf-8")
     errors = _parse_in_threads(ast.parse, source)
-    assert errors and "recursion depth mismatch" in errors[0]
+    if not errors:  # a race: shown here in every run, but no machine owes it to us
+        pytest.skip("the race did not show in this run")
+    assert "recursion depth mismatch" in errors[0]
 
 
 def test_every_parse_in_the_grader_takes_the_lock():
