@@ -335,7 +335,6 @@ def _deferred(source: str) -> set[str]:
     Such a read sees the namespace as it is when the code is called, which later cells may
     have changed: it always counts, whatever the cell itself bound.
     """
-
     reads: set[str] = set()
     # (a comprehension at the top level, or in one, runs at once: _block counts its reads)
     todo = [(t, True) for t in pysource.symbol_table(source).get_children()]
@@ -361,7 +360,6 @@ def global_symbols(source: str, *, declared_reads: bool = True) -> tuple[set[str
 
     Used in: grading (which cells a grade needs; which names a solution cell reads).
     """
-
     top = pysource.symbol_table(source)
     binds, reads = set(), set()
     for s in top.get_symbols():

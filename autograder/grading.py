@@ -625,7 +625,6 @@ def _unbound_names(source: str) -> set[str]:
     reads whatever the name meant before the cell ran. A cell that does not parse binds and
     reads nothing.
     """
-
     from autograder.cell_skip import global_symbols
 
     try:
