@@ -15,7 +15,10 @@ hits all three alike; peak memory is measured by running each computation once m
 subprocess of its own (peak RSS from /proc VmHWM, which includes the interpreter and the
 inputs, and the tracemalloc peak of numpy's allocations):
 
-- ``ours``: ``retrieval.translate_words(X, Y, method="csls", k=10, topn=1)``, streaming.
+- ``ours``: ``retrieval.translate_words(X, Y, method="csls", k=10, topn=1)``: the fused
+  compiled pass (``xlt_course/retrieval_kernel.py``) plus its exact rescans. Its code is
+  compiled (or loaded from numba's disk cache) by a first call on 2,048 rows before any
+  timing; that call's seconds are printed apart (``ours_first_s``).
 - ``naive``: the straightforward full-matrix numpy version below (materialises the n x m
   similarity matrix, partitions it along both axes, forms the CSLS matrix, argmax). It needs
   about three n x m float32 matrices; if that does not fit in the memory available, it is
@@ -183,6 +186,9 @@ def _time_worker(n: int, data: Path, repeats: int, with_naive: bool) -> dict:
     tiles: list[tuple[int, int]] = []
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     preds: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    _ours(X[:2048], Y)  # compile, or load the compiled code from numba's cache
+    first_s = time.perf_counter() - t0
     for _ in range(repeats):
         best = None
         for block in GEMM_BLOCKS:
@@ -216,6 +222,7 @@ def _time_worker(n: int, data: Path, repeats: int, with_naive: bool) -> dict:
             cpu[kind].append(time.process_time() - c0)
     out: dict = {"n": n, "m": int(Y.shape[0]), "gemm_block": blocks[int(np.argmin(times["gemm"]))]}
     out["gemm_tile"] = list(tiles[int(np.argmin(times["gemm_tiled"]))])
+    out["ours_first_s"] = first_s
     for kind in times:
         if times[kind]:
             out[kind] = {"best_s": min(times[kind]), "times": times[kind], "cpu_s": min(cpu[kind])}
@@ -448,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{t_faiss:.2f} s, faiss/ours = {r3:.2f}; its top-1 agrees with ours on "
                       f"{timing['agreement_faiss']:.2%}")  # fmt: skip
             print(f"{'':>8} gemm: block {timing['gemm_block']}, {gflops:.0f} GFLOP/s; ours: all "
-                  f"times {[round(t, 2) for t in timing['ours']['times']]}, CPU {timing['ours']['cpu_s']:.2f} s "
+                  f"times {[round(t, 2) for t in timing['ours']['times']]} after a first call of "
+                  f"{timing['ours_first_s']:.2f} s (compile or load), CPU {timing['ours']['cpu_s']:.2f} s "
                   f"(gemm CPU {timing['gemm']['cpu_s']:.2f} s), numpy peak {mem['traced_peak_mb']:.0f} MB, "
                   f"inputs+interpreter {mem['inputs_mb']:.0f} MB")  # fmt: skip
             t_tiled = timing["gemm_tiled"]["best_s"]

@@ -13,6 +13,20 @@ import pytest
 from xlt_course import retrieval
 
 
+@pytest.fixture(params=["full", "fused"])
+def engine(request, monkeypatch):
+    """Run a test on both engines: the full matrix (small inputs) and the fused pass (large).
+
+    "fused" lowers the size thresholds so that small inputs, which a brute force can check,
+    take the compiled pass with its threads, warm-up sample and rescans.
+    """
+    if request.param == "fused":
+        monkeypatch.setattr(retrieval, "_FUSED_MIN_SCORES", 0)
+        monkeypatch.setattr(retrieval, "_PARALLEL_MIN_SCORES", 0)
+        monkeypatch.setattr(retrieval, "_WARMUP_MIN_ROWS", 64)
+    return request.param
+
+
 def _brute(X, Y, *, method, k, topn, queries=None):
     """Full-matrix reference in float64: (indices best first, ties to lower index; scores)."""
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -39,7 +53,7 @@ def test_csls_scores_is_the_formula_on_the_full_matrix():
 
 
 @pytest.mark.parametrize("n, m, k", [(5, 7, 1), (60, 30, 10), (300, 500, 10), (2500, 301, 10)])
-def test_engine_equals_the_readable_csls_on_random_data(n, m, k):
+def test_engine_equals_the_readable_csls_on_random_data(n, m, k, engine):
     rng = np.random.default_rng(n + m)
     X = rng.normal(size=(n, 16)).astype(np.float32)
     Y = rng.normal(size=(m, 16)).astype(np.float32)
@@ -96,9 +110,9 @@ def test_csls_demotes_a_hub():
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 4096])
 @pytest.mark.parametrize("method", ["nn", "csls"])
-def test_streaming_retrieval_equals_brute_force(chunk_size, method):
+def test_streaming_retrieval_equals_brute_force(chunk_size, method, engine):
     rng = np.random.default_rng(5)
-    # n >= 2048 so r_S takes the grouped top-k path; m odd so blocks are ragged.
+    # m odd so that the tiles and chunks of targets are ragged.
     X = rng.normal(size=(2500, 12)).astype(np.float32)
     Y = rng.normal(size=(301, 12)).astype(np.float32)
     queries = rng.choice(2500, size=200, replace=False)
@@ -112,23 +126,54 @@ def test_streaming_retrieval_equals_brute_force(chunk_size, method):
         assert idx.dtype == np.int64 and idx.shape == (len(ref_idx), topn)
 
 
-def test_threaded_slab_retrieval_equals_brute_force(monkeypatch):
-    # Force the threaded, slab-wise path on inputs small enough for a brute-force reference.
-    monkeypatch.setattr(retrieval, "_PARALLEL_MIN_SCORES", 0)
+def test_fused_retrieval_with_many_chunks_equals_brute_force(monkeypatch):
+    # More targets than _MIN_CHUNK * _MAX_CHUNKS: chunks wider than the minimum; queries
+    # repeat and come unsorted.
+    monkeypatch.setattr(retrieval, "_FUSED_MIN_SCORES", 0)
+    monkeypatch.setattr(retrieval, "_MIN_CHUNK", 8)
+    monkeypatch.setattr(retrieval, "_MAX_CHUNKS", 16)
     rng = np.random.default_rng(8)
-    X = rng.normal(size=(6000, 10)).astype(np.float32)
-    Y = rng.normal(size=(210, 10)).astype(np.float32)
-    queries = rng.choice(6000, size=500, replace=False)
-    for topn, q, chunk in [(1, None, 64), (1, queries, 4096), (3, queries, 37)]:
-        ref_idx, _ = _brute(X, Y, method="csls", k=10, topn=topn, queries=q)
-        idx = retrieval.translate_words(
-            X, Y, k=10, topn=topn, queries=q, chunk_size=chunk, progress=False
-        )
-        np.testing.assert_array_equal(idx, ref_idx)
+    X = rng.normal(size=(3000, 10)).astype(np.float32)
+    Y = rng.normal(size=(1210, 10)).astype(np.float32)
+    queries = np.concatenate([rng.choice(3000, size=500, replace=False), [7, 7, 2999, 0]])
+    for method in ("csls", "nn"):
+        for topn, q, chunk in [(1, None, 64), (1, queries, 4096), (3, queries, 37)]:
+            ref_idx, _ = _brute(X, Y, method=method, k=10, topn=topn, queries=q)
+            idx = retrieval.translate_words(
+                X, Y, method=method, k=10, topn=topn, queries=q, chunk_size=chunk, progress=False
+            )
+            np.testing.assert_array_equal(idx, ref_idx)
+
+
+def test_ties_go_to_the_lower_target_on_both_engines(engine):
+    # Duplicated targets score exactly the same: the lower index must win, and the
+    # duplicate follows it in a top-n list.
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(400, 8)).astype(np.float32)
+    Y[250] = Y[17]
+    Y[399] = Y[17]
+    X = np.vstack([Y[17] + 0.01 * rng.normal(size=8), rng.normal(size=(300, 8))]).astype(np.float32)
+    for method in ("nn", "csls"):
+        idx = retrieval.translate_words(X, Y, method=method, k=5, topn=3, progress=False)
+        np.testing.assert_array_equal(idx[0], [17, 250, 399])
+
+
+def test_the_fused_pass_is_compiled_only_when_needed():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from xlt_course import retrieval\n"
+        "X = np.random.default_rng(0).normal(size=(50, 4))\n"
+        "retrieval.translate_words(X, X, k=3, progress=False)\n"
+        "assert 'numba' not in sys.modules, 'small inputs loaded numba'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("n", [50, 5000, 20011])
-def test_knn_mean_similarity_equals_brute_force(n):
+def test_knn_mean_similarity_equals_brute_force(n, engine):
     rng = np.random.default_rng(n)
     Q = rng.normal(size=(97, 8)).astype(np.float32)
     K = rng.normal(size=(n, 8)).astype(np.float32)
