@@ -155,7 +155,7 @@ def translate_words(
 
     Used in: lesson 02-procrustes, exercise 2; lesson 03-unsupervised-alignment.
     """
-    X, Y, q = _check_retrieval_args(X_src_mapped, Y_tgt, method, k, topn, queries)
+    X, Y, q = _check_retrieval_args(X_src_mapped, Y_tgt, method, k, topn, queries, chunk_size)
     idx, _, _ = _retrieve(
         X, Y, method=method, k=k, topn=topn, queries=q, chunk_size=chunk_size, progress=progress
     )
@@ -180,7 +180,7 @@ def translate_words_with_scores(
     Returns:
         indices: (n_queries, topn) int64; scores: (n_queries, topn) float32.
     """
-    X, Y, q = _check_retrieval_args(X_src_mapped, Y_tgt, method, k, topn, queries)
+    X, Y, q = _check_retrieval_args(X_src_mapped, Y_tgt, method, k, topn, queries, chunk_size)
     idx, vals, _ = _retrieve(
         X, Y, method=method, k=k, topn=topn, queries=q, chunk_size=chunk_size, progress=progress
     )
@@ -316,7 +316,10 @@ def _check_retrieval_args(
     k: int,
     topn: int,
     queries: np.ndarray | Sequence[int] | None,
+    chunk_size: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     X = unit_rows(as_matrix(X_src_mapped, "X_src_mapped"), "X_src_mapped")
     Y = unit_rows(as_matrix(Y_tgt, "Y_tgt"), "Y_tgt")
     if X.shape[1] != Y.shape[1]:
@@ -539,6 +542,10 @@ class _Sweep:
             top, top_rows, kth, top_sum, half, self.shared, bound,
         )  # fmt: skip
 
+    def topk_mean(self, states: list[list[np.ndarray]]) -> np.ndarray:
+        """Return the exact mean of the k largest cosines of every target, (m,) float32."""
+        return (self.merge(states)[3] / self.k).astype(np.float32)
+
     def merge(self, states: list[list[np.ndarray]]) -> list[np.ndarray]:
         """Return one state holding the exact top-k of every target over all the states.
 
@@ -580,8 +587,6 @@ def _retrieve_fused(
     """
     from xlt_course import retrieval_kernel as kern
 
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n, m = X.shape[0], Y.shape[0]
     csls = method == "csls"
     q = np.arange(n) if rows is None else rows
@@ -613,11 +618,8 @@ def _retrieve_fused(
         parts = [todo[(np.arange(todo.size) // slab) % workers == t] for t in range(workers)]
         states = [[a.copy() for a in base] for _ in parts]
         sweeper.run(parts, states, counts, bound_row, chunk, bound, pool, bar)
-        rS = None
-        half = np.zeros(m, dtype=np.float32)
-        if csls:
-            rS = 2 * sweeper.merge(states)[4]
-            half = 0.5 * rS
+        rS = sweeper.topk_mean(states) if csls else None
+        half = np.zeros(m, dtype=np.float32) if rS is None else 0.5 * rS
         best_v, best_i = _rescan(X, Y, q, bound, chunk, half, topn, pool)
     return best_i, best_v, rS
 
@@ -637,7 +639,7 @@ def _fused_topk_mean(
         no_bound = np.full(n, -1, dtype=np.int64)
         bound = np.empty((0, 1), dtype=np.float32)
         sweeper.run(parts, states, np.ones(n, dtype=bool), no_bound, m, bound, pool, bar)
-    return (sweeper.merge(states)[3] / k).astype(np.float32)
+    return sweeper.topk_mean(states)
 
 
 def _rescan(
