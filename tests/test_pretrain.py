@@ -266,6 +266,9 @@ def test_cli_report_ends_with_the_emergence_line(built_data, tmp_path, capsys):
     assert cli_main([*args[:-3], "--no-train", "--settings", "standard", "special_separate"]) == 0
     out = capsys.readouterr().out
     assert "not yet measured" in out
+    assert cli_main([*args[:-3], "--no-train", "--settings", "overparam"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert not last.startswith("emergence ") and "none of them" in last, last
     assert cli_main(["pretrain", "report", "--settings", "bogus"]) == 2
     assert cli_main(["pretrain", "report", "--jobs", "0", "--settings", "standard"]) == 2
 

@@ -84,7 +84,11 @@ def _pretrain(args: argparse.Namespace) -> int:
             losses = " ".join(f"{x:.2f}" for x in r["mlm_loss"])
             print(f"{'':20} held-out MLM loss per language (en first): {losses}")
     print(pretrain.PUBLISHED_NOTE)
-    print(pretrain.emergence_line(rows))
+    if any(r["setting"] in pretrain.EMERGENCE_LINE for r in rows):
+        print(pretrain.emergence_line(rows))
+    else:  # a line of nan alone says nothing: name what would fill it
+        print(f"(no emergence line: it reads {', '.join(pretrain.EMERGENCE_LINE)}; "
+              "none of them is in --settings)")  # fmt: skip
     return 0
 
 
