@@ -933,7 +933,12 @@ def _make_classifier(model: Any, pooling: Pooling):
         def forward(self, input_ids, attention_mask):
             if pooling == "cls" and kind == "other":
                 return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            return self.head(self.features(input_ids, attention_mask))
+            features = self.features(input_ids, attention_mask)
+            # the head in fp32 under bf16/fp16 autocast too: as the linear probe trains and
+            # evaluates it on its cached features, so a reloaded probe predicts what its run
+            # stored (a 6 x 384 product costs nothing)
+            with torch.autocast(features.device.type, enabled=False):
+                return self.head(features.float())
 
     if getattr(model.config, "xlt_task", None) == "tokens":
 
