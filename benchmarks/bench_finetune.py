@@ -2,8 +2,10 @@
 
 Both fine-tune the offline encoder (embeddings frozen, [CLS] head, max_length 64) on the
 same subset of the English topic training set with the same optimiser settings (AdamW
-without its fused kernel, learning rate, weight decay, linear warm-up and decay, gradient
-clipping), then classify the same English test items. What differs is the batching:
+with its fused kernel, learning rate, weight decay, linear warm-up and decay, gradient
+clipping) and the same arithmetic (fp32: ours is pinned to it, since its ``"auto"`` would
+pick bf16 on a CPU with native bf16 while Trainer stays fp32 on a CPU unless told), then
+classify the same English test items. What differs is the batching:
 
 - xlt_course.training: dynamic padding with length-bucketed batches (pools of 50 batches
   sorted by length, batch order shuffled);
@@ -77,6 +79,7 @@ def _config(args):
         pooling="cls",  # the model's own head: what Trainer runs
         freeze="embeddings",
         device="cpu",
+        precision="fp32",  # Trainer's arithmetic on a CPU: like for like
         backend="torch",
         num_threads=args.threads,
         progress=False,
@@ -188,7 +191,7 @@ def run_trainer(args, sampling: str = "random") -> dict:
             warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type="linear",
             max_grad_norm=cfg.max_grad_norm,
-            optim="adamw_torch",  # the same (non-fused) AdamW as ours
+            optim="adamw_torch_fused",  # the same fused AdamW as ours
             train_sampling_strategy=sampling,
             logging_strategy="no",
             save_strategy="no",
