@@ -1713,8 +1713,9 @@ def make_optimizer(
 
     groups = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in params]
     tensors = [t for g in groups for t in (g["params"] if isinstance(g, dict) else [g])]
-    # one fused kernel per step instead of a dozen passes over the weights: 35 -> 10 ms a
-    # step for a 21M-parameter encoder on 2 CPU cores, the same update up to rounding
+    # one fused kernel per group instead of a Python loop over the tensors, the same update
+    # up to rounding: one epoch of benchmarks/bench_finetune.py trained in 41.8 s instead
+    # of 53.8 s on 2 CPU cores (Trainer's default since torch 2.8 is the fused one too)
     fused = bool(tensors) and all(
         t.device.type in ("cpu", "cuda") and t.is_floating_point() for t in tensors
     )
