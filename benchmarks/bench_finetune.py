@@ -79,7 +79,7 @@ def _config(args):
         pooling="cls",  # the model's own head: what Trainer runs
         freeze="embeddings",
         device="cpu",
-        precision="fp32",  # Trainer's arithmetic on a CPU: like for like
+        precision=args.precision,  # Trainer gets the same (its bf16=True): like for like
         backend="torch",
         num_threads=args.threads,
         progress=False,
@@ -201,6 +201,7 @@ def run_trainer(args, sampling: str = "random") -> dict:
             use_cpu=True,
             disable_tqdm=True,
             dataloader_num_workers=0,
+            bf16=cfg.precision == "bf16",  # autocast on the CPU, as ours
         )
         trainer = Trainer(
             model=model,
@@ -255,6 +256,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (best kept)")
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32",
+        help="both sides' arithmetic: fp32, or bf16 autocast (ours: precision='bf16', "
+        "Trainer: bf16=True); bf16 is what ours picks by default on a CPU with native bf16",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -282,7 +288,7 @@ def main() -> None:
         f"\n{args.train} training texts x {args.epochs} epoch(s), batch {args.batch_size}, "
         f"{args.eval} English test items; CPU threads {args.threads or 'default'}; "
         f"load average (uptime 1/5/15 min) {load0} before, {load1} after, on "
-        f"{os.cpu_count()} cores; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+        f"{os.cpu_count()} cores; {args.precision} on both sides; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
         f"best of {args.rounds} interleaved round(s); wall {wall:.0f} s"
     )
     head = (

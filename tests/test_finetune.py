@@ -29,12 +29,12 @@ torch = pytest.importorskip("torch")
 from tiny_models import LABELS, make_split, tiny_config, tiny_tokenizer  # noqa: E402
 
 
-def _save_tiny(folder, *, arch="bert", dropout=0.1):
-    """Save a tiny random sequence classifier (3 labels) and its tokenizer to ``folder``."""
+def _save_tiny(folder, *, arch="bert", dropout=0.1, num_labels=3):
+    """Save a tiny random sequence classifier and its tokenizer to ``folder``."""
     from transformers import BertForSequenceClassification, XLMRobertaForSequenceClassification
 
     tok = tiny_tokenizer()
-    config = tiny_config(arch, vocab_size=len(tok), dropout=dropout, num_labels=3)
+    config = tiny_config(arch, vocab_size=len(tok), dropout=dropout, num_labels=num_labels)
     torch.manual_seed(0)
     cls = BertForSequenceClassification if arch == "bert" else XLMRobertaForSequenceClassification
     model = cls(config)
@@ -867,3 +867,106 @@ def test_bench_finetune_scores_the_grouped_trainer_in_its_own_eval_order(tiny_no
     )
     assert pairs == sorted(zip(ref, split.labels.tolist(), strict=True))
     assert bench.trainer_accuracy(pred) == pytest.approx(expected)
+
+
+# --------------------------------------------------------------------------- lesson 06's dev sweep
+
+
+@pytest.fixture(scope="module")
+def tiny6(tmp_path_factory):
+    """A tiny classifier with the topic data's six labels."""
+    return _save_tiny(tmp_path_factory.mktemp("tiny") / "bert6", num_labels=6)
+
+
+def _tiny_grid(model: str) -> dict[str, tr.FinetuneConfig]:
+    from xlt_course import zero_shot_transfer as zst
+
+    grid = zst.dev_grid(model, smoke=True)
+    return {
+        name: c.replace(device="cpu", precision="fp32", num_threads=1, progress=False,
+                        max_train_examples=16, max_eval_examples=16)
+        for name, c in list(grid.items())[:2]
+    }  # fmt: skip
+
+
+def test_dev_sweep_trains_caches_records_and_reads_the_record_back(tiny6, tmp_path, monkeypatch):
+    from xlt_course import zero_shot_transfer as zst
+
+    grid = _tiny_grid(tiny6)
+    record = tmp_path / "recorded" / "sweep.json"
+    # the grader: nothing cached, nothing recorded -> nothing, and nothing trained
+    assert zst.dev_sweep(grid, train=False, cache="only", record=record) is None
+    assert not (tr.paths.cache_dir() / "finetune").exists()
+    trained = zst.dev_sweep(grid, train=False, record=record)  # no record: it must train
+    assert trained.source == "trained" and list(trained.rows) == list(grid)
+    for row in trained.rows.values():
+        assert list(row) == list(zst.DEV_COLUMNS)
+        assert 0 <= row["dev accuracy, en"] <= 1 and row["final training loss"] > 0
+    cached = zst.dev_sweep(grid, train=False, cache="only", record=record)
+    assert cached.source == "cache" and cached.rows == trained.rows
+    assert zst.record_dev_sweep(grid, record) == record
+    saved = json.loads(record.read_text())
+    assert [c["name"] for c in saved["candidates"]] == list(grid)
+    assert saved["machine"]["precision"] == "fp32" and saved["machine"]["device"] == "cpu"
+
+    # another machine: an empty cache, the record only
+    monkeypatch.setattr(tr.paths, "cache_dir", lambda: tmp_path / "other-cache")
+    recorded = zst.dev_sweep(grid, train=False, cache="only", record=record)
+    assert recorded.source == "recorded" and recorded.rows == trained.rows
+    assert "xlt-course dev-sweep --record" in recorded.note and "fp32" in recorded.note
+    assert not (tmp_path / "other-cache" / "finetune").exists()  # reading it trained nothing
+    # a changed candidate, a missing one, other data: the record says nothing about them
+    first, second = list(grid)
+    for other in (
+        {**grid, first: grid[first].replace(learning_rate=3e-4)},
+        {**grid, "a new candidate": grid[first].replace(seed=1)},
+        {n: c.replace(max_train_examples=15) for n, c in grid.items()},
+    ):
+        assert zst.dev_sweep(other, train=False, cache="only", record=record) is None
+    # a subset of the recorded candidates is still recorded
+    assert zst.dev_sweep({second: grid[second]}, train=False, cache="only", record=record).rows == {
+        second: trained.rows[second]
+    }
+    # train=True trains even where the record has the candidates (the same fp32 numbers)
+    again = zst.dev_sweep(grid, train=True, record=record)
+    assert again.source == "trained" and again.rows == trained.rows
+
+
+def test_dev_sweep_ignores_a_broken_record_with_a_warning(tiny6, tmp_path):
+    from xlt_course import zero_shot_transfer as zst
+
+    grid = _tiny_grid(tiny6)
+    record = tmp_path / "sweep.json"
+    for text in ("{not json", json.dumps({"candidates": [{"name": "x"}]}), "[]"):
+        record.write_text(text)
+        with pytest.warns(UserWarning, match="unreadable dev-sweep record"):
+            assert zst.dev_sweep(grid, train=False, cache="only", record=record) is None
+    with pytest.raises(ValueError, match="cache"):
+        zst.record_dev_sweep(grid, record, cache="only")
+    with pytest.raises(ValueError, match="at least one"):
+        zst.dev_sweep({}, cache="only")
+
+
+def test_the_committed_record_holds_the_lessons_candidates():
+    """Lesson 06 shows the record on a CPU: it must match the lesson's own grid and encoder."""
+    from xlt_course import zero_shot_transfer as zst
+
+    grid = zst.dev_grid("offline")
+    sweep = zst.dev_sweep(grid, train=False, cache="only")  # an empty private cache
+    assert sweep is not None, (
+        f"{zst.dev_record_path()} does not hold lesson 06's candidates with this encoder and "
+        "data: run `xlt-course dev-sweep --record` and commit it"
+    )
+    assert sweep.source == "recorded" and list(sweep.rows) == list(grid)
+    chosen = max(sweep.rows, key=lambda n: sweep.rows[n]["dev accuracy, en"])
+    assert chosen == "mean, lr 2e-4, head 3e-3"  # the lesson's grading fallback names it
+
+
+def test_dev_sweep_command_reads_the_record_without_training(capsys):
+    from xlt_course import cli
+
+    assert cli.main(["dev-sweep", "--no-train"]) == 0  # an empty private cache: the record
+    out = capsys.readouterr().out
+    assert "recorded 20" in out and "xlt-course dev-sweep --record" in out
+    assert out.rstrip().endswith("chosen by English dev accuracy alone: mean, lr 2e-4, head 3e-3")
+    assert not (tr.paths.cache_dir() / "finetune").exists()

@@ -214,6 +214,29 @@ def _finetune_udpos_offline(args: argparse.Namespace, overrides: dict) -> int:
     return 0
 
 
+def _dev_sweep(args: argparse.Namespace) -> int:
+    from xlt_course import zero_shot_transfer as zst
+
+    grid = zst.dev_grid(args.model, smoke=args.smoke)
+    if args.record:
+        path = zst.record_dev_sweep(grid, Path(args.out) if args.out else None)
+        print(f"recorded in {path}")
+    sweep = zst.dev_sweep(grid, train=not args.no_train, cache="only" if args.no_train else "use")
+    if sweep is None:
+        print("xlt-course: no cached or recorded dev sweep for these candidates "
+              "(run without --no-train to train them)", file=sys.stderr)  # fmt: skip
+        return 1
+    width = max(len(name) for name in sweep.rows)
+    print(f"{'candidate':{width}}  " + "  ".join(zst.DEV_COLUMNS))
+    for name, row in sweep.rows.items():
+        print(f"{name:{width}}  " + "  ".join(
+            f"{row[c]:>{len(c)}.3f}" for c in zst.DEV_COLUMNS))  # fmt: skip
+    chosen = max(sweep.rows, key=lambda n: sweep.rows[n][zst.DEV_COLUMNS[1]])
+    print(sweep.note)
+    print(f"chosen by English dev accuracy alone: {chosen}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the student commands (``python -m xlt_course.cli``)."""
     p = argparse.ArgumentParser(prog="xlt-course", description=__doc__)
@@ -223,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add the commands a student's environment needs (data, env, bli, pretrain, translate,
-    finetune)."""
+    finetune, dev-sweep)."""
     d = sub.add_parser("data", help="build or verify the offline data")
     d.add_argument("action", choices=["build", "verify", "topics"])
     d.add_argument("--force", action="store_true", help="rebuild even when current")
@@ -306,6 +329,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--max-train", type=int, help="train on this many examples")
     ft.add_argument("--max-eval", type=int, help="evaluate on this many examples per language")
     ft.set_defaults(func=_finetune)
+
+    ds = sub.add_parser(
+        "dev-sweep",
+        help="lesson 06: fine-tune the candidates (cached), print their dev accuracy; --record "
+        "writes the record the lesson shows when it does not train them",
+    )
+    ds.add_argument("--model", default="offline", help="'offline', a local folder or a hub id")
+    ds.add_argument(
+        "--record", action="store_true", help="write the record (trains what is missing)"
+    )
+    ds.add_argument(
+        "--out", help="with --record: the record file (default data/recorded/06-dev-sweep.json)"
+    )
+    ds.add_argument("--no-train", action="store_true", help="read the cache or the record only")
+    ds.add_argument("--smoke", action="store_true", help="the test suite's tiny size")
+    ds.set_defaults(func=_dev_sweep)
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:

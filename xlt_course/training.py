@@ -115,12 +115,14 @@ __all__ = [
     "pool",
     "predict_proba",
     "quiet_transformers",
+    "recipe_fingerprint",
     "read_eval_arrays",
     "resolve_device",
     "resolve_precision",
     "result_from_logits",
     "save_result",
     "split_fingerprint",
+    "topic_splits",
     "train_loop",
 ]
 
@@ -1364,23 +1366,52 @@ def _load_result(folder: Path) -> FinetuneResult:
     )
 
 
-def _cache_key(
-    config: FinetuneConfig, model_id: str, train: TopicSplit, evals, device, precision
-) -> str:
+def _key_parts(config: FinetuneConfig, model_id: str, train: AnySplit, evals) -> dict[str, Any]:
     cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
     if cfg.get("label_subwords") == "first":
         del cfg["label_subwords"]  # the default keeps the keys of runs cached before it existed
+    return {
+        "version": CACHE_VERSION,
+        "config": cfg,
+        "model": model_fingerprint(model_id),
+        "train": split_fingerprint(train),
+        "evals": {name: split_fingerprint(s) for name, s in evals.items()},
+    }
+
+
+def _cache_key(
+    config: FinetuneConfig, model_id: str, train: AnySplit, evals, device, precision
+) -> str:
+    parts = _key_parts(config, model_id, train, evals)
+    parts.update(device=str(device).split(":")[0], precision=precision)
+    return fingerprint(parts)[:20]
+
+
+def recipe_fingerprint(
+    config: FinetuneConfig, train: AnySplit | Sequence[AnySplit], evals: Mapping[str, AnySplit]
+) -> str:
+    """Return the fingerprint of what decides a run but the hardware: config, model and data.
+
+    The cache key adds the device and the resolved precision to it: two runs with one recipe
+    differ only in their arithmetic (bf16 or fp32, CPU or GPU). The config's ``precision``
+    field stays in the recipe (``"auto"`` is one recipe on every machine).
+
+    Args:
+        config: the run's settings.
+        train: its training split(s), as given to :func:`finetune`.
+        evals: its evaluation sets by name.
+
+    Returns:
+        A 64-character hex digest.
+
+    Used in: lesson 06-zero-shot-transfer (the recorded dev sweep).
+    """
+    from xlt_course.models import resolve_model_id
+
+    splits = [train] if isinstance(train, (TopicSplit, PairSplit, TokenSplit)) else list(train)
     return fingerprint(
-        {
-            "version": CACHE_VERSION,
-            "config": cfg,
-            "device": str(device).split(":")[0],
-            "precision": precision,
-            "model": model_fingerprint(model_id),
-            "train": split_fingerprint(train),
-            "evals": {name: split_fingerprint(s) for name, s in evals.items()},
-        }
-    )[:20]
+        _key_parts(config, resolve_model_id(config.model), concat_splits(splits), evals)
+    )
 
 
 # --------------------------------------------------------------------------- the loop
@@ -2354,8 +2385,19 @@ def finetune_topics(config: FinetuneConfig, *, cache: CacheMode = "use") -> Fine
 
     Used in: lesson 06-zero-shot-transfer.
     """
+    train, evals = topic_splits(config)
+    return finetune(config, train, evals, cache=cache)
+
+
+def topic_splits(config: FinetuneConfig) -> tuple[list[TopicSplit], dict[str, TopicSplit]]:
+    """Return the topic splits a run of ``config`` trains on and evaluates on.
+
+    Returns:
+        ``([train split per train language], {language: eval split})``, as
+        :func:`finetune_topics` passes them to :func:`finetune`.
+    """
     from xlt_course.data.topics import load_topics
 
     train = [load_topics("train", lang) for lang in config.train_languages]
     evals = {lang: load_topics(config.eval_split, lang) for lang in config.languages}
-    return finetune(config, train, evals, cache=cache)
+    return train, evals

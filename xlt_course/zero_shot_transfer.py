@@ -10,22 +10,33 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from xlt_course import published
+from xlt_course import paths, published
 
 if TYPE_CHECKING:  # importing the engine would import torch
-    from xlt_course.training import FinetuneConfig, FinetuneResult
+    from xlt_course.training import CacheMode, FinetuneConfig, FinetuneResult
 
 __all__ = [
+    "DEV_COLUMNS",
     "XNLI_LANGUAGES",
     "XNLI_ZERO_SHOT",
+    "DevSweep",
     "ZeroShotPlan",
+    "dev_grid",
+    "dev_record_path",
+    "dev_sweep",
     "gap_table",
     "published_gaps",
+    "record_dev_sweep",
     "run_zero_shot",
     "transfer_gaps",
     "xnli_plan",
@@ -62,6 +73,266 @@ def published_gaps(model: str = "XLM-R Base", source: str = "en") -> dict[str, f
     if model not in XNLI_ZERO_SHOT:
         raise ValueError(f"model must be one of {sorted(XNLI_ZERO_SHOT)}, got {model!r}")
     return transfer_gaps(XNLI_ZERO_SHOT[model], source)
+
+
+# --------------------------------------------------------------------------- the dev sweep
+
+#: The columns of a dev-sweep row: the last epoch's training loss, English dev accuracy (the
+#: only one the choice may read) and the targets' mean dev accuracy (shown, never used).
+DEV_COLUMNS = ("final training loss", "dev accuracy, en", "dev, mean of targets (not used)")
+
+DevSource = Literal["trained", "cache", "recorded"]
+
+
+def dev_grid(model: str = "offline", *, smoke: bool = False) -> dict[str, FinetuneConfig]:
+    """Return lesson 06's fine-tuning candidates by name (test-split configs; the sweep uses dev).
+
+    The first is the base setting (section 5 of the lesson explains every field); the others
+    change the pooling, the encoder's learning rate and the head's own learning rate.
+
+    Args:
+        model: the encoder (``"offline"``, a hub id or a local folder).
+        smoke: the test suite's size (32 training texts, 1 epoch, 2 languages, 32 items each).
+
+    Returns:
+        ``{name: FinetuneConfig}``, in the order the lesson prints them.
+
+    Used in: lesson 06-zero-shot-transfer, section 5.
+    """
+    from xlt_course.training import FinetuneConfig
+
+    base = FinetuneConfig(
+        model=model,
+        freeze="embeddings",
+        pooling="mean",
+        max_length=64,
+        epochs=2,
+        batch_size=32,
+        learning_rate=1e-4,  # the encoder's layers
+        head_learning_rate=1e-2,  # the new classification head
+        seed=0,
+    )
+    if smoke:
+        base = base.replace(
+            max_train_examples=32, epochs=1, languages=("en", "fr"), max_eval_examples=32
+        )
+    return {
+        "mean, lr 1e-4, head 1e-2": base,
+        "mean, lr 2e-4, head 3e-3": base.replace(learning_rate=2e-4, head_learning_rate=3e-3),
+        "mean, lr 1e-4, head 3e-3": base.replace(head_learning_rate=3e-3),
+        "[CLS], lr 1e-4, head 3e-3": base.replace(pooling="cls", head_learning_rate=3e-3),
+        "mean, lr 1e-4 for the head too": base.replace(head_learning_rate=None),
+    }
+
+
+@dataclass(frozen=True)
+class DevSweep:
+    """The dev-split results of every candidate, and where they came from.
+
+    Attributes:
+        rows: ``{candidate: {column: value}}`` with the columns of :data:`DEV_COLUMNS`.
+        source: ``"trained"`` (computed by this call), ``"cache"`` (this machine's cached
+            runs) or ``"recorded"`` (the course's record, :func:`dev_record_path`).
+        seconds: training plus evaluation seconds of the candidates when they were computed.
+        note: one line for the lesson's output.
+    """
+
+    rows: dict[str, dict[str, float]]
+    source: DevSource
+    seconds: float
+    note: str
+
+
+def dev_record_path() -> Path:
+    """Return where ``xlt-course dev-sweep --record`` keeps the recorded sweep."""
+    return paths.data_dir() / "recorded" / "06-dev-sweep.json"
+
+
+def _dev_row(result: FinetuneResult) -> dict[str, float]:
+    source = result.config.train_languages[0]
+    targets = [a for lang, a in result.accuracy.items() if lang != source]
+    return dict(
+        zip(
+            DEV_COLUMNS,
+            (
+                float(result.history[-1]["loss"]),
+                float(result.accuracy[source]),
+                float(sum(targets) / len(targets)) if targets else float("nan"),
+            ),
+            strict=True,
+        )
+    )
+
+
+def _seconds(runs: Mapping[str, FinetuneResult]) -> float:
+    return float(sum(r.stats["train_seconds"] + r.stats["eval_seconds"] for r in runs.values()))
+
+
+def _recipes(dev: Mapping[str, FinetuneConfig]) -> dict[str, str]:
+    from xlt_course import training as tr
+
+    return {name: tr.recipe_fingerprint(c, *tr.topic_splits(c)) for name, c in dev.items()}
+
+
+def _read_record(dev: Mapping[str, FinetuneConfig], path: Path) -> DevSweep | None:
+    """Return the recorded sweep if it holds every candidate of ``dev`` with the same recipe."""
+    if not path.is_file():
+        return None
+    recipes = _recipes(dev)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        by_name = {c["name"]: c for c in record["candidates"]}
+        machine, day = record["machine"], record["recorded_at"][:10]
+        if any(name not in by_name or by_name[name]["recipe"] != recipes[name] for name in dev):
+            return None  # other candidates, encoder or data: the record says nothing of them
+        rows = {name: {k: float(by_name[name]["row"][k]) for k in DEV_COLUMNS} for name in dev}
+        seconds = float(sum(by_name[name]["seconds"] for name in dev))
+        where = f"{machine['cpu']} ({machine['cores']} cores, {machine['device']}, {machine['precision']})"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        warnings.warn(f"ignoring the unreadable dev-sweep record {path}: {e!r}", stacklevel=3)
+        return None
+    note = (
+        f"recorded {day} by `xlt-course dev-sweep --record` on {where}: the same candidates, "
+        f"encoder and data as here; training and evaluating them took {seconds:.0f} s there"
+    )
+    return DevSweep(rows, "recorded", seconds, note)
+
+
+def dev_sweep(
+    grid: Mapping[str, FinetuneConfig],
+    *,
+    train: bool = True,
+    cache: CacheMode = "use",
+    record: Path | None = None,
+) -> DevSweep | None:
+    """Return every candidate's dev-split row: from the cache, from the record, or trained now.
+
+    In this order: this machine's cached dev runs when all are there; the course's record
+    when ``train`` is False and it holds every candidate with the same recipe (config,
+    encoder and data: :func:`xlt_course.training.recipe_fingerprint`); else every candidate
+    is trained on English and evaluated on the dev split of its languages.
+
+    Args:
+        grid: candidates by name, as :func:`dev_grid` returns them (their ``eval_split`` is
+            replaced by ``"dev"``).
+        train: train the candidates even where the record has them.
+        cache: the engine's cache mode; ``"only"`` (the grader) never trains and returns None
+            when neither the cache nor the record has the candidates.
+        record: the record file (None: :func:`dev_record_path`).
+
+    Returns:
+        A :class:`DevSweep`, or None (``cache="only"``, nothing cached or recorded).
+
+    Used in: lesson 06-zero-shot-transfer, section 5.
+    """
+    from xlt_course import training as tr
+
+    tr.check_choice("cache", cache, tr.CacheMode)
+    if not grid:
+        raise ValueError("grid must name at least one candidate")
+    dev = {name: c.replace(eval_split="dev") for name, c in grid.items()}
+    if cache in ("use", "only"):
+        cached = {name: tr.finetune_topics(c, cache="only") for name, c in dev.items()}
+        if all(r is not None for r in cached.values()):
+            runs = {name: r for name, r in cached.items() if r is not None}
+            note = "loaded from this machine's cache (the runs were trained here)"
+            return DevSweep(
+                {n: _dev_row(r) for n, r in runs.items()}, "cache", _seconds(runs), note
+            )
+    if not train:
+        recorded = _read_record(dev, record or dev_record_path())
+        if recorded is not None:
+            return recorded
+    if cache == "only":
+        return None
+    runs = {}
+    for name, c in dev.items():
+        run = tr.finetune_topics(c, cache=cache)
+        assert run is not None  # only cache="only" returns None
+        runs[name] = run
+    note = f"trained here ({_seconds(runs):.0f} s of training and evaluation)"
+    return DevSweep({n: _dev_row(r) for n, r in runs.items()}, "trained", _seconds(runs), note)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def record_dev_sweep(
+    grid: Mapping[str, FinetuneConfig], path: Path | None = None, *, cache: CacheMode = "use"
+) -> Path:
+    """Train (or load from the cache) every candidate on dev and write the record.
+
+    The record keeps, per candidate, its name, recipe fingerprint, config, row and seconds,
+    and for the whole sweep the date, CPU, core count, device, precision and package
+    versions. It is written whole or not at all.
+
+    Args:
+        grid: candidates by name (:func:`dev_grid`).
+        path: the record file (None: :func:`dev_record_path`).
+        cache: the engine's cache mode for the runs (``"refresh"`` retrains them).
+
+    Returns:
+        The record's path.
+
+    Used in: ``xlt-course dev-sweep --record`` (lesson 06-zero-shot-transfer).
+    """
+    import torch
+    import transformers
+
+    import xlt_course
+    from xlt_course import training as tr
+
+    if cache == "only":
+        raise ValueError(
+            "recording trains what is missing: cache must be 'use', 'refresh' or 'off'"
+        )
+    dev = {name: c.replace(eval_split="dev") for name, c in grid.items()}
+    recipes = _recipes(dev)
+    candidates, devices, precisions = [], set(), set()
+    for name, c in dev.items():
+        run = tr.finetune_topics(c, cache=cache)
+        assert run is not None
+        devices.add(run.stats["device"])
+        precisions.add(run.stats["precision"])
+        candidates.append(
+            {
+                "name": name,
+                "recipe": recipes[name],
+                "config": c.to_dict(),
+                "row": _dev_row(run),
+                "seconds": round(run.stats["train_seconds"] + run.stats["eval_seconds"], 1),
+            }
+        )
+    record = {
+        "what": "lesson 06's dev sweep: each candidate fine-tuned on English, evaluated on dev",
+        "written_by": "xlt-course dev-sweep --record",
+        "recorded_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "device": "/".join(sorted(devices)),
+            "precision": "/".join(sorted(precisions)),
+        },
+        "versions": {
+            "xlt_course": xlt_course.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "candidates": candidates,
+    }
+    path = Path(path) if path is not None else dev_record_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 # --------------------------------------------------------------------------- XNLI, Colab
