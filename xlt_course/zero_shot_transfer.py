@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from xlt_course import paths, published
+from xlt_course.data.manifest import atomic_path
 
 if TYPE_CHECKING:  # importing the engine would import torch
     from xlt_course.training import CacheMode, FinetuneConfig, FinetuneResult
@@ -168,6 +169,11 @@ def _seconds(runs: Mapping[str, FinetuneResult]) -> float:
     return float(sum(r.stats["train_seconds"] + r.stats["eval_seconds"] for r in runs.values()))
 
 
+def _on_dev(grid: Mapping[str, FinetuneConfig]) -> dict[str, FinetuneConfig]:
+    """Return the sweep's runs: each candidate evaluated on the dev split."""
+    return {name: c.replace(eval_split="dev") for name, c in grid.items()}
+
+
 def _recipes(dev: Mapping[str, FinetuneConfig]) -> dict[str, str]:
     from xlt_course import training as tr
 
@@ -230,7 +236,7 @@ def dev_sweep(
     tr.check_choice("cache", cache, tr.CacheMode)
     if not grid:
         raise ValueError("grid must name at least one candidate")
-    dev = {name: c.replace(eval_split="dev") for name, c in grid.items()}
+    dev = _on_dev(grid)
     if cache in ("use", "only"):
         cached = {name: tr.finetune_topics(c, cache="only") for name, c in dev.items()}
         if all(r is not None for r in cached.values()):
@@ -293,7 +299,7 @@ def record_dev_sweep(
         raise ValueError(
             "recording trains what is missing: cache must be 'use', 'refresh' or 'off'"
         )
-    dev = {name: c.replace(eval_split="dev") for name, c in grid.items()}
+    dev = _on_dev(grid)
     recipes = _recipes(dev)
     candidates, devices, precisions = [], set(), set()
     for name, c in dev.items():
@@ -328,10 +334,8 @@ def record_dev_sweep(
         "candidates": candidates,
     }
     path = Path(path) if path is not None else dev_record_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 
