@@ -468,6 +468,33 @@ def test_probe_trains_only_the_head(tiny):
     )
 
 
+def test_probe_head_on_one_thread_gives_the_numbers_of_two(tmp_path, monkeypatch):
+    """A probe's head trains and predicts on HEAD_THREADS (one) threads: bit for bit what two
+    threads compute. The encoder is 384 wide and the batch 32, the shapes of the lessons'
+    probes, where the head's ops on two threads wake the second OpenMP thread."""
+    from transformers import BertForSequenceClassification
+
+    tok = tiny_tokenizer()
+    config = tiny_config("bert", vocab_size=len(tok), num_labels=3)
+    config.hidden_size = 384  # the offline encoder's width
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "wide")
+    tok.save_pretrained(tmp_path / "wide")
+    c = cfg(str(tmp_path / "wide"), freeze="encoder", epochs=4, batch_size=32,
+            learning_rate=0.1, num_threads=2)  # fmt: skip
+    runs = {}
+    for threads in (2, 1):
+        monkeypatch.setattr(tr, "HEAD_THREADS", threads)
+        before = torch.get_num_threads()
+        runs[threads] = tr.finetune(c, TRAIN, EVALS, cache="off")
+        assert torch.get_num_threads() == before  # restored
+    assert runs[1].history == runs[2].history
+    for name in EVALS:
+        assert np.array_equal(runs[1].probs[name], runs[2].probs[name])
+    with tr.head_threads():
+        assert torch.get_num_threads() == tr.HEAD_THREADS == 1
+
+
 def test_param_groups_give_the_head_its_own_rate(tiny):
     from transformers import AutoModelForSequenceClassification
 

@@ -605,13 +605,14 @@ def _warm_up_head(config: PromptConfig, model, runtime, enc: tr.EncodedTexts, pa
         loss = torch.nn.functional.cross_entropy(model.head(X[idx]), y[idx])
         return loss, float(loss.detach()) * len(part), len(part)
 
-    history = tr.train_loop(
-        config.head_warmup_epochs,
-        lambda e: ([part] for part in np.array_split(rng.permutation(len(y)), n_batches)),
-        loss_fn, optimizer, scheduler, list(model.head.parameters()),
-        runtime=tr.Runtime(str(runtime.device), "fp32"),  # fp32 features, a linear head
-        max_grad_norm=0.0,
-    )  # fmt: skip
+    with tr.head_threads():
+        history = tr.train_loop(
+            config.head_warmup_epochs,
+            lambda e: ([part] for part in np.array_split(rng.permutation(len(y)), n_batches)),
+            loss_fn, optimizer, scheduler, list(model.head.parameters()),
+            runtime=tr.Runtime(str(runtime.device), "fp32"),  # fp32 features, a linear head
+            max_grad_norm=0.0,
+        )  # fmt: skip
     return [round(h["loss"], 4) for h in history]
 
 

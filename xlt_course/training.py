@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_VERSION",
+    "HEAD_THREADS",
     "IGNORE_INDEX",
     "Backend",
     "CacheMode",
@@ -103,6 +104,7 @@ __all__ = [
     "finetune_topics",
     "fingerprint",
     "get_tokenizer",
+    "head_threads",
     "length_bucketed_batches",
     "load_checkpoint",
     "load_result",
@@ -2142,6 +2144,33 @@ def embed_sentences(
 _FEATURES: OrderedDict[str, dict[tuple[int, ...], Any]] = OrderedDict()
 _FEATURES_MAX_ROWS = 200_000
 
+#: torch threads while a linear head trains on cached features or predicts from them. Its
+#: tensors hold a few thousand numbers, and on two threads each op paid more for waking the
+#: second OpenMP thread than it computed (a 32 x 6 log-softmax: 68 us on two threads with
+#: OMP_WAIT_POLICY=PASSIVE, 4 us on one); one thread gives the same results bit for bit
+#: (tests/test_finetune.py) and trained a 100-epoch lesson-07 probe in 4.0 s instead of 8.6 s.
+HEAD_THREADS = 1
+
+
+@contextlib.contextmanager
+def head_threads() -> Iterator[None]:
+    """Run the block on :data:`HEAD_THREADS` torch CPU threads, then restore the count.
+
+    For the training and prediction of a linear head on features computed before (the
+    encoder's forward passes keep every thread).
+
+    Used in: lessons 06-08 and 10 (linear probes, through :func:`finetune`) and 09 (the
+    prompt's head warm-up).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(HEAD_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 def clear_feature_cache() -> None:
     """Forget the frozen-encoder features that linear-probe runs share within a session."""
@@ -2202,18 +2231,17 @@ def _train_probe(
 
     model.train()
     # the features are fp32 already: the head trains without autocast or loss scaling
-    history = train_loop(
-        config.epochs, steps, loss_fn, optimizer, scheduler, params,
-        runtime=Runtime(str(runtime.device), "fp32"), max_grad_norm=config.max_grad_norm,
-    )  # fmt: skip
+    with head_threads():
+        history = train_loop(
+            config.epochs, steps, loss_fn, optimizer, scheduler, params,
+            runtime=Runtime(str(runtime.device), "fp32"), max_grad_norm=config.max_grad_norm,
+        )  # fmt: skip
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     t1, c1 = time.perf_counter(), time.process_time()
-    logits = {}
     model.eval()
-    for name, enc in enc_evals.items():
-        F = features(enc, name).to(runtime.device)
-        with torch.inference_mode():
-            logits[name] = classifier.head(F).float().cpu().numpy()
+    F_evals = {name: features(enc, name).to(runtime.device) for name, enc in enc_evals.items()}
+    with head_threads(), torch.inference_mode():
+        logits = {name: classifier.head(F).float().cpu().numpy() for name, F in F_evals.items()}
     lengths = enc_train.lengths
     stats = {
         "train_seconds": round(train_seconds, 2),
