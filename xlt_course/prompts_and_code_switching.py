@@ -491,45 +491,37 @@ def _run_prompt(config, model_id, train: TopicSplit, evals, device, precision) -
     from tqdm.auto import tqdm
     from transformers import AutoModel
 
-    threads_before = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            runtime = tr.Runtime(device, precision)
-            tokenizer = tr.get_tokenizer(model_id)
-            with tr.quiet_transformers():
-                encoder = AutoModel.from_pretrained(model_id)
-            encoder.to(runtime.device).eval()  # frozen: a fixed function, no dropout
-            model = _prompt_classifier_class()(
-                encoder, len(train.label_names), config.n_prompt, seed=config.seed
-            )
+    with tr.torch_threads(config.num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        runtime = tr.Runtime(device, precision)
+        tokenizer = tr.get_tokenizer(model_id)
+        with tr.quiet_transformers():
+            encoder = AutoModel.from_pretrained(model_id)
+        encoder.to(runtime.device).eval()  # frozen: a fixed function, no dropout
+        model = _prompt_classifier_class()(
+            encoder, len(train.label_names), config.n_prompt, seed=config.seed
+        )
 
-            enc_train = tr.encode_split(tokenizer, train, config.max_length)
-            enc_evals = {
-                n: tr.encode_split(tokenizer, s, config.max_length) for n, s in evals.items()
-            }
-            pad_id = tr.pad_id_of(tokenizer)
-            history, stats = _train_loop(config, model, runtime, enc_train, pad_id)
-            t1, c1 = time.perf_counter(), time.process_time()
-            model.eval()  # the encoder is frozen; the head has no dropout
-            logits = {
-                name: tr.batched_forward(model, enc, pad_id, config.eval_batch_size, runtime,
-                                         desc=f"evaluating {name}", progress=config.progress)
-                for name, enc in enc_evals.items()
-            }  # fmt: skip
-            stats.update(
-                eval_seconds=round(time.perf_counter() - t1, 2),
-                eval_cpu_seconds=round(time.process_time() - c1, 2),
-                trainable_params=count_parameters(model),
-                total_params=count_parameters(model, trainable=False),
-                device=str(runtime.device),
-                precision=precision,
-            )
-            prompt = model.prompt.detach().float().cpu().numpy()
-    finally:
-        torch.set_num_threads(threads_before)
+        enc_train = tr.encode_split(tokenizer, train, config.max_length)
+        enc_evals = {n: tr.encode_split(tokenizer, s, config.max_length) for n, s in evals.items()}
+        pad_id = tr.pad_id_of(tokenizer)
+        history, stats = _train_loop(config, model, runtime, enc_train, pad_id)
+        t1, c1 = time.perf_counter(), time.process_time()
+        model.eval()  # the encoder is frozen; the head has no dropout
+        logits = {
+            name: tr.batched_forward(model, enc, pad_id, config.eval_batch_size, runtime,
+                                     desc=f"evaluating {name}", progress=config.progress)
+            for name, enc in enc_evals.items()
+        }  # fmt: skip
+        stats.update(
+            eval_seconds=round(time.perf_counter() - t1, 2),
+            eval_cpu_seconds=round(time.process_time() - c1, 2),
+            trainable_params=count_parameters(model),
+            total_params=count_parameters(model, trainable=False),
+            device=str(runtime.device),
+            precision=precision,
+        )
+        prompt = model.prompt.detach().float().cpu().numpy()
     del tqdm
     labels = {name: e.labels for name, e in enc_evals.items()}
     ids = {name: e.ids for name, e in enc_evals.items()}

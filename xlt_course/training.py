@@ -125,6 +125,7 @@ __all__ = [
     "save_result",
     "split_fingerprint",
     "topic_splits",
+    "torch_threads",
     "train_loop",
 ]
 
@@ -1536,58 +1537,52 @@ def _run(
     backend = config.backend
     if backend == "auto":
         backend = "accelerate" if _launched_distributed() else "torch"
-    threads_before = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
     cuda_devices = list(range(torch.cuda.device_count())) if device.startswith("cuda") else []
-    try:
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(config.seed)
-            runtime: Runtime = (
-                _AccelerateRuntime(device, precision)
-                if backend == "accelerate"
-                else Runtime(device, precision)
-            )
-            t_load = time.perf_counter()
-            tokenizer = get_tokenizer(model_id)
-            model = _load_model(model_id, train.label_names,
-                                tokens=isinstance(train, TokenSplit))  # fmt: skip
-            load_seconds = time.perf_counter() - t_load
+    with torch_threads(config.num_threads), torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(config.seed)
+        runtime: Runtime = (
+            _AccelerateRuntime(device, precision)
+            if backend == "accelerate"
+            else Runtime(device, precision)
+        )
+        t_load = time.perf_counter()
+        tokenizer = get_tokenizer(model_id)
+        model = _load_model(model_id, train.label_names,
+                            tokens=isinstance(train, TokenSplit))  # fmt: skip
+        load_seconds = time.perf_counter() - t_load
 
-            enc_train = encode_split(tokenizer, train, config.max_length, config.label_subwords)
-            read_on = "last" if config.label_subwords == "last" else "first"
-            enc_evals = {
-                name: encode_split(tokenizer, s, config.max_length, read_on)
-                for name, s in evals.items()
-            }
-            pad_id = pad_id_of(tokenizer)
-            _freeze(model, config.freeze, config.pooling)
-            classifier = _make_classifier(model, config.pooling)
-            stats: dict[str, Any] = {
-                "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                "total_params": sum(p.numel() for p in model.parameters()),
-                "device": str(runtime.device),
-                "precision": precision,
-                "backend": backend,
-                "load_seconds": round(load_seconds, 2),
-            }
-            if config.freeze == "encoder":
-                history, train_stats, logits = _train_probe(
-                    config,
-                    classifier,
-                    runtime,
-                    enc_train,
-                    enc_evals,
-                    pad_id,
-                    model_fingerprint(model_id),
-                )
-            else:
-                history, train_stats, logits = _train_full(
-                    config, classifier, runtime, enc_train, enc_evals, pad_id
-                )
-            stats.update(train_stats)
-    finally:
-        torch.set_num_threads(threads_before)
+        enc_train = encode_split(tokenizer, train, config.max_length, config.label_subwords)
+        read_on = "last" if config.label_subwords == "last" else "first"
+        enc_evals = {
+            name: encode_split(tokenizer, s, config.max_length, read_on)
+            for name, s in evals.items()
+        }
+        pad_id = pad_id_of(tokenizer)
+        _freeze(model, config.freeze, config.pooling)
+        classifier = _make_classifier(model, config.pooling)
+        stats: dict[str, Any] = {
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "total_params": sum(p.numel() for p in model.parameters()),
+            "device": str(runtime.device),
+            "precision": precision,
+            "backend": backend,
+            "load_seconds": round(load_seconds, 2),
+        }
+        if config.freeze == "encoder":
+            history, train_stats, logits = _train_probe(
+                config,
+                classifier,
+                runtime,
+                enc_train,
+                enc_evals,
+                pad_id,
+                model_fingerprint(model_id),
+            )
+        else:
+            history, train_stats, logits = _train_full(
+                config, classifier, runtime, enc_train, enc_evals, pad_id
+            )
+        stats.update(train_stats)
 
     labels = {name: e.labels.copy() for name, e in enc_evals.items()}
     ids = {name: list(e.ids) for name, e in enc_evals.items()}
@@ -2153,8 +2148,25 @@ HEAD_THREADS = 1
 
 
 @contextlib.contextmanager
-def head_threads() -> Iterator[None]:
-    """Run the block on :data:`HEAD_THREADS` torch CPU threads, then restore the count.
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block on ``n`` torch CPU threads (None: as they are), then restore the count.
+
+    Used in: every fine-tuning run (``FinetuneConfig.num_threads``), lesson 09's prompt runs
+    and :func:`head_threads`.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def head_threads() -> contextlib.AbstractContextManager[None]:
+    """Return a context that runs its block on :data:`HEAD_THREADS` torch CPU threads.
 
     For the training and prediction of a linear head on features computed before (the
     encoder's forward passes keep every thread).
@@ -2162,14 +2174,7 @@ def head_threads() -> Iterator[None]:
     Used in: lessons 06-08 and 10 (linear probes, through :func:`finetune`) and 09 (the
     prompt's head warm-up).
     """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(HEAD_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(HEAD_THREADS)
 
 
 def clear_feature_cache() -> None:
