@@ -28,6 +28,12 @@ def test_solution_notebook_shape(lesson):
     assert code[0].source == notebooks.SETUP_SOURCE, (
         f"{lesson}: the first code cell must be the shared setup cell"
     )
+    # locked, so a student's edit to it is not what the grader runs (and nbgrader's
+    # release marks it read-only in the lesson)
+    setup_meta = code[0].metadata.get("nbgrader", {})
+    assert setup_meta.get("grade_id") == "setup" and setup_meta.get("locked"), (
+        f"{lesson}: the setup cell must be nbgrader's locked cell 'setup'"
+    )
     assert notebooks.colab_badge(lesson) in nb.cells[0].source, (
         f"{lesson}: the title cell needs its Colab badge"
     )
