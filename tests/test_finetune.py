@@ -272,6 +272,21 @@ def test_bucketed_batches_keep_groups_together():
         tr.length_bucketed_batches(lengths, 8, groups=ids[:10])
 
 
+def test_pad_batch_pads_on_the_right_from_lists_arrays_and_tensors():
+    for seqs in (
+        [[5, 6, 7], [1], [], [2, 3, 4, 5]],
+        [np.array([5, 6, 7]), np.array([1]), np.array([], dtype=int), np.array([2, 3, 4, 5])],
+        [torch.tensor([5, 6, 7]), torch.tensor([1]), torch.tensor([], dtype=torch.long),
+         torch.tensor([2, 3, 4, 5])],
+    ):  # fmt: skip
+        ids, mask = tr.pad_batch(seqs, 9)
+        assert ids.dtype == mask.dtype == torch.long
+        assert ids.tolist() == [[5, 6, 7, 9], [1, 9, 9, 9], [9, 9, 9, 9], [2, 3, 4, 5]]
+        assert mask.tolist() == [[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]
+    with pytest.raises(ValueError, match="at least one"):
+        tr.pad_batch([], 0)
+
+
 def test_pool_ignores_padding():
     g = torch.Generator().manual_seed(0)
     H = torch.randn(3, 5, 4, generator=g)

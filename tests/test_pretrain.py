@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from cells import run_test_cell, solution_namespace
 from conftest import run_visible_checks, solution
 
 from autograder import notebooks
-from xlt_course import pretrain, sampling
+from xlt_course import pretrain, sampling, training
 from xlt_course import training as tr
 from xlt_course.cli import main as cli_main
 
@@ -223,11 +224,51 @@ def test_train_parallel_caches_every_run(built_data, tmp_path):
     configs = [
         pretrain.get_config(s, smoke=True).replace(steps=2) for s in ("standard", "inverted")
     ]
+    # the longer run is started first; the folders still come back in the configs' order
+    configs.insert(1, pretrain.get_config("fake_langs_3", smoke=True).replace(steps=3))
+    assert pretrain.run_cost(configs[1]) > pretrain.run_cost(configs[0])
     folders = pretrain.train_parallel(configs, jobs=2, root=tmp_path)
     assert [f.name for f in folders] == [pretrain.run_key(c) for c in configs]
     assert all(pretrain.load_run(c, tmp_path) is not None for c in configs)
     with pytest.raises(ValueError, match="jobs"):
         pretrain.train_parallel(configs, jobs=0)
+
+
+def test_corpus_fields_are_everything_build_corpus_reads(built_data, cache):
+    """A report worker reuses a corpus for every config with the same CORPUS_FIELDS."""
+    read: set[str] = set()
+
+    class Recording:
+        def __init__(self, config):
+            self._config = config
+
+        def __getattr__(self, name):
+            read.add(name)
+            return getattr(self._config, name)
+
+    for setting in ("standard", "real_en_es", "fake_langs_3", "inverted", "nonparallel"):
+        pretrain.build_corpus(Recording(pretrain.get_config(setting, smoke=True)), cache=cache)
+    assert read - {"n_langs"} <= set(pretrain.CORPUS_FIELDS), read
+    assert "n_fake" in pretrain.CORPUS_FIELDS  # n_langs is derived from it
+
+
+def test_a_worker_reusing_its_corpus_trains_the_same_runs(built_data, tmp_path):
+    configs = [pretrain.get_config("standard", smoke=True, seed=s).replace(steps=3) for s in (0, 1)]
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    pretrain._worker_corpus.clear()
+    try:  # a worker's own function, run here (it sets torch to one thread)
+        reused = [Path(pretrain._run_single_threaded(c, tmp_path / "reused")) for c in configs]
+    finally:
+        torch.set_num_threads(threads)
+    assert len(pretrain._worker_corpus) == 1
+    pretrain._worker_corpus.clear()
+    with training.torch_threads(1):  # the worker's thread count: the same arithmetic
+        fresh = [pretrain.run(c, root=tmp_path / "fresh", progress=False) for c in configs]
+    for folder, r in zip(reused, fresh, strict=True):
+        a, b = dict(np.load(folder / "arrays.npz")), r.arrays()
+        assert all(np.array_equal(a[k], b[k]) for k in b)
+    pretrain._worker_corpus.clear()
 
 
 # --- training, caching, report ----------------------------------------------------------------
@@ -532,7 +573,15 @@ def test_ex3_reference_and_variants_pass():
                 out[i][j] = int(rng.integers(vocab_size))
         return np.array(out)
 
-    for fn in (choice_based, random_first, loop):
+    def choice_ids_int32(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+        out = np.asarray(ids).astype(np.int32)
+        rand = chosen & (rng.random(out.shape) < random_prob)
+        out[rand] = rng.choice(vocab_size, size=int(rand.sum()))
+        u = rng.random(out.shape) * (1 - random_prob)  # the mask share of the rest: 0.8 overall
+        out[chosen & ~rand & (u < 0.8)] = mask_id
+        return out
+
+    for fn in (choice_based, random_first, loop, choice_ids_int32):
         run_test_cell(NB, "ex3_masking_tests", bert_corrupt=fn)
 
 
@@ -583,12 +632,44 @@ def _random_from_mask_range(ids, chosen, *, mask_id, vocab_size, rng, random_pro
     return out
 
 
+def _random_ids_from(lo, hi_off):
+    def bert_corrupt(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+        out = np.array(ids, copy=True)
+        u = rng.random(out.shape)
+        out[chosen & (u < 0.8)] = mask_id
+        rand = chosen & (u >= 0.8) & (u < 0.8 + random_prob)
+        out[rand] = rng.integers(lo, vocab_size + hi_off, int(rand.sum()))
+        return out
+
+    return bert_corrupt
+
+
+def _one_draw_per_row(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    out = np.array(ids, copy=True)
+    u = rng.random(out.shape[0])[:, None] * np.ones(out.shape)  # a whole row masked/random/kept
+    out[chosen & (u < 0.8)] = mask_id
+    rand = chosen & (u >= 0.8) & (u < 0.8 + random_prob)
+    out[rand] = rng.integers(0, vocab_size, int(rand.sum()))
+    return out
+
+
+def _random_share_of_unmasked(ids, chosen, *, mask_id, vocab_size, rng, random_prob=0.1):
+    out = np.array(ids, copy=True)
+    masked = chosen & (rng.random(out.shape) < 0.8)
+    out[masked] = mask_id
+    rand = chosen & ~masked & (rng.random(out.shape) < random_prob)  # 2% instead of 10%
+    out[rand] = rng.integers(0, vocab_size, int(rand.sum()))
+    return out
+
+
 @pytest.mark.parametrize(
     "wrong",
     [_everywhere, _all_mask, _no_keep, _ignores_random_prob, _fixed_random_id, _corrupt_in_place,
-     _own_rng, _random_from_mask_range],
+     _own_rng, _random_from_mask_range, _random_ids_from(0, -1), _random_ids_from(5, 0),
+     _one_draw_per_row, _random_share_of_unmasked],
     ids=["everywhere", "all-mask", "no-keep", "ignores-random-prob", "fixed-id", "in-place",
-         "own-rng", "narrow-random"],
+         "own-rng", "narrow-random", "never-last-id", "never-special-ids", "one-draw-per-row",
+         "random-share-of-unmasked"],
 )  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
