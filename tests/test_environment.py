@@ -89,13 +89,54 @@ def test_ex1_stub_gets_friendly_message():
 # --- exercise 2: top_k ---
 
 
-def test_ex2_reference_and_variants_pass():
+def test_ex2_reference_passes():
     run_test_cell(NB, "ex2_top_k_tests", top_k=solution_namespace(NB, "ex2_top_k")["top_k"])
-    run_test_cell(NB, "ex2_top_k_tests", top_k=lambda s, k: np.argsort(-s, axis=1)[:, :k])
+
+
+def _top_k_torch(s, k, float32=False):
     torch = pytest.importorskip("torch")
-    run_test_cell(
-        NB, "ex2_top_k_tests", top_k=lambda s, k: torch.topk(torch.as_tensor(s), k, dim=1).indices
-    )
+    s = torch.as_tensor(s, dtype=torch.float32 if float32 else None)
+    return torch.topk(s, k, dim=1).indices
+
+
+def _top_k_negates_in_place(s, k):
+    s *= -1  # modifies its input: the statement does not forbid it
+    return np.argsort(s, axis=1)[:, :k]
+
+
+def _top_k_partition_then_sort(s, k):
+    part = np.argpartition(s, -k, axis=1)[:, -k:]
+    order = np.argsort(np.take_along_axis(s, part, axis=1), axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
+def _top_k_python(s, k):
+    return [sorted(range(len(row)), key=lambda j: -row[j])[:k] for row in np.asarray(s).tolist()]
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda s, k: np.argsort(-s, axis=1)[:, :k],
+        lambda s, k: np.argsort(s, axis=1)[:, ::-1][:, :k],
+        _top_k_torch,
+        lambda s, k: _top_k_torch(s, k, float32=True),
+        _top_k_negates_in_place,
+        _top_k_partition_then_sort,
+        _top_k_python,
+    ],
+    ids=[
+        "argsort",
+        "argsort-reversed",
+        "torch",
+        "torch-float32",
+        "negates-in-place",
+        "partition-then-sort",
+        "python-lists",
+    ],
+)
+def test_ex2_correct_variants_pass(variant):
+    run_test_cell(NB, "ex2_top_k_tests", top_k=variant)
 
 
 @pytest.mark.parametrize(
@@ -104,10 +145,12 @@ def test_ex2_reference_and_variants_pass():
         lambda s, k: np.argsort(s, axis=1)[:, :k],  # smallest scores
         lambda s, k: np.argsort(s, axis=1)[:, -k:],  # largest but worst first
         lambda s, k: np.argpartition(s, -k, axis=1)[:, -k:],  # the k best, unordered
+        # the k best, best first only where numpy's partition happens to sort them (small k)
+        lambda s, k: np.argpartition(-s, k - 1, axis=1)[:, :k],
         lambda s, k: np.argsort(-s, axis=0)[:k].T,  # wrong axis
         lambda s, k: np.sort(s, axis=1)[:, ::-1][:, :k],  # scores, not indices
     ],
-    ids=["smallest", "worst-first", "unsorted", "axis0", "values"],
+    ids=["smallest", "worst-first", "unsorted", "partition-not-sorted", "axis0", "values"],
 )
 def test_ex2_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):

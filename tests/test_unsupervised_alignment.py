@@ -379,10 +379,15 @@ def _change_int_when_empty(a, b):
     return 0 if not A | B else 1 - len(A & B) / len(A | B)  # the int 0: the same number
 
 
+def _change_float32(a, b):
+    A, B = _sets(a, b)
+    return np.float32(0.0) if not A | B else np.float32(1.0) - np.float32(len(A & B) / len(A | B))
+
+
 @pytest.mark.parametrize(
     "variant",
-    [_change_numpy, _change_pandas, _change_frozenset, _change_int_when_empty],
-    ids=["numpy", "pandas", "symmetric-difference", "int-zero-when-empty"],
+    [_change_numpy, _change_pandas, _change_frozenset, _change_int_when_empty, _change_float32],
+    ids=["numpy", "pandas", "symmetric-difference", "int-zero-when-empty", "float32"],
 )
 def test_ex3_correct_variants_pass(variant):
     run_test_cell(NB, "ex3_dictionary_change_tests", dictionary_change=variant)
@@ -439,6 +444,23 @@ def _empty_is_one(a, b):
     return 1.0 if not A | B else 1.0 - len(A & B) / len(A | B)
 
 
+def _pair_code(base):
+    """Encodes the pair (i, j) as the integer i * base + j: collides once j >= base."""
+
+    def change(a, b):
+        A = set((np.asarray(a).reshape(-1, 2) @ [base, 1]).tolist())
+        B = set((np.asarray(b).reshape(-1, 2) @ [base, 1]).tolist())
+        return 0.0 if not A | B else 1.0 - len(A & B) / len(A | B)
+
+    return change
+
+
+def _pair_code_transposed(a, b):
+    A = set((np.asarray(a).reshape(-1, 2) @ [1, 20_000]).tolist())
+    B = set((np.asarray(b).reshape(-1, 2) @ [1, 20_000]).tolist())
+    return 0.0 if not A | B else 1.0 - len(A & B) / len(A | B)
+
+
 @pytest.mark.parametrize(
     "wrong",
     [
@@ -450,6 +472,10 @@ def _empty_is_one(a, b):
         _lists_with_duplicates,
         _flattened,
         _empty_is_one,
+        _pair_code(10),
+        _pair_code(1000),
+        _pair_code(20_000),
+        _pair_code_transposed,
     ],
     ids=[
         "sources-only",
@@ -460,6 +486,10 @@ def _empty_is_one(a, b):
         "duplicates",
         "flattened",
         "empty-is-one",
+        "pair-code-10",
+        "pair-code-1000",
+        "pair-code-20000",
+        "pair-code-transposed",
     ],
 )
 def test_ex3_plausible_mistakes_fail(wrong):
