@@ -289,8 +289,8 @@ def test_offline_xlmr_tokenizer(built_data):
 # --------------------------------------------------------------------------- exercise 1
 
 
-def _words_regex(text):
-    return re.findall(f"[{CJK}]|[^\\W_{CJK}]+", text)
+def _words_regex(text):  # a CJK character is a word when it is a letter or digit (not ・)
+    return re.findall(f"[^\\W_{CJK}]+|[^\\W_]", text)
 
 
 def _content(pieces):
@@ -306,7 +306,7 @@ def _fertility_loop(texts, pieces):
     for text in texts:
         inside = False
         for ch in text:
-            if re.match(f"[{CJK}]", ch):
+            if ch.isalnum() and CJK_RE.match(ch):
                 n_words += 1
                 inside = False
             elif ch.isalnum():
@@ -361,6 +361,10 @@ def _cjk_deleted(texts, pieces):  # CJK removed before finding runs: GTK库Qt be
     return _content(pieces) / n
 
 
+def _cjk_punctuation_words(texts, pieces):  # ・ and ゠ match CJK but are no letters
+    return _content(pieces) / sum(len(re.findall(f"[{CJK}]|[^\\W_{CJK}]+", t)) for t in texts)
+
+
 def _letters_only(texts, pieces):  # pieces holding only digits are not counted
     n = sum(any(ch.isalpha() for ch in p) for sent in pieces for p in sent)
     return n / sum(len(_words_regex(t)) for t in texts)
@@ -369,7 +373,7 @@ def _letters_only(texts, pieces):  # pieces holding only digits are not counted
 @pytest.mark.parametrize(
     "wrong",
     [_split_words, _mean_of_ratios, _all_pieces, _no_cjk_rule, _underscore_word, _chars_as_words,
-     _inverted, _letters_only, _cjk_deleted],
+     _inverted, _letters_only, _cjk_deleted, _cjk_punctuation_words],
 )  # fmt: skip
 def test_ex1_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
@@ -475,7 +479,14 @@ _SCRIPT_PREFIX = (("LATIN", "latin"), ("CYRILLIC", "cyrillic"), ("CJK", "han"),
 
 
 def _category(
-    piece, *, strip=("▁", "##"), digits_first=True, lstrip=False, numeric=False, first_char=False
+    piece,
+    *,
+    strip=("▁", "##"),
+    digits_first=True,
+    lstrip=False,
+    numeric=False,
+    first_char=False,
+    name_test="first-word",
 ):
     body = piece
     for marker in strip:
@@ -495,7 +506,12 @@ def _category(
     if not letters:
         return "digit" if has_digit else "punctuation"
     name = unicodedata.name(letters[0], "")
-    return next((cat for prefix, cat in _SCRIPT_PREFIX if name.startswith(prefix + " ")), "other")
+    test = {
+        "first-word": lambda prefix: name.startswith(prefix + " "),
+        "prefix": name.startswith,  # KATAKANA-HIRAGANA PROLONGED SOUND MARK (ー) becomes kana
+        "contains": lambda prefix: prefix in name,  # so does HALFWIDTH KATAKANA LETTER A (ｱ)
+    }[name_test]
+    return next((cat for prefix, cat in _SCRIPT_PREFIX if test(prefix)), "other")
 
 
 def _anchors(a, b, *, key="min", types=True, union=False, all_keys=True, **category_kw):
@@ -548,9 +564,11 @@ def test_ex3_reference_and_variants_pass():
         lambda a, b: _anchors(a, b, lstrip=True),  # piece.lstrip("▁#")
         lambda a, b: _anchors(a, b, numeric=True),  # str.isnumeric: CJK numerals become digits
         lambda a, b: _anchors(a, b, first_char=True),  # script of "(" in "(a"
+        lambda a, b: _anchors(a, b, name_test="prefix"),  # name.startswith("KATAKANA")
+        lambda a, b: _anchors(a, b, name_test="contains"),  # "KATAKANA" in name
     ],
     ids=["marker", "hash-marker", "tokens", "count-a", "count-sum", "letters-first", "keys",
-         "union", "lstrip", "isnumeric", "first-char"],
+         "union", "lstrip", "isnumeric", "first-char", "name-prefix", "name-contains"],
 )  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
