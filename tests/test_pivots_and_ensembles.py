@@ -306,6 +306,37 @@ def test_ex1_reference_and_variants_pass():
         run_test_cell(NB, "ex1_controlled_tests", size_controlled=variant)
 
 
+def _ids_array(splits):
+    # ids (and texts) come back as numpy arrays: the statement does not fix their type
+    out = _ref("ex1_controlled", "size_controlled")(splits)
+    return {
+        k: TopicSplit(s.lang, np.array(s.texts), s.labels, s.label_names, np.array(s.ids))
+        for k, s in out.items()
+    }
+
+
+def _labels_list(splits):
+    out = _ref("ex1_controlled", "size_controlled")(splits)
+    return {
+        k: TopicSplit(s.lang, s.texts, s.labels.tolist(), s.label_names, s.ids)
+        for k, s in out.items()
+    }
+
+
+def _with_select(splits):
+    first = next(iter(splits.values()))
+    common = set.intersection(*(set(s.ids) for s in splits.values()))
+    order = [i for i in first.ids if i in common]
+    return {k: s.select([s.ids.index(i) for i in order]) for k, s in splits.items()}
+
+
+@pytest.mark.parametrize(
+    "correct", [_ids_array, _labels_list, _with_select], ids=["ids-array", "labels-list", "select"]
+)
+def test_ex1_correct_variants_pass(correct):
+    run_test_cell(NB, "ex1_controlled_tests", size_controlled=correct)
+
+
 def _truncate_to_smallest(splits):
     n = min(len(s.ids) for s in splits.values())
     return {lang: pe.restrict(s, s.ids[:n]) for lang, s in splits.items()}

@@ -8,11 +8,13 @@ tests are run against the reference solutions, correct variants and plausible mi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
 import subprocess
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
@@ -608,6 +610,41 @@ def test_ex3_reference_and_variants_pass():
     run_test_cell(NB, "ex3_code_switch_tests", code_switch=with_shuffle)
 
 
+def _eligible(tokens, lexicons):
+    return [i for i, t in enumerate(tokens) if any(t.lower() in x for x in lexicons.values())]
+
+
+def _sorted_positions(tokens, lexicons, r, seed):
+    eligible = _eligible(tokens, lexicons)
+    k = math.floor(r * len(eligible) + 0.5)
+    rng = np.random.default_rng(seed)
+    out = list(tokens)
+    for i in sorted(rng.choice(eligible, size=k, replace=False).tolist() if k else []):
+        w = tokens[i].lower()
+        langs = [lang for lang in lexicons if w in lexicons[lang]]
+        options = lexicons[langs[rng.integers(len(langs))]][w]
+        out[i] = options[rng.integers(len(options))]
+    return out
+
+
+def _decimal_round(tokens, lexicons, r, seed):
+    eligible = _eligible(tokens, lexicons)
+    k = int((Decimal(str(r)) * len(eligible)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    rng = random.Random(seed)
+    out = list(tokens)
+    for i in rng.sample(eligible, k):
+        w = tokens[i].lower()
+        out[i] = rng.choice(lexicons[rng.choice([x for x in lexicons if w in lexicons[x]])][w])
+    return out
+
+
+@pytest.mark.parametrize(
+    "correct", [_sorted_positions, _decimal_round], ids=["numpy-sorted-positions", "decimal-round"]
+)
+def test_ex3_correct_variants_pass(correct):
+    run_test_cell(NB, "ex3_code_switch_tests", code_switch=correct)
+
+
 def _switch(tokens, lexicons, rng, k_of, pick_positions=None, pool=False, lower=True):
     key = (lambda t: t.lower()) if lower else (lambda t: t)
     eligible = [i for i, t in enumerate(tokens) if any(key(t) in x for x in lexicons.values())]
@@ -691,10 +728,51 @@ def _same_everywhere(tokens, lexicons, r, seed):
     return pc.code_switch(tokens, lexicons, r, 0)
 
 
+def _per_word_type(tokens, lexicons, r, seed, *, keep_translation=True):
+    # draws once per distinct word and reuses the draw at its later occurrences
+    eligible = _eligible(tokens, lexicons)
+    rng = random.Random(seed)
+    out, lang_of, word_of = list(tokens), {}, {}
+    for i in rng.sample(eligible, math.floor(r * len(eligible) + 0.5)):
+        w = tokens[i].lower()
+        if w not in lang_of:
+            lang_of[w] = rng.choice([lang for lang in lexicons if w in lexicons[lang]])
+            word_of[w] = rng.choice(lexicons[lang_of[w]][w])
+        out[i] = word_of[w] if keep_translation else rng.choice(lexicons[lang_of[w]][w])
+    return out
+
+
+def _shuffles_lexicon(tokens, lexicons, r, seed):
+    # shuffles the caller's translation lists in place, then takes the first one
+    eligible = _eligible(tokens, lexicons)
+    rng = random.Random(seed)
+    out = list(tokens)
+    for i in rng.sample(eligible, math.floor(r * len(eligible) + 0.5)):
+        w = tokens[i].lower()
+        options = lexicons[rng.choice([lang for lang in lexicons if w in lexicons[lang]])][w]
+        rng.shuffle(options)
+        out[i] = options[0]
+    return out
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [(_per_word_type, "repeated word"),
+     (functools.partial(_per_word_type, keep_translation=False), "repeated word"),
+     (_shuffles_lexicon, "lexicons")],
+    ids=["per-type-translation", "per-type-language", "shuffles-lexicon"],
+)  # fmt: skip
+def test_ex3_new_mistakes_get_their_message(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        run_test_cell(NB, "ex3_code_switch_tests", code_switch=wrong)
+
+
 @pytest.mark.parametrize(
     "wrong",
-    [*MISTAKES.values(), _bernoulli, _global_seeded, _touches_unknown, _in_place_switch, _same_everywhere],
-    ids=[*MISTAKES, "bernoulli", "global-seed", "touches-unknown", "in-place", "ignores-seed"],
+    [*MISTAKES.values(), _bernoulli, _global_seeded, _touches_unknown, _in_place_switch, _same_everywhere,
+     _per_word_type, functools.partial(_per_word_type, keep_translation=False), _shuffles_lexicon],
+    ids=[*MISTAKES, "bernoulli", "global-seed", "touches-unknown", "in-place", "ignores-seed",
+         "per-type-translation", "per-type-language", "shuffles-lexicon"],
 )  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):

@@ -8,6 +8,7 @@ Every test writes its translation cache under its own temporary folder.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -407,16 +408,63 @@ def _chrf_dicts(hypothesis, reference, n=6, beta=2.0):
     return 100 / (1 / (1 + beta**2) / P * 1 + beta**2 / (1 + beta**2) / R) if P and R else 0.0
 
 
-def test_ex1_reference_and_variants_pass():
-    run_test_cell(NB, "ex1_chrf_tests", sentence_chrf=_ref("ex1_chrf", "sentence_chrf"))
-    run_test_cell(NB, "ex1_chrf_tests", sentence_chrf=tr.sentence_chrf)
-    run_test_cell(NB, "ex1_chrf_tests", sentence_chrf=_chrf_numpy)
-    run_test_cell(NB, "ex1_chrf_tests", sentence_chrf=_chrf_dicts)
+def _chrf_float32(hypothesis, reference, n=6, beta=2.0):
+    """chrF with every division, sum and product in float32: off by about 1e-7 relative."""
+    f32 = np.float32
+    h_str, r_str = "".join(hypothesis.split()), "".join(reference.split())
+    ps, rs = [], []
+    for k in range(1, n + 1):
+        h = Counter(h_str[i : i + k] for i in range(len(h_str) - k + 1))
+        r = Counter(r_str[i : i + k] for i in range(len(r_str) - k + 1))
+        if h and r:
+            m = f32(sum((h & r).values()))
+            ps.append(m / f32(sum(h.values())))
+            rs.append(m / f32(sum(r.values())))
+    if not ps:
+        return 0.0
+    p = np.sum(np.array(ps, dtype=f32)) / f32(len(ps))
+    r = np.sum(np.array(rs, dtype=f32)) / f32(len(rs))
+    b2 = f32(beta) * f32(beta)
+    return 0.0 if p + r == 0 else float(f32(100) * (f32(1) + b2) * p * r / (b2 * p + r))
+
+
+@pytest.mark.parametrize(
+    "correct",
+    [_ref("ex1_chrf", "sentence_chrf"), tr.sentence_chrf, _chrf_numpy, _chrf_dicts, _chrf_float32,
+     lambda hypothesis, reference, n=6, beta=2.0: np.float32(tr.sentence_chrf(hypothesis, reference, n, beta)),
+     lambda hypothesis, reference, n=6, beta=2.0: tr.sentence_chrf(
+         re.sub(r"\s+", "", hypothesis), re.sub(r"\s+", "", reference), n, beta),
+     lambda hypothesis, reference, n=6, beta=2.0: tr.sentence_chrf(hypothesis, reference, n, beta) or 0],
+    ids=["reference", "package", "numpy", "dicts", "float32", "returns-np-float32", "regex-whitespace",
+         "int-zero"],
+)  # fmt: skip
+def test_ex1_reference_and_variants_pass(correct):
+    run_test_cell(NB, "ex1_chrf_tests", sentence_chrf=correct)
+
+
+def test_ex1_float32_is_not_exact():
+    # the float32 variant really misses the float64 score by more than an absolute 1e-6
+    pair = ("No puede abrir el fichero", "No se puede abrir el archivo")
+    assert 1e-6 < abs(_chrf_float32(*pair) - tr.sentence_chrf(*pair)) < 1e-4
+
+
+def test_ex1_message_names_the_input_not_the_expected_value():
+    def wrong(hypothesis, reference, n=6, beta=2.0):  # lowercases: passes the visible checks
+        return tr.sentence_chrf(hypothesis.lower(), reference.lower(), n, beta)
+
+    with pytest.raises(AssertionError) as info:
+        run_test_cell(NB, "ex1_chrf_tests", sentence_chrf=wrong)
+    message = str(info.value)
+    assert "sentence_chrf(" in message and "expected" not in message
 
 
 def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False, all_orders=False,
-                  words=False, spaces_only=False):  # fmt: skip
+                  words=False, spaces_only=False, types=False, micro=False, skip_if_no_h=False,
+                  ref_clip=False, beta_not_squared=False):  # fmt: skip
     def f(hypothesis, reference, n=6, beta=2.0):
+        if beta_not_squared:
+            beta = beta**0.5
+
         def grams(s, k):
             if words:
                 toks = s.split()
@@ -425,18 +473,22 @@ def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False,
                 s = s.replace(" ", "")
             elif not whitespace:
                 s = "".join(s.split())
-            return Counter(s[i : i + k] for i in range(len(s) - k + 1))
+            c = Counter(s[i : i + k] for i in range(len(s) - k + 1))
+            return Counter(set(c)) if types else c  # types: every distinct n-gram counted once
 
-        ps, rs, fs = [], [], []
+        ps, rs, fs, sums = [], [], [], [0, 0, 0]
         for k in range(1, n + 1):
             h, r = grams(hypothesis, k), grams(reference, k)
-            if not h or not r:
+            if not h or (not r and not skip_if_no_h):
                 if all_orders:
                     ps.append(0.0)
                     rs.append(0.0)
                 continue
             m = sum((h & r).values()) if clip else sum(c for g, c in h.items() if g in r)
-            p, rr = m / sum(h.values()), m / sum(r.values())
+            if ref_clip:  # the reference's count of every shared n-gram, capped at |h|
+                m = min(sum(c for g, c in r.items() if g in h), sum(h.values()))
+            sums = [sums[0] + m, sums[1] + sum(h.values()), sums[2] + sum(r.values())]
+            p, rr = m / sum(h.values()), m / max(sum(r.values()), 1)
             ps.append(p)
             rs.append(rr)
             b2 = beta**2
@@ -446,6 +498,8 @@ def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False,
         if per_order_f:
             return 100 * sum(fs) / len(fs) if fs else 0.0
         p, r = sum(ps) / len(ps), sum(rs) / len(rs)
+        if micro:  # pooled counts over the orders instead of the mean of per-order P and R
+            p, r = sums[0] / sums[1], sums[0] / sums[2]
         if swap:
             p, r = r, p
         b2 = beta**2
@@ -466,6 +520,17 @@ def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False,
         _chrf_variant(spaces_only=True),
         lambda hypothesis, reference, n=6, beta=2.0: _chrf_variant()(hypothesis, reference) / 100,
         lambda hypothesis, reference, n=6, beta=2.0: _chrf_variant()(hypothesis, reference, 6, 2.0),
+        _chrf_variant(types=True),
+        _chrf_variant(micro=True),
+        _chrf_variant(skip_if_no_h=True),
+        _chrf_variant(ref_clip=True),
+        _chrf_variant(beta_not_squared=True),
+        lambda hypothesis, reference, n=6, beta=2.0: tr.sentence_chrf(
+            hypothesis, reference, max(n - 1, 1), beta
+        ),
+        lambda hypothesis, reference, n=6, beta=2.0: tr.sentence_chrf(
+            hypothesis.lower(), reference.lower(), n, beta
+        ),
     ],
     ids=[
         "whitespace",
@@ -477,6 +542,13 @@ def _chrf_variant(*, whitespace=False, clip=True, swap=False, per_order_f=False,
         "spaces-only",
         "fraction",
         "ignores-n-beta",
+        "ngram-types",
+        "micro-average",
+        "orders-without-reference-ngrams",
+        "clipped-by-reference",
+        "beta-not-squared",
+        "orders-1-to-n-1",
+        "lowercased",
     ],  # fmt: skip
 )
 def test_ex1_plausible_mistakes_fail(wrong):
@@ -514,11 +586,18 @@ def _mixed_choice(n_pairs, batch_size, rng):
     return [np.concatenate([c, c + n_pairs]).tolist() for c in chunks if len(c)]
 
 
-def test_ex2_reference_and_variants_pass():
-    run_test_cell(NB, "ex2_mixed_tests", mixed_batches=_ref("ex2_mixed", "mixed_batches"))
-    run_test_cell(NB, "ex2_mixed_tests", mixed_batches=tr.mixed_batches)
-    run_test_cell(NB, "ex2_mixed_tests", mixed_batches=_mixed_interleaved)
-    run_test_cell(NB, "ex2_mixed_tests", mixed_batches=_mixed_choice)
+def _mixed_arrays(n_pairs, batch_size, rng):
+    return [np.array(b, dtype=np.int32) for b in tr.mixed_batches(n_pairs, batch_size, rng)]
+
+
+@pytest.mark.parametrize(
+    "correct",
+    [_ref("ex2_mixed", "mixed_batches"), tr.mixed_batches, _mixed_interleaved, _mixed_choice,
+     _mixed_arrays],
+    ids=["reference", "package", "interleaved", "choice", "int32-arrays"],
+)  # fmt: skip
+def test_ex2_reference_and_variants_pass(correct):
+    run_test_cell(NB, "ex2_mixed_tests", mixed_batches=correct)
 
 
 def _concat_then_cut(n_pairs, batch_size, rng):
@@ -563,15 +642,48 @@ def _global_seed(n_pairs, batch_size, rng):
     return tr.mixed_batches(n_pairs, batch_size, np.random.default_rng(0))
 
 
+def _shuffled_fixed_chunks(n_pairs, batch_size, rng):
+    # consecutive items always share a batch; only the order of the full batches is shuffled
+    batches = _no_shuffle(n_pairs, batch_size, rng)
+    full = [b for b in batches if len(b) == batch_size]
+    return [full[i] for i in rng.permutation(len(full))] + batches[len(full) :]
+
+
+def _short_batch_first(n_pairs, batch_size, rng):
+    batches = tr.mixed_batches(n_pairs, batch_size, rng)
+    return batches[-1:] + batches[:-1]
+
+
+def _remainder_spread(n_pairs, batch_size, rng):
+    # as many batches as needed, but the items split evenly: several batches are short
+    order = rng.permutation(n_pairs)
+    chunks = np.array_split(order, -(-n_pairs // (batch_size // 2)))
+    return [np.concatenate([c, c + n_pairs]).tolist() for c in chunks]
+
+
 @pytest.mark.parametrize(
     "wrong",
     [_concat_then_cut, _independent_shuffles, _no_shuffle, _batch_of_pairs, _drop_last,
-     _english_then_translated, _global_seed],
+     _english_then_translated, _global_seed, _shuffled_fixed_chunks, _short_batch_first,
+     _remainder_spread],
     ids=["shuffled-together", "independent-shuffles", "no-shuffle", "batch-of-pairs",
-         "drop-last", "english-first", "ignores-rng"],
+         "drop-last", "english-first", "ignores-rng", "fixed-chunks", "short-batch-first",
+         "remainder-spread"],
 )  # fmt: skip
 def test_ex2_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
+        run_test_cell(NB, "ex2_mixed_tests", mixed_batches=wrong)
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [(_shuffled_fixed_chunks, "same items share a batch"),
+     (_short_batch_first, "only the last batch"),
+     (_remainder_spread, "only the last batch")],
+    ids=["fixed-chunks", "short-batch-first", "remainder-spread"],
+)  # fmt: skip
+def test_ex2_batch_mistakes_get_their_message(wrong, message):
+    with pytest.raises(AssertionError, match=message):
         run_test_cell(NB, "ex2_mixed_tests", mixed_batches=wrong)
 
 
