@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from cells import run_test_cell
+from cells import cell_source, run_test_cell
 from conftest import run_visible_checks, solution
 
 from xlt_course import checks
@@ -50,6 +50,18 @@ def _tiny_llm(tok, seed: int = 0):
 @pytest.fixture(scope="module")
 def tiny(tok):
     return _tiny_llm(tok)
+
+
+def _run_hidden_tests(grade_id, reference, **functions):
+    """Run a tests cell's visible part with ``reference``, then its hidden part on ``functions``.
+
+    Proves that the hidden tests alone catch a mistake (they reuse the visible part's names).
+    """
+    visible, _, hidden = cell_source(NB, grade_id).partition("### BEGIN HIDDEN TESTS")
+    ns = {"__name__": "__tests__", **{name: reference for name in functions}}
+    exec(compile(visible, f"{grade_id}:visible", "exec"), ns)
+    ns.update(functions)
+    exec(compile(hidden, f"{grade_id}:hidden", "exec"), ns)
 
 
 def _joint_loglik(model, ids: list[int]) -> float:
@@ -263,12 +275,12 @@ def _scorer(kind: str):
     """A label scorer with one deliberate variation (``"ok-*"`` are correct)."""
 
     def score(model, tokenizer, prompt, labels):
-        p = tokenizer(prompt)["input_ids"]
+        p = tokenizer(prompt, add_special_tokens=kind != "prompt-no-specials")["input_ids"]
         out = []
         with torch.inference_mode():
             for label in labels:
                 text = label.strip() if kind == "strip" else label
-                y = tokenizer(text, add_special_tokens=False)["input_ids"]
+                y = tokenizer(text, add_special_tokens=kind == "label-with-specials")["input_ids"]
                 if kind == "ok-joint":  # tokenize the whole text and split after the prompt
                     full = tokenizer(prompt + label)["input_ids"]
                     y = full[len(p) :]
@@ -304,10 +316,22 @@ def test_ex2_accepts_reference_and_variants(built_data):
     run_test_cell(NB, "ex2_scorer_tests", label_loglik=_scorer_difference)
 
 
-@pytest.mark.parametrize("kind", ["off-by-one", "with-prompt", "strip", "mean"])
+@pytest.mark.parametrize(
+    "kind",
+    ["off-by-one", "with-prompt", "strip", "mean", "prompt-no-specials", "label-with-specials"],
+)
 def test_ex2_catches_mistakes(built_data, kind):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex2_scorer_tests", label_loglik=_scorer(kind))
+
+
+@pytest.mark.parametrize("kind", ["prompt-no-specials", "label-with-specials"])
+def test_ex2_special_token_mistakes_fail_visible_and_hidden(built_data, kind):
+    # Gemma's tokenizer adds <bos>: the visible check and the hidden tests each catch both
+    with pytest.raises(checks.CheckFailed, match="special tokens"):
+        run_visible_checks(NB, "ex2_scorer_tests", label_loglik=_scorer(kind))
+    with pytest.raises(AssertionError, match="special tokens"):
+        _run_hidden_tests("ex2_scorer_tests", lp.label_loglik, label_loglik=_scorer(kind))
 
 
 def test_ex2_visible_check_catches_off_by_one(built_data):
@@ -346,6 +370,32 @@ def _cal_no_renorm(scores, cf):
     return _softmax(scores) / _softmax(cf).mean(0)
 
 
+def _cal_global_max(scores, cf):
+    def softmax(z):
+        z = np.asarray(z, dtype=np.float64)
+        e = np.exp(z - z.max())  # one maximum for the whole matrix: other rows underflow
+        return e / e.sum(axis=1, keepdims=True)
+
+    with np.errstate(all="ignore"):
+        q = softmax(scores) / softmax(cf).mean(0)
+        return q / q.sum(1, keepdims=True)
+
+
+def _cal_float32(scores, cf):
+    def softmax(z):
+        z = np.asarray(z, dtype=np.float32)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    q = softmax(scores) / softmax(cf).mean(axis=0)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def _cal_torch(scores, cf):
+    q = torch.softmax(torch.as_tensor(scores), 1) / torch.softmax(torch.as_tensor(cf), 1).mean(0)
+    return (q / q.sum(1, keepdim=True)).numpy()
+
+
 def _cal_no_softmax(scores, cf):
     q = np.exp(np.asarray(scores)) / np.exp(np.asarray(cf)).mean(0)
     return q / q.sum(1, keepdims=True)
@@ -354,12 +404,21 @@ def _cal_no_softmax(scores, cf):
 def test_ex3_accepts_reference_and_variants():
     run_test_cell(NB, "ex3_calibrate_tests", calibrate=lp.calibrate)
     run_test_cell(NB, "ex3_calibrate_tests", calibrate=_cal_log_space)
+    run_test_cell(NB, "ex3_calibrate_tests", calibrate=_cal_float32)
+    run_test_cell(NB, "ex3_calibrate_tests", calibrate=_cal_torch)
 
 
-@pytest.mark.parametrize("wrong", [_cal_mean_logs, _cal_multiply, _cal_no_renorm, _cal_no_softmax])
+@pytest.mark.parametrize(
+    "wrong", [_cal_mean_logs, _cal_multiply, _cal_no_renorm, _cal_no_softmax, _cal_global_max]
+)
 def test_ex3_catches_mistakes(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_calibrate_tests", calibrate=wrong)
+
+
+def test_ex3_hidden_tests_catch_a_global_maximum():
+    with pytest.raises(AssertionError, match="each row's own maximum"):
+        run_test_cell(NB, "ex3_calibrate_tests", calibrate=_cal_global_max)
 
 
 def test_ex3_visible_check_catches_multiplying():

@@ -488,14 +488,44 @@ def ex4_tie_by_pair_order(src_tags, alignment, n_tgt):
     return out
 
 
+def ex4_distinct_source_words(src_tags, alignment, n_tgt):
+    # correct: counts each aligned source word once (a repeated pair adds nothing)
+    return tt.project_labels(src_tags, sorted({(int(i), int(j)) for i, j in alignment}), n_tgt)
+
+
+def ex4_tie_lowest_of_all(src_tags, alignment, n_tgt):
+    # wrong: a tie goes to the lowest source index among ALL aligned words, not the tied ones
+    out = []
+    for j in range(n_tgt):
+        srcs = sorted(int(i) for i, jj in alignment if int(jj) == j)
+        if not srcs:
+            out.append(-100)
+            continue
+        counts = Counter(int(src_tags[i]) for i in srcs)
+        top = max(counts.values())
+        tied = [t for t in counts if counts[t] == top]
+        out.append(int(src_tags[srcs[0]]) if len(tied) > 1 else tied[0])
+    return out
+
+
 def test_ex4_accepts_correct_variants():
     run_test_cell(NB, "ex4_project_tests", project_labels=ex4_variant)
     run_test_cell(NB, "ex4_project_tests", project_labels=tt.project_labels)
 
 
+def test_ex4_accepts_counting_each_source_word_once():
+    run_test_cell(NB, "ex4_project_tests", project_labels=ex4_distinct_source_words)
+
+
+def test_ex4_hidden_message_does_not_give_the_tags():
+    with pytest.raises(AssertionError) as err:
+        run_test_cell(NB, "ex4_project_tests", project_labels=ex4_tie_lowest_of_all)
+    assert "are wrong" in str(err.value) and "expected" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     "fn", [ex4_swapped, ex4_unaligned_zero, ex4_last_wins, ex4_first_pair_wins,
-           ex4_tie_by_pair_order],
+           ex4_tie_by_pair_order, ex4_tie_lowest_of_all],
 )  # fmt: skip
 def test_ex4_rejects_mistakes(fn):
     with pytest.raises(AssertionError):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from cells import run_test_cell, solution_namespace
+from cells import cell_source, run_test_cell, solution_namespace
 from conftest import run_visible_checks, solution
 
 from xlt_course import training
@@ -210,6 +211,12 @@ def test_adapt_mlm_loads_any_masked_lm(tmp_path, monkeypatch, arch):
 # --------------------------------------------------------------------------- exercise 1
 
 
+def _run_hidden_tests(grade_id, **functions):
+    """Run only the hidden part of a tests cell: proves it catches what the visible part does."""
+    source = cell_source(NB, grade_id).partition("### BEGIN HIDDEN TESTS")[2]
+    exec(compile(source, f"{grade_id}:hidden", "exec"), {"__name__": "__tests__", **functions})
+
+
 def _ref(grade_id, name):
     return solution_namespace(NB, grade_id)[name]
 
@@ -257,11 +264,44 @@ def _fit_from_package(size, acc):
     }
 
 
+def _fit_float32(size, acc):
+    # float32 arithmetic throughout (the statement fixes no dtype)
+    t = np.log10(np.asarray(size, dtype=np.float32))
+    y = np.asarray(acc, dtype=np.float32)
+    tc = t - t.mean()
+    b = (tc @ (y - y.mean())) / (tc @ tc)
+    a = y.mean() - b * t.mean()
+    fitted = a + b * t
+    res = y - fitted
+    return {"a": a, "b": b, "fitted": fitted, "residuals": res,
+            "r2": 1 - (res @ res) / ((y - y.mean()) @ (y - y.mean()))}  # fmt: skip
+
+
+def _fit_torch(size, acc):
+    # a natural torch answer: torch.as_tensor of a list of floats is float32
+    torch = pytest.importorskip("torch")
+    t = torch.log(torch.as_tensor(size))
+    y = torch.as_tensor(acc)
+    t = t.to(y.dtype)
+    tc = t - t.mean()
+    b = (tc * (y - y.mean())).sum() / (tc * tc).sum()
+    a = y.mean() - b * t.mean()
+    fitted = a + b * t
+    r = y - fitted
+    r2 = 1 - (r * r).sum() / ((y - y.mean()) ** 2).sum()
+    return {"a": a.item(), "b": b.item(), "fitted": fitted, "residuals": r, "r2": r2.item()}
+
+
 def test_ex1_reference_and_variants_pass():
     run_test_cell(NB, "ex1_fit_tests", fit_log_linear=_ref("ex1_fit", "fit_log_linear"))
     run_test_cell(NB, "ex1_fit_tests", fit_log_linear=_fit_polyfit_ln)  # natural log: accepted
     run_test_cell(NB, "ex1_fit_tests", fit_log_linear=_fit_lstsq_log2)  # base 2, lists: accepted
     run_test_cell(NB, "ex1_fit_tests", fit_log_linear=_fit_from_package)
+
+
+@pytest.mark.parametrize("variant", [_fit_float32, _fit_torch], ids=["float32-numpy", "torch"])
+def test_ex1_float32_variants_pass(variant):
+    run_test_cell(NB, "ex1_fit_tests", fit_log_linear=variant)
 
 
 def _wrong_fit(kind):
@@ -360,6 +400,46 @@ def _interval_polyfit_cov(size, acc, level=0.95):
     q = stats.t.ppf((1 + level) / 2, len(size) - 2)
     se = math.sqrt(cov[0, 0])
     return float(b - q * se), float(b + q * se)
+
+
+def _interval_float32(size, acc, level=0.95):
+    from scipy import stats
+
+    t = np.log10(np.asarray(size, dtype=np.float32))
+    y = np.asarray(acc, dtype=np.float32)
+    tc = t - t.mean()
+    b = (tc @ (y - y.mean())) / (tc @ tc)
+    r = y - (y.mean() + b * tc)
+    se = np.sqrt((r @ r) / np.float32(len(t) - 2) / (tc @ tc))
+    q = np.float32(stats.t.ppf((1 + level) / 2, len(t) - 2))
+    return b - q * se, b + q * se
+
+
+def _interval_torch(size, acc, level=0.95):
+    torch = pytest.importorskip("torch")
+    from scipy import stats
+
+    t = torch.log10(torch.as_tensor(size, dtype=torch.float32))
+    y = torch.as_tensor(acc, dtype=torch.float32)
+    tc = t - t.mean()
+    b = (tc * (y - y.mean())).sum() / (tc * tc).sum()
+    r = y - (y.mean() + b * tc)
+    se = torch.sqrt((r * r).sum() / (len(t) - 2) / (tc * tc).sum())
+    q = float(stats.t.ppf((1 + level) / 2, len(t) - 2))
+    return b - q * se, b + q * se  # 0-d float32 tensors
+
+
+@pytest.mark.parametrize(
+    "variant", [_interval_float32, _interval_torch], ids=["float32-numpy", "torch"]
+)
+def test_ex2_float32_variants_pass(variant):
+    run_test_cell(NB, "ex2_interval_tests", slope_interval=variant)
+
+
+def test_ex2_hidden_message_does_not_give_the_interval():
+    with pytest.raises(AssertionError) as err:
+        run_test_cell(NB, "ex2_interval_tests", slope_interval=_wrong_interval("n-not-n-2"))
+    assert re.fullmatch(r"wrong interval \(n=\d+, level=[\d.]+\)", str(err.value))
 
 
 def test_ex2_reference_and_variants_pass():
@@ -487,6 +567,20 @@ def _wrong_sample(kind):
         raise AssertionError(kind)
 
     return f
+
+
+def _refuses_k_equal_allowed(labels, ids, k, seed, exclude=()):
+    # off by one: k equal to the number of allowed candidates is legal
+    if k >= len([x for x in ids if x not in set(exclude)]):
+        raise ValueError("k too large")
+    return tg.few_shot_sample(labels, ids, k, seed, exclude)
+
+
+def test_ex3_k_equal_to_allowed_must_not_raise():
+    with pytest.raises(AssertionError, match="take them all"):
+        run_visible_checks(NB, "ex3_fewshot_tests", few_shot_sample=_refuses_k_equal_allowed)
+    with pytest.raises(AssertionError, match="takes them all"):
+        _run_hidden_tests("ex3_fewshot_tests", few_shot_sample=_refuses_k_equal_allowed)
 
 
 def _no_value_error(labels, ids, k, seed, exclude=()):
