@@ -15,6 +15,7 @@ and scores what it scores).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -116,19 +117,66 @@ def _limit(memory_mb: int) -> None:  # runs in the kernel's process, before exec
 
 
 def _execute(
-    nb: Any, kernel: str, cell_timeout: int, notebook_timeout: float, memory_mb: int = 0
+    nb: Any,
+    kernel: str,
+    cell_timeout: int,
+    notebook_timeout: float,
+    memory_mb: int = 0,
+    layout: grading.LessonLayout | None = None,
+    course_refs: dict[str, list[str]] | None = None,
 ) -> bool:
-    """Run ``nb`` in place as the grader does; return False when the notebook ran out of time."""
+    """Run ``nb`` in place as the grader does; return False when the notebook ran out of time.
+
+    With ``layout``, the grader's guard runs too (:mod:`autograder.kernel_guard`): before each
+    tests cell, how the exercise's functions reach ``xlt_course`` is recorded in
+    ``course_refs`` (tests grade id -> what they reach), which the grader scores 0.
+    """
     import nbclient
+
+    from autograder import kernel_guard
+
+    nonce = secrets.token_hex(8)
 
     class Client(nbclient.NotebookClient):
         deadline = time.monotonic() + notebook_timeout
         out_of_time = False
+        snapped = False
+
+        async def _hidden(self, code: str, cell_index: int) -> str:
+            tmp = notebooks.nbformat.v4.new_code_cell(code)
+            orig, count = self.nb.cells[cell_index], self.code_cells_executed
+            try:
+                await super().async_execute_cell(tmp, cell_index, store_history=False)
+            except Exception:  # noqa: BLE001 - a broken kernel shows in the cells' own errors
+                return ""
+            finally:
+                self.nb.cells[cell_index] = orig
+                self.code_cells_executed = count
+            return "".join(
+                o.get("text", "") for o in tmp.outputs if o.get("output_type") == "stream"
+            )
 
         async def async_execute_cell(self, cell, cell_index, *args, **kwargs):  # noqa: ANN001, ANN201, D102
             if time.monotonic() > self.deadline:
                 self.out_of_time = True
                 return cell
+            if layout is not None and cell.cell_type == "code":
+                if not self.snapped:
+                    self.snapped = True
+                    await self._hidden(
+                        kernel_guard.snapshot_code(nonce, layout.watch_modules), cell_index
+                    )
+                meta = cell.get("metadata", {}).get("nbgrader", {})
+                gid = meta.get("grade_id")
+                if meta.get("grade") and not meta.get("solution") and gid:
+                    code = kernel_guard.check_code(
+                        nonce,
+                        layout.exercise_functions.get(gid, []),
+                        sorted(layout.allowed.get(gid, set())),
+                    )
+                    res = kernel_guard.read_answer(await self._hidden(code, cell_index), nonce)
+                    if res and res.get("refs") and course_refs is not None:
+                        course_refs[gid] = list(res["refs"])
             return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
 
     env = {
@@ -231,7 +279,17 @@ def validate(
         if meta.get("grade") and not meta.get("solution"):
             c.source = template.get(meta["grade_id"], c.source)
             c.source = c.source.split(grading.HIDDEN_BEGIN)[0]
-    finished = _execute(nb, layout.kernel, cell_timeout, notebook_timeout, memory_mb)
+    course_refs: dict[str, list[str]] = {}
+    finished = _execute(
+        nb, layout.kernel, cell_timeout, notebook_timeout, memory_mb, layout, course_refs
+    )
+    for tests_id, refs in sorted(course_refs.items()):
+        if tests_id not in prepared.zero:  # reported above already
+            v.problems.append(
+                f"{tests_id}: the exercise calls xlt_course's own implementation "
+                f"({'; '.join(refs[:3])}), which scores 0 when graded: write the exercise "
+                "yourself (only xlt_course.checks may be used)"
+            )
     v.seconds = round(time.perf_counter() - t0, 1)
     if not finished:
         v.problems.append(
@@ -245,7 +303,10 @@ def validate(
         err = _error_of(c)
         label = notebooks.cell_label(nb, i)
         if meta.get("grade") and not meta.get("solution"):
-            if err is None:
+            if err is None and label in course_refs:
+                msg = "self-check passes, but the grader scores it 0 (see below)"
+                v.checks.append(ExerciseCheck(label, float(meta.get("points", 0)), False, msg))
+            elif err is None:
                 msg = "self-check passes" if c.get("execution_count") else "did not run"
                 v.checks.append(ExerciseCheck(label, float(meta.get("points", 0)), True, msg))
             else:

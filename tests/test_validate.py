@@ -88,6 +88,30 @@ def test_forbidden_import_and_unreadable_file_are_not_gradable(tmp_path, monkeyp
     assert not v.gradable and "not JSON" in v.problems[0]
 
 
+@pytest.mark.notebook
+def test_an_own_cell_that_binds_the_course_implementation_is_not_gradable(tmp_path, capsys):
+    """The grader's run-time guard zeroes it; validate runs the same guard and says so."""
+    nb = _answered()
+    at = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "ex1_cosine"
+    )
+    nb.cells.insert(
+        at + 1,
+        notebooks.nbformat.v4.new_code_cell(
+            "from xlt_course import retrieval\ncosine_similarity_matrix = retrieval.nn_scores\n"
+        ),
+    )
+    path = _write(tmp_path, nb)
+    assert cli.main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "✗ ex1_cosine_tests (2 points): self-check passes, but the grader scores it 0" in out
+    assert "ex1_cosine_tests: the exercise calls xlt_course's own implementation" in out
+    assert "✓ ex2_top_k_tests" in out  # the other exercise is untouched
+    assert "GRADABLE: no" in out
+
+
 def test_unknown_lesson_is_one_line(tmp_path, capsys):
     path = _write(tmp_path, _answered())
     assert cli.main(["validate", str(path), "--lesson", "99-nope"]) == 2
