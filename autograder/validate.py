@@ -240,16 +240,30 @@ def validate(
         ValueError: the lesson is unknown or cannot be told.
     """
     notebook = Path(notebook)
+    if notebook.is_dir():
+        raise ValueError(
+            f"{notebook} is a folder: give the notebook file, e.g. "
+            "lessons/02-procrustes/02-procrustes.ipynb"
+        )
     if not notebook.is_file():
         raise FileNotFoundError(f"{notebook} does not exist")
     lessons = grading.lesson_names(paths.lessons_dir())
     lesson = lesson or guess_lesson(notebook, lessons)
-    if lesson not in lessons:
+    if lesson is None:
+        try:
+            notebooks.read_notebook(notebook)
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+            why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            raise ValueError(
+                f"{notebook.name} is not a Jupyter notebook ({why}): save it from Jupyter "
+                "(File > Save) as an .ipynb file"
+            ) from None
         raise ValueError(
-            f"cannot tell which lesson {notebook.name} is"
-            if lesson is None
-            else f"lesson {lesson!r} does not exist (lessons: {', '.join(lessons)})"
+            f"cannot tell which lesson {notebook.name} is: name the file after its lesson "
+            "(e.g. 02-procrustes.ipynb) or pass --lesson"
         )
+    if lesson not in lessons:
+        raise ValueError(f"lesson {lesson!r} does not exist (lessons: {', '.join(lessons)})")
     release = paths.lessons_dir() / lesson / f"{lesson}.ipynb"
     layout = grading.lesson_layout(lesson, release)
     v = Validation(notebook, lesson)

@@ -112,6 +112,20 @@ def test_an_own_cell_that_binds_the_course_implementation_is_not_gradable(tmp_pa
     assert "GRADABLE: no" in out
 
 
+def test_a_folder_a_zip_and_an_unknown_notebook_say_what_to_give(tmp_path, capsys):
+    assert cli.main(["validate", str(tmp_path)]) == 2
+    assert "is a folder: give the notebook file" in capsys.readouterr().err
+    bad = tmp_path / "homework.zip"
+    bad.write_bytes(b"PK\x03\x04garbage")
+    assert cli.main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "homework.zip is not a Jupyter notebook" in err and "save it from Jupyter" in err
+    plain = tmp_path / "homework.ipynb"
+    plain.write_text(notebooks.dumps(notebooks.nbformat.v4.new_notebook()), encoding="utf-8")
+    assert cli.main(["validate", str(plain)]) == 2
+    assert "cannot tell which lesson homework.ipynb is" in capsys.readouterr().err
+
+
 def test_unknown_lesson_is_one_line(tmp_path, capsys):
     path = _write(tmp_path, _answered())
     assert cli.main(["validate", str(path), "--lesson", "99-nope"]) == 2
