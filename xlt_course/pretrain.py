@@ -799,18 +799,15 @@ _worker_corpus: dict[tuple[Any, ...], Corpus] = {}
 
 
 def _run_single_threaded(config: PretrainConfig, root: Path | None) -> str:
-    import torch
-
-    torch.set_num_threads(1)
-    if load_run(config, root) is None:
-        key = tuple(getattr(config, f) for f in CORPUS_FIELDS)
-        if key not in _worker_corpus:
-            _worker_corpus.clear()
-            _worker_corpus[key] = build_corpus(config)
-        corpus = _worker_corpus[key]
-    else:
-        corpus = None
-    return str(run(config, root=root, corpus=corpus, progress=False).path)
+    cached = load_run(config, root)
+    if cached is not None:
+        return str(cached.path)
+    key = tuple(getattr(config, f) for f in CORPUS_FIELDS)
+    if key not in _worker_corpus:
+        _worker_corpus.clear()
+        _worker_corpus[key] = build_corpus(config)
+    with tr.torch_threads(1):
+        return str(run(config, root=root, corpus=_worker_corpus[key], progress=False).path)
 
 
 def train_parallel(
