@@ -5,10 +5,13 @@ same subset of the English topic training set with the same optimiser settings (
 with its fused kernel, learning rate, weight decay, linear warm-up and decay, gradient
 clipping) and the same arithmetic (fp32: ours is pinned to it, since its ``"auto"`` would
 pick bf16 on a CPU with native bf16 while Trainer stays fp32 on a CPU unless told), then
-classify the same English test items. What differs is the batching:
+classify the same English test items. What differs is the batching, and the work per step:
 
 - xlt_course.training: dynamic padding with length-bucketed batches (pools of 50 batches
-  sorted by length, batch order shuffled);
+  sorted by length, batch order shuffled), and its CPU shortcuts (:mod:`xlt_course.fastpath`:
+  the last layer computes the [CLS] position only, which is exact; dropout masks drawn
+  from 16 random bits per element, the same distribution); ``--ablate`` adds a run of ours
+  without the shortcuts;
 - Trainer (random): its standard ``DataCollatorWithPadding``, i.e. dynamic padding of
   randomly shuffled batches, no length bucketing (``train_sampling_strategy="random"``);
 - Trainer (grouped): the same with Trainer's own length grouping,
@@ -62,7 +65,7 @@ def _data(n_train: int, n_eval: int):
     return subset(load_topics("train", "en"), n_train), subset(load_topics("test", "en"), n_eval)
 
 
-def _config(args):
+def _config(args, fast_paths: bool = True):
     from xlt_course import training as tr
 
     return tr.FinetuneConfig(
@@ -83,6 +86,7 @@ def _config(args):
         backend="torch",
         num_threads=args.threads,
         progress=False,
+        cpu_fast_paths=fast_paths,
     )
 
 
@@ -113,12 +117,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run_ours(args) -> dict:
+def run_ours(args, fast_paths: bool = True) -> dict:
     """Fine-tune and evaluate with xlt_course.training (in a child process)."""
     from xlt_course import training as tr
 
     train, test = _data(args.train, args.eval)
-    res = tr.finetune(_config(args), train, {"en": test}, cache="off")
+    res = tr.finetune(_config(args, fast_paths), train, {"en": test}, cache="off")
     s = res.stats
     return {
         "seconds": s["train_seconds"],
@@ -229,6 +233,11 @@ def run_trainer_grouped(args) -> dict:
     return run_trainer(args, sampling="group_by_length")
 
 
+def run_ours_plain(args) -> dict:
+    """Our engine without its CPU shortcuts (``--ablate``)."""
+    return run_ours(args, fast_paths=False)
+
+
 METHODS = {
     "xlt_course.training": run_ours,
     "Trainer (random)": run_trainer,
@@ -261,17 +270,22 @@ def main() -> None:
         help="both sides' arithmetic: fp32, or bf16 autocast (ours: precision='bf16', "
         "Trainer: bf16=True); bf16 is what ours picks by default on a CPU with native bf16",
     )  # fmt: skip
+    parser.add_argument(
+        "--ablate", action="store_true",
+        help="also run ours without its CPU shortcuts (cpu_fast_paths=False)",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     load0 = _uptime()
     t0 = time.perf_counter()
-    names = list(METHODS)
+    methods = {**METHODS, "ours, no shortcuts": run_ours_plain} if args.ablate else METHODS
+    names = list(methods)
     rounds: dict[str, list[dict]] = {name: [] for name in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            rounds[name].append(_in_child(METHODS[name], args))
+            rounds[name].append(_in_child(methods[name], args))
             last = rounds[name][-1]
             print(
                 f"round {r + 1}: {name}: {last['examples'] / last['seconds']:.1f} examples/s, "
@@ -309,6 +323,9 @@ def main() -> None:
 
     ours = results["xlt_course.training"]
     random_, grouped = results["Trainer (random)"], results["Trainer (grouped)"]
+    if args.ablate:
+        plain = results["ours, no shortcuts"]
+        print(f"shortcuts: ours {speed(ours) / speed(plain):.2f}x ours without them")
     print(
         f"ratio={speed(ours) / speed(random_):.2f} ratio_grouped={speed(ours) / speed(grouped):.2f} "
         f"acc_ours={ours['accuracy']:.3f} acc_trainer={grouped['accuracy']:.3f}"

@@ -223,6 +223,9 @@ class FinetuneConfig:
         label_subwords: token tasks only: which sub-words of a word carry its tag in
             training (:func:`align_labels`): ``"first"`` (the standard), ``"every"``, or
             ``"last"``; predictions are read on the first sub-word (the last for ``"last"``).
+        cpu_fast_paths: on a CPU, take :mod:`xlt_course.fastpath`'s shortcuts (a ``[CLS]``
+            head's last layer computes position 0 only; dropout masks from 16 random bits):
+            the same model and the same dropout distribution, about 10% less time a step.
     """
 
     model: str = "offline"
@@ -253,6 +256,7 @@ class FinetuneConfig:
     num_threads: int | None = None
     progress: bool = True
     label_subwords: LabelSubwords = "first"
+    cpu_fast_paths: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -928,6 +932,8 @@ def _make_classifier(model: Any, pooling: Pooling):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
+            # only position 0 of the last layer reaches the logits (fastpath.cpu_fast_paths)
+            self.reads_first_position = pooling == "cls" and kind != "other"
 
         def features(self, input_ids, attention_mask):
             out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask)
@@ -961,6 +967,7 @@ def _make_classifier(model: Any, pooling: Pooling):
             def __init__(self) -> None:
                 super().__init__()
                 self.model = model
+                self.reads_first_position = False
 
             def forward(self, input_ids, attention_mask):
                 return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -1375,8 +1382,11 @@ def _load_result(folder: Path) -> FinetuneResult:
 
 def _key_parts(config: FinetuneConfig, model_id: str, train: AnySplit, evals) -> dict[str, Any]:
     cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+    # the defaults keep the keys of runs cached before these fields existed
     if cfg.get("label_subwords") == "first":
-        del cfg["label_subwords"]  # the default keeps the keys of runs cached before it existed
+        del cfg["label_subwords"]
+    if cfg.get("cpu_fast_paths") is True:
+        del cfg["cpu_fast_paths"]
     return {
         "version": CACHE_VERSION,
         "config": cfg,
@@ -1572,21 +1582,30 @@ def _run(
             "backend": backend,
             "load_seconds": round(load_seconds, 2),
         }
-        if config.freeze == "encoder":
-            history, train_stats, logits = _train_probe(
-                config,
-                classifier,
-                runtime,
-                enc_train,
-                enc_evals,
-                pad_id,
-                model_fingerprint(model_id),
-            )
-        else:
-            history, train_stats, logits = _train_full(
-                config, classifier, runtime, enc_train, enc_evals, pad_id
-            )
+        from xlt_course import fastpath
+
+        fast = (
+            fastpath.cpu_fast_paths(model, cls_only=classifier.reads_first_position)
+            if config.cpu_fast_paths and device == "cpu"
+            else contextlib.nullcontext({})
+        )
+        with fast as switched:
+            if config.freeze == "encoder":
+                history, train_stats, logits = _train_probe(
+                    config,
+                    classifier,
+                    runtime,
+                    enc_train,
+                    enc_evals,
+                    pad_id,
+                    model_fingerprint(model_id),
+                )
+            else:
+                history, train_stats, logits = _train_full(
+                    config, classifier, runtime, enc_train, enc_evals, pad_id
+                )
         stats.update(train_stats)
+        stats["cpu_fast_paths"] = sorted(k for k, on in switched.items() if on)
 
     labels = {name: e.labels.copy() for name, e in enc_evals.items()}
     ids = {name: list(e.ids) for name, e in enc_evals.items()}

@@ -1,0 +1,153 @@
+"""The engine's CPU shortcuts: exact where they claim it, the same distribution where not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.tiny_models import tiny_config
+from xlt_course import fastpath
+from xlt_course import training as tr
+
+
+def _classifier(arch: str, dropout: float = 0.0, seed: int = 0):
+    from transformers import BertForSequenceClassification, XLMRobertaForSequenceClassification
+
+    cls = BertForSequenceClassification if arch == "bert" else XLMRobertaForSequenceClassification
+    torch.manual_seed(seed)
+    config = tiny_config(arch, dropout=dropout, num_labels=3)
+    config._attn_implementation = "sdpa"
+    model = cls(config)
+    return model, tr._make_classifier(model, "cls")
+
+
+def _batch(seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, 60, (6, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0  # padded rows: the CLS query must not see them
+    mask[4, 2:] = 0
+    ids[mask == 0] = 0
+    return ids, mask, torch.randint(0, 3, (6,), generator=g)
+
+
+def _logits_and_grads(classifier, ids, mask, y):
+    classifier.zero_grad()
+    logits = classifier(ids, mask)
+    torch.nn.functional.cross_entropy(logits, y).backward()
+    grads = {n: p.grad.clone() for n, p in classifier.named_parameters() if p.grad is not None}
+    return logits.detach(), grads
+
+
+@pytest.mark.parametrize("arch", ["bert", "xlmr"])
+def test_cls_only_last_layer_gives_the_full_models_logits_and_gradients(arch):
+    model, classifier = _classifier(arch)
+    assert classifier.reads_first_position
+    classifier.train()  # dropout 0: training mode, deterministic
+    ids, mask, y = _batch()
+    logits, grads = _logits_and_grads(classifier, ids, mask, y)
+    with fastpath.cpu_fast_paths(model, cls_only=True) as on:
+        assert on == {"dropout": False, "attention": True, "cls_only": True}
+        fast_logits, fast_grads = _logits_and_grads(classifier, ids, mask, y)
+    torch.testing.assert_close(fast_logits, logits, atol=1e-6, rtol=1e-5)
+    assert fast_grads.keys() == grads.keys()
+    for name, g in grads.items():
+        torch.testing.assert_close(fast_grads[name], g, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_fast_paths_leave_the_model_as_they_found_it():
+    model, classifier = _classifier("xlmr", dropout=0.1)
+    keys = list(model.state_dict())
+    ids, mask, _ = _batch()
+    model.eval()
+    with torch.no_grad():
+        before = classifier(ids, mask)
+    with fastpath.cpu_fast_paths(model, cls_only=True) as on:
+        assert on == {"dropout": True, "attention": True, "cls_only": True}
+        assert any(isinstance(m, fastpath.FastDropout) for m in model.modules())
+    assert not any(isinstance(m, fastpath.FastDropout) for m in model.modules())
+    assert model.config._attn_implementation == "sdpa"
+    assert "forward" not in vars(model.base_model.encoder.layer[-1])
+    assert list(model.state_dict()) == keys
+    with torch.no_grad():
+        torch.testing.assert_close(classifier(ids, mask), before)
+
+
+def test_a_model_whose_head_reads_more_than_position_0_keeps_its_last_layer():
+    from transformers import BertForTokenClassification, DistilBertConfig, DistilBertModel
+
+    tokens = BertForTokenClassification(tiny_config("bert", num_labels=3))
+    tokens.config.xlt_task = "tokens"
+    assert not tr._make_classifier(tokens, "cls").reads_first_position
+    other = DistilBertModel(DistilBertConfig(vocab_size=60, dim=16, n_layers=1, n_heads=2,
+                                             hidden_dim=32))  # fmt: skip
+    assert fastpath.cls_only_last_layer(other) is False
+    with fastpath.cpu_fast_paths(other, cls_only=True) as on:
+        assert not on["cls_only"]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_fast_dropout_drops_each_element_independently_with_probability_p(p):
+    torch.manual_seed(0)
+    n = 400_000
+    x = torch.ones(n, requires_grad=True)
+    y = fastpath.fast_dropout(x, p)
+    dropped = y == 0
+    sd = (p * (1 - p) / n) ** 0.5
+    assert abs(dropped.float().mean().item() - p) < 6 * sd
+    torch.testing.assert_close(y[~dropped], torch.full_like(y[~dropped], 1 / (1 - p)))
+    # the four 16-bit lanes of one 64-bit draw are independent of each other
+    lanes = dropped.view(-1, 4).float()
+    for a, b in [(0, 1), (1, 2), (2, 3), (0, 3)]:
+        both = (lanes[:, a] * lanes[:, b]).mean().item()
+        assert abs(both - p * p) < 6 * (p * p * (1 - p * p) / (n // 4)) ** 0.5
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # d(x * mask / (1-p)) / dx
+    assert fastpath.fast_dropout(x, 0.0) is x
+
+
+def test_fast_dropout_draws_from_the_seeded_generator():
+    x = torch.randn(3, 50)
+    torch.manual_seed(5)
+    a = fastpath.fast_dropout(x, 0.3)
+    torch.manual_seed(5)
+    torch.testing.assert_close(fastpath.fast_dropout(x, 0.3), a)
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
+def test_attention_forward_is_dropout_on_the_softmax_probabilities(mask_kind):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g) for _ in range(3))
+    keep = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    keep[1, ..., 3:] = False
+    mask = {
+        "bool": keep,
+        "additive": torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min),
+        "none": None,
+    }[mask_kind]
+    module = torch.nn.Module()
+    out, _ = fastpath.attention_forward(module, q, k, v, mask, dropout=0.0, scaling=0.5)
+    ref, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0, scaling=0.5)
+    torch.testing.assert_close(out, ref)
+
+    scores = (q @ k.transpose(-1, -2)) * 0.5
+    if mask_kind != "none":
+        scores = scores.masked_fill(~keep, float("-inf"))
+    torch.manual_seed(7)
+    want = (fastpath.fast_dropout(scores.softmax(-1), 0.25) @ v).transpose(1, 2)
+    torch.manual_seed(7)
+    out, _ = fastpath.attention_forward(module, q, k, v, mask, dropout=0.25, scaling=0.5)
+    torch.testing.assert_close(out, want)
+    assert out.shape == (2, 5, 3, 4)  # (batch, q_len, heads, head_dim), as transformers' SDPA
+
+
+def test_the_switch_is_not_part_of_the_cache_key_unless_it_is_off(tmp_path):
+    from tests.tiny_models import make_split
+
+    train, test = make_split(20), make_split(10, seed=1)
+    on = tr.FinetuneConfig()
+    assert "cpu_fast_paths" not in tr._key_parts(on, "m", train, {"en": test})["config"]
+    off = tr._key_parts(on.replace(cpu_fast_paths=False), "m", train, {"en": test})
+    assert off["config"]["cpu_fast_paths"] is False
