@@ -343,6 +343,20 @@ def test_run_is_deterministic_and_learns(tiny):
     )
 
 
+def test_full_fine_tuning_takes_the_cpu_shortcuts_and_the_probe_does_not(tiny):
+    full = tr.finetune(cfg(tiny, pooling="cls"), TRAIN, EVALS, cache="off")
+    assert full.stats["cpu_fast_paths"] == ["attention", "cls_only", "dropout"]
+    mean = tr.finetune(cfg(tiny), TRAIN, EVALS, cache="off")
+    assert mean.stats["cpu_fast_paths"] == ["attention", "dropout"]  # mean pooling reads all
+    off = tr.finetune(cfg(tiny, pooling="cls", cpu_fast_paths=False), TRAIN, EVALS, cache="off")
+    assert off.stats["cpu_fast_paths"] == []
+    # fast dropout still trains (the [CLS] path's exactness: tests/test_fastpath.py)
+    assert mean.history[-1]["loss"] < 0.8 * mean.history[0]["loss"], mean.history
+    assert mean.accuracy["en"] > 0.6, mean.accuracy  # chance 1/3
+    probe = tr.finetune(cfg(tiny, freeze="encoder"), TRAIN, EVALS, cache="off")
+    assert "cpu_fast_paths" not in probe.stats
+
+
 def test_checkpoint_reloads_with_from_pretrained(tiny):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
