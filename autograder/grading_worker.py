@@ -365,17 +365,12 @@ class GuardedExecute(Execute):
     # --- hidden executions ----------------------------------------------------------------
     def _hidden(self, code: str, index: int) -> str:
         """Execute ``code`` in the kernel outside the notebook; return its stdout."""
-        tmp = notebooks.nbformat.v4.new_code_cell(code)
-        orig, count = self.nb.cells[index], self.code_cells_executed
+        from jupyter_core.utils import run_sync
+
         try:
-            self.execute_cell(tmp, index, store_history=False)
-        except Exception:  # noqa: BLE001 - a broken kernel is reported by the caller
-            return ""
+            return run_sync(notebooks.run_hidden)(self, code, index, self.async_execute_cell)
         finally:
-            self.nb.cells[index] = orig
-            self.code_cells_executed = count
             self._used.pop(index, None)
-        return "".join(o.get("text", "") for o in tmp.outputs if o.get("output_type") == "stream")
 
     def _snapshot(self, index: int) -> None:
         code = kernel_guard.snapshot_code(self.plan["nonce"], self.plan["watch_modules"])

@@ -181,3 +181,31 @@ def cell_label(nb: Any, index: int) -> str:
     before = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells[:index]]
     anchor = next((g for g in reversed(before) if g), None)
     return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
+
+
+async def run_hidden(client: Any, code: str, index: int, execute: Any) -> str:
+    """Run ``code`` in ``client``'s kernel as a throwaway cell at ``index``; return its stdout.
+
+    The notebook is left as it was (the cell at ``index`` and the execution count); a
+    failure (a broken kernel) returns "", for the caller to report.
+
+    Args:
+        client: an ``nbclient.NotebookClient`` (the grader's ``Execute`` or validate's).
+        code: Python source run in the kernel, never stored in the notebook.
+        index: the cell the code runs on behalf of (outputs are routed there).
+        execute: the coroutine that runs a cell, ``execute(cell, index, store_history=...)``:
+            the client's ``async_execute_cell`` without the caller's own hooks.
+
+    Returns:
+        The concatenated stream output.
+    """
+    tmp = nbformat.v4.new_code_cell(code)
+    orig, count = client.nb.cells[index], client.code_cells_executed
+    try:
+        await execute(tmp, index, store_history=False)
+    except Exception:  # noqa: BLE001 - a broken kernel is reported by the caller
+        return ""
+    finally:
+        client.nb.cells[index] = orig
+        client.code_cells_executed = count
+    return "".join(o.get("text", "") for o in tmp.outputs if o.get("output_type") == "stream")
