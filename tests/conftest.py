@@ -38,6 +38,7 @@ LESSON_OF_TEST_FILE = {
     "test_sampling.py": "05",
     "test_pretrain.py": "05",
     "test_finetune.py": "06",
+    "test_fastpath.py": "06",
     "test_translate.py": "07",
     "test_pivots_and_ensembles.py": "08",
     "test_prompts_and_code_switching.py": "09",
