@@ -14,7 +14,8 @@ saved checkpoint is the plain model):
   Attention-probability dropout goes through the same draw (:func:`attention_forward`).
 
 Measured in ``benchmarks/bench_finetune.py`` (the per-step figures are in
-``benchmarks/README.md``). Used by :func:`xlt_course.training.finetune` (lessons 06-08).
+``benchmarks/README.md``). Used by :func:`xlt_course.training.finetune` (the full
+fine-tuning of lessons 06 and 09-12; never the linear probe).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     Returns:
         Tensor shaped like ``x``; gradients flow through the kept elements, scaled.
 
-    Used in: lessons 06-08, through :func:`xlt_course.training.finetune`.
+    Used in: lessons 06 and 09-12, through :func:`xlt_course.training.finetune`.
     """
     if p <= 0:
         return x
