@@ -139,6 +139,11 @@ def _cls_layer_forward(
     return self.feed_forward_chunk(self.attention.output(out.reshape(b, 1, -1), first))
 
 
+def _encoder_layers(model: Any) -> Any:
+    """Return ``model``'s list of encoder layers, or None where it has none."""
+    return getattr(getattr(model.base_model, "encoder", None), "layer", None)
+
+
 def _bert_like_layer(layer: Any) -> bool:
     sa = getattr(getattr(layer, "attention", None), "self", None)
     return (
@@ -162,7 +167,7 @@ def cls_only_last_layer(model: Any) -> bool:
     Returns:
         True when the last layer was switched.
     """
-    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    layers = _encoder_layers(model)
     if not layers or not _bert_like_layer(layers[-1]):
         return False
     layers[-1].forward = types.MethodType(_cls_layer_forward, layers[-1])
@@ -194,7 +199,7 @@ def cpu_fast_paths(model: Any, *, cls_only: bool) -> Iterator[dict[str, bool]]:
     if swap_attention:
         _register()
         model.config._attn_implementation = ATTENTION
-    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    layers = _encoder_layers(model)
     switched = cls_only and cls_only_last_layer(model)
     try:
         yield {"dropout": bool(saved_dropout), "attention": swap_attention, "cls_only": switched}

@@ -330,6 +330,9 @@ class FinetuneConfig:
 
 # Fields that do not change what a run computes, left out of the cache key.
 _NOT_IN_KEY = ("progress", "num_threads", "backend", "device", "save_checkpoint")
+# Fields added after runs were cached: at these values they stay out of the key, so the
+# runs cached before the field existed keep their keys.
+_KEY_DEFAULTS: dict[str, Any] = {"label_subwords": "first", "cpu_fast_paths": True}
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -1382,12 +1385,11 @@ def _load_result(folder: Path) -> FinetuneResult:
 
 
 def _key_parts(config: FinetuneConfig, model_id: str, train: AnySplit, evals) -> dict[str, Any]:
-    cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
-    # the defaults keep the keys of runs cached before these fields existed
-    if cfg.get("label_subwords") == "first":
-        del cfg["label_subwords"]
-    if cfg.get("cpu_fast_paths") is True:
-        del cfg["cpu_fast_paths"]
+    cfg = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in _NOT_IN_KEY and not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])
+    }
     return {
         "version": CACHE_VERSION,
         "config": cfg,
