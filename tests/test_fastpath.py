@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -151,3 +153,81 @@ def test_the_switch_is_not_part_of_the_cache_key_unless_it_is_off(tmp_path):
     assert "cpu_fast_paths" not in tr._key_parts(on, "m", train, {"en": test})["config"]
     off = tr._key_parts(on.replace(cpu_fast_paths=False), "m", train, {"en": test})
     assert off["config"]["cpu_fast_paths"] is False
+
+
+def _train_steps(flat: bool, steps: int = 6, accumulation: int = 1):
+    """Train the tiny XLM-R classifier through the engine's own step; return its parameters."""
+    model, classifier = _classifier("xlmr", dropout=0.1, seed=3)
+    cfg = tr.FinetuneConfig(weight_decay=0.01, head_learning_rate=3e-3)
+    groups = tr._param_groups(model, cfg)
+    runtime = tr.Runtime("cpu", "fp32")
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(11)  # dropout's stream
+    classifier.train()
+    order = [p for p in model.parameters() if p.requires_grad]  # clip_grad_norm_'s order
+    flat_ctx = fastpath.flat_parameters(groups, order=order)
+    with flat_ctx if flat else contextlib.nullcontext(order) as params:
+        opt, sched = tr.make_optimizer(
+            params.groups if flat else groups, lr=1e-2, total_steps=steps, warmup_steps=2
+        )
+        for _ in range(steps):
+            for _ in range(accumulation):
+                ids = torch.randint(4, 60, (5, 7), generator=g)
+                y = torch.randint(0, 3, (5,), generator=g)
+                loss = torch.nn.functional.cross_entropy(classifier(ids, torch.ones_like(ids)), y)
+                runtime.backward(loss)
+            # max norm 0.05: every step clips
+            runtime.step(opt, sched, params, 0.05)
+    return model
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_flat_parameters_train_the_same_parameters_bit_for_bit(accumulation):
+    plain = _train_steps(False, accumulation=accumulation).state_dict()
+    flat = _train_steps(True, accumulation=accumulation).state_dict()
+    assert plain.keys() == flat.keys()
+    moved = 0
+    fresh = _classifier("xlmr", dropout=0.1, seed=3)[0].state_dict()
+    for name, value in plain.items():
+        assert torch.equal(flat[name], value), name
+        moved += not torch.equal(value, fresh[name])
+    assert moved > 20  # the steps did train (embeddings, encoder and head)
+
+
+def test_flat_parameters_share_one_buffer_inside_and_give_it_back_on_leaving():
+    from safetensors.torch import save_file
+
+    model, classifier = _classifier("bert")
+    groups = tr._param_groups(model, tr.FinetuneConfig())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids, mask, y = _batch()
+    with fastpath.flat_parameters(groups) as flat:
+        assert len(flat.params) == len(groups) and len(flat.owners) == len(before)
+        for group, p in zip(groups, flat.params, strict=True):
+            assert p.numel() == sum(q.numel() for q in group["params"])
+            for q in group["params"]:  # a view into the group's buffers
+                assert q.untyped_storage().data_ptr() == p.untyped_storage().data_ptr()
+                assert q.grad.untyped_storage().data_ptr() == p.grad.untyped_storage().data_ptr()
+        torch.nn.functional.cross_entropy(classifier(ids, mask), y).backward()
+        assert all(p.grad.abs().sum() > 0 for p in flat.params)  # backward filled the buffers
+        total = flat.clip_grad_norm_(1e-3)
+        assert total > 1e-3
+        assert torch.nn.utils.get_total_norm([p.grad for p in flat.params]) <= 1e-3 * 1.001
+        flat.zero_grad()
+        assert all(p.grad is not None and not p.grad.any() for p in flat.owners)
+    ptrs = set()
+    for name, p in model.named_parameters():
+        assert p.grad is None and torch.equal(p.detach(), before[name]), name
+        assert p.untyped_storage().nbytes() == p.numel() * p.element_size(), name
+        ptrs.add(p.untyped_storage().data_ptr())
+    assert len(ptrs) == len(before)  # each parameter owns its storage again
+    save_file({n: p.detach() for n, p in model.named_parameters()}, "/dev/null")
+
+
+def test_flat_parameters_refuse_a_group_that_mixes_dtypes():
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    with (
+        pytest.raises(ValueError, match="mixes dtypes"),
+        fastpath.flat_parameters([{"params": [a, b]}]),
+    ):
+        pass

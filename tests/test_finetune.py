@@ -345,9 +345,10 @@ def test_run_is_deterministic_and_learns(tiny):
 
 def test_full_fine_tuning_takes_the_cpu_shortcuts_and_the_probe_does_not(tiny):
     full = tr.finetune(cfg(tiny, pooling="cls"), TRAIN, EVALS, cache="off")
-    assert full.stats["cpu_fast_paths"] == ["attention", "cls_only", "dropout"]
+    assert full.stats["cpu_fast_paths"] == ["attention", "cls_only", "dropout", "flat_parameters"]
     mean = tr.finetune(cfg(tiny), TRAIN, EVALS, cache="off")
-    assert mean.stats["cpu_fast_paths"] == ["attention", "dropout"]  # mean pooling reads all
+    # mean pooling reads every position
+    assert mean.stats["cpu_fast_paths"] == ["attention", "dropout", "flat_parameters"]
     off = tr.finetune(cfg(tiny, pooling="cls", cpu_fast_paths=False), TRAIN, EVALS, cache="off")
     assert off.stats["cpu_fast_paths"] == []
     # fast dropout still trains (the [CLS] path's exactness: tests/test_fastpath.py)
@@ -355,6 +356,19 @@ def test_full_fine_tuning_takes_the_cpu_shortcuts_and_the_probe_does_not(tiny):
     assert mean.accuracy["en"] > 0.6, mean.accuracy  # chance 1/3
     probe = tr.finetune(cfg(tiny, freeze="encoder"), TRAIN, EVALS, cache="off")
     assert "cpu_fast_paths" not in probe.stats
+
+
+def test_flat_parameters_change_nothing_a_run_computes(tiny, monkeypatch):
+    import contextlib
+
+    from xlt_course import fastpath
+
+    flat = tr.finetune(cfg(tiny, pooling="cls"), TRAIN, EVALS, cache="off")
+    monkeypatch.setattr(fastpath, "flat_parameters", lambda *a, **k: contextlib.nullcontext())
+    plain = tr.finetune(cfg(tiny, pooling="cls"), TRAIN, EVALS, cache="off")
+    assert flat.history == plain.history
+    for name in EVALS:
+        assert np.array_equal(flat.probs[name], plain.probs[name]), name
 
 
 def test_checkpoint_reloads_with_from_pretrained(tiny):

@@ -1078,9 +1078,14 @@ class Runtime:
     def step(self, optimizer, scheduler, params, max_grad_norm: float) -> None:
         import torch
 
+        from xlt_course.fastpath import FlatParameters
+
+        flat = isinstance(params, FlatParameters)
         if self.scaler:
             self.scaler.unscale_(optimizer)
-        if max_grad_norm > 0:
+        if max_grad_norm > 0 and flat:
+            params.clip_grad_norm_(max_grad_norm)
+        elif max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         if self.scaler:
             scale = self.scaler.get_scale()
@@ -1092,7 +1097,10 @@ class Runtime:
             skipped = False
         if not skipped and scheduler is not None:
             scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        if flat:
+            params.zero_grad()
+        else:
+            optimizer.zero_grad(set_to_none=True)
 
     def gather(self, obj: Any) -> list[Any]:
         return [obj]
@@ -1604,10 +1612,13 @@ def _run(
                 if config.cpu_fast_paths and device == "cpu"
                 else contextlib.nullcontext({})
             )
+            # one buffer per AdamW group: only the plain runtime steps the optimiser itself
+            flat = bool(config.cpu_fast_paths and device == "cpu" and backend == "torch")
             with fast as switched:
                 history, train_stats, logits = _train_full(
-                    config, classifier, runtime, enc_train, enc_evals, pad_id
+                    config, classifier, runtime, enc_train, enc_evals, pad_id, flat=flat
                 )
+            switched = {**switched, "flat_parameters": flat}
             train_stats["cpu_fast_paths"] = sorted(k for k, on in switched.items() if on)
         stats.update(train_stats)
 
@@ -1816,7 +1827,9 @@ def train_loop(
         loss_fn: micro-batch -> (loss tensor to back-propagate, summed loss as a float,
             examples (or tokens) it covers).
         optimizer, scheduler: from :func:`make_optimizer` (scheduler may be None).
-        params: the trainable parameters (clipped together).
+        params: the trainable parameters (clipped together), or a
+            :class:`~xlt_course.fastpath.FlatParameters` (clipped and zeroed on its flat
+            buffers; the runtime then never sets gradients to None).
         runtime: the :class:`Runtime` (device, mixed precision, accelerate).
         max_grad_norm: clipping norm (0 = no clipping).
         module: the model, when the runtime must skip gradient synchronisation between
@@ -1886,22 +1899,32 @@ def _epoch_plan(config: FinetuneConfig, enc_train: EncodedTexts) -> list[list[li
     ]
 
 
-def _optimizer(model: Any, config: FinetuneConfig, plan: list[list[list[int]]]):
-    """Return (AdamW, linear warmup/decay schedule, trainable parameters) for ``plan``."""
+def _optimizer(model: Any, config: FinetuneConfig, plan: list[list[list[int]]], flat=None):
+    """Return (AdamW, linear warmup/decay schedule, trainable parameters) for ``plan``;
+    with ``flat`` (a :class:`~xlt_course.fastpath.FlatParameters`), AdamW steps its flat
+    buffers and the parameters returned are ``flat`` itself."""
     total_steps = sum(len(p) for p in plan)
     optimizer, scheduler = make_optimizer(
-        _param_groups(model, config),
+        _param_groups(model, config) if flat is None else flat.groups,
         lr=config.learning_rate,
         total_steps=total_steps,
         warmup_steps=math.ceil(config.warmup_ratio * total_steps),
     )
+    if flat is not None:
+        return optimizer, scheduler, flat
     return optimizer, scheduler, [p for p in model.parameters() if p.requires_grad]
 
 
-def _train_full(config, classifier, runtime, enc_train: EncodedTexts, enc_evals, pad_id):
-    """Fine-tune with the encoder in the graph; return (history, stats, eval logits)."""
+def _train_full(
+    config, classifier, runtime, enc_train: EncodedTexts, enc_evals, pad_id, flat: bool = False
+):
+    """Fine-tune with the encoder in the graph; return (history, stats, eval logits).
+    ``flat`` keeps the trainable parameters in one buffer per AdamW group while training
+    (:func:`xlt_course.fastpath.flat_parameters`; the same parameters bit for bit)."""
     import torch
     from torch.utils.data import DataLoader
+
+    from xlt_course import fastpath
 
     plan = _epoch_plan(config, enc_train)
     sampler = _PlanSampler(plan)
@@ -1912,10 +1935,15 @@ def _train_full(config, classifier, runtime, enc_train: EncodedTexts, enc_evals,
         generator=_private_generator(),
     )
     model = classifier.model
-    optimizer, scheduler, params = _optimizer(model, config, plan)
     total_steps = sum(len(p) for p in plan)
-    classifier, optimizer, scheduler, loader = runtime.prepare(
-        classifier, optimizer, scheduler, loader
+    flat_ctx = (
+        fastpath.flat_parameters(
+            _param_groups(model, config),
+            # clip_grad_norm_ sums the norms in the model's order: the same rounding
+            order=[p for p in model.parameters() if p.requires_grad],
+        )
+        if flat
+        else contextlib.nullcontext(None)
     )
     counts = {"seen": 0, "tokens": 0, "padded": 0}
 
@@ -1940,12 +1968,17 @@ def _train_full(config, classifier, runtime, enc_train: EncodedTexts, enc_evals,
 
     t0, c0 = time.perf_counter(), time.process_time()
     classifier.train()
-    history = train_loop(
-        config.epochs, steps, loss_fn, optimizer, scheduler, params,
-        runtime=runtime, max_grad_norm=config.max_grad_norm, module=classifier,
-        total_steps=total_steps // runtime.num_processes, desc="fine-tuning",
-        progress=config.progress,
-    )  # fmt: skip
+    with flat_ctx as flat_params:
+        optimizer, scheduler, params = _optimizer(model, config, plan, flat_params)
+        classifier, optimizer, scheduler, loader = runtime.prepare(
+            classifier, optimizer, scheduler, loader
+        )
+        history = train_loop(
+            config.epochs, steps, loss_fn, optimizer, scheduler, params,
+            runtime=runtime, max_grad_norm=config.max_grad_norm, module=classifier,
+            total_steps=total_steps // runtime.num_processes, desc="fine-tuning",
+            progress=config.progress,
+        )  # fmt: skip
     train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     t1, c1 = time.perf_counter(), time.process_time()
