@@ -155,17 +155,17 @@ def test_the_switch_is_not_part_of_the_cache_key_unless_it_is_off(tmp_path):
     assert off["config"]["cpu_fast_paths"] is False
 
 
-def _train_steps(flat: bool, steps: int = 6, accumulation: int = 1):
+def _train_steps(flat: bool, steps: int = 6, accumulation: int = 1, precision: str = "fp32"):
     """Train the tiny XLM-R classifier through the engine's own step; return its parameters."""
     model, classifier = _classifier("xlmr", dropout=0.1, seed=3)
     cfg = tr.FinetuneConfig(weight_decay=0.01, head_learning_rate=3e-3)
     groups = tr._param_groups(model, cfg)
-    runtime = tr.Runtime("cpu", "fp32")
+    runtime = tr.Runtime("cpu", precision)
     g = torch.Generator().manual_seed(5)
     torch.manual_seed(11)  # dropout's stream
     classifier.train()
     order = [p for p in model.parameters() if p.requires_grad]  # clip_grad_norm_'s order
-    flat_ctx = fastpath.flat_parameters(groups, order=order)
+    flat_ctx = fastpath.flat_parameters(groups, order=order, model=model)
     with flat_ctx if flat else contextlib.nullcontext(order) as params:
         opt, sched = tr.make_optimizer(
             params.groups if flat else groups, lr=1e-2, total_steps=steps, warmup_steps=2
@@ -174,17 +174,28 @@ def _train_steps(flat: bool, steps: int = 6, accumulation: int = 1):
             for _ in range(accumulation):
                 ids = torch.randint(4, 60, (5, 7), generator=g)
                 y = torch.randint(0, 3, (5,), generator=g)
-                loss = torch.nn.functional.cross_entropy(classifier(ids, torch.ones_like(ids)), y)
+                with runtime.autocast():
+                    logits = classifier(ids, torch.ones_like(ids))
+                loss = torch.nn.functional.cross_entropy(logits.float(), y)
                 runtime.backward(loss)
             # max norm 0.05: every step clips
             runtime.step(opt, sched, params, 0.05)
     return model
 
 
-@pytest.mark.parametrize("accumulation", [1, 2])
-def test_flat_parameters_train_the_same_parameters_bit_for_bit(accumulation):
-    plain = _train_steps(False, accumulation=accumulation).state_dict()
-    flat = _train_steps(True, accumulation=accumulation).state_dict()
+@pytest.mark.parametrize(("accumulation", "precision"), [(1, "fp32"), (2, "fp32"), (2, "bf16")])
+def test_flat_parameters_train_the_same_parameters_bit_for_bit(
+    accumulation, precision, monkeypatch
+):
+    written = []
+    write = fastpath.FlatParameters._write_weight_grad
+    monkeypatch.setattr(
+        fastpath.FlatParameters,
+        "_write_weight_grad",
+        lambda self, w, g, x: written.append(id(w)) or write(self, w, g, x),
+    )
+    plain = _train_steps(False, accumulation=accumulation, precision=precision).state_dict()
+    flat = _train_steps(True, accumulation=accumulation, precision=precision).state_dict()
     assert plain.keys() == flat.keys()
     moved = 0
     fresh = _classifier("xlmr", dropout=0.1, seed=3)[0].state_dict()
@@ -192,6 +203,33 @@ def test_flat_parameters_train_the_same_parameters_bit_for_bit(accumulation):
         assert torch.equal(flat[name], value), name
         moved += not torch.equal(value, fresh[name])
     assert moved > 20  # the steps did train (embeddings, encoder and head)
+    # in fp32 every linear layer wrote its weight's gradient itself, each micro-batch of
+    # each step; under bf16 autocast only the head's two (it runs in fp32), autograd adding
+    # the encoder's into zeroed buffers
+    model = _classifier("xlmr")[0]
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    head = [m for m in model.classifier.modules() if type(m) is torch.nn.Linear]
+    direct = len(linears) if precision == "fp32" else len(head)
+    assert len(written) == 6 * accumulation * direct
+
+
+def test_a_linear_layer_that_no_backward_reached_gets_a_zero_gradient():
+    model, classifier = _classifier("bert")
+    groups = tr._param_groups(model, tr.FinetuneConfig())
+    ids, mask, y = _batch()
+    pooler = model.bert.pooler.dense
+    with fastpath.flat_parameters(groups, model=model) as flat:
+        assert "forward" in vars(pooler) and len(flat.linears) > 4
+        torch.nn.functional.cross_entropy(classifier(ids, mask), y).backward()
+        flat.finish_backward()
+        assert pooler.weight.grad.any()
+        flat.zero_grad()
+        # a step whose loss does not reach the pooler: its old gradient must not survive
+        classifier(ids, mask)  # noqa: B018 (the forward alone)
+        model.bert.embeddings.word_embeddings.weight.sum().backward()
+        flat.finish_backward()
+        assert not pooler.weight.grad.any()
+    assert "forward" not in vars(pooler) and not hasattr(pooler, "_xlt_flat")
 
 
 def test_flat_parameters_share_one_buffer_inside_and_give_it_back_on_leaving():

@@ -218,6 +218,44 @@ def cpu_fast_paths(model: Any, *, cls_only: bool) -> Iterator[dict[str, bool]]:
             del layers[-1].forward
 
 
+class _LinearIntoBuffer(torch.autograd.Function):
+    """``F.linear`` whose backward writes the weight's gradient into its flat buffer.
+
+    Autograd would return the (out, in) gradient ``grad.T @ x`` as a new tensor and then
+    add it into the buffer view (``weight.grad``): one more pass over every weight, and a
+    zeroed buffer each step. Here the product is written into the view directly (the
+    first micro-batch of a step) or added to it (the others), with the same product
+    autograd computes, and autograd gets no weight gradient to accumulate.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, flat):  # noqa: D102
+        ctx.save_for_backward(x, weight)
+        ctx.flat = flat
+        ctx.has_bias = bias is not None
+        return torch.nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        x, weight = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.shape[-1])
+        grad_x = g2.mm(weight).view(*grad.shape[:-1], -1) if ctx.needs_input_grad[0] else None
+        ctx.flat._write_weight_grad(weight, g2, x.reshape(-1, x.shape[-1]))
+        grad_b = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_b, None
+
+
+def _linear_into_buffer(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """``nn.Linear.forward`` under :func:`flat_parameters` (outside autocast)."""
+    if not torch.is_grad_enabled():
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    if torch.is_autocast_enabled(x.device.type):
+        # autocast's casts stay autograd's: it adds the gradient into the buffer
+        self._xlt_flat._claim(self.weight)
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    return _LinearIntoBuffer.apply(x, self.weight, self.bias, self._xlt_flat)
+
+
 class FlatParameters:
     """AdamW groups whose parameters and gradients are views into one buffer per group.
 
@@ -228,7 +266,10 @@ class FlatParameters:
     """
 
     def __init__(
-        self, groups: list[dict[str, Any]], order: list[torch.nn.Parameter] | None = None
+        self,
+        groups: list[dict[str, Any]],
+        order: list[torch.nn.Parameter] | None = None,
+        model: torch.nn.Module | None = None,
     ) -> None:
         self.groups: list[dict[str, Any]] = []
         self.params: list[torch.nn.Parameter] = []  # one flat parameter per group
@@ -254,6 +295,41 @@ class FlatParameters:
             if {id(p) for p in order} != {id(p) for p in self.owners}:
                 raise ValueError("flat_parameters: order must list the groups' parameters")
             self.owners = list(order)
+        # nn.Linear layers whose backward writes the weight's gradient itself
+        mine = {id(p) for p in self.owners}
+        self.linears = [
+            m
+            for m in (model.modules() if model is not None else ())
+            if type(m) is torch.nn.Linear and id(m.weight) in mine and "forward" not in vars(m)
+        ]
+        for m in self.linears:
+            m._xlt_flat = self
+            m.forward = types.MethodType(_linear_into_buffer, m)
+        self._direct = {id(m.weight) for m in self.linears}
+        self._fresh = set(self._direct)  # written (not added to) by their next backward
+        self._accumulated = [p for p in self.owners if id(p) not in self._direct]
+
+    def _write_weight_grad(self, weight: torch.Tensor, g2: torch.Tensor, x2: torch.Tensor):
+        """Put (out, in) ``g2.T @ x2`` into ``weight.grad``: written if fresh, else added."""
+        if id(weight) in self._fresh:
+            self._fresh.discard(id(weight))
+            torch.mm(g2.t(), x2, out=weight.grad)
+        else:
+            weight.grad.add_(g2.t().mm(x2))
+
+    def _claim(self, weight: torch.Tensor) -> None:
+        """Zero a fresh weight's gradient: autograd, not :meth:`_write_weight_grad`, adds
+        this step's into it."""
+        if id(weight) in self._fresh:
+            self._fresh.discard(id(weight))
+            weight.grad.zero_()
+
+    def finish_backward(self) -> None:
+        """Zero the gradient of a weight that no backward reached since :meth:`zero_grad`."""
+        for p in self.owners:
+            if id(p) in self._fresh:
+                p.grad.zero_()
+        self._fresh.clear()
 
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """Scale the gradients so that their global L2 norm is at most ``max_norm``.
@@ -271,12 +347,24 @@ class FlatParameters:
         return total
 
     def zero_grad(self) -> None:
-        """Zero the gradient buffers in place (``set_to_none`` would detach the views)."""
-        for p in self.params:
+        """Zero the gradients in place (``set_to_none`` would detach the views).
+
+        The weights of the :class:`torch.nn.Linear` layers are only marked: their next
+        backward writes their gradient instead of adding to it.
+        """
+        if not self._direct:
+            for p in self.params:
+                p.grad.zero_()
+            return
+        for p in self._accumulated:
             p.grad.zero_()
+        self._fresh = set(self._direct)
 
     def release(self) -> None:
         """Give every parameter its own storage back, with no gradient."""
+        for m in self.linears:
+            del m.forward, m._xlt_flat
+        self.linears = []
         for p in self.owners:
             p.data = p.data.clone()
             p.grad = None
@@ -284,7 +372,9 @@ class FlatParameters:
 
 @contextlib.contextmanager
 def flat_parameters(
-    groups: list[dict[str, Any]], order: list[torch.nn.Parameter] | None = None
+    groups: list[dict[str, Any]],
+    order: list[torch.nn.Parameter] | None = None,
+    model: torch.nn.Module | None = None,
 ) -> Iterator[FlatParameters]:
     """Store each AdamW group's parameters and gradients in one buffer inside the block.
 
@@ -303,6 +393,10 @@ def flat_parameters(
         order: the same parameters in the order that gradient clipping sums their norms
             in (e.g. ``model.parameters()``' order, which ``clip_grad_norm_`` would see);
             default the groups' order.
+        model: the model the parameters belong to: its ``nn.Linear`` layers then write
+            their weight gradients straight into the buffer in fp32 (outside autocast),
+            instead of autograd adding a new tensor into it; the same product, so the same
+            bits.
 
     Yields:
         A :class:`FlatParameters`; on leaving, every parameter owns its storage again and
@@ -310,7 +404,7 @@ def flat_parameters(
 
     Used in: lessons 06 and 09-12, through :func:`xlt_course.training.finetune`.
     """
-    flat = FlatParameters(groups, order)
+    flat = FlatParameters(groups, order, model)
     try:
         yield flat
     finally:
