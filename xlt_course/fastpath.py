@@ -278,11 +278,13 @@ class FlatParameters:
             params = list(group["params"])
             if len({(p.dtype, p.device) for p in params}) != 1:
                 raise ValueError("flat_parameters: a group mixes dtypes or devices")
-            data = torch.cat([p.detach().reshape(-1) for p in params])
+            size = sum(p.numel() for p in params)
+            data = torch.empty(size, dtype=params[0].dtype, device=params[0].device)
             grad = torch.zeros_like(data)
             offset = 0
-            for p in params:
+            for p in params:  # one tensor at a time: each old storage is freed at once
                 n = p.numel()
+                data[offset : offset + n].copy_(p.detach().reshape(-1))
                 p.data = data[offset : offset + n].view_as(p)
                 p.grad = grad[offset : offset + n].view_as(p)
                 offset += n
