@@ -10,8 +10,9 @@ classify the same English test items. What differs is the batching, and the work
 - xlt_course.training: dynamic padding with length-bucketed batches (pools of 50 batches
   sorted by length, batch order shuffled), and its CPU shortcuts (:mod:`xlt_course.fastpath`:
   the last layer computes the [CLS] position only, which is exact; dropout masks drawn
-  from 16 random bits per element, the same distribution); ``--ablate`` adds a run of ours
-  without the shortcuts;
+  from 16 random bits per element, the same distribution; parameters and gradients in one
+  buffer per AdamW group, linear layers writing their weight gradients into it, the same
+  bits); ``--ablate`` adds a run of ours without the shortcuts;
 - Trainer (random): its standard ``DataCollatorWithPadding``, i.e. dynamic padding of
   randomly shuffled batches, no length bucketing (``train_sampling_strategy="random"``);
 - Trainer (grouped): the same with Trainer's own length grouping,

@@ -12,10 +12,12 @@ saved checkpoint is the plain model):
   (32, 28, 384) tensor on 2 cores: 1.2 ms against ``F.dropout``'s 2.7 ms); each element is
   still dropped independently, with probability ``p`` rounded to a multiple of 1/65,536.
   Attention-probability dropout goes through the same draw (:func:`attention_forward`).
-- **Same arithmetic, fewer kernels**: the trainable parameters and their gradients live in
+- **Same arithmetic, fewer passes**: the trainable parameters and their gradients live in
   one buffer per AdamW group while training (:func:`flat_parameters`), so the optimiser
-  step and gradient clipping run one kernel per group instead of one per tensor; the
-  trained parameters are the same bit for bit.
+  step and gradient clipping run one kernel per group instead of one per tensor, and the
+  linear layers' backward writes each weight gradient into the buffer instead of autograd
+  adding a new tensor to a zeroed one; the trained parameters are the same bit
+  for bit.
 
 The first two are :func:`cpu_fast_paths`.
 
@@ -225,35 +227,44 @@ class _LinearIntoBuffer(torch.autograd.Function):
     add it into the buffer view (``weight.grad``): one more pass over every weight, and a
     zeroed buffer each step. Here the product is written into the view directly (the
     first micro-batch of a step) or added to it (the others), with the same product
-    autograd computes, and autograd gets no weight gradient to accumulate.
+    autograd computes, and autograd gets no weight gradient to accumulate. Under autocast
+    (``dtype``) the casts and the products are autocast's: inputs, weight and bias cast
+    to ``dtype``, gradients cast back to each input's own dtype.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, flat):  # noqa: D102
+    def forward(ctx, x, weight, bias, flat, dtype):  # noqa: D102
+        ctx.x_dtype, ctx.has_bias, ctx.flat = x.dtype, bias is not None, flat
+        ctx.param = weight  # the leaf whose .grad is the buffer view (a cast copy is saved)
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        if dtype is not None:
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = bias.to(dtype) if bias is not None else None
         ctx.save_for_backward(x, weight)
-        ctx.flat = flat
-        ctx.has_bias = bias is not None
-        return torch.nn.functional.linear(x, weight, bias)
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.nn.functional.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         x, weight = ctx.saved_tensors
         g2 = grad.reshape(-1, grad.shape[-1])
-        grad_x = g2.mm(weight).view(*grad.shape[:-1], -1) if ctx.needs_input_grad[0] else None
-        ctx.flat._write_weight_grad(weight, g2, x.reshape(-1, x.shape[-1]))
-        grad_b = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_x, None, grad_b, None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g2.mm(weight).view(*grad.shape[:-1], -1).to(ctx.x_dtype)
+        ctx.flat._write_weight_grad(ctx.param, g2, x.reshape(-1, x.shape[-1]))
+        grad_b = None
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g2.sum(0).to(ctx.bias_dtype)
+        return grad_x, None, grad_b, None, None
 
 
 def _linear_into_buffer(self: Any, x: torch.Tensor) -> torch.Tensor:
-    """``nn.Linear.forward`` under :func:`flat_parameters` (outside autocast)."""
+    """``nn.Linear.forward`` under :func:`flat_parameters`."""
     if not torch.is_grad_enabled():
         return torch.nn.functional.linear(x, self.weight, self.bias)
-    if torch.is_autocast_enabled(x.device.type):
-        # autocast's casts stay autograd's: it adds the gradient into the buffer
-        self._xlt_flat._claim(self.weight)
-        return torch.nn.functional.linear(x, self.weight, self.bias)
-    return _LinearIntoBuffer.apply(x, self.weight, self.bias, self._xlt_flat)
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    return _LinearIntoBuffer.apply(x, self.weight, self.bias, self._xlt_flat, dtype)
 
 
 class FlatParameters:
@@ -312,19 +323,16 @@ class FlatParameters:
         self._accumulated = [p for p in self.owners if id(p) not in self._direct]
 
     def _write_weight_grad(self, weight: torch.Tensor, g2: torch.Tensor, x2: torch.Tensor):
-        """Put (out, in) ``g2.T @ x2`` into ``weight.grad``: written if fresh, else added."""
+        """Put (out, in) ``g2.T @ x2`` into ``weight.grad``: written if fresh, else added
+        (a product in a lower precision is cast first, as autograd casts it)."""
         if id(weight) in self._fresh:
             self._fresh.discard(id(weight))
-            torch.mm(g2.t(), x2, out=weight.grad)
+            if g2.dtype == weight.grad.dtype:
+                torch.mm(g2.t(), x2, out=weight.grad)
+            else:
+                weight.grad.copy_(g2.t().mm(x2))
         else:
-            weight.grad.add_(g2.t().mm(x2))
-
-    def _claim(self, weight: torch.Tensor) -> None:
-        """Zero a fresh weight's gradient: autograd, not :meth:`_write_weight_grad`, adds
-        this step's into it."""
-        if id(weight) in self._fresh:
-            self._fresh.discard(id(weight))
-            weight.grad.zero_()
+            weight.grad.add_(g2.t().mm(x2).to(weight.grad.dtype))
 
     def finish_backward(self) -> None:
         """Zero the gradient of a weight that no backward reached since :meth:`zero_grad`."""
@@ -381,13 +389,16 @@ def flat_parameters(
     """Store each AdamW group's parameters and gradients in one buffer inside the block.
 
     Every parameter of a group becomes a view into one flat data buffer, and its ``.grad``
-    a view into one flat gradient buffer that backward accumulates into, so the fused
-    AdamW step, the scaling of gradient clipping and the zeroing each run one kernel per
-    group instead of one per tensor. On 2 cores with ``OMP_WAIT_POLICY=PASSIVE``, the AdamW
-    step over the offline encoder's 196 trainable tensors (21.4M values) took 29 ms, and
-    13 ms over the flat buffers: each tensor's kernel paid for waking the second thread.
-    AdamW is element-wise and the clipping norm is summed in the same order as before, so
-    the trained parameters are the same bit for bit (``tests/test_fastpath.py``).
+    a view into one flat gradient buffer, so the fused AdamW step and the scaling of
+    gradient clipping each run one kernel per group instead of one per tensor. On 2 cores
+    with ``OMP_WAIT_POLICY=PASSIVE``, the AdamW step over the offline encoder's 196
+    trainable tensors (21.4M values) took 29 ms, and 13 ms over the flat buffers: each
+    tensor's kernel paid for waking the second thread. Autograd would then add every new
+    weight gradient into a zeroed buffer (a step of that encoder: 12 ms of additions, 8 ms
+    of zeroing, most of the gain), so with ``model`` the linear layers write theirs in
+    place. AdamW is element-wise, the clipping norm is summed in the same order as before
+    and the written products are autograd's own, so the trained parameters are the same
+    bit for bit (``tests/test_fastpath.py``).
 
     Args:
         groups: AdamW parameter groups (``{"params": [...], "lr": ..., ...}``); each
@@ -396,9 +407,9 @@ def flat_parameters(
             in (e.g. ``model.parameters()``' order, which ``clip_grad_norm_`` would see);
             default the groups' order.
         model: the model the parameters belong to: its ``nn.Linear`` layers then write
-            their weight gradients straight into the buffer in fp32 (outside autocast),
-            instead of autograd adding a new tensor into it; the same product, so the same
-            bits.
+            their weight gradients straight into the buffer (the products autograd, and
+            under autocast autocast, would compute), instead of autograd adding a new
+            tensor into it.
 
     Yields:
         A :class:`FlatParameters`; on leaving, every parameter owns its storage again and
