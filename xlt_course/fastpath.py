@@ -293,7 +293,7 @@ class FlatParameters:
             data = torch.empty(size, dtype=params[0].dtype, device=params[0].device)
             grad = torch.zeros_like(data)
             offset = 0
-            for p in params:  # one tensor at a time: each old storage is freed at once
+            for p in params:  # one at a time: a parameter owning its storage frees it here
                 n = p.numel()
                 data[offset : offset + n].copy_(p.detach().reshape(-1))
                 p.data = data[offset : offset + n].view_as(p)
