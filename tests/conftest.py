@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def solution(lesson: str) -> Path:
     """Return the solution notebook of ``lesson``."""
     return solutions_dir() / lesson / f"{lesson}.ipynb"
+
+
+@pytest.fixture(autouse=True)
+def _dev_null_stays_a_device():
+    """Fail the test that turns /dev/null into a regular file (a root process that saves to
+    it by renaming a file can): every sandboxed kernel the grader starts after it fails."""
+    yield
+    if os.path.exists("/dev/null") and not stat.S_ISCHR(os.stat("/dev/null").st_mode):
+        pytest.fail("this test replaced /dev/null with a regular file; restore the device "
+                    "(mknod -m 666 /dev/null c 1 3) and write to tmp_path instead")  # fmt: skip
 
 
 @pytest.fixture(scope="session")
