@@ -165,7 +165,7 @@ def _train_steps(flat: bool, steps: int = 6, accumulation: int = 1, precision: s
     torch.manual_seed(11)  # dropout's stream
     classifier.train()
     order = [p for p in model.parameters() if p.requires_grad]  # clip_grad_norm_'s order
-    flat_ctx = fastpath.flat_parameters(groups, order=order, model=model)
+    flat_ctx = fastpath.flat_parameters(groups, model=model)
     with flat_ctx if flat else contextlib.nullcontext(order) as params:
         opt, sched = tr.make_optimizer(
             params.groups if flat else groups, lr=1e-2, total_steps=steps, warmup_steps=2

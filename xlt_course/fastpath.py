@@ -279,7 +279,6 @@ class FlatParameters:
     def __init__(
         self,
         groups: list[dict[str, Any]],
-        order: list[torch.nn.Parameter] | None = None,
         model: torch.nn.Module | None = None,
     ) -> None:
         self.groups: list[dict[str, Any]] = []
@@ -304,12 +303,10 @@ class FlatParameters:
             self.groups.append({**group, "params": [flat]})
             self.params.append(flat)
             self.owners.extend(params)
-        if order is not None:
-            if {id(p) for p in order} != {id(p) for p in self.owners}:
-                raise ValueError("flat_parameters: order must list the groups' parameters")
-            self.owners = list(order)
-        # nn.Linear layers whose backward writes the weight's gradient itself
         mine = {id(p) for p in self.owners}
+        if model is not None:  # clip_grad_norm_(model.parameters()) sums in this order
+            self.owners = [p for p in model.parameters() if id(p) in mine]
+        # nn.Linear layers whose backward writes the weight's gradient itself
         self.linears = [
             m
             for m in (model.modules() if model is not None else ())
@@ -344,10 +341,11 @@ class FlatParameters:
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """Scale the gradients so that their global L2 norm is at most ``max_norm``.
 
-        The norm is taken tensor by tensor in the order given to :func:`flat_parameters`,
-        as ``torch.nn.utils.clip_grad_norm_`` takes it over the same parameters (the sum of
-        squares rounds differently in another order), so the result is the same bit for
-        bit; only the scaling runs on the flat buffers.
+        The norm is taken tensor by tensor in the model's parameter order (without a
+        model, the groups'), as ``torch.nn.utils.clip_grad_norm_`` takes it over the
+        model's trainable parameters (the sum of squares rounds differently in another
+        order), so the result is the same bit for bit; only the scaling runs on the flat
+        buffers.
 
         Returns:
             The norm before clipping, a 0-dim tensor.
@@ -383,7 +381,6 @@ class FlatParameters:
 @contextlib.contextmanager
 def flat_parameters(
     groups: list[dict[str, Any]],
-    order: list[torch.nn.Parameter] | None = None,
     model: torch.nn.Module | None = None,
 ) -> Iterator[FlatParameters]:
     """Store each AdamW group's parameters and gradients in one buffer inside the block.
@@ -403,10 +400,9 @@ def flat_parameters(
     Args:
         groups: AdamW parameter groups (``{"params": [...], "lr": ..., ...}``); each
             group's parameters share one dtype and device.
-        order: the same parameters in the order that gradient clipping sums their norms
-            in (e.g. ``model.parameters()``' order, which ``clip_grad_norm_`` would see);
-            default the groups' order.
-        model: the model the parameters belong to: its ``nn.Linear`` layers then write
+        model: the model the parameters belong to: clipping then sums their norms in
+            ``model.parameters()``' order, as ``clip_grad_norm_`` would, and its
+            ``nn.Linear`` layers write
             their weight gradients straight into the buffer (the products autograd, and
             under autocast autocast, would compute), instead of autograd adding a new
             tensor into it.
@@ -417,7 +413,7 @@ def flat_parameters(
 
     Used in: lessons 06 and 09-12, through :func:`xlt_course.training.finetune`.
     """
-    flat = FlatParameters(groups, order, model)
+    flat = FlatParameters(groups, model)
     try:
         yield flat
     finally:

@@ -1087,10 +1087,11 @@ class Runtime:
             params.finish_backward()
         if self.scaler:
             self.scaler.unscale_(optimizer)
-        if max_grad_norm > 0 and flat:
-            params.clip_grad_norm_(max_grad_norm)
-        elif max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        if max_grad_norm > 0:
+            if flat:
+                params.clip_grad_norm_(max_grad_norm)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         if self.scaler:
             scale = self.scaler.get_scale()
             self.scaler.step(optimizer)
@@ -1941,12 +1942,7 @@ def _train_full(
     model = classifier.model
     total_steps = sum(len(p) for p in plan)
     flat_ctx = (
-        fastpath.flat_parameters(
-            _param_groups(model, config),
-            # clip_grad_norm_ sums the norms in the model's order: the same rounding
-            order=[p for p in model.parameters() if p.requires_grad],
-            model=model,
-        )
+        fastpath.flat_parameters(_param_groups(model, config), model=model)
         if flat
         else contextlib.nullcontext(None)
     )
