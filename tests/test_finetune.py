@@ -813,6 +813,16 @@ def _mean_of_batches(batches, ignore_index=-100):
     return float(np.mean(accs))
 
 
+def _mean_weighted_by_real_rows(batches, ignore_index=-100):
+    """Per-batch accuracies weighted by real rows: NaN once a batch holds padding only."""
+    accs, weights = [], []
+    for logits, labels in batches:
+        keep = labels != ignore_index
+        accs.append(float((logits.argmax(1)[keep] == labels[keep]).float().mean()))
+        weights.append(int(keep.sum()))
+    return float(np.average(accs, weights=weights))
+
+
 def _padding_counted(batches, ignore_index=-100):
     hits, n = 0, 0
     for logits, labels in batches:
@@ -856,9 +866,9 @@ def _uses_len(batches, ignore_index=-100):
 @pytest.mark.parametrize(
     "wrong",
     [_mean_of_batches, _padding_counted, _wrong_axis, _hard_coded_ignore, _returns_tensor,
-     _two_passes, _uses_len],
+     _two_passes, _uses_len, _mean_weighted_by_real_rows],
     ids=["mean-of-batches", "padding-counted", "argmax-axis0", "ignores-argument", "tensor",
-         "two-passes", "indexing"],
+         "two-passes", "indexing", "weighted-by-real-rows"],
 )  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):

@@ -381,6 +381,15 @@ def _cal_global_max(scores, cf):
         return q / q.sum(1, keepdims=True)
 
 
+def _cal_cf_global_max(scores, cf):
+    """Per-row softmax of the scores, but one global maximum for the content-free rows."""
+    with np.errstate(all="ignore"):
+        cf = np.asarray(cf, dtype=np.float64)
+        e = np.exp(cf - cf.max())  # a content-free row far below the others underflows to 0
+        q = _softmax(scores) / (e / e.sum(axis=1, keepdims=True)).mean(0)
+        return q / q.sum(1, keepdims=True)
+
+
 def _cal_float32(scores, cf):
     def softmax(z):
         z = np.asarray(z, dtype=np.float32)
@@ -409,16 +418,25 @@ def test_ex3_accepts_reference_and_variants():
 
 
 @pytest.mark.parametrize(
-    "wrong", [_cal_mean_logs, _cal_multiply, _cal_no_renorm, _cal_no_softmax, _cal_global_max]
+    "wrong",
+    [
+        _cal_mean_logs,
+        _cal_multiply,
+        _cal_no_renorm,
+        _cal_no_softmax,
+        _cal_global_max,
+        _cal_cf_global_max,
+    ],
 )
 def test_ex3_catches_mistakes(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex3_calibrate_tests", calibrate=wrong)
 
 
-def test_ex3_hidden_tests_catch_a_global_maximum():
+@pytest.mark.parametrize("wrong", [_cal_global_max, _cal_cf_global_max])
+def test_ex3_hidden_tests_catch_a_global_maximum(wrong):
     with pytest.raises(AssertionError, match="each row's own maximum"):
-        run_test_cell(NB, "ex3_calibrate_tests", calibrate=_cal_global_max)
+        run_test_cell(NB, "ex3_calibrate_tests", calibrate=wrong)
 
 
 def test_ex3_visible_check_catches_multiplying():

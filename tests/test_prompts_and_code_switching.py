@@ -343,8 +343,23 @@ def test_ex1_reference_and_variants_pass():
         mask = torch.nn.functional.pad(attention_mask, (m, 0), value=1)
         return embeds, mask
 
+    def with_to_device(inputs_embeds, attention_mask, prompt):
+        B, m = inputs_embeds.shape[0], prompt.shape[0]
+        ones = torch.ones(B, m).to(attention_mask)  # built on the CPU, then moved and cast
+        return torch.cat([prompt.expand(B, -1, -1), inputs_embeds], 1), torch.cat(
+            [ones, attention_mask], 1
+        )
+
+    def with_ones_like(inputs_embeds, attention_mask, prompt):
+        B, m = inputs_embeds.shape[0], prompt.shape[0]
+        ones = torch.ones_like(attention_mask[:, :1]).expand(B, m)
+        embeds = torch.stack([torch.cat([prompt, x]) for x in inputs_embeds])
+        return embeds, torch.cat([ones, attention_mask], 1)
+
     run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_repeat)
     run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_pad)
+    run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_to_device)
+    run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_ones_like)
 
 
 def _not_extended(inputs_embeds, attention_mask, prompt):
@@ -399,15 +414,30 @@ def _first_row_only(inputs_embeds, attention_mask, prompt):
     return e, k
 
 
+def _mask_on_cpu(inputs_embeds, attention_mask, prompt):
+    """Builds the prompt's ones without device=: breaks as soon as the batch is on a GPU."""
+    B, m = inputs_embeds.shape[0], prompt.shape[0]
+    ones = torch.ones((B, m), dtype=attention_mask.dtype)
+    return torch.cat([prompt.expand(B, -1, -1), inputs_embeds], 1), torch.cat(
+        [ones, attention_mask], 1
+    )
+
+
 @pytest.mark.parametrize(
     "wrong",
-    [_not_extended, _zeros, _suffix, _mask_after, _batch_axis, _detached, _long_mask, _first_row_only],
+    [_not_extended, _zeros, _suffix, _mask_after, _batch_axis, _detached, _long_mask, _first_row_only,
+     _mask_on_cpu],
     ids=["mask-not-extended", "mask-zeros", "suffix", "mask-after", "batch-axis", "detached",
-         "mask-dtype", "prompt-on-first-row"],
+         "mask-dtype", "prompt-on-first-row", "mask-on-cpu"],
 )  # fmt: skip
 def test_ex1_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=wrong)
+
+
+def test_ex1_mask_on_cpu_gets_the_device_message():
+    with pytest.raises(AssertionError, match="attention_mask's device"):
+        run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=_mask_on_cpu)
 
 
 def test_ex1_stub_gets_friendly_message():
@@ -440,6 +470,7 @@ def test_ex2_reference_and_variants_pass():
             return self.head(torch.einsum("btd,bt->bd", h, a) / a.sum(1, keepdim=True))
 
     run_test_cell(NB, "ex2_prompt_module_tests", PromptClassifier=WithEinsumAndFirstRows)
+    run_test_cell(NB, "ex2_prompt_module_tests", PromptClassifier=_RealTokensByRow)
 
 
 class _Base(torch.nn.Module):
@@ -472,6 +503,22 @@ class _Base(torch.nn.Module):
         x, mask = self.extend(x, attention_mask)
         hidden = self.encoder(inputs_embeds=x, attention_mask=mask).last_hidden_state
         return self.head(self.pool(hidden, attention_mask))
+
+
+class _RealTokensByRow(_Base):
+    """Correct: averages each row's positions where the mask is 1, wherever they are."""
+
+    def pool(self, hidden, mask):
+        hidden = hidden[:, self.prompt.shape[0] :]
+        return torch.stack([h[k.bool()].mean(0) for h, k in zip(hidden, mask, strict=True)])
+
+
+class _LengthSlice(_Base):
+    """Averages the first mask.sum() positions: right only when the batch is right-padded."""
+
+    def pool(self, hidden, mask):
+        hidden = hidden[:, self.prompt.shape[0] :]
+        return torch.stack([h[: int(n)].mean(0) for h, n in zip(hidden, mask.sum(1), strict=True)])
 
 
 class _NotFrozen(_Base):
@@ -545,12 +592,18 @@ class _ExtraTrainable(_Base):
 @pytest.mark.parametrize(
     "wrong",
     [_NotFrozen, _RandomInit, _MaskNotExtended, _MaskZeros, _Suffix, _PoolWithPrompt,
-     _PoolOverPadding, _FirstPosition, _ClsAfterPrompt, _ExtraTrainable, _SharedMemory],
+     _PoolOverPadding, _FirstPosition, _ClsAfterPrompt, _ExtraTrainable, _SharedMemory,
+     _LengthSlice],
 )  # fmt: skip
 def test_ex2_plausible_mistakes_fail(wrong):
     # a crash (e.g. a mask that does not fit the input) fails the graded cell just as well
     with pytest.raises((AssertionError, RuntimeError, ValueError, IndexError)):
         run_test_cell(NB, "ex2_prompt_module_tests", PromptClassifier=wrong)
+
+
+def test_ex2_length_slice_gets_the_left_padding_message():
+    with pytest.raises(AssertionError, match="left-padded"):
+        run_test_cell(NB, "ex2_prompt_module_tests", PromptClassifier=_LengthSlice)
 
 
 def test_ex2_correct_base_passes():
@@ -755,6 +808,22 @@ def _shuffles_lexicon(tokens, lexicons, r, seed):
     return out
 
 
+def _strips_punctuation(tokens, lexicons, r, seed):
+    """Looks up token.strip(punctuation).lower(): makes "a," eligible, against rule 1."""
+    import string
+
+    def key(t):
+        return t.strip(string.punctuation + " ").lower()
+
+    rng = random.Random(seed)
+    eligible = [i for i, t in enumerate(tokens) if any(key(t) in x for x in lexicons.values())]
+    out = list(tokens)
+    for i in rng.sample(eligible, math.floor(r * len(eligible) + 0.5)):
+        w = key(tokens[i])
+        out[i] = rng.choice(lexicons[rng.choice([x for x in lexicons if w in lexicons[x]])][w])
+    return out
+
+
 @pytest.mark.parametrize(
     "wrong, message",
     [(_per_word_type, "repeated word"),
@@ -770,9 +839,10 @@ def test_ex3_new_mistakes_get_their_message(wrong, message):
 @pytest.mark.parametrize(
     "wrong",
     [*MISTAKES.values(), _bernoulli, _global_seeded, _touches_unknown, _in_place_switch, _same_everywhere,
-     _per_word_type, functools.partial(_per_word_type, keep_translation=False), _shuffles_lexicon],
+     _per_word_type, functools.partial(_per_word_type, keep_translation=False), _shuffles_lexicon,
+     _strips_punctuation],
     ids=[*MISTAKES, "bernoulli", "global-seed", "touches-unknown", "in-place", "ignores-seed",
-         "per-type-translation", "per-type-language", "shuffles-lexicon"],
+         "per-type-translation", "per-type-language", "shuffles-lexicon", "strips-punctuation"],
 )  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):

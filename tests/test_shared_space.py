@@ -520,6 +520,12 @@ def _in_place_centring(X):
     return X @ Vt[:2].T
 
 
+def _eig_unsorted(X):
+    Xc = X - X.mean(0)
+    _, evecs = np.linalg.eig(Xc.T @ Xc)  # general eig: its eigenvalues come in no set order
+    return Xc @ evecs[:, :2].real
+
+
 def _standardised(X):
     Xs = (X - X.mean(0)) / X.std(0)  # PCA of the correlation matrix: a different projection
     _, _, Vt = np.linalg.svd(Xs, full_matrices=False)
@@ -538,6 +544,7 @@ def _standardised(X):
         _axes_swapped,
         _in_place_centring,
         _standardised,
+        _eig_unsorted,
     ],
     ids=[
         "no-centring",
@@ -549,6 +556,7 @@ def _standardised(X):
         "swapped",
         "in-place",
         "standardised",
+        "eig-unsorted",
     ],  # fmt: skip
 )
 def test_ex2_plausible_mistakes_fail(wrong):

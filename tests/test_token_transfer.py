@@ -332,6 +332,35 @@ def ex1_last_off_by_one(word_ids, word_tags, scheme="first"):
     return out
 
 
+def ex1_no_boundary_guard(word_ids, word_tags, scheme="first"):
+    """Compares with word_ids[t - 1] and word_ids[(t + 1) % n]: wraps around at the ends."""
+    out, n = [], len(word_ids)
+    for t, w in enumerate(word_ids):
+        if w is None:
+            out.append(-100)
+            continue
+        first, last = word_ids[t - 1] != w, word_ids[(t + 1) % n] != w
+        keep = scheme == "every" or (first if scheme == "first" else last)
+        out.append(word_tags[w] if keep else -100)
+    return out
+
+
+def ex1_word_counter(word_ids, word_tags, scheme="first"):
+    """Counts the words seen instead of using the word id: wrong once a word has no pieces."""
+    out, k, prev = [], -1, None
+    for t, w in enumerate(word_ids):
+        if w is None:
+            out.append(-100)
+            prev = None
+            continue
+        k += w != prev
+        nxt = word_ids[t + 1] if t + 1 < len(word_ids) else None
+        keep = scheme == "every" or (w != prev if scheme == "first" else nxt != w)
+        out.append(word_tags[k] if keep else -100)
+        prev = w
+    return out
+
+
 @pytest.mark.parametrize(
     "fn", [ex1_loop_variant, lambda i, t, s="first": align_labels(tuple(i), np.array(t), s)]
 )
@@ -341,7 +370,7 @@ def test_ex1_accepts_correct_variants(fn):
 
 @pytest.mark.parametrize(
     "fn", [ex1_every_piece_always, ex1_ignores_scheme, ex1_zero_not_ignore, ex1_previous_tag,
-           ex1_last_off_by_one],
+           ex1_last_off_by_one, ex1_no_boundary_guard, ex1_word_counter],
 )  # fmt: skip
 def test_ex1_rejects_mistakes(fn):
     with pytest.raises(AssertionError):

@@ -402,6 +402,14 @@ def _interval_polyfit_cov(size, acc, level=0.95):
     return float(b - q * se), float(b + q * se)
 
 
+def _interval_scipy_t_interval(size, acc, level=0.95):
+    """SciPy's own t-interval: (nan, nan) on points exactly on a line, so never test one."""
+    from scipy import stats
+
+    lr = stats.linregress(np.log10(np.asarray(size, float)), np.asarray(acc, float))
+    return stats.t.interval(level, len(size) - 2, loc=lr.slope, scale=lr.stderr)
+
+
 def _interval_float32(size, acc, level=0.95):
     from scipy import stats
 
@@ -446,6 +454,7 @@ def test_ex2_reference_and_variants_pass():
     run_test_cell(NB, "ex2_interval_tests", slope_interval=_ref("ex2_interval", "slope_interval"))
     run_test_cell(NB, "ex2_interval_tests", slope_interval=_interval_linregress)
     run_test_cell(NB, "ex2_interval_tests", slope_interval=_interval_polyfit_cov)
+    run_test_cell(NB, "ex2_interval_tests", slope_interval=_interval_scipy_t_interval)
     run_test_cell(
         NB,
         "ex2_interval_tests",
@@ -494,6 +503,11 @@ def _wrong_interval(kind):
 def test_ex2_plausible_mistakes_fail(kind):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex2_interval_tests", slope_interval=_wrong_interval(kind))
+
+
+def test_ex2_visible_check_catches_natural_log_on_noisy_points():
+    with pytest.raises(AssertionError, match="log10 unit"):
+        run_visible_checks(NB, "ex2_interval_tests", slope_interval=_wrong_interval("natural-log"))
 
 
 # --------------------------------------------------------------------------- exercise 3

@@ -455,6 +455,13 @@ def _pair_code(base):
     return change
 
 
+def _concatenated_digits(a, b):
+    """Writes the pair (i, j) as the string f"{i}{j}": (1, 23) and (12, 3) collide."""
+    A = {f"{i}{j}" for i, j in np.asarray(a).reshape(-1, 2).tolist()}
+    B = {f"{i}{j}" for i, j in np.asarray(b).reshape(-1, 2).tolist()}
+    return 0.0 if not A | B else 1.0 - len(A & B) / len(A | B)
+
+
 def _pair_code_transposed(a, b):
     A = set((np.asarray(a).reshape(-1, 2) @ [1, 20_000]).tolist())
     B = set((np.asarray(b).reshape(-1, 2) @ [1, 20_000]).tolist())
@@ -476,6 +483,7 @@ def _pair_code_transposed(a, b):
         _pair_code(1000),
         _pair_code(20_000),
         _pair_code_transposed,
+        _concatenated_digits,
     ],
     ids=[
         "sources-only",
@@ -490,6 +498,7 @@ def _pair_code_transposed(a, b):
         "pair-code-1000",
         "pair-code-20000",
         "pair-code-transposed",
+        "concatenated-digits",
     ],
 )
 def test_ex3_plausible_mistakes_fail(wrong):
