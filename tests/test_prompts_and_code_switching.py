@@ -356,7 +356,14 @@ def test_ex1_reference_and_variants_pass():
         embeds = torch.stack([torch.cat([prompt, x]) for x in inputs_embeds])
         return embeds, torch.cat([ones, attention_mask], 1)
 
+    def checks_the_mask_values(inputs_embeds, attention_mask, prompt):
+        # reads values (cannot run on meta tensors): the device check must not judge it
+        if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            raise ValueError("attention_mask holds values other than 0 and 1")
+        return with_repeat(inputs_embeds, attention_mask, prompt)
+
     run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_repeat)
+    run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=checks_the_mask_values)
     run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_pad)
     run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_to_device)
     run_test_cell(NB, "ex1_prepend_tests", prepend_prompt=with_ones_like)
