@@ -71,11 +71,28 @@ def execute_notebook(path: Path, *, timeout: int = 1200, smoke: bool = False) ->
         with tempfile.TemporaryDirectory(prefix="xlt-exec-") as tmp:
             work = Path(tmp) / path.parent.name
             shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".*"))
+            kw = {}
+            if os.name == "posix":
+                # Unix sockets in this private folder instead of TCP on localhost: no other
+                # user of a shared machine can reach the kernel (and ipykernel's warning about
+                # unencrypted TCP stays out of the log). A class, not an instance, so that the
+                # client still owns the kernel and shuts it down.
+                from jupyter_client.manager import KernelManager
+
+                prefix = str(Path(tmp) / "kernel")
+
+                class IpcKernelManager(KernelManager):
+                    def __init__(self, *args, **kwargs):
+                        super().__init__(*args, **kwargs)
+                        self.transport, self.ip = "ipc", prefix
+
+                kw["kernel_manager_class"] = IpcKernelManager
             client = nbclient.NotebookClient(
                 nb,
                 timeout=timeout,
                 kernel_name="python3",
                 resources={"metadata": {"path": str(work)}},
+                **kw,
             )
             t0 = time.perf_counter()
             client.execute()

@@ -86,3 +86,16 @@ def test_a_lesson_with_its_own_budget_is_judged_by_it() -> None:
     rows = course.format_times(table, ["11-token-transfer", "06-y"]).splitlines()[2:]
     assert "OVER" not in rows[0] and "480 / 180" in rows[0]  # issue 12: 8 min cold, 3 cached
     assert "OVER" in rows[1] and "300 / 60" in rows[1]
+
+
+def test_execute_notebook_talks_to_its_kernel_over_unix_sockets(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """On Linux the kernel listens on Unix sockets in a private folder, not TCP on localhost
+    (another user of a shared machine could connect to it; ipykernel warns about it)."""
+    if course.os.name != "posix":
+        pytest.skip("Unix sockets: POSIX only")
+    nb = course.paths.solutions_dir() / "00-setup" / "00-setup.ipynb"
+    course.execute_notebook(nb, smoke=True)
+    err = capfd.readouterr().err
+    assert "over TCP" not in err and "Parent appears to have exited" not in err, err
