@@ -396,6 +396,12 @@ class GuardedExecute(Execute):
             else:
                 self.events.append(f"monkeypatching: {names} replaced while {grade_id} ran")
                 self.zero.setdefault(grade_id, f"the code under test replaced {names}")
+        # Run-time name lookups (globals(), eval, sys.modules, ...) can reach the course in
+        # ways no reading of the code can follow: flagged for the instructor's review, not
+        # scored 0, since a correct answer may use them too.
+        if res.get("dynamic") and when == "before" and grade_id not in self.zero:
+            what = "; ".join(res["dynamic"][:3])
+            self.events.append(f"{grade_id}: looks names up at run time ({what}): review by hand")
         # (an exercise the static check already scored 0 is not reported twice)
         if res["refs"] and when == "before" and grade_id not in self.zero:
             what = "; ".join(res["refs"][:3])

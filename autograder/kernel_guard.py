@@ -55,9 +55,14 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
 
     Returns:
         ``{"tampered": True}`` when the snapshot is gone, else ``{"changed": [...],
-        "refs": [...]}``: the module attributes restored, and how the exercise's functions
-        reach an ``xlt_course`` function or module (other than ``xlt_course.checks``).
+        "refs": [...], "dynamic": [...]}``: the module attributes restored; how the
+        exercise's functions reach an ``xlt_course`` function or module (other than
+        ``xlt_course.checks``), directly, through a wrapper (``functools.partial``, a bound
+        method, ``__wrapped__``), a container, a closure, a default argument or an object the
+        notebook defined; and their run-time name lookups (``globals()``, ``eval``,
+        ``__import__``, ``sys.modules``, ...), which no static reading can follow.
     """
+    import functools
     import os
     import sys
 
@@ -67,19 +72,45 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     if holder is None:
         return {"tampered": True}
 
-    def from_notebook(o: object) -> bool:
+    def attr(o: object, name: str) -> object:
+        try:  # an object's __getattr__ is the notebook's code: it may raise anything
+            return getattr(o, name, None)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def written_here(f: object):
+        # True: code the notebook wrote; False: a library's; None: not Python code.
+        code = attr(f, "__code__")
+        if code is None or not hasattr(code, "co_filename"):
+            return None
+        fn = code.co_filename
+        if fn.startswith("<") or "ipykernel_" in fn or not os.path.exists(fn):
+            return True
+        # A library function runs in its own module's namespace; code compiled under a
+        # library's file name by the notebook runs in the notebook's or a fresh one.
+        glb = attr(f, "__globals__")
+        name = glb.get("__name__") if isinstance(glb, dict) else None
+        mod = sys.modules.get(name) if isinstance(name, str) else None
+        return name == "__main__" or mod is None or attr(mod, "__dict__") is not glb
+
+    def from_notebook(o: object, depth: int = 0) -> bool:
         # Libraries replace their own attributes (lazy modules, wrappers): only objects
         # made by the notebook's code count as monkeypatching (and are undone).
         if o is holder:  # deleted
             return True
         if type(o) is type(sys):
             return not getattr(o, "__file__", None)
-        f = getattr(o, "__func__", o)
-        code = getattr(f, "__code__", None)
-        if code is not None:
-            fn = code.co_filename
-            return fn.startswith("<") or "ipykernel_" in fn or not os.path.exists(fn)
-        return "__main__" in (getattr(o, "__module__", None), getattr(type(o), "__module__", None))
+        if isinstance(o, functools.partial):
+            return True  # a library does not rebind its attributes to partials later on
+        inner = [x for x in (attr(o, "__func__"), attr(o, "__wrapped__")) if x is not None]
+        verdict = written_here(o)
+        if verdict is None:
+            mods = (attr(o, "__module__"), attr(type(o), "__module__"))
+            verdict = "__main__" in mods or bool(written_here(attr(type(o), "__call__")))
+        return verdict or depth < 4 and any(from_notebook(x, depth + 1) for x in inner)
+
+    def is_course_module(m: str) -> bool:
+        return m == "xlt_course" or m.startswith("xlt_course.")
 
     changed = []
     for m, (mod, saved) in holder.snap.items():
@@ -87,12 +118,14 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
         if cur is not mod and (cur is None or from_notebook(cur)):
             changed.append(m)
             sys.modules[m] = mod
+        # The course never rebinds its own attributes: any change there is the notebook's.
+        strict = is_course_module(m)
         d = mod.__dict__
         for k, v in saved.items():
             if k.startswith("_") and k != "__import__" or k in ignored:
                 continue
             new = d.get(k, holder)
-            if new is not v and from_notebook(new):
+            if new is not v and (strict or from_notebook(new)):
                 changed.append(m + "." + k)
                 d[k] = v
 
@@ -110,46 +143,91 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
                 found.add(c.co_names[arg])
         return found
 
-    refs = []
+    # Names that look other names up at run time: what they reach cannot be read statically.
+    lookups = {"globals", "vars", "locals", "eval", "exec", "compile", "__import__"}
+    refs, dynamic = [], []
     seen = set()
 
     def course_object(o: object) -> bool:
-        mod = o.__name__ if type(o) is type(sys) else getattr(o, "__module__", None)
-        if not isinstance(mod, str) or not (mod == "xlt_course" or mod.startswith("xlt_course.")):
+        mod = o.__name__ if type(o) is type(sys) else attr(o, "__module__")
+        if not isinstance(mod, str) or not is_course_module(mod):
             return False
         if mod.startswith("xlt_course.checks"):
             return False
         return type(o) is type(sys) or callable(o) and hasattr(o, "__name__")
 
-    def visit(fn_name: str, f: object) -> None:
-        if id(f) in seen:
+    def carried(o: object) -> list:
+        # What a wrapper, a container or an object the notebook defined holds on to.
+        out = []
+        if isinstance(o, functools.partial):
+            out += [o.func, *o.args, *o.keywords.values()]
+        for a in ("__func__", "__self__", "__wrapped__"):
+            x = attr(o, a)
+            if x is not None and type(x) is not type(sys):
+                out.append(x)
+        if isinstance(o, (list, tuple, set, frozenset)):
+            out += list(o)[:500]
+        elif isinstance(o, dict):
+            out += list(o.values())[:500]
+        elif "__main__" in (attr(o, "__module__"), attr(type(o), "__module__")):
+            for ns in (attr(o, "__dict__"), attr(type(o), "__dict__")):
+                if isinstance(ns, dict) or type(ns).__name__ == "mappingproxy":
+                    out += [v for k, v in list(ns.items())[:500] if not str(k).startswith("__")]
+        return out
+
+    def visit(fn_name: str, f: object, via: str, depth: int = 0) -> None:
+        if id(f) in seen or depth > 8:
             return
         seen.add(id(f))
         if course_object(f):
-            what = getattr(f, "__module__", "") + "." + getattr(f, "__name__", "?")
-            refs.append(fn_name + " is " + what)
+            what = (attr(f, "__module__") or "") + "." + (attr(f, "__name__") or "?")
+            refs.append(fn_name + (" is " if not via else " uses " + via + ", which is ") + what)
             return
-        code = getattr(f, "__code__", None)
-        glb = getattr(f, "__globals__", None)
-        if code is None or glb is None:
+        for x in carried(f):
+            visit(fn_name, x, via or "an object it holds", depth + 1)
+        code, glb = attr(f, "__code__"), attr(f, "__globals__")
+        if code is None or glb is not namespace and written_here(f) is not True:
+            return  # a library's function: its own globals are not the notebook's concern
+        for cell in attr(f, "__closure__") or ():
+            try:
+                held = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            visit(fn_name, held, via or "a closure variable", depth + 1)
+        kwd = attr(f, "__kwdefaults__") or {}
+        for x in (*(attr(f, "__defaults__") or ()), *kwd.values()):
+            visit(fn_name, x, via or "a default argument", depth + 1)
+        if not isinstance(glb, dict):
             return
         stack = [code]
         while stack:
             c = stack.pop()
             stack.extend(x for x in c.co_consts if hasattr(x, "co_names"))
-            for name in sorted(global_reads(c)):
+            reads = global_reads(c)
+            for name in sorted(reads & lookups):
+                dynamic.append(fn_name + " calls " + name)
+            names = set(c.co_names)  # attributes and imported modules too, local or not
+            if "sys" in names and "modules" in names:
+                dynamic.append(fn_name + " reads sys.modules")
+            for name in sorted(names & {"importlib", "builtins"}):
+                dynamic.append(fn_name + " uses " + name)
+            for name in sorted(reads):
                 o = glb.get(name)
                 if o is None or name in allowed:
                     continue
                 if course_object(o):
                     refs.append(fn_name + " uses " + name)
-                elif getattr(o, "__globals__", None) is glb and getattr(o, "__code__", None):
-                    visit(fn_name, o)
+                elif type(o) is not type(sys):
+                    visit(fn_name, o, via or name, depth + 1)
 
     for name in fns:
         if name in namespace:
-            visit(name, namespace[name])
-    return {"changed": sorted(set(changed)), "refs": sorted(set(refs))}
+            visit(name, namespace[name], "")
+    return {
+        "changed": sorted(set(changed)),
+        "refs": sorted(set(refs)),
+        "dynamic": sorted(set(dynamic)),
+    }
 
 
 # Read once, when the worker imports this module: a checkout updated while a batch is

@@ -33,7 +33,7 @@ def test_check_restores_what_the_notebook_replaced():
         _notebook_function("import json\njson.dumps = lambda *a, **k: 'fake'\n", ns)
         assert json.dumps is not original
         res = kg._xltg_check([], [], NONCE, ns)
-        assert res == {"changed": ["json.dumps"], "refs": []}
+        assert res == {"changed": ["json.dumps"], "refs": [], "dynamic": []}
         assert json.dumps is original
         assert kg._xltg_check([], [], NONCE, ns)["changed"] == []  # nothing left to undo
     finally:
@@ -86,7 +86,7 @@ def test_the_code_sent_to_the_kernel_runs_and_leaves_no_names():
         assert _run_in_kernel(kg.snapshot_code(NONCE, ["json"]), ns) == ""
         _notebook_function("import json\njson.loads = lambda s: 42\n", ns)
         text = _run_in_kernel(kg.check_code(NONCE, ["nothing"], []), ns)
-        assert kg.read_answer(text, NONCE) == {"changed": ["json.loads"], "refs": []}
+        assert kg.read_answer(text, NONCE) == {"changed": ["json.loads"], "refs": [], "dynamic": []}
         assert json.loads is original
         assert not [k for k in ns if "xltg" in k]
         assert kg.read_answer("some output\n", NONCE) is None
@@ -105,5 +105,99 @@ def test_an_attribute_named_like_a_course_module_is_not_a_use():
         assert kg._xltg_check(["f"], [], NONCE, ns)["refs"] == []
         _notebook_function("def g(p):\n    return sampling.language_probabilities(p, 1)\n", ns)
         assert kg._xltg_check(["g"], [], NONCE, ns)["refs"] == ["g uses sampling"]
+    finally:
+        sys.modules.pop("_xltg_" + NONCE, None)
+
+
+def test_check_restores_replacements_disguised_as_library_code():
+    """A partial, or code compiled under a library's own file name, is still the notebook's."""
+    ns: dict = {"__name__": "__main__"}
+    kg._xltg_snapshot(["json"], NONCE)
+    original = json.dumps
+    try:
+        _notebook_function(
+            "import functools, json\njson.dumps = functools.partial(lambda *a, **k: 'x')\n", ns
+        )
+        assert kg._xltg_check([], [], NONCE, ns)["changed"] == ["json.dumps"]
+        assert json.dumps is original
+        fresh: dict = {"__name__": "json"}  # runs in a fresh namespace named like the library
+        exec(compile("def dumps(*a, **k):\n    return 'x'\n", json.__file__, "exec"), fresh)
+        json.dumps = fresh["dumps"]
+        assert kg._xltg_check([], [], NONCE, ns)["changed"] == ["json.dumps"]
+        assert json.dumps is original
+    finally:
+        json.dumps = original
+        sys.modules.pop("_xltg_" + NONCE, None)
+
+
+def test_check_restores_any_change_to_the_course_modules():
+    """The course never rebinds its own attributes, so even a library object put there is."""
+    from xlt_course import procrustes
+
+    kg._xltg_snapshot(["xlt_course.procrustes"], NONCE)
+    original = procrustes.procrustes
+    try:
+        procrustes.procrustes = json.JSONEncoder
+        assert kg._xltg_check([], [], NONCE, {})["changed"] == ["xlt_course.procrustes.procrustes"]
+        assert procrustes.procrustes is original
+    finally:
+        procrustes.procrustes = original
+        sys.modules.pop("_xltg_" + NONCE, None)
+
+
+def test_check_finds_the_course_behind_wrappers_containers_closures_and_defaults():
+    import functools
+
+    from xlt_course import retrieval
+
+    cases = {
+        "partial": "_impl = functools.partial(retrieval.csls_scores)\n"
+        "def f(X, Y):\n    return _impl(X, Y)\n",
+        "container": "_impls = [retrieval.csls_scores]\ndef f(X, Y):\n    return _impls[0](X, Y)\n",
+        "closure": "def _make():\n    g = retrieval.csls_scores\n    return lambda X, Y: g(X, Y)\n"
+        "f = _make()\n",
+        "default": "def f(X, Y, _g=retrieval.csls_scores):\n    return _g(X, Y)\n",
+        "class": "class _H:\n    g = staticmethod(retrieval.csls_scores)\n"
+        "def f(X, Y):\n    return _H.g(X, Y)\n",
+    }
+    kg._xltg_snapshot([], NONCE)
+    try:
+        for case, source in cases.items():
+            ns: dict = {"__name__": "__main__", "functools": functools, "retrieval": retrieval}
+            _notebook_function(source, ns)
+            refs = kg._xltg_check(["f"], [], NONCE, ns)["refs"]
+            assert refs and all(r.startswith("f ") for r in refs), (case, refs)
+        ns = {"__name__": "__main__", "functools": functools}
+        _notebook_function("import numpy as np\ndef f(X, Y):\n    return np.dot(X, Y)\n", ns)
+        assert kg._xltg_check(["f"], [], NONCE, ns)["refs"] == []
+    finally:
+        sys.modules.pop("_xltg_" + NONCE, None)
+
+
+def test_check_reports_run_time_name_lookups():
+    from xlt_course import translate
+
+    ns: dict = {"__name__": "__main__", "mt": translate}
+    _notebook_function(
+        "def f(h, r):\n    return globals()['m' + 't'].sentence_chrf(h, r)\n"
+        "def g(h, r):\n    import sys\n    return sys.modules['xlt_course.translate'](h, r)\n"
+        "def ok(h, r):\n    return getattr(h, 'strip')() == r\n",
+        ns,
+    )
+    kg._xltg_snapshot([], NONCE)
+    try:
+        res = kg._xltg_check(["f", "g", "ok"], [], NONCE, ns)
+        assert res["refs"] == []  # nothing static to see ...
+        # ... but the lookups are reported, with the module imported inside the function too
+        assert res["dynamic"] == ["f calls globals", "g reads sys.modules"]
+        _notebook_function(
+            "import sys\ndef h(x):\n    return sys.modules['json']\n"
+            "def i(x):\n    import importlib\n    return importlib.import_module(x)\n",
+            ns,
+        )
+        assert kg._xltg_check(["h", "i"], [], NONCE, ns)["dynamic"] == [
+            "h reads sys.modules",
+            "i uses importlib",
+        ]
     finally:
         sys.modules.pop("_xltg_" + NONCE, None)

@@ -384,16 +384,31 @@ def _english_order(splits):
     }
 
 
+def _last_split_order(splits):
+    """Orders the common ids by the LAST split: consistent across languages, but not the first's."""
+    base = list(splits.values())[-1]
+    common = set(pe.common_item_ids(splits))
+    return {
+        lang: pe.restrict(s, [i for i in base.ids if i in common]) for lang, s in splits.items()
+    }
+
+
 @pytest.mark.parametrize(
     "wrong",
     [_truncate_to_smallest, _own_order, _sorted_ids, _labels_not_moved, _only_first_two, _in_place,
-     _english_order],
+     _english_order, _last_split_order],
     ids=["truncate", "own-order", "sorted-ids", "labels-not-moved", "first-two", "in-place",
-         "english-order"],
+         "english-order", "last-split-order"],
 )  # fmt: skip
 def test_ex1_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
         run_test_cell(NB, "ex1_controlled_tests", size_controlled=wrong)
+
+
+def test_ex1_last_split_order_is_told_to_follow_the_first_split():
+    with pytest.raises(AssertionError, match="FIRST split of the dict") as error:
+        run_test_cell(NB, "ex1_controlled_tests", size_controlled=_last_split_order)
+    assert "Move texts and labels" not in str(error.value)
 
 
 def test_ex1_stub_gets_friendly_message():

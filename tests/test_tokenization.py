@@ -487,6 +487,8 @@ def _category(
     numeric=False,
     first_char=False,
     name_test="first-word",
+    digit=str.isdigit,
+    two_markers=False,
 ):
     body = piece
     for marker in strip:
@@ -495,9 +497,11 @@ def _category(
             break
     if lstrip:  # strips every leading ▁ and #, not one marker
         body = piece.lstrip("▁#")
+    if two_markers:  # strips ## and then ▁: "##▁" becomes empty
+        body = piece.removeprefix("##").removeprefix("▁")
     if not body:
         return None
-    has_digit = any(ch.isnumeric() if numeric else ch.isdigit() for ch in body)
+    has_digit = any(ch.isnumeric() if numeric else digit(ch) for ch in body)
     letters = [ch for ch in body if ch.isalpha()]
     if first_char and letters:  # the script of the first character, even if it is no letter
         letters = [body[0]]
@@ -544,6 +548,21 @@ def _anchors_sorted_set(a, b):
     return {c: sorted(v, key=lambda p: min(ca[p], cb[p]), reverse=True) for c, v in out.items()}
 
 
+def _anchors_isdecimal(a, b):
+    """Finds digits with str.isdecimal, so ² and ① are no digits."""
+    return _anchors(a, b, digit=str.isdecimal)
+
+
+def _anchors_regex_digit(a, b):
+    r"""Finds digits with re's \d, so ² and ① are no digits."""
+    return _anchors(a, b, digit=lambda ch: re.match(r"\d", ch) is not None)
+
+
+def _anchors_two_markers(a, b):
+    """Removes ## and then ▁, two markers: '##▁' becomes empty and is dropped."""
+    return _anchors(a, b, two_markers=True)
+
+
 def test_ex3_reference_and_variants_pass():
     ref = solution_namespace(NB, "ex3_anchors")["shared_anchors"]
     for variant in (ref, tokenization.shared_anchors, _anchors, _anchors_sorted_set):
@@ -566,9 +585,13 @@ def test_ex3_reference_and_variants_pass():
         lambda a, b: _anchors(a, b, first_char=True),  # script of "(" in "(a"
         lambda a, b: _anchors(a, b, name_test="prefix"),  # name.startswith("KATAKANA")
         lambda a, b: _anchors(a, b, name_test="contains"),  # "KATAKANA" in name
+        _anchors_isdecimal,
+        _anchors_regex_digit,
+        _anchors_two_markers,
     ],
     ids=["marker", "hash-marker", "tokens", "count-a", "count-sum", "letters-first", "keys",
-         "union", "lstrip", "isnumeric", "first-char", "name-prefix", "name-contains"],
+         "union", "lstrip", "isnumeric", "first-char", "name-prefix", "name-contains",
+         "isdecimal", "regex-digit", "two-markers"],
 )  # fmt: skip
 def test_ex3_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):

@@ -661,14 +661,24 @@ def _remainder_spread(n_pairs, batch_size, rng):
     return [np.concatenate([c, c + n_pairs]).tolist() for c in chunks]
 
 
+def _rotated(n_pairs, batch_size, rng):
+    """Rotates 0..n-1 by a random offset instead of shuffling: batches hold consecutive items."""
+    order = np.roll(np.arange(n_pairs), int(rng.integers(n_pairs)))
+    half = batch_size // 2
+    return [
+        [int(i) for i in order[s : s + half]] + [int(i) + n_pairs for i in order[s : s + half]]
+        for s in range(0, n_pairs, half)
+    ]
+
+
 @pytest.mark.parametrize(
     "wrong",
     [_concat_then_cut, _independent_shuffles, _no_shuffle, _batch_of_pairs, _drop_last,
      _english_then_translated, _global_seed, _shuffled_fixed_chunks, _short_batch_first,
-     _remainder_spread],
+     _remainder_spread, _rotated],
     ids=["shuffled-together", "independent-shuffles", "no-shuffle", "batch-of-pairs",
          "drop-last", "english-first", "ignores-rng", "fixed-chunks", "short-batch-first",
-         "remainder-spread"],
+         "remainder-spread", "rotated"],
 )  # fmt: skip
 def test_ex2_plausible_mistakes_fail(wrong):
     with pytest.raises(AssertionError):
@@ -679,8 +689,9 @@ def test_ex2_plausible_mistakes_fail(wrong):
     "wrong, message",
     [(_shuffled_fixed_chunks, "same items share a batch"),
      (_short_batch_first, "only the last batch"),
-     (_remainder_spread, "only the last batch")],
-    ids=["fixed-chunks", "short-batch-first", "remainder-spread"],
+     (_remainder_spread, "only the last batch"),
+     (_rotated, "consecutive items")],
+    ids=["fixed-chunks", "short-batch-first", "remainder-spread", "rotated"],
 )  # fmt: skip
 def test_ex2_batch_mistakes_get_their_message(wrong, message):
     with pytest.raises(AssertionError, match=message):
