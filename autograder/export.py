@@ -10,7 +10,11 @@ table) and maps students to LMS ids with an optional roster CSV:
 
 Students graded but absent from the roster, and students the format cannot identify, are
 reported (one line each) and left out of LMS files; nothing is written when an input is
-malformed.
+malformed. So is a score the late policy cannot compute (``per_day``, a submission the LMS
+marked late without a submission time or due date): its cell is left blank, never the raw
+score as if on time. Written answers still pending are reported per submission; scores
+given by hand in formgrader count when ``gradebook`` (``[export] gradebook``) names the
+course the results were merged into (``xlt-course export OUT --format nbgrader``).
 """
 
 from __future__ import annotations
@@ -50,8 +54,11 @@ class Grade:
     max_score: float
     points: dict[str, tuple[float, float]]
     flags: str
-    score: float = 0.0
+    score: float | None = 0.0
+    """The reported score; None when the late policy cannot compute it (left blank)."""
     late: late_mod.LateResult | None = None
+    pending: float = 0.0
+    """Points of written answers awaiting the instructor (counted 0 in ``raw``)."""
 
 
 @dataclass
@@ -95,8 +102,20 @@ def read_grades(out: Path) -> list[Grade]:
                 raw, mx = float(row["total"]), float(row["max_total"])
             except ValueError as e:
                 raise ExportError(f"{path}: {row['student']}/{row['lesson']}: {e}") from e
+            try:
+                pending = float(row.get("manual_pending") or 0)
+            except ValueError:
+                pending = 0.0
             grades.append(
-                Grade(row["student"], row["lesson"], raw, mx, points, row.get("flags") or "")
+                Grade(
+                    row["student"],
+                    row["lesson"],
+                    raw,
+                    mx,
+                    points,
+                    row.get("flags") or "",
+                    pending=pending,
+                )
             )
     return grades
 
@@ -151,6 +170,70 @@ def _intake_records(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(s.student, s.lesson): s.__dict__ for s in taken.submissions}
 
 
+def apply_gradebook(out: Path, root: Path, grades: list[Grade]) -> list[str]:
+    """Replace each grade by the course gradebook's, hand-given scores included, in place.
+
+    A grade is taken from the gradebook only when the notebook merged there is the one
+    graded in ``out`` (same bytes as ``out/.work/jobs``'s copy); otherwise it keeps
+    ``grades.csv``'s score and a problem line says why.
+
+    Args:
+        out: the grading output folder.
+        root: the course root ``xlt-course export OUT --format nbgrader`` merged into
+            (gradebook ``autograder/gradebook.db``, notebooks under ``autograder/work/``).
+        grades: the grades read from ``out/grades.csv``.
+
+    Returns:
+        One problem line per grade the gradebook could not give.
+
+    Raises:
+        ExportError: the gradebook does not exist.
+    """
+    from nbgrader.api import MissingEntry
+
+    from autograder.formgrader import open_gradebook, same_file
+
+    db = Path(root) / "autograder" / "gradebook.db"
+    if not db.is_file():
+        raise ExportError(
+            f"no course gradebook {db}: merge first (xlt-course export {out} --format nbgrader "
+            f"--dest {root})"
+        )
+    problems = []
+    with open_gradebook(db) as gb:
+        for g in grades:
+            where = f"{g.student}/{g.lesson}"
+            name = f"{g.lesson}.ipynb"
+            same = same_file(
+                Path(out) / ".work" / "jobs" / g.lesson / g.student / "submitted" / where / name,
+                Path(root) / "autograder" / "work" / "submitted" / where / name,
+            )
+            try:
+                sub = gb.find_submission_notebook(g.lesson, g.lesson, g.student)
+            except MissingEntry:
+                same = None
+            if not same:
+                why = "another submission" if same is False else "no copy of it to compare"
+                problems.append(
+                    f"{where}: hand-given scores: the gradebook {db} has {why}; exported from "
+                    f"grades.csv (merge {out} into it again: --format nbgrader --dest {root})"
+                )
+                continue
+            written = {c.name for c in sub.notebook.solution_cells}
+            raw = pending = top = 0.0
+            for c in sub.grades:
+                mx = float(c.max_score or 0.0)
+                top += mx
+                if c.name in written and c.needs_manual_grade and c.manual_score is None:
+                    pending += mx
+                    g.points.pop(c.name, None)
+                    continue
+                raw += float(c.score or 0.0)
+                g.points[c.name] = (float(c.score or 0.0), mx)
+            g.raw, g.max_score, g.pending = raw, top, pending
+    return problems
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -163,8 +246,8 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}"
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:g}"
 
 
 def export(
@@ -176,6 +259,7 @@ def export(
     lessons: list[str] | None = None,
     config: dict[str, Any] | None = None,
     late_override: dict[str, Any] | None = None,
+    gradebook: Path | None = None,
 ) -> ExportReport:
     """Write the grades of the grading output ``out`` in format ``fmt``.
 
@@ -188,6 +272,9 @@ def export(
         lessons: only these lessons (default: every lesson graded).
         config: the term config (``[late]``, ``[export.canvas] assignments``).
         late_override: late settings from the command line (policy, due, per_day, floor).
+        gradebook: the course root the results were merged into for formgrader, whose hand-
+            given scores then count (default ``[export] gradebook`` of the config; none:
+            ``grades.csv`` alone, written answers still pending reported).
 
     Returns:
         An :class:`ExportReport`: the file, its student rows, and the problems found.
@@ -212,14 +299,43 @@ def export(
         grades = [g for g in grades if g.lesson in lessons]
     cols = lessons or known_lessons
     records = _intake_records(out)
+    problems: list[str] = []
+    gradebook = gradebook or (config.get("export", {}) or {}).get("gradebook")
+    if gradebook:
+        problems += apply_gradebook(out, Path(gradebook), grades)
+    if policy.policy == "per_day":
+        for x in cols:
+            if policy.due_of(x) is None:
+                problems.append(
+                    f"late penalties of {x}: per_day policy but {x} has no due date "
+                    "(--due, or [late.due] in term.toml): no submission of it is penalised"
+                )
     for g in grades:
         rec = records.get((g.student, g.lesson), {})
         g.late = late_mod.apply_late(
             policy, g.lesson, g.raw, rec.get("submitted_at", ""), bool(rec.get("late"))
         )
-        g.score = g.late.score
+        g.score = None if g.late.unknown else g.late.score
+        if g.late.unknown:
+            # Canvas names carry no time: the raw score would pass as on time
+            why = (
+                f"{g.lesson} has no due date"
+                if policy.due_of(g.lesson) is None
+                else "its file name carries no submission time"
+            )
+            problems.append(
+                f"{g.student}/{g.lesson}: score left blank: the LMS marked it late but {why}, "
+                f"so the per_day penalty cannot be computed (raw {g.raw:g} of "
+                f"{g.max_score:g}); enter it by hand, or export with --late-policy flag to "
+                "send raw scores"
+            )
+        if g.pending:
+            problems.append(
+                f"{g.student}/{g.lesson}: {g.pending:g} of {g.max_score:g} points are written "
+                "answers not graded yet (counted 0): grade them in formgrader, then export "
+                "with the course gradebook ([export] gradebook, README)"
+            )
     people = read_roster(roster) if roster else {}
-    problems: list[str] = []
     by_student: dict[str, dict[str, Grade]] = {}
     for g in grades:
         by_student.setdefault(g.student, {})[g.lesson] = g
@@ -301,8 +417,9 @@ def export(
                 note = g.late.note if g.late and (g.late.late or g.late.note) else ""
                 line += [_fmt(g.score), _fmt(g.raw), _fmt(g.max_score), note]
                 line += [_fmt(g.points[e][0]) if e in g.points else "" for e in exercises[x]]
+            known = [g.score for g in mine.values()]
             line += [
-                _fmt(sum(g.score for g in mine.values())),
+                "" if None in known else _fmt(sum(s or 0.0 for s in known)),
                 _fmt(sum(g.raw for g in mine.values())),
                 _fmt(sum(g.max_score for g in mine.values())),
             ]

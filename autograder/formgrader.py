@@ -4,7 +4,9 @@
 each job's scores, comments and autograded notebook into the course that
 ``autograder/nbgrader_config.py`` describes (``autograder/gradebook.db`` and
 ``autograder/work/``), where formgrader (and manual grading) finds them. Merging again
-updates the same rows; manual scores already given in formgrader are kept.
+updates the same rows; manual scores already given in formgrader are kept, unless the
+student's notebook changed since the last merge (a resubmission graded into the same
+output): then they were given to another answer, so they are cleared and reported.
 """
 
 from __future__ import annotations
@@ -13,24 +15,62 @@ import os
 import shutil
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from autograder.grading import COURSE_ID
 from xlt_course import paths
+from xlt_course.data.manifest import sha256_file
 
 
 @dataclass
 class MergeReport:
-    """What a merge did."""
+    """What a merge did.
+
+    Attributes:
+        merged: ``(student, lesson)`` merged.
+        skipped: one line per job not merged, and per notebook whose hand grading was
+            cleared (or could not be checked) because the notebook changed.
+        cleared: ``(student, lesson, notebook)`` whose manual scores and comments were
+            cleared: the notebook differs from the one they were given to.
+    """
 
     merged: list[tuple[str, str]]
     skipped: list[str]
+    cleared: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def course_root() -> Path:
     """Return the course root of ``autograder/nbgrader_config.py`` (the repository)."""
     return paths.REPO_ROOT
+
+
+def open_gradebook(db: Path) -> Any:
+    """Return nbgrader's ``Gradebook`` of the course at the SQLite file ``db`` (a context manager)."""
+    from nbgrader.api import Gradebook
+
+    # nbgrader's Gradebook shells out to `alembic`: this interpreter's
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    return Gradebook(f"sqlite:///{db}", COURSE_ID)
+
+
+def same_file(a: Path, b: Path) -> bool | None:
+    """Return whether two files hold the same bytes (None: one of them is missing)."""
+    if not a.is_file() or not b.is_file():
+        return None
+    return sha256_file(a) == sha256_file(b)
+
+
+def _hand_grading(snb: Any) -> list[str]:
+    """Return what a grader gave by hand in a submitted notebook (``cell score`` / comment)."""
+    given = [f"{g.name} {g.manual_score:g}" for g in snb.grades if g.manual_score is not None] + [
+        f"{g.name} +{g.extra_credit:g} extra" for g in snb.grades if g.extra_credit
+    ]
+    given += [f"{c.name} comment" for c in snb.comments if c.manual_comment]
+    return given
 
 
 def merge_results(out: Path, root: Path | None = None) -> MergeReport:
@@ -42,14 +82,12 @@ def merge_results(out: Path, root: Path | None = None) -> MergeReport:
             notebooks under ``autograder/work/``).
 
     Returns:
-        A :class:`MergeReport`: ``(student, lesson)`` merged, and jobs that had no gradebook.
+        A :class:`MergeReport`: ``(student, lesson)`` merged, jobs that had no gradebook, and
+        notebooks whose hand grading was cleared because the student's notebook changed
+        since the last merge (its bytes differ from the copy under ``autograder/work/``).
     """
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
-    # nbgrader's Gradebook shells out to `alembic`: this interpreter's
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     root = Path(root) if root else course_root()
     jobs = Path(out) / ".work" / "jobs"
     if not jobs.is_dir():
@@ -58,7 +96,7 @@ def merge_results(out: Path, root: Path | None = None) -> MergeReport:
     db.parent.mkdir(parents=True, exist_ok=True)
     work = root / "autograder" / "work"
     report = MergeReport([], [])
-    with warnings.catch_warnings(), Gradebook(f"sqlite:///{db}", COURSE_ID) as gb:
+    with warnings.catch_warnings(), open_gradebook(db) as gb:
         # nbgrader's own session handling warns on every submission it reads; harmless
         warnings.filterwarnings("ignore", message=".*not in session.*")
         for job_db in sorted(jobs.glob("*/*/gradebook.db")):
@@ -68,7 +106,7 @@ def merge_results(out: Path, root: Path | None = None) -> MergeReport:
             if not graded.is_dir():
                 report.skipped.append(f"{student}/{lesson}: not autograded (see grades.csv flags)")
                 continue
-            with Gradebook(f"sqlite:///{job_db}", COURSE_ID) as jb:
+            with open_gradebook(job_db) as jb:
                 try:
                     a = jb.find_assignment(lesson)
                     sub = jb.find_submission(lesson, student)
@@ -101,6 +139,33 @@ def merge_results(out: Path, root: Path | None = None) -> MergeReport:
                 gb.update_or_create_student(student)
                 gb.update_or_create_submission(lesson, student, timestamp=sub.timestamp)
                 for snb in sub.notebooks:
+                    # hand grading belongs to the notebook it was given to: the copy the last
+                    # merge left under work/submitted; a resubmission graded since must not
+                    # inherit it (an empty answer kept 4/4 hand-given points)
+                    mine_nb = gb.find_submission_notebook(snb.name, lesson, student)
+                    given = _hand_grading(mine_nb)
+                    name = f"{snb.name}.ipynb"
+                    same = same_file(
+                        job / "submitted" / student / lesson / name,
+                        work / "submitted" / student / lesson / name,
+                    )
+                    if given and same is False:
+                        for g in mine_nb.grades:
+                            g.manual_score, g.extra_credit = None, None
+                        for c in mine_nb.comments:
+                            c.manual_comment = None
+                        report.cleared.append((student, lesson, snb.name))
+                        report.skipped.append(
+                            f"{student}/{lesson}: hand grading CLEARED ({', '.join(given)}): "
+                            f"{name} changed since it was graded by hand; grade it again in "
+                            "formgrader"
+                        )
+                    elif given and same is None:
+                        report.skipped.append(
+                            f"{student}/{lesson}: hand grading kept ({', '.join(given)}) but "
+                            f"not checked: no earlier copy of {name} under {work / 'submitted'} "
+                            "to compare; check in formgrader that it fits this submission"
+                        )
                     for g in snb.grades:
                         mine = gb.find_grade(g.name, snb.name, lesson, student)
                         mine.auto_score = g.auto_score

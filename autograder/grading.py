@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from autograder import notebooks, paths, pysource, sandbox
@@ -1179,6 +1179,33 @@ def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
     return found
 
 
+def in_grading_layout(submissions: Path) -> bool:
+    """Return whether every notebook under ``submissions`` is ``STUDENT/NN-topic/NN-topic.ipynb``.
+
+    A folder that mixes that layout with other names (``STUDENT/NN-topic.ipynb``, a copy
+    suffix, a lesson that does not exist) goes through intake instead, which takes or
+    reports every notebook; graded as the layout, the others would vanish unsaid.
+    OS litter (``.ipynb_checkpoints``, ``__MACOSX``) does not count.
+    """
+    from autograder import intake
+
+    if not submissions.is_dir():
+        return False
+    known = set(lesson_names())
+    layout = False
+    for nb in submissions.rglob("*.ipynb"):
+        rel = nb.relative_to(submissions).as_posix()
+        if intake.is_litter(rel):
+            continue
+        parts = PurePosixPath(rel).parts
+        if not (len(parts) == 3 and parts[1] in known and parts[2] == f"{parts[1]}.ipynb"):
+            return False
+        if intake.unsafe_reason(rel):  # a hidden folder: intake reports it
+            return False
+        layout = True
+    return layout or bool(find_submissions(submissions))
+
+
 GRADES_COLUMNS = (
     "student",
     "lesson",
@@ -1261,22 +1288,30 @@ def grade(
         require_sandbox()  # before any work: grading never falls back to unconfined kernels
     out = Path(out).absolute()  # nbgrader resolves a relative course root against itself
     submissions = download = Path(submissions)
+    from autograder import intake
+
+    # intake.json keeps earlier batches graded into this folder (their late markers and LMS
+    # ids feed the export, as their rows stay in grades.csv); read before anything is written
+    saved = out / "intake.json"
+    earlier = intake.read_saved(saved)
     if (submissions.is_file() and submissions.suffix.lower() == ".zip") or (
-        submissions.is_dir() and not find_submissions(submissions)
+        submissions.is_dir() and not in_grading_layout(submissions)
     ):
-        # an LMS download (zip, or a folder in another layout): see autograder/intake.py
-        from autograder import intake, term_config
+        # an LMS download (zip, or a folder not purely in the grading layout): see intake.py
+        from autograder import term_config
 
         unpacked = out / ".work" / "intake"
         taken = intake.collect(
-            submissions, unpacked, lesson_names(), term_config.load_term_config(config)
+            submissions,
+            unpacked,
+            lesson_names(),
+            term_config.load_term_config(config),
+            earlier=earlier,
         )
-        taken.save(out / "intake.json")
+        intake.merge_saved(saved, taken)
         submissions = unpacked
     elif submissions.is_dir():
-        from autograder import intake
-
-        intake.folder_records(find_submissions(submissions)).save(out / "intake.json")
+        intake.merge_saved(saved, intake.folder_records(find_submissions(submissions)))
     batch = [
         j
         for j in find_submissions(submissions)
@@ -1338,12 +1373,7 @@ def grade(
         prep.shutdown(wait=True, cancel_futures=True)
         with ThreadPoolExecutor(max_workers=len(workers)) as closing:
             list(closing.map(lambda w: w.close(), workers))
-    for r in results:
-        if r.feedback is not None:
-            dest = out / "feedback" / r.student / f"{r.lesson}.html"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(r.feedback, dest)
-            r.feedback = dest
+    _copy_feedback(results, out)
     results.sort(key=lambda r: (r.student, r.lesson))
     # grades.csv covers every submission graded into this folder so far, not only this run
     # (so `--student X` regrades X and keeps the others).
@@ -1356,6 +1386,56 @@ def grade(
     if shard is not None:
         _write_shard_file(out, shard, batch, limits)
     return results
+
+
+FEEDBACK_KEPT_FLAG = "feedback page changed since it was written: kept"
+"""Starts the flag of a result whose page in ``OUT/feedback`` was edited (it is kept)."""
+
+
+def _copy_feedback(results: list[SubmissionResult], out: Path) -> None:
+    """Copy each result's feedback page to ``out/feedback/STUDENT/NN-topic.html``.
+
+    A page is written only when it is new (a result graded or regraded since the last copy,
+    or no page there yet). A page on disk that differs from the last copy (edited after
+    review) is never replaced: the new page goes beside it as ``NN-topic.regraded.html``
+    and the result is flagged. What was copied is kept in ``out/.work/feedback.json``
+    (page -> checksum of the copy).
+    """
+    from xlt_course.data.manifest import sha256_file
+
+    ledger = out / ".work" / "feedback.json"
+    try:
+        copied = json.loads(ledger.read_text(encoding="utf-8")) if ledger.is_file() else {}
+    except (OSError, ValueError):
+        copied = {}
+    for r in results:
+        if r.feedback is None or not Path(r.feedback).is_file():
+            continue
+        dest = out / "feedback" / r.student / f"{r.lesson}.html"
+        name = dest.relative_to(out).as_posix()
+        new = sha256_file(r.feedback)
+        if dest.is_file():
+            on_disk = sha256_file(dest)
+            if copied.get(name) == new or on_disk == new:
+                # nothing new (a stored result): the page there stays, edited or not
+                copied[name] = new
+                r.feedback = dest
+                continue
+            if copied.get(name) != on_disk:  # edited since the last copy (or never copied)
+                beside = dest.with_name(f"{r.lesson}.regraded.html")
+                shutil.copy(r.feedback, beside)
+                copied[name] = new
+                r.flags.append(
+                    f"{FEEDBACK_KEPT_FLAG}; the regraded page is {beside.relative_to(out)}"
+                )
+                r.feedback = beside
+                continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(r.feedback, dest)
+        copied[name] = new
+        r.feedback = dest
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.write_text(json.dumps(copied, indent=1, sort_keys=True), encoding="utf-8")
 
 
 def _write_shard_file(out: Path, shard: Any, batch: list, limits: GradeLimits) -> None:

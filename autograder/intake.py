@@ -4,15 +4,21 @@ Every ``*.ipynb`` in the download is matched against name patterns (Canvas, Mood
 Blackboard / nbgrader ``zip_collect``, GitHub Classroom clones, plain ``STUDENT_NN-topic``
 and ``STUDENT/NN-topic`` folders; more in ``autograder/term.toml``) and copied to
 ``DEST/STUDENT/NN-topic/NN-topic.ipynb``. A name that matches nothing, or names a lesson
-that does not exist, is reported and skipped; it never stops the batch. The LMS's late
-marker and the submission time (when the name or an nbgrader ``timestamp.txt`` has one)
-are kept in ``intake.json`` for the late policy and the export.
+that does not exist, is reported and skipped; it never stops the batch. Every notebook,
+zip or file named like a submission that is not taken is reported with the reason (other
+files, a readme or data, are not student work); only OS litter (``__MACOSX``,
+``.ipynb_checkpoints``, ``.DS_Store``, ...) is dropped unsaid. A download from which
+nothing can be taken stops with an error. The
+LMS's late marker and the submission time (when the name or an nbgrader ``timestamp.txt``
+has one) are kept in ``intake.json`` for the late policy and the export; a later batch
+graded into the same output is merged into it (:func:`merge_saved`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import re
 import shutil
@@ -39,7 +45,7 @@ _GH_USER = r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*"
 
 DEFAULT_PATTERNS: dict[str, str] = {
     # Canvas "Download Submissions": lastfirst[_LATE]_USERID_ATTACHMENTID_NN-topic.ipynb
-    "canvas": rf"(?:.*/)?(?P<name>{_NAME})(?P<late>_late)?_(?P<uid>\d+)_\d+_{{lesson}}{{copy}}\.ipynb",
+    "canvas": rf"(?:.*/)?(?P<name>{_NAME})(?P<late>_late)?_(?P<uid>\d+)_(?P<attachment>\d+)_{{lesson}}{{copy}}\.ipynb",
     # Moodle "Download all submissions", flat or in folders:
     # Full Name_PARTICIPANT_assignsubmission_file_[/]NN-topic.ipynb
     "moodle": r"(?:.*/)?(?P<name>[^/_][^/]*?)_(?P<uid>\d+)_assignsubmission_file_"
@@ -61,7 +67,7 @@ DEFAULT_PATTERNS: dict[str, str] = {
 """Name patterns tried in this order (``re.fullmatch``, case-insensitive, on the path inside
 the download with ``/`` separators). Groups: ``student`` (or ``name`` + ``uid``: the student
 is ``name_uid``), ``lesson``, optional ``late`` (non-empty: the LMS marked it late),
-``time`` (submission time), ``copy``. nbgrader ``named_regexp`` groups (``student_id``,
+``time`` (submission time), ``copy``, ``attachment`` (the LMS's number of the uploaded file). nbgrader ``named_regexp`` groups (``student_id``,
 ``timestamp``, ``file_id``) work too."""
 
 LOOSE_PATTERNS = ("canvas", "moodle", "blackboard", "github-classroom", "folder")
@@ -90,6 +96,10 @@ class Submission:
         late: the LMS marked the submission late.
         submitted_at: the submission time, ISO 8601 in UTC ("" when unknown).
         copy: the copy / resubmission number from a ``(1)`` or ``-1`` suffix (0: none).
+        attachment: the LMS's number of the uploaded file (Canvas: the second number), a
+            later upload has a higher one ("" when the name has none).
+        raw_student: the student part of the name before it was made folder-safe (two
+            different ones that clean to the same id are told apart, never merged).
     """
 
     student: str
@@ -101,33 +111,57 @@ class Submission:
     late: bool = False
     submitted_at: str = ""
     copy: int = 0
+    attachment: str = ""
+    raw_student: str = ""
 
 
 @dataclass
 class Intake:
-    """What intake found: the submissions taken, and every name skipped, with the reason."""
+    """What intake found: the submissions taken, and every name skipped, with the reason.
+
+    Attributes:
+        submissions: the submissions taken (after :func:`merge_saved`, earlier batches' too).
+        skipped: this batch's files not taken, with the reason.
+        notes: this batch's files taken with a warning (a student id told apart from
+            another's), with the reason.
+        earlier: (student, lesson) of the submissions kept from earlier batches.
+        earlier_skipped: what earlier batches skipped or noted (kept, never printed again).
+    """
 
     submissions: list[Submission] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    earlier: list[tuple[str, str]] = field(default_factory=list)
+    earlier_skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def report_lines(self) -> list[str]:
-        """Return one line per skipped file (empty when every notebook was taken)."""
-        return [f"skipped {name}: {why}" for name, why in self.skipped]
+        """Return one line per file of this batch skipped or taken with a warning."""
+        return [f"skipped {name}: {why}" for name, why in self.skipped] + [
+            f"note {name}: {why}" for name, why in self.notes
+        ]
 
     def summary(self) -> str:
-        """Return a one-line summary (taken, late, skipped)."""
-        late = sum(s.late for s in self.submissions)
-        return (
-            f"intake: {len(self.submissions)} submissions "
-            f"({late} marked late), {len(self.skipped)} skipped"
-        )
+        """Return a one-line summary of this batch (taken, late, skipped, noted)."""
+        before = set(self.earlier)
+        batch = [s for s in self.submissions if _key(s) not in before]
+        late = sum(s.late for s in batch)
+        text = f"intake: {len(batch)} submissions ({late} marked late), {len(self.skipped)} skipped"
+        if self.notes:
+            text += f", {len(self.notes)} noted"
+        if before:
+            text += f"; {len(before)} from earlier batches kept"
+        return text
 
     def save(self, path: Path) -> None:
         """Write ``intake.json`` (sorted, byte-stable)."""
-        payload = {
+        payload: dict[str, Any] = {
             "submissions": [asdict(s) for s in sorted(self.submissions, key=_key)],
             "skipped": [list(x) for x in sorted(self.skipped)],
         }
+        # (only when present: an intake.json of one batch reads as before)
+        for name in ("notes", "earlier", "earlier_skipped"):
+            if getattr(self, name):
+                payload[name] = [list(x) for x in sorted(set(getattr(self, name)))]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
             json.dumps(payload, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
@@ -140,8 +174,56 @@ class Intake:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(
             [Submission(**s) for s in d.get("submissions", [])],
-            [tuple(x) for x in d.get("skipped", [])],
+            *([tuple(x) for x in d.get(k, [])] for k in ("skipped", "notes", "earlier")),
+            [tuple(x) for x in d.get("earlier_skipped", [])],
         )
+
+
+def read_saved(path: Path) -> Intake | None:
+    """Return the ``intake.json`` an earlier batch wrote at ``path`` (None: there is none).
+
+    Raises:
+        IntakeError: it cannot be read (it is left as it is).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return Intake.load(path)
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise IntakeError(
+            f"{path} (from an earlier batch) is unreadable ({e}): move it aside to grade "
+            "into this folder; nothing was graded"
+        ) from e
+
+
+def merge_saved(path: Path, batch: Intake) -> Intake:
+    """Merge ``batch`` into the ``intake.json`` at ``path`` (if any) and write it there.
+
+    An earlier batch's records stay (their late markers and LMS ids feed the export); a
+    student's record for a lesson in ``batch`` replaces only that record.
+
+    Returns:
+        The merged :class:`Intake` (``earlier``: the records kept from earlier batches).
+
+    Raises:
+        IntakeError: the existing ``intake.json`` cannot be read (it is left as it is).
+    """
+    old = read_saved(path)
+    if old is None:
+        batch.save(path)
+        return batch
+    new_keys = {_key(s) for s in batch.submissions}
+    kept = [s for s in old.submissions if _key(s) not in new_keys]
+    merged = Intake(
+        sorted([*kept, *batch.submissions], key=_key),
+        list(batch.skipped),
+        list(batch.notes),
+        sorted({_key(s) for s in kept}),
+        sorted({*old.earlier_skipped, *old.skipped, *old.notes}),
+    )
+    merged.save(path)
+    return merged
 
 
 def _key(s: Submission) -> tuple[str, str]:
@@ -259,6 +341,21 @@ def parse_time(text: str) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
+def _raw_key(raw: str) -> str:
+    """Return the student part of a name as compared for conflicts (NFC, outer spaces off)."""
+    return unicodedata.normalize("NFC", raw).strip()
+
+
+def distinct_id(raw: str) -> str:
+    """Return the folder-safe id of ``raw`` with a short hash of ``raw`` appended.
+
+    Used when two different names clean to the same id (``a b`` and ``a_b``): the hash tells
+    them apart and is the same for the same name in every batch.
+    """
+    digest = hashlib.sha256(_raw_key(raw).encode("utf-8")).hexdigest()[:6]
+    return f"{safe_id(raw) or 'student'}-{digest}"
+
+
 def _submission(name: str, g: dict[str, str], path: str, lesson: str) -> Submission | str:
     display = g.get("name", "")
     uid = g.get("uid", "")
@@ -279,6 +376,8 @@ def _submission(name: str, g: dict[str, str], path: str, lesson: str) -> Submiss
         late=late,
         submitted_at=parse_time(when) if when else "",
         copy=copy_n,
+        attachment=g.get("attachment", ""),
+        raw_student=_raw_key(raw),
     )
 
 
@@ -372,18 +471,43 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return name.replace("\\", "/")  # some Windows tools store backslashes
 
 
-def _ignored(path: str) -> bool:
+LITTER_DIRS = frozenset({"__MACOSX", ".ipynb_checkpoints", ".git", ".svn", ".Trash", ".Trashes"})
+"""Folders of OS, editor or version-control litter, dropped from a download unreported."""
+
+LITTER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".gitignore", ".gitkeep"})
+"""Files of OS or editor litter, dropped from a download unreported (``._*`` too)."""
+
+
+def is_litter(path: str) -> bool:
+    """Return whether ``path`` is OS / editor litter, dropped unreported."""
+    *dirs, name = PurePosixPath(path).parts or ("",)
+    return (
+        any(d in LITTER_DIRS for d in dirs)
+        or name in LITTER_FILES
+        or name.startswith("._")  # macOS AppleDouble
+    )
+
+
+def unsafe_reason(path: str) -> str:
+    """Return why a member's path is not taken although it may be a submission ("": taken)."""
     parts = PurePosixPath(path).parts
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    if path.startswith("/") or (parts and re.fullmatch(r"[A-Za-z]:", parts[0])):
+        return "an absolute path in the zip: not taken (rename it inside the download)"
+    if ".." in parts:
+        return "its path leaves the download (..): not taken (a crafted zip?)"
+    hidden = next((p for p in parts if p.startswith(".")), None)
+    if hidden is not None:
+        return f"in or named as a hidden file ({hidden!r}): not taken; rename it to grade it"
+    return ""
 
 
 def _members(download: Path) -> list[tuple[str, Any]]:
-    """Return ``(path, opener)`` for every file of a zip or folder, sorted by path."""
+    """Return ``(path, opener)`` for every file of a zip or folder but litter, sorted by path."""
     if download.is_dir():
         return sorted(
             (p.relative_to(download).as_posix(), p)
             for p in download.rglob("*")
-            if p.is_file() and not _ignored(p.relative_to(download).as_posix())
+            if p.is_file() and not is_litter(p.relative_to(download).as_posix())
         )
     if not download.exists():
         raise IntakeError(f"{download} does not exist")
@@ -393,7 +517,7 @@ def _members(download: Path) -> list[tuple[str, Any]]:
     except (OSError, zipfile.BadZipFile, ValueError) as e:
         raise IntakeError(f"{download} is not a readable zip file ({e}); nothing was graded") from e
     return sorted(
-        (_zip_name(i), (z, i)) for i in infos if not i.is_dir() and not _ignored(_zip_name(i))
+        (_zip_name(i), (z, i)) for i in infos if not i.is_dir() and not is_litter(_zip_name(i))
     )
 
 
@@ -408,38 +532,104 @@ def _read(opener: Any) -> bytes:
     return z.read(info)
 
 
+def _inner_zip(opener: Any) -> str:
+    """Return why a zip inside the download is not taken, naming what it holds."""
+    try:
+        data = _read(opener)
+        import io
+
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            names = [n for n in inner.namelist() if not n.endswith("/") and not is_litter(n)]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        return f"a zip inside the download, unreadable ({e}): not opened"
+    if not names:
+        return "an empty zip inside the download: not opened"
+    shown = ", ".join(names[:5]) + (f", ... ({len(names)} files)" if len(names) > 5 else "")
+    return f"a zip inside the download, not opened (it holds {shown}): unzip it and grade that"
+
+
+def _rank(s: Submission) -> tuple[str, int, int]:
+    """Return what orders two copies of one submission: time, copy number, LMS file number."""
+    return (s.submitted_at, s.copy, int(s.attachment) if s.attachment.isdigit() else -1)
+
+
+def _pick(old: Submission, new: Submission) -> tuple[Submission, Submission, str]:
+    """Return ``(kept, dropped, why)`` for two notebooks of one student and lesson."""
+    # a time beats no time (nbgrader's timestamp.txt), then the copy number, then the LMS's
+    # number of the upload (as a number: 100 is after 99)
+    for i, what in enumerate(("submission time", "copy number", "LMS upload number")):
+        a, b = _rank(old)[i], _rank(new)[i]
+        if a != b:
+            keep, drop = (new, old) if b > a else (old, new)
+            return keep, drop, f"an older copy of {keep.student}'s {keep.lesson} by {what}"
+    # nothing tells them apart: take one by name (the same whatever the order of the
+    # download) and say that the choice was not decided by the submissions
+    keep, drop = (new, old) if new.source > old.source else (old, new)
+    why = (
+        f"AMBIGUOUS: a second notebook for {keep.student}'s {keep.lesson}, and neither a "
+        "submission time, a copy number nor an LMS upload number tells which is later; "
+        "check which one the student meant"
+    )
+    return keep, drop, why
+
+
 def collect(
     download: Path,
     dest: Path,
     lessons: list[str],
     config: dict[str, Any] | None = None,
+    earlier: Intake | None = None,
 ) -> Intake:
     """Copy every matchable notebook of ``download`` to ``dest/STUDENT/LESSON/LESSON.ipynb``.
 
     ``download`` is a zip or a folder. ``dest`` is rebuilt from scratch (it is derived
     data); nothing in ``download`` is modified. Two notebooks for the same student and
-    lesson: the later submission time wins, then the higher copy number, then the later
-    name; the other is reported as skipped.
+    lesson: the later submission time wins (a time beats none), then the higher copy
+    number, then the higher LMS upload number; when none of these separates them, the later
+    name is taken and both are reported as ambiguous. Two different names that make the
+    same folder-safe id (``a b`` and ``a_b``) are two students: the one whose name is
+    already that id (or that had it in ``earlier``) keeps it, the other gets
+    :func:`distinct_id`, and both are noted.
+
+    Args:
+        download: the zip or folder.
+        dest: where the grading layout is written.
+        lessons: the lesson ids.
+        config: the term's config (``[intake]``, see :func:`build_patterns`).
+        earlier: the intake of earlier batches graded into the same output (ids it gave
+            keep their owner).
 
     Returns:
         The :class:`Intake` (also written to ``dest/intake.json``).
 
     Raises:
-        IntakeError: the download is missing or not a readable zip (nothing is written).
+        IntakeError: the download is missing, not a readable zip, or holds nothing that
+            can be taken (nothing is written).
     """
     download = Path(download)
     patterns = build_patterns(lessons, config)
     members = _members(download)
     by_path = dict(members)
     intake = Intake()
-    chosen: dict[tuple[str, str], tuple[Submission, bytes]] = {}
+    found_all: list[tuple[Submission, bytes]] = []
     for path, opener in members:
-        if not path.lower().endswith(".ipynb"):
-            # a file named like a submission but of another kind (a PDF, a .py, a zip)
-            stem, dot, ext = path.rpartition(".")
-            named = dot and "/" not in ext and ext.lower() != "txt"
-            if named and isinstance(match_name(stem + ".ipynb", patterns), Submission):
-                intake.skipped.append((path, f"not a notebook (.{ext}): not graded"))
+        stem, dot, ext = path.rpartition(".")
+        ext = ext.lower() if dot and "/" not in ext else ""
+        # a notebook, a zip, or a file named like a submission but of another kind (a PDF,
+        # a .py); other files (a readme, data) are not student work for this grader
+        candidate = ext in ("ipynb", "zip") or (
+            ext not in ("", "txt") and isinstance(match_name(stem + ".ipynb", patterns), Submission)
+        )
+        if not candidate:
+            continue
+        unsafe = unsafe_reason(path)
+        if unsafe:
+            intake.skipped.append((path, unsafe))
+        elif ext == "zip":
+            intake.skipped.append((path, _inner_zip(opener)))
+        elif ext != "ipynb":
+            intake.skipped.append((path, f"not a notebook (.{ext}): not graded"))
+        if unsafe or ext != "ipynb":
             continue
         try:
             data = _read(opener)
@@ -460,19 +650,28 @@ def collect(
                     when = ""
                 if when:
                     found = Submission(**{**asdict(found), "submitted_at": when})
+        found_all.append((found, data))
+    found_all = _tell_apart(found_all, earlier, intake)
+    chosen: dict[tuple[str, str], tuple[Submission, bytes]] = {}
+    for found, data in found_all:
         key = _key(found)
         if key in chosen:
-            old = chosen[key][0]
-            rank_new = (found.submitted_at, found.copy, found.source)
-            rank_old = (old.submitted_at, old.copy, old.source)
-            keep, drop = (found, old) if rank_new > rank_old else (old, found)
-            intake.skipped.append(
-                (drop.source, f"an older copy of {key[0]}'s {key[1]} (graded: {keep.source})")
-            )
+            keep, drop, why = _pick(chosen[key][0], found)
+            intake.skipped.append((drop.source, f"{why} (graded: {keep.source})"))
             if keep is found:
                 chosen[key] = (found, data)
             continue
         chosen[key] = (found, data)
+    if not chosen:
+        # an empty zip, a zip of zips, a folder of something else: grading nothing and
+        # saying "graded 0" would hide it
+        what = "; ".join(f"{n}: {w}" for n, w in intake.skipped[:3]) or (
+            f"it holds no notebook among its {len(members)} files" if members else "it is empty"
+        )
+        more = f" (and {len(intake.skipped) - 3} more)" if len(intake.skipped) > 3 else ""
+        raise IntakeError(
+            f"{download}: no submission could be taken ({what}{more}); nothing was graded"
+        )
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -482,8 +681,43 @@ def collect(
         target.write_bytes(data)
         intake.submissions.append(sub)
     intake.skipped.sort()
+    intake.notes.sort()
     intake.save(dest / "intake.json")
     return intake
+
+
+def _tell_apart(
+    found: list[tuple[Submission, bytes]], earlier: Intake | None, intake: Intake
+) -> list[tuple[Submission, bytes]]:
+    """Give different names that clean to one id distinct ids, noting each one changed.
+
+    The id stays with the name that had it in an earlier batch, else with the name that is
+    already that id; every other name gets :func:`distinct_id`.
+    """
+    owner = {
+        s.student: s.raw_student for s in (earlier.submissions if earlier else []) if s.raw_student
+    }
+    names: dict[str, set[str]] = {}
+    for s, _ in found:
+        names.setdefault(s.student, set()).add(s.raw_student)
+    out = []
+    for s, data in found:
+        raws = names[s.student] | ({owner[s.student]} if s.student in owner else set())
+        if len(raws) > 1:
+            holder = owner.get(s.student) or (s.student if s.student in raws else None)
+            if s.raw_student != holder:
+                new = distinct_id(s.raw_student)
+                others = ", ".join(repr(r) for r in sorted(raws - {s.raw_student}))
+                intake.notes.append(
+                    (
+                        s.source,
+                        f"student {s.raw_student!r} graded as {new}: the id {s.student} "
+                        f"belongs to {others} (different names, kept apart)",
+                    )
+                )
+                s = Submission(**{**asdict(s), "student": new})
+        out.append((s, data))
+    return out
 
 
 def folder_records(found: list[tuple[str, str, Path]]) -> Intake:

@@ -8,8 +8,9 @@ Policies (``[late]`` in ``autograder/term.toml`` or ``xlt-course export --late-p
   ``per_day`` of the raw score, and the score never drops below ``floor`` of the raw score.
 
 A submission is late when its time (from intake) is after the lesson's due date, or,
-when its time is unknown, when the LMS marked it late; without a time no penalty is
-computed (it is flagged for the instructor to decide).
+when its time is unknown, when the LMS marked it late; without a time (Canvas's file
+names carry none) or a due date no penalty can be computed: ``per_day`` marks the result
+``unknown`` and the export leaves that score blank for the instructor to decide.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ class LateResult:
     days: int
     score: float
     note: str = ""
+    unknown: bool = False
+    """A penalty applies but cannot be computed (no time or due date): ``score`` is raw."""
 
 
 def apply_late(
@@ -160,5 +163,9 @@ def apply_late(
         )
     if lms_late:
         why = "no due date set" if due is None else "no submission time"
+        if policy.policy == "per_day":
+            return LateResult(
+                True, 0, raw, f"marked late by the LMS ({why}: penalty unknown)", True
+            )
         return LateResult(True, 0, raw, f"marked late by the LMS ({why}: no penalty applied)")
     return LateResult(False, 0, raw)

@@ -19,7 +19,7 @@ def print_intake(out: Path, since: float) -> None:
     if not taken.exists() or taken.stat().st_mtime < since:
         return
     intake = Intake.load(taken)
-    if intake.skipped or any(s.pattern != "folder" for s in intake.submissions):
+    if intake.skipped or intake.notes or any(s.pattern != "folder" for s in intake.submissions):
         print(intake.summary() + f" -> {taken}")
         for line in intake.report_lines():
             print(f"  {line}")
@@ -63,6 +63,7 @@ def _export(args: argparse.Namespace) -> int:
         lessons=args.lesson,
         config=config,
         late_override=late,
+        gradebook=Path(args.gradebook) if args.gradebook else None,
     )
     print(f"{report.rows} students -> {report.path}")
     for line in report.problems:
@@ -122,6 +123,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="nbgrader: merge into the course gradebook, so that formgrader shows the results",
     )
     ex.add_argument("--roster", help="CSV: student,name,lms_id,sis_id,login,section,email")
+    ex.add_argument(
+        "--gradebook",
+        help="the course folder the results were merged into (`--format nbgrader`): its "
+        "hand-given scores count (default: [export] gradebook of the term config)",
+    )
     ex.add_argument(
         "--dest", help="file to write (default OUT/export/FORMAT.csv; nbgrader: course root)"
     )

@@ -98,9 +98,10 @@ def test_moodle_export_and_wide_table_with_late_policy(graded, tmp_path):
     assert (ann["00-setup"], ann["00-setup raw"], ann["00-setup max"]) == ("1", "2", "3")
     assert "late by 2 day(s)" in ann["00-setup late"]
     assert ann["00-setup ex2_top_k_tests"] == "0"
-    # marked late by the LMS but no time: flagged, never penalised silently
+    # marked late by the LMS but no time: left blank and said, never the raw score as on time
     zoe = table["Zoë_Müller_77"]
-    assert zoe["00-setup"] == "3" and "no submission time" in zoe["00-setup late"]
+    assert zoe["00-setup"] == "" and "no submission time" in zoe["00-setup late"]
+    assert any(p.startswith("Zoë_Müller_77/00-setup: score left blank") for p in wide.problems)
     assert table["absent_1"]["00-setup late"] == "missing"
     assert table["doejohn_12345"]["total"] == "7"
 
@@ -161,3 +162,156 @@ def test_example_term_config_is_valid():
     assert late.policy_from_config(config).policy == "none"
     with pytest.raises(term_config.TermConfigError, match="does not exist"):
         term_config.load_term_config(path.with_name("nope.toml"))
+
+
+def test_canvas_late_without_a_time_is_left_blank_and_reported(tmp_path, capsys):
+    # Canvas's names say _LATE but carry no time: per_day cannot be computed for them
+    out = tmp_path / "graded"
+    out.mkdir()
+    (out / "grades.csv").write_text(
+        "student,lesson,auto_points,auto_max,manual_points,manual_pending,manual_max,total,"
+        "max_total,points,flags\n"
+        "doejohn_123,00-setup,3,3,0,0,0,3,3,ex1=3/3,\n"
+        "roe_124,00-setup,3,3,0,0,0,3,3,ex1=3/3,\n",
+        encoding="utf-8",
+    )
+    Intake(
+        [
+            Submission("doejohn_123", "00-setup", "a", "canvas", "doejohn", "123", True),
+            Submission("roe_124", "00-setup", "b", "canvas", "roe", "124", False),
+        ]
+    ).save(out / "intake.json")
+    late_args = ["--due", "2026-01-01", "--late-policy", "per_day", "--per-day", "0.5"]
+    argv = ["export", str(out), "--format", "canvas", *late_args, "--floor", "0"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "doejohn_123/00-setup: score left blank: the LMS marked it late but its file name "
+        "carries no submission time" in printed
+    )
+    assert "--late-policy flag" in printed and "roe_124/00-setup" not in printed
+    with open(out / "export" / "canvas.csv", encoding="utf-8") as f:
+        scores = {r["ID"]: r["00-setup"] for r in csv.DictReader(f)}
+    assert scores == {"123": "", "124": "3"}  # blank: Canvas keeps the cell for the instructor
+    wide = export.export(out, "wide", late_override={"policy": "per_day", "due": "2026-01-01"})
+    with open(wide.path, encoding="utf-8") as f:
+        doe = next(r for r in csv.DictReader(f) if r["student"] == "doejohn_123")
+    assert (doe["00-setup"], doe["00-setup raw"], doe["total"]) == ("", "3", "")
+    assert "penalty unknown" in doe["00-setup late"]
+    # a lesson without a due date under per_day is said, and flag sends the raw scores
+    no_due = export.export(out, "canvas", late_override={"policy": "per_day"})
+    assert any("00-setup has no due date" in p for p in no_due.problems)
+    flag = export.export(out, "canvas", late_override={"policy": "flag", "due": "2026-01-01"})
+    assert flag.problems == []
+    with open(flag.path, encoding="utf-8") as f:
+        assert [r["00-setup"] for r in csv.DictReader(f)] == ["3", "3"]
+
+
+LESSON = "00-setup"
+GRADES_PENDING = (
+    "student,lesson,auto_points,auto_max,manual_points,manual_pending,manual_max,total,"
+    f"max_total,points,flags\ndoejohn_123,{LESSON},2,2,0,4,4,2,6,ex1=2/2;q1_answer=pending/4,\n"
+)
+
+
+def _graded_job(out, student: str, answer: str) -> None:
+    """Write the grading output of one submission (grades.csv, intake, its job's gradebook)."""
+    from autograder.formgrader import open_gradebook
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grades.csv").write_text(GRADES_PENDING, encoding="utf-8")
+    Intake([Submission(student, LESSON, "a", "canvas", "doejohn", "123")]).save(out / "intake.json")
+    job = out / ".work" / "jobs" / LESSON / student
+    for kind in ("submitted", "autograded"):
+        nb = job / kind / student / LESSON / f"{LESSON}.ipynb"
+        nb.parent.mkdir(parents=True, exist_ok=True)
+        nb.write_text(answer, encoding="utf-8")
+    (job / "gradebook.db").unlink(missing_ok=True)
+    with open_gradebook(job / "gradebook.db") as gb:
+        gb.add_assignment(LESSON)
+        gb.add_notebook(LESSON, LESSON)
+        gb.add_grade_cell("ex1", LESSON, LESSON, max_score=2, cell_type="code")
+        gb.add_grade_cell("q1_answer", LESSON, LESSON, max_score=4, cell_type="markdown")
+        gb.add_solution_cell("q1_answer", LESSON, LESSON)
+        gb.add_student(student)
+        gb.add_submission(LESSON, student)
+        ex1 = gb.find_grade("ex1", LESSON, LESSON, student)
+        ex1.auto_score, ex1.needs_manual_grade = 2.0, False  # q1_answer: pending
+        gb.db.commit()
+
+
+def _grade_by_hand(root, student: str, points: float) -> None:
+    from autograder.formgrader import open_gradebook
+
+    with open_gradebook(root / "autograder" / "gradebook.db") as gb:
+        g = gb.find_grade("q1_answer", LESSON, LESSON, student)
+        g.manual_score, g.needs_manual_grade = points, False
+        gb.find_comment("q1_answer", LESSON, LESSON, student).manual_comment = "good answer"
+        gb.db.commit()
+
+
+def _hand_score(root, student: str) -> tuple[float | None, str | None]:
+    from autograder.formgrader import open_gradebook
+
+    with open_gradebook(root / "autograder" / "gradebook.db") as gb:
+        g = gb.find_grade("q1_answer", LESSON, LESSON, student)
+        c = gb.find_comment("q1_answer", LESSON, LESSON, student)
+        return g.manual_score, c.manual_comment
+
+
+@pytest.mark.filterwarnings("ignore:.*not in session")  # nbgrader's own
+def test_remerging_a_resubmission_clears_its_hand_grading_and_says_so(tmp_path, capsys):
+    from autograder import formgrader
+
+    out, root = tmp_path / "graded", tmp_path / "course"
+    _graded_job(out, "doejohn_123", '{"answer": "a careful essay"}')
+    formgrader.merge_results(out, root)
+    _grade_by_hand(root, "doejohn_123", 4.0)
+    again = formgrader.merge_results(out, root)  # the same notebook: hand grading kept
+    assert (again.cleared, again.skipped) == ([], [])
+    assert _hand_score(root, "doejohn_123") == (4.0, "good answer")
+    _graded_job(out, "doejohn_123", '{"answer": ""}')  # resubmitted, graded into the same out
+    argv = ["export", str(out), "--format", "nbgrader", "--dest", str(root)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "doejohn_123/00-setup: hand grading CLEARED (q1_answer 4, q1_answer comment): "
+        "00-setup.ipynb changed" in printed
+    )
+    assert _hand_score(root, "doejohn_123") == (None, None)
+
+
+@pytest.mark.filterwarnings("ignore:.*not in session")  # nbgrader's own
+def test_export_counts_the_scores_given_in_formgrader(tmp_path):
+    from autograder import formgrader
+
+    out, root = tmp_path / "graded", tmp_path / "course"
+    _graded_job(out, "doejohn_123", '{"answer": "a careful essay"}')
+    # without the gradebook: the pending points are said, not silently counted 0
+    alone = export.export(out, "canvas")
+    assert alone.problems == [
+        "doejohn_123/00-setup: 4 of 6 points are written answers not graded yet (counted 0): "
+        "grade them in formgrader, then export with the course gradebook "
+        "([export] gradebook, README)"
+    ]
+    formgrader.merge_results(out, root)
+    _grade_by_hand(root, "doejohn_123", 3.5)
+    for report in (
+        export.export(out, "canvas", gradebook=root),
+        export.export(out, "canvas", config={"export": {"gradebook": str(root)}}),
+    ):
+        assert report.problems == []
+        with open(report.path, encoding="utf-8") as f:
+            assert [r[LESSON] for r in csv.DictReader(f)] == ["5.5"]  # 2 auto + 3.5 by hand
+    wide = export.export(out, "wide", gradebook=root)
+    with open(wide.path, encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row[LESSON], row[f"{LESSON} q1_answer"], row[f"{LESSON} max"]) == ("5.5", "3.5", "6")
+    # a resubmission graded since, not yet merged: its hand grading is not the gradebook's
+    _graded_job(out, "doejohn_123", '{"answer": ""}')
+    stale = export.export(out, "canvas", gradebook=root)
+    assert "the gradebook" in stale.problems[0] and "another submission" in stale.problems[0]
+    with open(stale.path, encoding="utf-8") as f:
+        assert [r[LESSON] for r in csv.DictReader(f)] == ["2"]
+    with pytest.raises(export.ExportError, match="no course gradebook"):
+        export.export(out, "canvas", gradebook=tmp_path / "nowhere")

@@ -409,3 +409,35 @@ def test_generated_lesson_keeps_nbgrader_metadata(tmp_path):
 
 
 # (every lesson's reference and blank: tests/test_grading_skip.py, with skipping on and off)
+
+
+def test_a_rerun_never_replaces_a_feedback_page_edited_after_review(tmp_path):
+    """A stored result leaves the page alone; a regraded one goes beside an edited page."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    work.mkdir()
+
+    def run(student: str, page: str) -> grading.SubmissionResult:
+        src = work / f"{student}.html"
+        src.write_text(page, encoding="utf-8")
+        r = grading.SubmissionResult(student, LESSON, 1.0, 3.0, feedback=src)
+        grading._copy_feedback([r], out)
+        return r
+
+    pages = out / "feedback"
+    run("s1", "graded v1")
+    run("s2", "graded v1")
+    assert (pages / "s1" / f"{LESSON}.html").read_text() == "graded v1"
+    (pages / "s1" / f"{LESSON}.html").write_text("graded v1 + instructor's comment")
+    # the same result again (from the cache): nothing is copied, nothing is said
+    again = run("s1", "graded v1")
+    assert again.flags == [] and again.feedback == pages / "s1" / f"{LESSON}.html"
+    assert (pages / "s1" / f"{LESSON}.html").read_text() == "graded v1 + instructor's comment"
+    # regraded (a resubmission): the edited page stays, the new one goes beside it, said
+    regraded = run("s1", "graded v2")
+    assert (pages / "s1" / f"{LESSON}.html").read_text() == "graded v1 + instructor's comment"
+    assert (pages / "s1" / f"{LESSON}.regraded.html").read_text() == "graded v2"
+    (flag,) = regraded.flags
+    assert flag.startswith(grading.FEEDBACK_KEPT_FLAG) and f"{LESSON}.regraded.html" in flag
+    # a page nobody edited is replaced by the regraded one
+    assert run("s2", "graded v2").flags == []
+    assert (pages / "s2" / f"{LESSON}.html").read_text() == "graded v2"

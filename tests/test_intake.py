@@ -229,3 +229,197 @@ def test_a_notebook_named_otherwise_is_told_by_its_cells(tmp_path):
             "the file name has no lesson id and its cells match no lesson",
         )
     ]
+
+
+def _layout(root, files):
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(body)
+    return root
+
+
+def _intake_only(download, out):
+    """Run ``grading.grade``'s intake with no student selected (nothing is graded)."""
+    limits = grading.GradeLimits(sandbox="none")
+    grading.grade(download, out, students=[], jobs=1, limits=limits, progress=False)
+    return intake.Intake.load(out / "intake.json")
+
+
+def test_names_that_clean_to_one_id_stay_two_students(tmp_path):
+    names = [f"{n}_{LESSON}.ipynb" for n in ("a b", "a_b", "o'brien", "obrien", "li,wei", "liwei")]
+    archive = tmp_path / "collide.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for n in names:
+            z.writestr(n, n.encode())  # each notebook its own bytes
+    taken = intake.collect(archive, tmp_path / "out", LESSONS)
+    assert taken.skipped == []  # no one's work is an "older copy" of another's
+    by_source = {s.source: s.student for s in taken.submissions}
+    assert len(set(by_source.values())) == 6
+    assert by_source[f"a_b_{LESSON}.ipynb"] == "a_b"  # the name that is already the id keeps it
+    assert by_source[f"a b_{LESSON}.ipynb"] == intake.distinct_id("a b") != "a_b"
+    for source, student in by_source.items():
+        assert (tmp_path / "out" / student / LESSON / f"{LESSON}.ipynb").read_bytes() == (
+            source.encode()
+        )
+    notes = dict(taken.notes)
+    assert set(notes) == {
+        f"a b_{LESSON}.ipynb",
+        f"o'brien_{LESSON}.ipynb",
+        f"li,wei_{LESSON}.ipynb",
+    }
+    assert "belongs to 'a_b'" in notes[f"a b_{LESSON}.ipynb"]
+    # a later batch: the id stays with the name that had it, whichever name comes now
+    later = tmp_path / "later.zip"
+    with zipfile.ZipFile(later, "w") as z:
+        z.writestr(f"a_b_{LESSON}.ipynb", b"x")
+    alone = intake.collect(later, tmp_path / "out2", LESSONS, earlier=taken)
+    assert [s.student for s in alone.submissions] == ["a_b"]
+    solo = intake.collect(
+        later,
+        tmp_path / "out3",
+        LESSONS,
+        earlier=intake.collect(
+            _zip(tmp_path / "first.zip", [f"a b_{LESSON}.ipynb"]), tmp_path / "out4", LESSONS
+        ),
+    )
+    assert [s.student for s in solo.submissions] == [intake.distinct_id("a_b")]
+
+
+def test_a_folder_mixing_the_grading_layout_with_other_names_goes_through_intake(tmp_path):
+    subs = _layout(
+        tmp_path / "subs",
+        {
+            f"s1/{LESSON}/{LESSON}.ipynb": b"{}",
+            f"s2/{LESSON}/{LESSON} (1).ipynb": b"{}",
+            f"s4/{LESSON}.ipynb": b"{}",
+            f"doejohn_123_456_{LESSON}.ipynb": b"{}",
+            "s3/99-nope/99-nope.ipynb": b"{}",
+            f"s5/{LESSON}/.ipynb_checkpoints/{LESSON}-checkpoint.ipynb": b"{}",
+        },
+    )
+    assert not grading.in_grading_layout(subs)
+    taken = _intake_only(subs, tmp_path / "out")
+    assert {s.student for s in taken.submissions} == {"s1", "s2", "s4", "doejohn_123"}
+    (nope,) = taken.skipped
+    assert nope[0] == "s3/99-nope/99-nope.ipynb" and "'99-nope' does not exist" in nope[1]
+    unpacked = tmp_path / "out" / ".work" / "intake"
+    assert (unpacked / "s2" / LESSON / f"{LESSON}.ipynb").is_file()
+    # a folder purely in the grading layout (litter aside) is graded as it is
+    pure = _layout(
+        tmp_path / "pure",
+        {
+            f"s1/{LESSON}/{LESSON}.ipynb": b"{}",
+            f"s1/{LESSON}/timestamp.txt": b"2026-01-15 22:00:00 UTC",
+            f"s1/{LESSON}/.ipynb_checkpoints/{LESSON}-checkpoint.ipynb": b"{}",
+        },
+    )
+    assert grading.in_grading_layout(pure)
+
+
+def test_a_second_batch_is_merged_into_intake_json(tmp_path):
+    out = tmp_path / "out"
+    first = tmp_path / "bb1.zip"
+    with zipfile.ZipFile(first, "w") as z:
+        z.writestr(f"doejohn_LATE_123_456_{LESSON}.ipynb", b"{}")
+        z.writestr(f"roeann_124_457_{LESSON}.ipynb", b"{}")
+    _intake_only(first, out)
+    second = tmp_path / "bb2.zip"
+    with zipfile.ZipFile(second, "w") as z:
+        z.writestr(f"roeann_LATE_124_458_{LESSON}.ipynb", b"{}")  # resubmitted, late
+        z.writestr(f"kimlee_125_459_{LESSON}.ipynb", b"{}")
+        z.writestr("notes.pdf.ipynb", b"{}")
+    taken = _intake_only(second, out)
+    got = {s.student: (s.late, s.lms_id, s.attachment) for s in taken.submissions}
+    assert got == {
+        "doejohn_123": (True, "123", "456"),  # the first batch's record is kept
+        "roeann_124": (True, "124", "458"),  # replaced by the resubmission only
+        "kimlee_125": (False, "125", "459"),
+    }
+    assert taken.earlier == [("doejohn_123", LESSON)]
+    assert [n for n, _ in taken.skipped] == ["notes.pdf.ipynb"]  # this batch's report
+    assert taken.summary().startswith("intake: 2 submissions (1 marked late), 1 skipped")
+    assert "1 from earlier batches kept" in taken.summary()
+    # an intake.json that cannot be read stops the batch and stays as it is
+    (out / "intake.json").write_text("{not json")
+    with pytest.raises(intake.IntakeError, match="from an earlier batch.*unreadable"):
+        _intake_only(second, out)
+    assert (out / "intake.json").read_text() == "{not json"
+
+
+@pytest.mark.parametrize(
+    ("members", "said"),
+    [
+        ({}, "it is empty"),
+        ({"__MACOSX/._x.ipynb": b"x"}, "it is empty"),
+        ({"readme.txt": b"x"}, "no notebook among its 1 files"),
+        ("nested", f"it holds s1_{LESSON}.ipynb, s2_{LESSON}.ipynb"),
+    ],
+)
+def test_a_download_with_nothing_to_take_is_an_error(tmp_path, members, said):
+    archive = tmp_path / "dl.zip"
+    if members == "nested":
+        inner = _zip(tmp_path / "inner.zip", [f"s1_{LESSON}.ipynb", f"s2_{LESSON}.ipynb"])
+        members = {"submissions.zip": inner.read_bytes()}
+    with zipfile.ZipFile(archive, "w") as z:
+        for n, body in members.items():
+            z.writestr(n, body)
+    dest = tmp_path / "out"
+    with pytest.raises(intake.IntakeError, match="no submission could be taken") as e:
+        intake.collect(archive, dest, LESSONS)
+    assert said in str(e.value) and "\n" not in str(e.value)
+    assert not dest.exists()
+
+
+def test_hidden_and_escaping_paths_are_reported_litter_is_not(tmp_path):
+    archive = _zip(
+        tmp_path / "trav.zip",
+        [
+            f"s1_{LESSON}.ipynb",
+            f".anna/{LESSON}.ipynb",
+            f"../evil/{LESSON}.ipynb",
+            f"/abs/s9/{LESSON}.ipynb",
+            f"s2/.ipynb_checkpoints/{LESSON}-checkpoint.ipynb",
+            f"._s1_{LESSON}.ipynb",
+            ".DS_Store",
+        ],
+    )
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr("inner.zip", b"PK\x03\x04 broken")
+    taken = intake.collect(archive, tmp_path / "out", LESSONS)
+    assert [s.student for s in taken.submissions] == ["s1"]
+    skipped = dict(taken.skipped)
+    assert set(skipped) == {
+        f".anna/{LESSON}.ipynb",
+        f"../evil/{LESSON}.ipynb",
+        f"/abs/s9/{LESSON}.ipynb",
+        "inner.zip",
+    }
+    assert "hidden" in skipped[f".anna/{LESSON}.ipynb"]
+    assert "leaves the download" in skipped[f"../evil/{LESSON}.ipynb"]
+    assert "absolute path" in skipped[f"/abs/s9/{LESSON}.ipynb"]
+    assert "zip inside the download, unreadable" in skipped["inner.zip"]
+    assert not (tmp_path / "out" / "evil").exists()
+
+
+def test_duplicates_compare_upload_numbers_as_numbers_and_say_when_undecidable(tmp_path):
+    src = _layout(
+        tmp_path / "dl",
+        {
+            f"doejohn_123_99_{LESSON}.ipynb": b"first",
+            f"doejohn_123_100_{LESSON}.ipynb": b"second",
+            f"s2/{LESSON}.ipynb": b"folder",
+            f"s2_{LESSON}.ipynb": b"flat",
+        },
+    )
+    taken = intake.collect(src, tmp_path / "out", LESSONS)
+    kept = {s.student: s.source for s in taken.submissions}
+    assert kept["doejohn_123"] == f"doejohn_123_100_{LESSON}.ipynb"  # 100 is after 99
+    skipped = dict(taken.skipped)
+    assert (
+        "older copy of doejohn_123's 00-setup by LMS upload number"
+        in (skipped[f"doejohn_123_99_{LESSON}.ipynb"])
+    )
+    (undecided,) = [(n, w) for n, w in taken.skipped if n.startswith("s2")]
+    assert undecided[1].startswith("AMBIGUOUS") and "older" not in undecided[1]
+    assert {undecided[0], kept["s2"]} == {f"s2/{LESSON}.ipynb", f"s2_{LESSON}.ipynb"}
+    assert f"(graded: {kept['s2']})" in undecided[1]

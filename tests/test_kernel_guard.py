@@ -25,31 +25,34 @@ def _run_in_kernel(code: str, ns: dict) -> str:
     return out.getvalue()
 
 
+@contextlib.contextmanager
+def _guarded(mods: list[str], module: object = None, name: str = ""):
+    """Take the guard's snapshot of ``mods``; on leaving, put ``module.name`` back and drop it."""
+    kg._xltg_snapshot(mods, NONCE)
+    original = getattr(module, name) if module is not None else None
+    try:
+        yield original
+    finally:
+        if module is not None:
+            setattr(module, name, original)
+        sys.modules.pop("_xltg_" + NONCE, None)
+
+
 def test_check_restores_what_the_notebook_replaced():
     ns: dict = {"__name__": "__main__"}
-    kg._xltg_snapshot(["json"], NONCE)
-    original = json.dumps
-    try:
+    with _guarded(["json"], json, "dumps") as original:
         _notebook_function("import json\njson.dumps = lambda *a, **k: 'fake'\n", ns)
         assert json.dumps is not original
         res = kg._xltg_check([], [], NONCE, ns)
         assert res == {"changed": ["json.dumps"], "refs": [], "dynamic": []}
         assert json.dumps is original
         assert kg._xltg_check([], [], NONCE, ns)["changed"] == []  # nothing left to undo
-    finally:
-        json.dumps = original
-        sys.modules.pop("_xltg_" + NONCE, None)
 
 
 def test_check_leaves_libraries_own_replacements_alone():
-    kg._xltg_snapshot(["json"], NONCE)
-    original = json.dumps
-    try:
+    with _guarded(["json"], json, "dumps"):
         json.dumps = json.JSONEncoder  # an object from a real file: the library's own doing
         assert kg._xltg_check([], [], NONCE, {})["changed"] == []
-    finally:
-        json.dumps = original
-        sys.modules.pop("_xltg_" + NONCE, None)
 
 
 def test_check_answers_tampered_when_the_snapshot_is_gone():
@@ -112,9 +115,7 @@ def test_an_attribute_named_like_a_course_module_is_not_a_use():
 def test_check_restores_replacements_disguised_as_library_code():
     """A partial, or code compiled under a library's own file name, is still the notebook's."""
     ns: dict = {"__name__": "__main__"}
-    kg._xltg_snapshot(["json"], NONCE)
-    original = json.dumps
-    try:
+    with _guarded(["json"], json, "dumps") as original:
         _notebook_function(
             "import functools, json\njson.dumps = functools.partial(lambda *a, **k: 'x')\n", ns
         )
@@ -125,24 +126,16 @@ def test_check_restores_replacements_disguised_as_library_code():
         json.dumps = fresh["dumps"]
         assert kg._xltg_check([], [], NONCE, ns)["changed"] == ["json.dumps"]
         assert json.dumps is original
-    finally:
-        json.dumps = original
-        sys.modules.pop("_xltg_" + NONCE, None)
 
 
 def test_check_restores_any_change_to_the_course_modules():
     """The course never rebinds its own attributes, so even a library object put there is."""
     from xlt_course import procrustes
 
-    kg._xltg_snapshot(["xlt_course.procrustes"], NONCE)
-    original = procrustes.procrustes
-    try:
+    with _guarded(["xlt_course.procrustes"], procrustes, "procrustes") as original:
         procrustes.procrustes = json.JSONEncoder
         assert kg._xltg_check([], [], NONCE, {})["changed"] == ["xlt_course.procrustes.procrustes"]
         assert procrustes.procrustes is original
-    finally:
-        procrustes.procrustes = original
-        sys.modules.pop("_xltg_" + NONCE, None)
 
 
 def test_check_finds_the_course_behind_wrappers_containers_closures_and_defaults():
