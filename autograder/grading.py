@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from autograder import notebooks, paths, pysource, sandbox
@@ -1191,19 +1191,15 @@ def in_grading_layout(submissions: Path) -> bool:
 
     if not submissions.is_dir():
         return False
-    known = set(lesson_names())
-    layout = False
+    listed = find_submissions(submissions)
+    expected = {nb for _, _, nb in listed}
     for nb in submissions.rglob("*.ipynb"):
         rel = nb.relative_to(submissions).as_posix()
         if intake.is_litter(rel):
             continue
-        parts = PurePosixPath(rel).parts
-        if not (len(parts) == 3 and parts[1] in known and parts[2] == f"{parts[1]}.ipynb"):
+        if nb not in expected or intake.unsafe_reason(rel):  # a hidden folder: intake says so
             return False
-        if intake.unsafe_reason(rel):  # a hidden folder: intake reports it
-            return False
-        layout = True
-    return layout or bool(find_submissions(submissions))
+    return bool(listed)
 
 
 GRADES_COLUMNS = (

@@ -170,7 +170,9 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
         elif isinstance(o, dict):
             out += list(o.values())[:500]
         elif "__main__" in (attr(o, "__module__"), attr(type(o), "__module__")):
-            for ns in (attr(o, "__dict__"), attr(type(o), "__dict__")):
+            # a class's own namespace; an instance's and its class's (not ``type``'s)
+            owners = (o,) if isinstance(o, type) else (o, type(o))
+            for ns in (attr(x, "__dict__") for x in owners):
                 if isinstance(ns, dict) or type(ns).__name__ == "mappingproxy":
                     out += [v for k, v in list(ns.items())[:500] if not str(k).startswith("__")]
         return out
