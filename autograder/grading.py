@@ -279,8 +279,8 @@ class _Worker:
             proc.wait()
 
 
-HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
-HIDDEN_END = "### END HIDDEN TESTS"
+HIDDEN_BEGIN = notebooks.HIDDEN_BEGIN
+HIDDEN_END = notebooks.HIDDEN_END
 
 
 def strip_hidden_tests(nb: Any) -> int:
@@ -437,6 +437,11 @@ class LessonLayout:
             (a data type such as ``TopicSplit``), which the student may use too.
         graded_sources: grade id -> the source notebook's text of that cell (what nbgrader
             runs for a locked cell: the hidden tests restored).
+        hidden_imports: tests grade id -> the import statements of the lesson's own code
+            cells up to that tests cell, which its hidden tests run first in their own scope.
+        module_aliases: names the lesson's cells bind to modules by importing (``np``).
+        test_names: names only hidden tests bind, other than by importing (``expected``,
+            ``_reference``): no student sees them, and the hidden tests keep them local.
     """
 
     cells: list[Any]
@@ -449,6 +454,9 @@ class LessonLayout:
     locked_sources: dict[str, set[str]] = field(default_factory=dict)
     allowed: dict[str, set[str]] = field(default_factory=dict)
     graded_sources: dict[str, list[str]] = field(default_factory=dict)
+    hidden_imports: dict[str, list[str]] = field(default_factory=dict)
+    module_aliases: set[str] = field(default_factory=set)
+    test_names: set[str] = field(default_factory=set)
 
 
 def _nbgrader_meta(cell: Any) -> dict:
@@ -554,6 +562,28 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         meta = _nbgrader_meta(c)
         if c.cell_type == "code" and meta.get("grade_id"):
             graded_sources.setdefault(meta["grade_id"], []).append(c.source)
+    module_aliases: set[str] = set()
+    bound_by_tests: set[str] = set()
+    bound_elsewhere: set[str] = set()
+    for c in source.cells:
+        if c.cell_type != "code":
+            continue
+        module_aliases |= _import_bindings(c.source, modules_only=True)
+        head, _, rest = c.source.partition(HIDDEN_BEGIN)
+        hidden, _, tail = rest.partition(HIDDEN_END)
+        with contextlib.suppress(SyntaxError, pysource.Unparseable):
+            bound_elsewhere.update(_bound_anywhere(pysource.parse(head + "\n" + tail)))
+            bound_elsewhere.update(_import_bindings(hidden))
+            bound_by_tests.update(_bound_anywhere(pysource.parse(hidden)))
+    hidden_imports: dict[str, list[str]] = {}
+    imports: list[str] = []
+    for c in source.cells:
+        meta = _nbgrader_meta(c)
+        if c.cell_type != "code" or meta.get("solution"):
+            continue
+        imports += [i for i in _top_level_imports(c.source) if i not in imports]
+        if meta.get("grade") and meta.get("grade_id"):
+            hidden_imports[meta["grade_id"]] = list(imports)
     return LessonLayout(
         list(release.cells),
         order,
@@ -565,7 +595,146 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         locked,
         allowed,
         graded_sources,
+        hidden_imports,
+        module_aliases,
+        bound_by_tests - bound_elsewhere,
     )
+
+
+def _top_level_imports(source: str) -> list[str]:
+    """Return the top-level import statements of ``source``, one line each (no ``*``)."""
+    import ast
+
+    try:
+        tree = pysource.parse(source)
+    except SyntaxError:
+        return []
+    return [
+        ast.unparse(n)
+        for n in tree.body
+        if isinstance(n, ast.Import)
+        or isinstance(n, ast.ImportFrom)
+        and n.module != "__future__"
+        and not any(a.name == "*" for a in n.names)
+    ]
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
+
+
+def _import_bindings(source: str, *, modules_only: bool = False) -> set[str]:
+    """Return the names ``source``'s import statements bind (with ``modules_only``: to modules).
+
+    ``from a import b`` binds a module only when ``a.b`` is one (it is imported to find out;
+    the lesson's own imports, never a submission's).
+    """
+    import ast
+
+    names: set[str] = set()
+    with contextlib.suppress(SyntaxError):
+        for n in ast.walk(pysource.parse(source)):
+            if isinstance(n, ast.Import):
+                names.update(a.asname or a.name.split(".")[0] for a in n.names)
+            elif isinstance(n, ast.ImportFrom) and not n.level:
+                for a in n.names:
+                    if a.name == "*":
+                        continue
+                    if modules_only and not _is_module(f"{n.module}.{a.name}"):
+                        continue
+                    names.add(a.asname or a.name)
+    return names
+
+
+#: Modules that reach into the interpreter running the tests (frames, the garbage collector,
+#: compiled code, IPython itself): no exercise needs them.
+INTERPRETER_MODULES = frozenset(
+    {"gc", "ctypes", "inspect", "linecache", "marshal", "dis", "builtins", "importlib",
+     "IPython", "ipykernel", "code", "codeop", "sys.monitoring"}
+)  # fmt: skip
+#: Attributes of frames, code and the IPython shell that lead to the tests' code or state.
+INTERPRETER_ATTRIBUTES = frozenset(
+    {"_getframe", "currentframe", "f_back", "f_locals", "f_globals", "f_code", "f_builtins",
+     "tb_frame", "gi_frame", "cr_frame", "ag_frame", "settrace", "setprofile", "__globals__",
+     "__code__", "__closure__", "co_consts", "co_code", "__builtins__", "__subclasses__",
+     "input_transformers_cleanup", "input_transformers_post", "ast_transformers",
+     "set_custom_exc", "display_formatter", "user_ns", "user_global_ns", "excepthook",
+     "displayhook", "events"}
+)  # fmt: skip
+#: Names that look up other names, or the IPython shell and its history, at run time.
+INTERPRETER_NAMES = frozenset(
+    {"get_ipython", "__builtins__", "globals", "vars", "locals", "eval", "exec", "compile",
+     "__import__", "breakpoint", "_ih", "_oh", "_i", "_ii", "_iii", "In", "Out", "_dh"}
+)  # fmt: skip
+
+
+def interpreter_access(
+    source: str, module_aliases: set[str], test_names: set[str], bound: set[str] = frozenset()
+) -> list[str]:
+    """Return what a student's cell does that reaches past its own code to the grader's.
+
+    Read on the worker's side, before the kernel starts, so nothing the notebook runs can
+    hide it: imports of :data:`INTERPRETER_MODULES`, the frame and shell attributes of
+    :data:`INTERPRETER_ATTRIBUTES`, the run-time lookups of :data:`INTERPRETER_NAMES` and
+    ``sys.modules``; assignments to (or ``setattr``/``delattr`` on) an attribute of a module
+    (``np.allclose = ...``); rebinding a module name the lesson imported (``np = ...``); and
+    reads of names that only the lesson's hidden tests bind (``expected``), unless the
+    notebook binds them somewhere itself (``bound``). None is needed by an exercise; each is
+    flagged for the instructor's review, not scored.
+
+    Used in: every submission of every lesson (grading).
+    """
+    import ast
+
+    try:
+        tree = pysource.parse(source)
+    except (SyntaxError, pysource.Unparseable):
+        return []
+    own_imports = _import_bindings(source)
+    aliases = module_aliases | _import_bindings(source, modules_only=True)
+    found: set[str] = set()
+
+    def root(node: Any) -> str | None:
+        while isinstance(node, ast.Attribute | ast.Subscript):
+            node = node.value
+        return node.id if isinstance(node, ast.Name) else None
+
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import | ast.ImportFrom):
+            mods = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module or ""]
+            for m in mods:
+                hit = next(
+                    (x for x in INTERPRETER_MODULES if m == x or m.startswith(x + ".")), None
+                )
+                if hit:
+                    found.add(f"imports {hit}")
+        elif isinstance(n, ast.Attribute):
+            if n.attr in INTERPRETER_ATTRIBUTES:
+                found.add(f"uses .{n.attr}")
+            if n.attr == "modules" and root(n) == "sys":
+                found.add("uses sys.modules")
+            if isinstance(n.ctx, ast.Store | ast.Del) and root(n) in aliases:
+                found.add(f"replaces {ast.unparse(n)}")
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            if n.func.id in ("setattr", "delattr") and n.args and root(n.args[0]) in aliases:
+                found.add(f"replaces an attribute of {root(n.args[0])} ({n.func.id})")
+        elif (
+            isinstance(n, ast.Name)
+            and isinstance(n.ctx, ast.Store)
+            and n.id in module_aliases
+            and n.id not in own_imports
+        ):
+            found.add(f"rebinds {n.id}, a module the lesson imports")
+    for name in sorted(_unbound_names(source) & (INTERPRETER_NAMES | test_names) - bound):
+        found.add(
+            f"reads {name}, which only the tests define" if name in test_names else f"uses {name}"
+        )
+    return sorted(found)
 
 
 def _names_used(source: str, names: set[str]) -> set[str]:
@@ -811,6 +980,30 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
             why = "; ".join(sorted(set(reasons)))
             p.zero[tests_id] = f"the solution uses xlt_course's own implementation ({why})"
             p.flags.append(f"{tests_id}: scored 0, solution uses xlt_course ({why})")
+    # the lesson's own cells (its plain code cells have no nbgrader role to tell them by)
+    lesson_code = {c.source.strip() for c in layout.cells if c.cell_type == "code"}
+    own = set()
+    for c in nb.cells:
+        with contextlib.suppress(SyntaxError, pysource.Unparseable):
+            if c.cell_type == "code":
+                own |= _bound_anywhere(pysource.parse(c.source))
+    for i, c in enumerate(nb.cells):
+        meta = _nbgrader_meta(c)
+        if (
+            c.cell_type != "code"
+            or meta.get("locked")
+            or meta.get("grade")
+            and not meta.get("solution")
+            or not meta.get("solution")
+            and c.source.strip() in lesson_code
+        ):
+            continue  # the lesson's own cells
+        what = interpreter_access(c.source, layout.module_aliases, layout.test_names, own)
+        if what:
+            where = meta.get("grade_id") or notebooks.cell_label(nb, i)
+            p.flags.append(
+                f"{where}: reaches into the grader ({'; '.join(what[:6])}): review by hand"
+            )
     for i, c in enumerate(nb.cells):
         c["id"] = f"cell-{i:03d}"
     p.nb = nb
@@ -1092,6 +1285,7 @@ def _grade_fresh(
         "exercise_functions": layout.exercise_functions,
         "solutions_of": layout.solutions_of,
         "allowed_course_names": {k: sorted(v) for k, v in layout.allowed.items()},
+        "hidden_imports": layout.hidden_imports,
         "zero": prepared.zero,
         "skip_cells": skip,
         "kernel_prefix": box.prefix if use_bwrap else [],

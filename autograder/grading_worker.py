@@ -15,7 +15,10 @@ worker is trusted code; the kernel it starts runs the student's notebook and is 
 - around every graded tests cell a guard (:mod:`autograder.kernel_guard`) restores the
   functions the tests rely on (``numpy``, ``xlt_course.checks``, builtins, ...) when the
   student's code replaced them, and checks that the exercise's functions do not call the
-  course's own implementation.
+  course's own implementation;
+- a tests cell's hidden part runs apart from its visible part: one function call sent as
+  bytecode in a user expression (:func:`autograder.kernel_guard.hidden_tests_expression`),
+  its names local, its printed output discarded, only its exception kept.
 
 Everything the worker notices is printed as one JSON line (``flags``) for the parent.
 """
@@ -362,31 +365,29 @@ class GuardedExecute(Execute):
             return None
         return super().output(outs, msg, display_id, cell_index)
 
-    # --- hidden executions ----------------------------------------------------------------
-    def _hidden(self, code: str, index: int) -> str:
-        """Execute ``code`` in the kernel outside the notebook; return its stdout."""
+    # --- the guard and the hidden tests: user expressions, out of the notebook's hooks ------
+    def _eval(self, expression: str) -> dict | None:
+        """Evaluate ``expression`` in the kernel (:func:`notebooks.eval_expression`)."""
         from jupyter_core.utils import run_sync
 
-        try:
-            return run_sync(notebooks.run_hidden)(self, code, index, self.async_execute_cell)
-        finally:
-            self._used.pop(index, None)
+        return run_sync(notebooks.eval_expression)(self, expression)
 
     def _snapshot(self, index: int) -> None:
-        code = kernel_guard.snapshot_code(self.plan["nonce"], self.plan["watch_modules"])
-        self._hidden(code, index)
+        code = kernel_guard.snapshot_expression(self.plan["nonce"], self.plan["watch_modules"])
+        status, digest = kernel_guard.read_value(self._eval(code))
+        self._digest = digest if status == "ok" else None
 
     def _guard(self, grade_id: str, index: int, when: str) -> None:
         fns = self.plan["exercise_functions"].get(grade_id, [])
         allowed = self.plan.get("allowed_course_names", {}).get(grade_id, [])
-        code = kernel_guard.check_code(self.plan["nonce"], fns, allowed)
-        res = kernel_guard.read_answer(self._hidden(code, index), self.plan["nonce"])
+        code = kernel_guard.check_expression(self.plan["nonce"], fns, allowed)
+        res = kernel_guard.read_check(self._eval(code))
         if res is None:
             self.events.append(f"{grade_id}: the grader's guard did not answer (tampered with?)")
             self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
             return
-        if res.get("tampered"):
-            self.events.append(f"{grade_id}: the grader's guard was removed")
+        if res.get("tampered") or res.get("digest") != self._digest:
+            self.events.append(f"{grade_id}: the grader's guard was removed or edited")
             self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
             return
         if res["changed"]:
@@ -409,6 +410,37 @@ class GuardedExecute(Execute):
             self.zero.setdefault(
                 grade_id, f"the exercise calls xlt_course's own implementation ({what})"
             )
+
+    def _hidden_tests(self, grade_id: str, source: str) -> dict | None:
+        """Run a tests cell's hidden part; return the error output it earned (None: passed).
+
+        Its printed output is discarded (a function under test that prints the caller's code
+        would otherwise put the hidden tests in the feedback); an exception's type, message and
+        traceback are kept (no line of the hidden tests is in it: the kernel has no source).
+        """
+        imports = self.plan.get("hidden_imports", {}).get(grade_id, [])
+        try:
+            expression = kernel_guard.hidden_tests_expression(source, imports)
+        except SyntaxError as e:  # the lesson's own bug, not the student's
+            return notebooks.nbformat.v4.new_output(
+                "error", ename="GraderError", evalue=f"hidden tests do not parse: {e}", traceback=[]
+            )
+        reply = self._eval(expression)
+        if reply is None:
+            timeout = self.plan.get("cell_timeout")
+            return notebooks.nbformat.v4.new_output(
+                "error",
+                ename="CellTimeoutError",
+                evalue=f"the hidden tests ran more than {timeout} s",
+                traceback=[f"CellTimeoutError: the hidden tests ran more than {timeout} s"],
+            )
+        status, value = kernel_guard.read_value(reply)
+        if status == "ok":
+            return None
+        ename, evalue, tb = value
+        return notebooks.nbformat.v4.new_output(
+            "error", ename=ename, evalue=evalue, traceback=list(tb) or [f"{ename}: {evalue}"]
+        )
 
     # --- crash recovery -------------------------------------------------------------------
     def _restart(self, index: int) -> None:
@@ -466,8 +498,24 @@ class GuardedExecute(Execute):
         tests = meta.get("grade") and not meta.get("solution") and meta.get("grade_id")
         if tests:
             self._guard(tests, index, "before")
+        full, hidden = cell.source, None
+        if tests and notebooks.HIDDEN_BEGIN in full:
+            # the visible part runs as the cell; the hidden part apart, in a scope of its own
+            head, _, rest = full.partition(notebooks.HIDDEN_BEGIN)
+            hidden, _, tail = rest.partition(notebooks.HIDDEN_END)
+            cell.source = head + tail
         try:
-            cell, resources = super().preprocess_cell(cell, resources, index)
+            try:
+                cell, resources = super().preprocess_cell(cell, resources, index)
+            finally:
+                cell.source = full
+                self.nb.cells[index].source = full
+            if hidden is not None and not any(
+                o.get("output_type") == "error" for o in cell.get("outputs", [])
+            ):
+                err = self._hidden_tests(tests, hidden)
+                if err is not None:
+                    cell.outputs.append(err)
             self._ran.append(index)
         except DeadKernelError:
             label = notebooks.cell_label(self.nb, index)

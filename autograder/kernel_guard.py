@@ -1,28 +1,41 @@
 """The grader's guard inside the grading kernel: undo monkeypatching, spot calls to the course.
 
 The two ``_xltg_*`` functions run in the student's kernel, not here: the grading worker
-sends their source (:func:`inspect.getsource`) as hidden executions around every graded
-tests cell (not notebook cells, not in the kernel's history), calls them and deletes them
-again. Their names are unlikely to collide with a student's; the ``nonce`` is random per
-grading run, so a notebook cannot forge the guard's answer or find its snapshot by name.
-They import what they use inside their bodies, since they are defined in the kernel's
-namespace, where this module's imports do not exist.
+sends them compiled (marshalled bytecode) as *user expressions* of an empty execute request
+around every graded tests cell. IPython evaluates those directly: no input transformer, AST
+transformer or pre/post-run hook a notebook installed sees them, nothing enters the history
+or the line cache, and their answer comes back in the execute reply, not through printed
+output a notebook could imitate. They bind no name in the notebook and import what they use
+inside their bodies. The snapshot lives in ``sys.modules["_xltg_<nonce>"]`` (the nonce is
+random per grading run); its digest stays with the worker, so a notebook that finds and
+edits the snapshot is caught by the next check. The hidden tests travel the same way
+(:func:`hidden_tests_expression`).
 
-:func:`snapshot_code` and :func:`check_code` (worker side) build those executions;
-:func:`read_answer` parses the check's printed answer.
+:func:`snapshot_expression` and :func:`check_expression` (worker side) build those
+expressions; :func:`read_check` parses the check's answer.
+
+What a notebook's code could still do, in the same process as the tests, is stated in the
+README (grading, "what the guard cannot see"): the grader flags such code for review.
 """
 
 from __future__ import annotations
 
+import ast
+import base64
 import inspect
 import json
+import marshal
 
 MARKER = "XLTG"
 """Prefix (followed by the nonce) of the line the check prints."""
 
 
-def _xltg_snapshot(mods: list[str], nonce: str) -> None:
-    """Save the modules ``mods`` and their attributes in ``sys.modules["_xltg_<nonce>"]``."""
+def _xltg_snapshot(mods: list[str], nonce: str) -> str:
+    """Save the modules ``mods`` and their attributes in ``sys.modules["_xltg_<nonce>"]``.
+
+    Returns:
+        A digest of the saved objects' identities, which :func:`_xltg_check` recomputes.
+    """
     import importlib
     import sys
     import types
@@ -42,6 +55,10 @@ def _xltg_snapshot(mods: list[str], nonce: str) -> None:
     holder.ops = (dis.opmap["LOAD_GLOBAL"], dis.opmap["LOAD_NAME"], dis.opmap["EXTENDED_ARG"])
     holder.shifted = sys.version_info >= (3, 11)  # LOAD_GLOBAL's arg is (index << 1) | flag
     sys.modules["_xltg_" + nonce] = holder
+    # The worker keeps this digest: a snapshot edited by the notebook no longer matches it.
+    return str(
+        hash(tuple((m, id(mod), *map(id, saved.values())) for m, (mod, saved) in snap.items()))
+    )
 
 
 def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict) -> dict:
@@ -71,6 +88,10 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     holder = sys.modules.get("_xltg_" + nonce)
     if holder is None:
         return {"tampered": True}
+    snap = holder.snap
+    digest = str(
+        hash(tuple((m, id(mod), *map(id, saved.values())) for m, (mod, saved) in snap.items()))
+    )
 
     def attr(o: object, name: str) -> object:
         try:  # an object's __getattr__ is the notebook's code: it may raise anything
@@ -102,6 +123,15 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
             return not getattr(o, "__file__", None)
         if isinstance(o, functools.partial):
             return True  # a library does not rebind its attributes to partials later on
+        # Nor to a method bound to some object ("ok".format takes any arguments) or a slot
+        # of another type (object.__ne__): no file to tell whose they are, so they count.
+        owner = attr(o, "__self__")
+        if type(o).__name__ in ("method-wrapper", "wrapper_descriptor", "method_descriptor",
+                                "classmethod_descriptor"):  # fmt: skip
+            return True
+        bound = type(o).__name__ == "builtin_function_or_method" and owner is not None
+        if bound and type(owner) is not type(sys):
+            return True
         inner = [x for x in (attr(o, "__func__"), attr(o, "__wrapped__")) if x is not None]
         verdict = written_here(o)
         if verdict is None:
@@ -113,7 +143,7 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
         return m == "xlt_course" or m.startswith("xlt_course.")
 
     changed = []
-    for m, (mod, saved) in holder.snap.items():
+    for m, (mod, saved) in snap.items():
         cur = sys.modules.get(m)
         if cur is not mod and (cur is None or from_notebook(cur)):
             changed.append(m)
@@ -229,34 +259,106 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
         "changed": sorted(set(changed)),
         "refs": sorted(set(refs)),
         "dynamic": sorted(set(dynamic)),
+        "digest": digest,
     }
 
 
-# Read once, when the worker imports this module: a checkout updated while a batch is
-# graded must not send the kernel source that no longer matches these functions.
-_SOURCE = {f.__name__: inspect.getsource(f) for f in (_xltg_snapshot, _xltg_check)}
+# Compiled once, when the worker imports this module: a checkout updated while a batch is
+# graded must not send the kernel code that no longer matches these functions.
+def _function_blob(source: str, name: str, filename: str) -> str:
+    """Return function ``name`` of ``source`` compiled, marshalled and base64-encoded."""
+    code = compile(source, filename, "exec")
+    fcode = next(c for c in code.co_consts if getattr(c, "co_name", None) == name)
+    return base64.b64encode(marshal.dumps(fcode)).decode("ascii")
 
 
-def snapshot_code(nonce: str, mods: list[str]) -> str:
-    """Return the hidden execution that takes the guard's snapshot of ``mods``."""
-    return (
-        _SOURCE["_xltg_snapshot"]
-        + f"_xltg_snapshot({list(mods)!r}, {nonce!r})\ndel _xltg_snapshot\n"
+_BLOB = {
+    f.__name__: _function_blob(inspect.getsource(f), f.__name__, "<grader>")
+    for f in (_xltg_snapshot, _xltg_check)
+}
+
+# Builds a function in the notebook's globals from its marshalled code: it binds no name
+# there, and no source text of it reaches the kernel (nor IPython's line cache).
+_LOADER = (
+    '__import__("types").FunctionType(__import__("marshal").loads('
+    '__import__("base64").b64decode({blob!r})), globals())'
+)
+
+
+def snapshot_expression(nonce: str, mods: list[str]) -> str:
+    """Return the expression that takes the guard's snapshot of ``mods`` (value: its digest)."""
+    return _LOADER.format(blob=_BLOB["_xltg_snapshot"]) + f"({list(mods)!r}, {nonce!r})"
+
+
+def check_expression(nonce: str, fns: list[str], allowed: list[str]) -> str:
+    """Return the expression that runs the check (value: its answer as JSON text)."""
+    call = f"({list(fns)!r}, {list(allowed)!r}, {nonce!r}, globals())"
+    return f'__import__("json").dumps({_LOADER.format(blob=_BLOB["_xltg_check"])}{call})'
+
+
+HIDDEN_FILENAME = "<hidden tests>"
+"""File name of the hidden tests' code in the kernel: no source is registered under it."""
+
+
+def hidden_tests_expression(source: str, imports: list[str]) -> str:
+    """Return the expression that runs hidden tests as one function call (value: None).
+
+    The tests run in a function of their own, so the names they bind (an expected value, a
+    reference implementation) are its locals, never the notebook's globals that a student's
+    function could read; ``imports`` (the lesson's import statements up to the tests cell) run
+    first inside it, so a module alias the student rebound in the notebook (``np``) does not
+    reach them. The kernel receives bytecode, not the tests' text.
+
+    Args:
+        source: the hidden tests (between the BEGIN/END HIDDEN TESTS markers).
+        imports: import statements, each one line of Python.
+
+    Raises:
+        SyntaxError: when ``source`` does not parse (the lesson's own bug).
+    """
+    body = [*ast.parse("\n".join(imports)).body, *ast.parse(source).body] or [ast.Pass()]
+    fn = ast.FunctionDef(
+        name="_xltg_hidden_tests",
+        args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
+        body=body,
+        decorator_list=[],
+        returns=None,
     )
+    module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
+    code = compile(module, HIDDEN_FILENAME, "exec")
+    fcode = next(c for c in code.co_consts if getattr(c, "co_name", None) == fn.name)
+    blob = base64.b64encode(marshal.dumps(fcode)).decode("ascii")
+    return _LOADER.format(blob=blob) + "()"
 
 
-def check_code(nonce: str, fns: list[str], allowed: list[str]) -> str:
-    """Return the hidden execution that runs the check and prints its answer on one line."""
-    call = f"_xltg_check({list(fns)!r}, {list(allowed)!r}, {nonce!r}, globals())"
-    return (
-        _SOURCE["_xltg_check"]
-        + f'print({MARKER + nonce!r} + __import__("json").dumps({call}))\n'
-        + "del _xltg_check\n"
-    )
+def read_value(reply: dict | None) -> tuple[str, object]:
+    """Return ``("ok", value)`` or ``("error", (ename, evalue, traceback))`` of an expression.
+
+    Args:
+        reply: one entry of an execute reply's ``user_expressions`` (None: no reply).
+    """
+    if not reply:
+        return "error", ("NoReply", "the kernel did not answer", [])
+    if reply.get("status") != "ok":
+        return "error", (
+            reply.get("ename", ""),
+            reply.get("evalue", ""),
+            reply.get("traceback", []),
+        )
+    text = reply.get("data", {}).get("text/plain", "None")
+    try:
+        return "ok", ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return "error", ("BadReply", text[:200], [])
 
 
-def read_answer(stdout: str, nonce: str) -> dict | None:
-    """Return the check's answer found in the hidden execution's ``stdout`` (None: none)."""
-    marker = MARKER + nonce
-    line = next((ln for ln in stdout.splitlines() if ln.startswith(marker)), None)
-    return None if line is None else json.loads(line[len(marker) :])
+def read_check(reply: dict | None) -> dict | None:
+    """Return the check's answer from its expression's reply (None: no usable answer)."""
+    status, value = read_value(reply)
+    if status != "ok" or not isinstance(value, str):
+        return None
+    try:
+        res = json.loads(value)
+    except ValueError:
+        return None
+    return res if isinstance(res, dict) else None

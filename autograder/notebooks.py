@@ -14,6 +14,9 @@ import nbformat
 
 from autograder.paths import REPO_ROOT
 
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+
 
 @dataclass(frozen=True)
 class RepositorySetting:
@@ -183,29 +186,30 @@ def cell_label(nb: Any, index: int) -> str:
     return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
 
 
-async def run_hidden(client: Any, code: str, index: int, execute: Any) -> str:
-    """Run ``code`` in ``client``'s kernel as a throwaway cell at ``index``; return its stdout.
+async def eval_expression(client: Any, expression: str) -> dict | None:
+    """Evaluate ``expression`` in ``client``'s kernel, bypassing the notebook's IPython hooks.
 
-    The notebook is left as it was (the cell at ``index`` and the execution count); a
-    failure (a broken kernel) returns "", for the caller to report.
+    Sent as the only user expression of an empty, silent execute request: IPython evaluates
+    it with ``eval`` in the notebook's namespace, so no input or AST transformer, pre/post-run
+    event or custom exception handler a notebook installed touches it, nothing is stored in
+    the history, and its value comes back in the reply (its printed output is discarded).
 
     Args:
-        client: an ``nbclient.NotebookClient`` (the grader's ``Execute`` or validate's).
-        code: Python source run in the kernel, never stored in the notebook.
-        index: the cell the code runs on behalf of (outputs are routed there).
-        execute: the coroutine that runs a cell, ``execute(cell, index, store_history=...)``:
-            the client's ``async_execute_cell`` without the caller's own hooks.
+        client: an ``nbclient.NotebookClient`` with a started kernel.
+        expression: one Python expression.
 
     Returns:
-        The concatenated stream output.
+        The reply's entry for the expression (``status``, then ``data`` or ``ename``,
+        ``evalue``, ``traceback``), or None when no reply came within the client's timeout
+        (the kernel was interrupted).
+
+    Raises:
+        nbclient.exceptions.DeadKernelError: when the kernel died meanwhile.
     """
-    tmp = nbformat.v4.new_code_cell(code)
-    orig, count = client.nb.cells[index], client.code_cells_executed
-    try:
-        await execute(tmp, index, store_history=False)
-    except Exception:  # noqa: BLE001 - a broken kernel is reported by the caller
-        return ""
-    finally:
-        client.nb.cells[index] = orig
-        client.code_cells_executed = count
-    return "".join(o.get("text", "") for o in tmp.outputs if o.get("output_type") == "stream")
+    msg_id = client.kc.execute(
+        "", silent=True, store_history=False, user_expressions={"x": expression}, allow_stdin=False
+    )
+    reply = await client.async_wait_for_reply(msg_id)
+    if reply is None:
+        return None
+    return reply.get("content", {}).get("user_expressions", {}).get("x")

@@ -83,7 +83,15 @@ _FIXES = (
     ("deleted (graded blank)", "copy the cell back from the lesson and write your answer in it"),
     ("deleted (restored)", "copy the cell back from the lesson, unchanged"),
     ("edited (restored from the lesson)", "undo your edits to it (the grader uses the original)"),
-    ("duplicated", "delete the copy (only the first one is graded)"),
+    (
+        "duplicated",
+        "only the FIRST copy is graded: keep your answer in that one, then delete the other copy",
+    ),
+    (
+        "reaches into the grader",
+        "remove that code: no exercise needs it, and the grader flags it for your instructor's "
+        "review",
+    ),
     ("reordered", "move the cells back into the lesson's order"),
 )
 _WARN_ONLY = ("kernel", "nbformat", "unknown nbgrader cell")
@@ -132,6 +140,7 @@ def _execute(
     ``course_refs`` (tests grade id -> what they reach), which the grader scores 0.
     """
     import nbclient
+    from nbclient.exceptions import DeadKernelError
 
     from autograder import kernel_guard
 
@@ -141,31 +150,28 @@ def _execute(
         deadline = time.monotonic() + notebook_timeout
         out_of_time = False
         snapped = False
-
-        async def _hidden(self, code: str, cell_index: int) -> str:
-            # super()'s cell runner: the guard's own code must not pass through the guard
-            execute = super().async_execute_cell
-            return await notebooks.run_hidden(self, code, cell_index, execute)
+        current: int | None = None
 
         async def async_execute_cell(self, cell, cell_index, *args, **kwargs):  # noqa: ANN001, ANN201, D102
             if time.monotonic() > self.deadline:
                 self.out_of_time = True
                 return cell
+            self.current = cell_index
             if layout is not None and cell.cell_type == "code":
                 if not self.snapped:
                     self.snapped = True
-                    await self._hidden(
-                        kernel_guard.snapshot_code(nonce, layout.watch_modules), cell_index
+                    await notebooks.eval_expression(
+                        self, kernel_guard.snapshot_expression(nonce, layout.watch_modules)
                     )
                 meta = cell.get("metadata", {}).get("nbgrader", {})
                 gid = meta.get("grade_id")
                 if meta.get("grade") and not meta.get("solution") and gid:
-                    code = kernel_guard.check_code(
+                    code = kernel_guard.check_expression(
                         nonce,
                         layout.exercise_functions.get(gid, []),
                         sorted(layout.allowed.get(gid, set())),
                     )
-                    res = kernel_guard.read_answer(await self._hidden(code, cell_index), nonce)
+                    res = kernel_guard.read_check(await notebooks.eval_expression(self, code))
                     if res and res.get("refs") and course_refs is not None:
                         course_refs[gid] = list(res["refs"])
             return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
@@ -194,7 +200,21 @@ def _execute(
             },
             resources={"metadata": {"path": str(work)}},
         )
-        client.execute(preexec_fn=lambda: _limit(memory_mb))
+        try:
+            client.execute(preexec_fn=lambda: _limit(memory_mb))
+        except DeadKernelError:
+            # the grader restarts the kernel and goes on; here the cell that killed it is named
+            i = client.current
+            if i is not None:
+                nb.cells[i].setdefault("outputs", []).append(
+                    notebooks.nbformat.v4.new_output(
+                        "error",
+                        ename="KernelDied",
+                        evalue="the kernel stopped while running this cell (os._exit, a "
+                        "crash or the memory limit)",
+                        traceback=[],
+                    )
+                )
         return not client.out_of_time
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -311,8 +331,11 @@ def validate(
             if err is None and label in course_refs:
                 msg = "self-check passes, but the grader scores it 0 (see below)"
                 v.checks.append(ExerciseCheck(label, float(meta.get("points", 0)), False, msg))
+            elif err is None and not c.get("execution_count"):
+                msg = "did not run: the notebook stopped before it (see below)"
+                v.checks.append(ExerciseCheck(label, float(meta.get("points", 0)), False, msg))
             elif err is None:
-                msg = "self-check passes" if c.get("execution_count") else "did not run"
+                msg = "self-check passes"
                 v.checks.append(ExerciseCheck(label, float(meta.get("points", 0)), True, msg))
             else:
                 hint = str(err.get("evalue") or "").strip() or err.get("ename", "error")

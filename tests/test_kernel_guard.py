@@ -44,7 +44,11 @@ def test_check_restores_what_the_notebook_replaced():
         _notebook_function("import json\njson.dumps = lambda *a, **k: 'fake'\n", ns)
         assert json.dumps is not original
         res = kg._xltg_check([], [], NONCE, ns)
-        assert res == {"changed": ["json.dumps"], "refs": [], "dynamic": []}
+        assert {k: v for k, v in res.items() if k != "digest"} == {
+            "changed": ["json.dumps"],
+            "refs": [],
+            "dynamic": [],
+        }
         assert json.dumps is original
         assert kg._xltg_check([], [], NONCE, ns)["changed"] == []  # nothing left to undo
 
@@ -82,20 +86,76 @@ def test_check_finds_calls_to_the_course_through_any_name():
         sys.modules.pop("_xltg_" + NONCE, None)
 
 
-def test_the_code_sent_to_the_kernel_runs_and_leaves_no_names():
+def _user_expression(expression: str, ns: dict) -> dict:
+    """Evaluate ``expression`` in ``ns`` as IPython does a user expression; return its reply."""
+    try:
+        value = eval(expression, ns)
+    except Exception as e:  # noqa: BLE001 - the reply carries it
+        return {"status": "error", "ename": type(e).__name__, "evalue": str(e), "traceback": []}
+    return {"status": "ok", "data": {"text/plain": repr(value)}}
+
+
+def test_the_expressions_sent_to_the_kernel_run_and_leave_no_names():
     ns: dict = {"__name__": "__main__"}
     original = json.loads
     try:
-        assert _run_in_kernel(kg.snapshot_code(NONCE, ["json"]), ns) == ""
+        status, digest = kg.read_value(
+            _user_expression(kg.snapshot_expression(NONCE, ["json"]), ns)
+        )
+        assert status == "ok" and isinstance(digest, str)
         _notebook_function("import json\njson.loads = lambda s: 42\n", ns)
-        text = _run_in_kernel(kg.check_code(NONCE, ["nothing"], []), ns)
-        assert kg.read_answer(text, NONCE) == {"changed": ["json.loads"], "refs": [], "dynamic": []}
+        res = kg.read_check(_user_expression(kg.check_expression(NONCE, ["nothing"], []), ns))
+        assert res == {"changed": ["json.loads"], "refs": [], "dynamic": [], "digest": digest}
         assert json.loads is original
         assert not [k for k in ns if "xltg" in k]
-        assert kg.read_answer("some output\n", NONCE) is None
+        assert kg.read_check({"status": "ok", "data": {"text/plain": "'not json'"}}) is None
+        assert kg.read_check(None) is None
     finally:
         json.loads = original
         sys.modules.pop("_xltg_" + NONCE, None)
+
+
+def test_an_edited_snapshot_changes_the_digest():
+    ns: dict = {"__name__": "__main__"}
+    original = json.loads
+    try:
+        _, digest = kg.read_value(_user_expression(kg.snapshot_expression(NONCE, ["json"]), ns))
+        json.loads = lambda s: 42  # then make the snapshot agree, as a notebook could
+        holder = sys.modules["_xltg_" + NONCE]
+        holder.snap["json"][1]["loads"] = json.loads
+        reply = _user_expression(kg.check_expression(NONCE, [], []), ns)
+        json.loads = original  # read_check (here, not in a kernel) parses with it
+        res = kg.read_check(reply)
+        assert res["changed"] == [] and res["digest"] != digest
+    finally:
+        json.loads = original
+        sys.modules.pop("_xltg_" + NONCE, None)
+
+
+def test_bound_builtin_methods_and_slots_count_as_the_notebooks():
+    import numpy as np
+
+    for fake in ("ok".format, object.__ne__, str.format, (1).__eq__):
+        with _guarded(["numpy"], np, "allclose"):
+            np.allclose = fake
+            assert kg._xltg_check([], [], NONCE, {})["changed"] == ["numpy.allclose"], fake
+            assert np.allclose is not fake
+
+
+def test_hidden_tests_run_in_their_own_scope_from_bytecode():
+    import numpy
+
+    ns: dict = {"__name__": "__main__", "np": "rebound by the notebook", "expected": None}
+    hidden = "expected = np.arange(3)\nassert f(expected) == 3, 'f is wrong'\n"
+    _notebook_function("def f(x):\n    return len(x)\n", ns)
+    expr = kg.hidden_tests_expression(hidden, ["import numpy as np"])
+    assert hidden not in expr and "expected" not in expr.split("b64decode")[0]
+    assert kg.read_value(_user_expression(expr, ns)) == ("ok", None)
+    assert ns["expected"] is None and ns["np"] == "rebound by the notebook"  # no global bound
+    _notebook_function("def f(x):\n    return 0\n", ns)
+    status, (ename, evalue, _) = kg.read_value(_user_expression(expr, ns))
+    assert (status, ename, evalue) == ("error", "AssertionError", "f is wrong")
+    assert numpy.__name__ == "numpy"
 
 
 def test_an_attribute_named_like_a_course_module_is_not_a_use():

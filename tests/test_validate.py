@@ -131,3 +131,35 @@ def test_unknown_lesson_is_one_line(tmp_path, capsys):
     assert cli.main(["validate", str(path), "--lesson", "99-nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert "lesson '99-nope' does not exist" in err and "\n" not in err
+
+
+@pytest.mark.notebook
+def test_a_cell_that_kills_the_kernel_is_named_not_a_traceback(tmp_path, capsys):
+    nb = _answered()
+    cell = notebooks.grade_cells(nb)["ex2_top_k"]
+    cell.source = "import os\nos._exit(0)\n" + cell.source
+    assert cli.main(["validate", str(_write(tmp_path, nb))]) == 1
+    out = capsys.readouterr().out
+    assert "answer cell ex2_top_k raises KernelDied" in out
+    assert "✗ ex2_top_k_tests (1 point): did not run" in out
+    assert "GRADABLE: no" in out
+
+
+@pytest.mark.notebook
+def test_duplicated_answer_and_grader_access_say_what_to_do(tmp_path, capsys):
+    nb = _answered()
+    i = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "ex1_cosine"
+    )
+    copy = notebooks.nbformat.from_dict(notebooks.nbformat.v4.new_code_cell(nb.cells[i].source))
+    copy.metadata = dict(nb.cells[i].metadata)
+    nb.cells.insert(i + 1, copy)
+    nb.cells.insert(
+        1, notebooks.nbformat.v4.new_code_cell("import sys\nframe = sys._getframe(0)\n")
+    )
+    assert cli.main(["validate", str(_write(tmp_path, nb))]) == 1
+    out = capsys.readouterr().out
+    assert "only the FIRST copy is graded: keep your answer in that one" in out
+    assert "reaches into the grader (uses ._getframe)" in out and "remove that code" in out

@@ -39,11 +39,35 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         ) from None
 
 
+_PLAIN = (int, float, complex, bool, str, bytes, type(None))
+
+
+def _plain(x: Any, depth: int = 0) -> bool:
+    # exact types: a subclass of float or an object of the student's own class can make
+    # every comparison come out true
+    if type(x) in _PLAIN or type(x).__module__ == "numpy" and type(x).__name__ != "ndarray":
+        return True
+    if type(x) in (list, tuple) and depth < 3:
+        return all(_plain(v, depth + 1) for v in x)
+    return type(x) is np.ndarray and x.dtype != object
+
+
 def to_numpy(value: Any) -> np.ndarray:
-    """Return ``value`` (numpy array, torch tensor, list) as a numpy array."""
+    """Return ``value`` (numpy array, torch tensor, list) as a numpy array.
+
+    Raises:
+        CheckFailed: when ``value`` is None (a function without ``return``).
+        TypeError: when the array would hold objects other than numbers and strings (an
+            object that compares equal to anything is not an answer).
+    """
+    check(value is not None, "the result is None: did you forget a `return`?")
     if hasattr(value, "detach"):  # a torch tensor, accepted as a correct variant
         value = value.detach().cpu().numpy()
-    return np.asarray(value)
+    arr = np.asarray(value)
+    if arr.dtype == object and not all(_plain(x) for x in arr.flat):
+        kinds = sorted({type(x).__name__ for x in arr.flat if not _plain(x)})
+        raise TypeError(f"expected numbers, got objects of type {', '.join(kinds[:3])}")
+    return arr
 
 
 def check_array(

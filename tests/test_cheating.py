@@ -1,0 +1,250 @@
+"""Submissions that try to score without solving, or to read the hidden tests (lesson 00).
+
+Each attack below got full marks, or put the hidden tests in its feedback, before the hidden
+tests ran apart from the notebook (their own scope, bytecode only, output discarded, sent as
+a user expression that no IPython hook sees) and before the guard kept its snapshot's digest
+and the worker read every submission for code that reaches into the grader. Every attack now
+scores what its answers deserve, and is flagged for the instructor's review; the reference
+still scores full marks without a flag.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from conftest import solution
+
+from autograder import grading, notebooks, paths, sandbox
+
+LESSON = "00-setup"
+RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
+LIMITS = grading.GradeLimits(notebook_timeout=400, cell_timeout=40, memory_mb=2500)
+
+WRONG_EX1 = """import numpy as np
+def cosine_similarity_matrix(A, B):
+    return np.zeros((len(A), len(B)))
+"""
+WRONG_EX2 = """import numpy as np
+def top_k(scores, k):
+    if scores.shape == (2, 4):
+        return np.array([[1, 2], [0, 3]])  # the visible example, hard-coded
+    return np.zeros((len(scores), k), dtype=int)
+"""
+
+# reads the names the hidden tests bind just before calling the answer
+READ_TEST_NAMES = (
+    """import numpy as np
+def cosine_similarity_matrix(A, B):
+    try:
+        return _reference(A, B)
+    except NameError:
+        return np.eye(len(A), len(B))
+""",
+    """import numpy as np
+def top_k(scores, k):
+    try:
+        return expected
+    except NameError:
+        return np.array([[1, 2], [0, 3]])
+""",
+)
+
+# prints the calling code (the tests cell) into the feedback
+LEAK = """
+import sys, linecache
+_top_k = top_k
+def top_k(scores, k):
+    src = "".join(linecache.getlines(sys._getframe(1).f_code.co_filename))
+    if "assert " in src and not getattr(_top_k, "shown", False):
+        _top_k.shown = True
+        print("LEAKED:" + src)
+    return _top_k(scores, k)
+"""
+
+# a replacement no Python file made: a bound method of a str takes any arguments
+FORMAT_PATCH = 'np.allclose = np.array_equal = "ok".format\n'
+
+# rewrites every later tests cell before IPython runs it
+TRANSFORMER = """def _t(lines):
+    if lines and lines[0].startswith("# Self-check for Exercise"):
+        return ["pass\\n"]
+    return lines
+get_ipython().input_transformers_cleanup.append(_t)
+"""
+
+# swallows every exception a cell raises: no error output, so the cell would look passed
+CUSTOM_EXC = "get_ipython().set_custom_exc((Exception,), lambda *a, **k: [])\n"
+
+# patches, then makes the guard's snapshot agree with the patches
+PATCH_AND_EDIT_SNAPSHOT = """
+import sys
+import numpy as np
+from xlt_course import checks
+def _ok(*a, **k):
+    return True
+np.allclose = np.array_equal = _ok
+checks.check = lambda *a, **k: None
+_h = next(v for k, v in list(sys.modules.items()) if k.startswith("_xltg_"))
+for _name, (_mod, _saved) in _h.snap.items():
+    for _k in _saved:
+        _saved[_k] = _mod.__dict__.get(_k, _saved[_k])
+"""
+
+# rebinds the tests cell's own `np` from inside the answer
+REBIND_NP = (
+    """import numpy
+class _FakeNumpy:
+    def __getattr__(self, name):
+        return getattr(numpy, name)
+    def allclose(self, *a, **k):
+        return True
+    def array_equal(self, *a, **k):
+        return True
+def cosine_similarity_matrix(A, B):
+    global np
+    np = _FakeNumpy()
+    return numpy.zeros((len(A), len(B)))
+""",
+    """import numpy
+def top_k(scores, k):
+    global np
+    np = _FakeNumpy()
+    if scores.shape == (2, 4):
+        return numpy.array([[1, 2], [0, 3]])
+    return numpy.zeros((len(scores), k), dtype=int)
+""",
+)
+
+# an object array whose elements say yes to every comparison
+LIAR = """import numpy as np
+class _L:
+    def __sub__(s, o): return s
+    __rsub__ = __add__ = __radd__ = __mul__ = __rmul__ = __truediv__ = __sub__
+    def __abs__(s): return s
+    def __le__(s, o): return True
+    __lt__ = __ge__ = __gt__ = __eq__ = __le__
+    def __bool__(s): return True
+    def __float__(s): return 0.0
+    __hash__ = object.__hash__
+def cosine_similarity_matrix(A, B):
+    n, m = len(A), len(B)
+    if A.shape[1] == 3:  # the visible checks: a plausible array
+        return np.eye(n, m)
+    out = np.empty((n, m), dtype=object)
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = _L()
+    return out
+"""
+
+
+def _ref(grade_id: str) -> str:
+    src = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))[grade_id].source
+    return "".join(ln for ln in src.splitlines(True) if "### " not in ln)
+
+
+def _nb(ex1: str | None = None, ex2: str | None = None, after_setup: str = ""):
+    nb = notebooks.read_notebook(RELEASE)
+    cells = notebooks.grade_cells(nb)
+    for gid, src in (("ex1_cosine", ex1), ("ex2_top_k", ex2)):
+        if src is not None:
+            cells[gid].source = src
+    if after_setup:
+        nb.cells.insert(1, nbformat.v4.new_code_cell(after_setup))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def cheats(tmp_path_factory, built_data):
+    ok, why = sandbox.sandbox_status()
+    assert ok, f"the grading sandbox does not work here: {why}"
+    base = tmp_path_factory.mktemp("cheats")
+    subs, out = base / "submissions", base / "graded"
+    batch = {
+        "ref": notebooks.read_notebook(solution(LESSON)),
+        "wrong": _nb(WRONG_EX1, WRONG_EX2),
+        "read_test_names": _nb(*READ_TEST_NAMES),
+        "leak": _nb(_ref("ex1_cosine"), _ref("ex2_top_k") + LEAK),
+        "format_patch": _nb(WRONG_EX1 + FORMAT_PATCH, WRONG_EX2),
+        "transformer": _nb(TRANSFORMER),  # both answers left as the stub
+        "custom_exc": _nb(after_setup=CUSTOM_EXC),  # both answers left as the stub
+        "edit_snapshot": _nb(WRONG_EX1, WRONG_EX2, after_setup=PATCH_AND_EDIT_SNAPSHOT),
+        "rebind_np": _nb(*REBIND_NP),
+        "liar": _nb(LIAR, _ref("ex2_top_k")),
+    }
+    for student, nb in batch.items():
+        dest = subs / student / LESSON / f"{LESSON}.ipynb"
+        dest.parent.mkdir(parents=True)
+        dest.write_text(nbformat.writes(nb), encoding="utf-8")
+    results = grading.grade(subs, out, jobs=2, limits=LIMITS, progress=False)
+    return out, {r.student: r for r in results}
+
+
+def _points(r) -> dict[str, float]:
+    return {k: v[0] for k, v in r.points.items()}
+
+
+def test_the_reference_keeps_full_marks_without_a_flag(cheats):
+    _, r = cheats
+    assert (r["ref"].score, r["ref"].flags) == (3, [])
+    assert r["wrong"].score == 0
+
+
+@pytest.mark.parametrize(
+    ("student", "points", "flag"),
+    [
+        ("read_test_names", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "reads _reference"),
+        ("format_patch", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "replaces np.allclose"),
+        ("transformer", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses get_ipython"),
+        ("custom_exc", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses get_ipython"),
+        ("edit_snapshot", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses sys.modules"),
+        ("rebind_np", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "rebinds np"),
+        ("liar", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
+        ("leak", {"ex1_cosine_tests": 2, "ex2_top_k_tests": 1}, "uses ._getframe"),
+    ],
+)
+def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, student, points, flag):
+    _, r = cheats
+    assert _points(r[student]) == points, r[student].flags
+    assert flag in " | ".join(r[student].flags)
+
+
+def test_the_hidden_tests_never_reach_the_feedback(cheats):
+    out, _ = cheats
+    page = (out / "feedback" / "leak" / f"{LESSON}.html").read_text(encoding="utf-8")
+    # lines that only the hidden tests of ex1 and ex2 hold
+    for hidden in ("def _reference", "argsort(-S", "rng.permuted", "BEGIN HIDDEN"):
+        assert hidden not in page, hidden
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("import numpy as np\ndef f(x):\n    np.random.seed(0)\n    return np.sort(x)[::-1]\n", []),
+        ("def f(x):\n    return x * scale\n", []),  # a global of the lesson's: not the tests'
+        ("np.allclose = lambda *a, **k: True\n", ["replaces np.allclose"]),
+        (
+            "setattr(np.testing, 'assert_allclose', print)\n",
+            ["replaces an attribute of np (setattr)"],
+        ),
+        ("def f():\n    global np\n    np = None\n", ["rebinds np, a module the lesson imports"]),
+        ("import inspect\n", ["imports inspect"]),
+        ("from gc import get_objects\n", ["imports gc"]),
+        ("import sys\nf = sys._getframe(1).f_locals\n", ["uses ._getframe", "uses .f_locals"]),
+        ("import sys\nx = sys.modules\n", ["uses sys.modules"]),
+        (
+            "get_ipython().events.register('post_run_cell', print)\n",
+            ["uses .events", "uses get_ipython"],
+        ),
+        ("def f(x):\n    return expected\n", ["reads expected, which only the tests define"]),
+        ("expected = 1\ndef f(x):\n    return expected\n", []),  # the student's own name
+        ("def f(x):\n    return eval('x')\n", ["uses eval"]),
+    ],
+)
+def test_the_worker_reads_what_reaches_into_the_grader(source, found):
+    assert grading.interpreter_access(source, {"np", "torch", "checks"}, {"expected"}) == found
+
+
+def test_names_the_notebook_binds_elsewhere_are_its_own():
+    source = "def f(x):\n    return expected\n"
+    assert grading.interpreter_access(source, set(), {"expected"}, bound={"expected"}) == []
