@@ -664,13 +664,20 @@ INTERPRETER_ATTRIBUTES = frozenset(
      "__code__", "__closure__", "co_consts", "co_code", "__builtins__", "__subclasses__",
      "input_transformers_cleanup", "input_transformers_post", "ast_transformers",
      "set_custom_exc", "display_formatter", "user_ns", "user_global_ns", "excepthook",
-     "displayhook", "events"}
+     "displayhook", "events", "__dict__", "__self__", "__base__", "__bases__", "__mro__",
+     "shell_handlers", "kernel", "f_lineno", "attrgetter", "methodcaller", "__getattribute__",
+     "__setattr__", "__delattr__"}
 )  # fmt: skip
 #: Names that look up other names, or the IPython shell and its history, at run time.
 INTERPRETER_NAMES = frozenset(
     {"get_ipython", "__builtins__", "globals", "vars", "locals", "eval", "exec", "compile",
-     "__import__", "breakpoint", "_ih", "_oh", "_i", "_ii", "_iii", "In", "Out", "_dh"}
+     "__import__", "breakpoint", "_ih", "_oh", "_i", "_ii", "_iii", "In", "Out", "_dh",
+     "setattr", "delattr"}
 )  # fmt: skip
+#: Names a notebook must not bind: the interpreter looks them up for everyone's code.
+INTERPRETER_BINDINGS = frozenset({"__import__", "__builtins__", "__build_class__"})
+#: Library settings a notebook may assign (``torch.backends.cudnn.deterministic = True``).
+SETTING_PREFIXES = ("torch.backends.", "pd.options.", "pandas.options.", "plt.rcParams")
 
 
 def interpreter_access(
@@ -711,25 +718,43 @@ def interpreter_access(
                 hit = next(
                     (x for x in INTERPRETER_MODULES if m == x or m.startswith(x + ".")), None
                 )
-                if hit:
+                if hit and not m.startswith("IPython.display"):
                     found.add(f"imports {hit}")
         elif isinstance(n, ast.Attribute):
             if n.attr in INTERPRETER_ATTRIBUTES:
                 found.add(f"uses .{n.attr}")
             if n.attr == "modules" and root(n) == "sys":
                 found.add("uses sys.modules")
-            if isinstance(n.ctx, ast.Store | ast.Del) and root(n) in aliases:
+            if (
+                isinstance(n.ctx, ast.Store | ast.Del)
+                and root(n) in aliases
+                and not ast.unparse(n).startswith(SETTING_PREFIXES)
+            ):
                 found.add(f"replaces {ast.unparse(n)}")
         elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
             if n.func.id in ("setattr", "delattr") and n.args and root(n.args[0]) in aliases:
                 found.add(f"replaces an attribute of {root(n.args[0])} ({n.func.id})")
+            # an attribute name built at run time: no reading of the code can say which
+            literal = len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
+            if n.func.id in ("getattr", "hasattr") and len(n.args) > 1 and not literal:
+                found.add(f"uses {n.func.id} with a computed attribute name")
         elif (
             isinstance(n, ast.Name)
-            and isinstance(n.ctx, ast.Store)
-            and n.id in module_aliases
-            and n.id not in own_imports
+            and n.id in INTERPRETER_BINDINGS
+            and isinstance(n.ctx, ast.Store | ast.Del)
         ):
-            found.add(f"rebinds {n.id}, a module the lesson imports")
+            found.add(f"binds {n.id}")
+        elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and (
+            n.name in INTERPRETER_BINDINGS
+        ):
+            found.add(f"binds {n.name}")
+    # module-level bindings only (``global`` ones included): a local ``tr`` is the function's
+    from autograder.cell_skip import global_symbols
+
+    with contextlib.suppress(SyntaxError):
+        module_bound, _ = global_symbols(source, declared_reads=False)
+        for name in sorted((module_bound & module_aliases) - own_imports):
+            found.add(f"rebinds {name}, a module the lesson imports")
     for name in sorted(_unbound_names(source) & (INTERPRETER_NAMES | test_names) - bound):
         found.add(
             f"reads {name}, which only the tests define" if name in test_names else f"uses {name}"

@@ -17,8 +17,10 @@ worker is trusted code; the kernel it starts runs the student's notebook and is 
   student's code replaced them, and checks that the exercise's functions do not call the
   course's own implementation;
 - a tests cell's hidden part runs apart from its visible part: one function call sent as
-  bytecode in a user expression (:func:`autograder.kernel_guard.hidden_tests_expression`),
-  its names local, its printed output discarded, only its exception kept.
+  bytecode to the handler the guard installed before any cell ran
+  (:func:`autograder.kernel_guard.hidden_tests_request`), with fresh globals (the
+  exercise's functions and the real builtins), its printed output discarded, only its
+  exception kept.
 
 Everything the worker notices is printed as one JSON line (``flags``) for the parent.
 """
@@ -365,23 +367,22 @@ class GuardedExecute(Execute):
             return None
         return super().output(outs, msg, display_id, cell_index)
 
-    # --- the guard and the hidden tests: user expressions, out of the notebook's hooks ------
-    def _eval(self, expression: str) -> dict | None:
-        """Evaluate ``expression`` in the kernel (:func:`notebooks.eval_expression`)."""
+    # --- the guard and the hidden tests: through the handler installed before any cell ---
+    def _run(self, coro_fn, arg):  # noqa: ANN001, ANN202
         from jupyter_core.utils import run_sync
 
-        return run_sync(notebooks.eval_expression)(self, expression)
+        return run_sync(coro_fn)(self, arg)
 
     def _snapshot(self, index: int) -> None:
-        code = kernel_guard.snapshot_expression(self.plan["nonce"], self.plan["watch_modules"])
-        status, digest = kernel_guard.read_value(self._eval(code))
+        code = kernel_guard.install_expression(self.plan["nonce"], self.plan["watch_modules"])
+        status, digest = kernel_guard.read_value(self._run(notebooks.eval_expression, code))
         self._digest = digest if status == "ok" else None
 
     def _guard(self, grade_id: str, index: int, when: str) -> None:
         fns = self.plan["exercise_functions"].get(grade_id, [])
         allowed = self.plan.get("allowed_course_names", {}).get(grade_id, [])
-        code = kernel_guard.check_expression(self.plan["nonce"], fns, allowed)
-        res = kernel_guard.read_check(self._eval(code))
+        content = kernel_guard.check_request(self.plan["nonce"], fns, allowed)
+        res = kernel_guard.read_check(self._run(notebooks.request, content))
         if res is None:
             self.events.append(f"{grade_id}: the grader's guard did not answer (tampered with?)")
             self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
@@ -419,13 +420,14 @@ class GuardedExecute(Execute):
         traceback are kept (no line of the hidden tests is in it: the kernel has no source).
         """
         imports = self.plan.get("hidden_imports", {}).get(grade_id, [])
+        names = self.plan["exercise_functions"].get(grade_id, [])
         try:
-            expression = kernel_guard.hidden_tests_expression(source, imports)
+            content = kernel_guard.hidden_tests_request(self.plan["nonce"], source, imports, names)
         except SyntaxError as e:  # the lesson's own bug, not the student's
             return notebooks.nbformat.v4.new_output(
                 "error", ename="GraderError", evalue=f"hidden tests do not parse: {e}", traceback=[]
             )
-        reply = self._eval(expression)
+        reply = self._run(notebooks.request, content)
         if reply is None:
             timeout = self.plan.get("cell_timeout")
             return notebooks.nbformat.v4.new_output(
@@ -434,13 +436,11 @@ class GuardedExecute(Execute):
                 evalue=f"the hidden tests ran more than {timeout} s",
                 traceback=[f"CellTimeoutError: the hidden tests ran more than {timeout} s"],
             )
-        status, value = kernel_guard.read_value(reply)
-        if status == "ok":
+        if reply.get("status") == "ok":
             return None
-        ename, evalue, tb = value
-        return notebooks.nbformat.v4.new_output(
-            "error", ename=ename, evalue=evalue, traceback=list(tb) or [f"{ename}: {evalue}"]
-        )
+        ename, evalue = str(reply.get("ename", "Error")), str(reply.get("evalue", ""))
+        tb = [str(x) for x in reply.get("traceback", [])] or [f"{ename}: {evalue}"]
+        return notebooks.nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=tb)
 
     # --- crash recovery -------------------------------------------------------------------
     def _restart(self, index: int) -> None:

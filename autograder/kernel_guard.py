@@ -1,21 +1,23 @@
 """The grader's guard inside the grading kernel: undo monkeypatching, spot calls to the course.
 
-The two ``_xltg_*`` functions run in the student's kernel, not here: the grading worker
-sends them compiled (marshalled bytecode) as *user expressions* of an empty execute request
-around every graded tests cell. IPython evaluates those directly: no input transformer, AST
-transformer or pre/post-run hook a notebook installed sees them, nothing enters the history
-or the line cache, and their answer comes back in the execute reply, not through printed
-output a notebook could imitate. They bind no name in the notebook and import what they use
-inside their bodies. The snapshot lives in ``sys.modules["_xltg_<nonce>"]`` (the nonce is
-random per grading run); its digest stays with the worker, so a notebook that finds and
-edits the snapshot is caught by the next check. The hidden tests travel the same way
-(:func:`hidden_tests_expression`).
+The ``_xltg_*`` functions run in the student's kernel, not here. Before any notebook cell
+runs, the worker sends :func:`_xltg_install` (marshalled bytecode, as the one user expression
+of an empty execute request): it takes the snapshot (:func:`_xltg_snapshot`) and registers a
+handler for the grader's own ``xltg_request`` messages. Every later check
+(:func:`_xltg_check`) and every tests cell's hidden part go through that handler, which holds
+the real ``builtins``, ``marshal`` and ``types`` it captured: no input transformer, AST
+transformer, run hook or custom exception handler a notebook installs sees them, no name the
+notebook binds (``__import__``, ``globals``, ``__builtins__``) reaches them, nothing enters
+the history or the line cache, and answers come back in ``xltg_reply`` messages, not in
+printed output a notebook could imitate. The snapshot lives in
+``sys.modules["_xltg_<nonce>"]`` (random per grading run) and its digest stays with the
+worker, so a notebook that finds and edits the snapshot is caught by the next check.
 
-:func:`snapshot_expression` and :func:`check_expression` (worker side) build those
-expressions; :func:`read_check` parses the check's answer.
+:func:`install_expression`, :func:`check_request` and :func:`hidden_tests_request` (worker
+side) build what is sent; :func:`read_check` parses the check's answer.
 
 What a notebook's code could still do, in the same process as the tests, is stated in the
-README (grading, "what the guard cannot see"): the grader flags such code for review.
+README (grading, the sandbox's threat model): the grader flags such code for review.
 """
 
 from __future__ import annotations
@@ -23,11 +25,9 @@ from __future__ import annotations
 import ast
 import base64
 import inspect
-import json
 import marshal
 
-MARKER = "XLTG"
-"""Prefix (followed by the nonce) of the line the check prints."""
+from autograder import pysource
 
 
 def _xltg_snapshot(mods: list[str], nonce: str) -> str:
@@ -263,72 +263,157 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     }
 
 
+def _xltg_install(mods: list[str], nonce: str, snapshot: bytes, check: bytes) -> str:
+    """Take the snapshot, then register the grader's request handler in the kernel.
+
+    Runs once, before any notebook code, so every object it keeps is the real one: the
+    handler answers ``xltg_request`` messages (a check, or a tests cell's hidden part) with
+    ``xltg_reply`` messages, running code with the real ``builtins`` module, never a name the
+    notebook could rebind (``__import__``, ``globals``, ``__builtins__``).
+
+    Args:
+        mods: the modules to guard.
+        nonce: the grading run's nonce.
+        snapshot, check: :func:`_xltg_snapshot` and :func:`_xltg_check`, marshalled.
+
+    Returns:
+        The snapshot's digest.
+    """
+    import builtins
+    import marshal
+    import traceback
+    import types
+
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    kernel, user_ns = shell.kernel, shell.user_ns
+    send = kernel.session.send
+    make = types.FunctionType
+    loads = marshal.loads
+    real = {"__builtins__": builtins}
+    take_snapshot = make(loads(snapshot), dict(real))
+    run_check = make(loads(check), dict(real))
+
+    def describe(e: BaseException) -> dict:
+        # the exception may be the notebook's: its __str__ may raise or lie, never crash here
+        try:
+            ename, evalue = type(e).__name__, str(e)
+        except BaseException:  # noqa: BLE001
+            ename, evalue = "Exception", "(an exception that cannot be shown)"
+        try:
+            tb = traceback.format_exception(e)
+        except BaseException:  # noqa: BLE001
+            tb = [f"{ename}: {evalue}"]
+        return {"status": "error", "ename": ename, "evalue": evalue, "traceback": tb}
+
+    def handle(stream, ident, parent):  # noqa: ANN001, ANN202 - ipykernel's handler API
+        content = parent.get("content", {})
+        try:
+            if content.get("nonce") != nonce:
+                raise PermissionError("not the grader's request")
+            if content.get("kind") == "check":
+                value = run_check(content["fns"], content["allowed"], nonce, user_ns)
+                out = {"status": "ok", "value": value}
+            else:
+                # the hidden tests see the exercise's functions and the real builtins only
+                glb = dict(real, __name__="__xltg_hidden__")
+                for name in content["names"]:
+                    if name in user_ns:
+                        glb[name] = user_ns[name]
+                make(loads(content["code"].encode("latin-1")), glb)()
+                out = {"status": "ok"}
+        except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) and exits too
+            out = describe(e)
+        send(stream, "xltg_reply", out, parent, ident)
+
+    kernel.shell_handlers["xltg_request"] = handle
+    return take_snapshot(mods, nonce)
+
+
 # Compiled once, when the worker imports this module: a checkout updated while a batch is
 # graded must not send the kernel code that no longer matches these functions.
-def _function_blob(source: str, name: str, filename: str) -> str:
-    """Return function ``name`` of ``source`` compiled, marshalled and base64-encoded."""
-    code = compile(source, filename, "exec")
-    fcode = next(c for c in code.co_consts if getattr(c, "co_name", None) == name)
-    return base64.b64encode(marshal.dumps(fcode)).decode("ascii")
-
-
-_BLOB = {
-    f.__name__: _function_blob(inspect.getsource(f), f.__name__, "<grader>")
-    for f in (_xltg_snapshot, _xltg_check)
+_CODE = {
+    f.__name__: marshal.dumps(
+        next(
+            c
+            for c in pysource.compile_code(inspect.getsource(f), "<grader>").co_consts
+            if getattr(c, "co_name", None) == f.__name__
+        )
+    )
+    for f in (_xltg_snapshot, _xltg_check, _xltg_install)
 }
 
-# Builds a function in the notebook's globals from its marshalled code: it binds no name
-# there, and no source text of it reaches the kernel (nor IPython's line cache).
-_LOADER = (
-    '__import__("types").FunctionType(__import__("marshal").loads('
-    '__import__("base64").b64decode({blob!r})), globals())'
-)
+
+def install_expression(nonce: str, mods: list[str]) -> str:
+    """Return the expression that installs the guard (value: the snapshot's digest).
+
+    Evaluated as a user expression before any notebook code runs, so the names it uses are
+    still the real ones; everything after goes through the handler it registers.
+    """
+    blob = base64.b64encode(_CODE["_xltg_install"]).decode("ascii")
+    args = (list(mods), nonce, _CODE["_xltg_snapshot"], _CODE["_xltg_check"])
+    return (
+        '__import__("types").FunctionType(__import__("marshal").loads('
+        f'__import__("base64").b64decode({blob!r})), {{"__builtins__": __import__("builtins")}})'
+        f"(*{args!r})"
+    )
 
 
-def snapshot_expression(nonce: str, mods: list[str]) -> str:
-    """Return the expression that takes the guard's snapshot of ``mods`` (value: its digest)."""
-    return _LOADER.format(blob=_BLOB["_xltg_snapshot"]) + f"({list(mods)!r}, {nonce!r})"
-
-
-def check_expression(nonce: str, fns: list[str], allowed: list[str]) -> str:
-    """Return the expression that runs the check (value: its answer as JSON text)."""
-    call = f"({list(fns)!r}, {list(allowed)!r}, {nonce!r}, globals())"
-    return f'__import__("json").dumps({_LOADER.format(blob=_BLOB["_xltg_check"])}{call})'
+def check_request(nonce: str, fns: list[str], allowed: list[str]) -> dict:
+    """Return the content of the request that runs the check (reply value: its answer)."""
+    return {"nonce": nonce, "kind": "check", "fns": list(fns), "allowed": list(allowed)}
 
 
 HIDDEN_FILENAME = "<hidden tests>"
 """File name of the hidden tests' code in the kernel: no source is registered under it."""
 
 
-def hidden_tests_expression(source: str, imports: list[str]) -> str:
-    """Return the expression that runs hidden tests as one function call (value: None).
+def hidden_tests_request(nonce: str, source: str, imports: list[str], names: list[str]) -> dict:
+    """Return the content of the request that runs hidden tests as one function call.
 
-    The tests run in a function of their own, so the names they bind (an expected value, a
-    reference implementation) are its locals, never the notebook's globals that a student's
-    function could read; ``imports`` (the lesson's import statements up to the tests cell) run
-    first inside it, so a module alias the student rebound in the notebook (``np``) does not
-    reach them. The kernel receives bytecode, not the tests' text.
-
-    Args:
-        source: the hidden tests (between the BEGIN/END HIDDEN TESTS markers).
-        imports: import statements, each one line of Python.
+    The tests run in a function of their own, with fresh globals holding only ``names`` (the
+    exercise's functions, taken from the notebook) and the real builtins: the names they
+    bind (an expected value, a reference implementation) are locals, never the notebook's
+    globals, and a notebook that rebinds ``np``, ``rng`` or ``__import__`` does not reach
+    them. ``imports`` (the lesson's import statements up to the tests cell) run first inside
+    the function. The kernel receives bytecode, not the tests' text.
 
     Raises:
         SyntaxError: when ``source`` does not parse (the lesson's own bug).
     """
-    body = [*ast.parse("\n".join(imports)).body, *ast.parse(source).body] or [ast.Pass()]
+    body = [*pysource.parse("\n".join(imports)).body, *pysource.parse(source).body]
     fn = ast.FunctionDef(
         name="_xltg_hidden_tests",
         args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
-        body=body,
+        body=body or [ast.Pass()],
         decorator_list=[],
         returns=None,
     )
     module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
-    code = compile(module, HIDDEN_FILENAME, "exec")
+    code = pysource.compile_code(module, HIDDEN_FILENAME)
     fcode = next(c for c in code.co_consts if getattr(c, "co_name", None) == fn.name)
-    blob = base64.b64encode(marshal.dumps(fcode)).decode("ascii")
-    return _LOADER.format(blob=blob) + "()"
+    return {
+        "nonce": nonce,
+        "kind": "hidden",
+        "code": marshal.dumps(fcode).decode("latin-1"),
+        "names": list(names),
+    }
+
+
+def global_reads(code: object) -> set[str]:
+    """Return the global names ``code`` and the functions inside it read (builtins included)."""
+    import dis
+
+    found: set[str] = set()
+    todo = [code]
+    while todo:
+        c = todo.pop()
+        found |= {
+            i.argval for i in dis.get_instructions(c) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")
+        }
+        todo += [k for k in c.co_consts if hasattr(k, "co_code")]
+    return found
 
 
 def read_value(reply: dict | None) -> tuple[str, object]:
@@ -353,12 +438,7 @@ def read_value(reply: dict | None) -> tuple[str, object]:
 
 
 def read_check(reply: dict | None) -> dict | None:
-    """Return the check's answer from its expression's reply (None: no usable answer)."""
-    status, value = read_value(reply)
-    if status != "ok" or not isinstance(value, str):
+    """Return the check's answer from its request's reply content (None: no usable answer)."""
+    if not reply or reply.get("status") != "ok" or not isinstance(reply.get("value"), dict):
         return None
-    try:
-        res = json.loads(value)
-    except ValueError:
-        return None
-    return res if isinstance(res, dict) else None
+    return reply["value"]

@@ -86,7 +86,15 @@ if "google.colab" in sys.modules:
         )
     sys.path.insert(0, "xlt-course")
 
-from xlt_course.runtime import setup_lesson
+try:
+    from xlt_course.runtime import setup_lesson
+except ModuleNotFoundError as e:
+    if e.name != "xlt_course":
+        raise
+    raise ModuleNotFoundError(
+        "this kernel cannot import the course: install it (`make course` in the repository), "
+        "then choose that environment's kernel (Kernel > Change Kernel)"
+    ) from None
 
 ENV = setup_lesson()"""
 
@@ -184,6 +192,22 @@ def cell_label(nb: Any, index: int) -> str:
     before = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells[:index]]
     anchor = next((g for g in reversed(before) if g), None)
     return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
+
+
+async def request(client: Any, content: dict) -> dict | None:
+    """Send the grader's ``xltg_request`` to ``client``'s kernel; return the reply's content.
+
+    The kernel answers it with the handler :func:`autograder.kernel_guard._xltg_install`
+    registered (None when no reply came within the client's timeout: the kernel was
+    interrupted).
+
+    Raises:
+        nbclient.exceptions.DeadKernelError: when the kernel died meanwhile.
+    """
+    msg = client.kc.session.msg("xltg_request", content)
+    client.kc.shell_channel.send(msg)
+    reply = await client.async_wait_for_reply(msg["header"]["msg_id"])
+    return None if reply is None else reply.get("content")
 
 
 async def eval_expression(client: Any, expression: str) -> dict | None:

@@ -9,7 +9,8 @@ way (a syntax error, a null byte) raises ``SyntaxError``; a source the parser gi
 (nesting too deep, out of memory) raises :class:`Unparseable`, a ``SyntaxError`` the
 grader can tell apart: the kernel may still run it (a cell can raise the recursion limit).
 
-Used in: grading (cell skipping, the course-use rule), similarity.
+Used in: grading (cell skipping, the course-use rule, the hidden tests' bytecode),
+similarity.
 """
 
 from __future__ import annotations
@@ -56,7 +57,16 @@ def symbol_table(source: str) -> symtable.SymbolTable:
     return _locked(lambda s: symtable.symtable(s, "<cell>", "exec"), source)
 
 
-def _locked(fn, source: str):
+def compile_code(source: str | ast.Module, filename: str) -> object:
+    """Compile ``source`` (text or a module's AST) in ``exec`` mode, holding the parse lock.
+
+    Raises:
+        SyntaxError: as :func:`parse`.
+    """
+    return _locked(lambda s: compile(s, filename, "exec"), source)
+
+
+def _locked(fn, source):  # noqa: ANN001, ANN202
     with _LOCK:
         try:
             return fn(source)

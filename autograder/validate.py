@@ -161,17 +161,17 @@ def _execute(
                 if not self.snapped:
                     self.snapped = True
                     await notebooks.eval_expression(
-                        self, kernel_guard.snapshot_expression(nonce, layout.watch_modules)
+                        self, kernel_guard.install_expression(nonce, layout.watch_modules)
                     )
                 meta = cell.get("metadata", {}).get("nbgrader", {})
                 gid = meta.get("grade_id")
                 if meta.get("grade") and not meta.get("solution") and gid:
-                    code = kernel_guard.check_expression(
+                    content = kernel_guard.check_request(
                         nonce,
                         layout.exercise_functions.get(gid, []),
                         sorted(layout.allowed.get(gid, set())),
                     )
-                    res = kernel_guard.read_check(await notebooks.eval_expression(self, code))
+                    res = kernel_guard.read_check(await notebooks.request(self, content))
                     if res and res.get("refs") and course_refs is not None:
                         course_refs[gid] = list(res["refs"])
             return await super().async_execute_cell(cell, cell_index, *args, **kwargs)

@@ -52,6 +52,7 @@ LESSON_OF_TEST_FILE = {
 INFRASTRUCTURE_TEST_FILES = {
     "test_benchmarks.py",
     "test_bible.py",
+    "test_cheating.py",
     "test_cli.py",
     "test_colab_like.py",
     "test_course.py",

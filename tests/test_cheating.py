@@ -10,11 +10,13 @@ still scores full marks without a flag.
 
 from __future__ import annotations
 
+import marshal
+
 import nbformat
 import pytest
 from conftest import solution
 
-from autograder import grading, notebooks, paths, sandbox
+from autograder import grading, kernel_guard, notebooks, paths, sandbox
 
 LESSON = "00-setup"
 RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
@@ -138,6 +140,37 @@ def cosine_similarity_matrix(A, B):
 """
 
 
+# Round 2: attacks on the first fixes (a second review of the grader)
+VISIBLE_ONLY = (
+    "import numpy as np\ndef cosine_similarity_matrix(A, B):\n    if A.shape[1] == 3:   # the visible self-check's inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    return np.zeros((len(A), len(B)))\n",
+    "import numpy as np\ndef top_k(scores, k):\n    if scores.shape in ((2, 4), (1, 2000)):  # the visible self-check's inputs only\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n",
+)
+
+# a notebook-level __import__ that would have swapped the grader's loader for a no-op
+IMPORT_HIJACK = '\n_real_import = getattr(len.__self__, "__imp" + "ort__")\n_stash = []\nclass _FakeTypes:\n    def __getattr__(self, name):\n        return getattr(_real_import("types"), name)\n    def FunctionType(self, code, glb, *rest):\n        if code.co_name == "_xltg_hidden" + "_tests":\n            _stash.append(code)\n            return lambda: None\n        return _real_import("types").FunctionType(code, glb, *rest)\ndef __import__(name, *args, **kwargs):\n    if name == "types":\n        return _FakeTypes()\n    return _real_import(name, *args, **kwargs)\n'
+
+# rebinds the visible part's `rng` so that the hidden tests' inputs suit a wrong answer
+RNG_REBIND = "import numpy as np\n\nclass _UnitRows:\n    def __init__(self, real):\n        self.real = real\n    def normal(self, size):\n        x = self.real.normal(size=size)\n        return x / np.linalg.norm(x, axis=-1, keepdims=True)\n    def uniform(self, low, high, size):\n        return np.ones(size)\n    def __getattr__(self, name):\n        return getattr(self.real, name)\n\ndef cosine_similarity_matrix(A, B):\n    global rng\n    if not isinstance(rng, _UnitRows):\n        rng = _UnitRows(rng)\n    if A.shape[1] == 3:   # the visible self-check's inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n    return A @ B.T        # wrong: no normalisation\n"
+
+# a notebook-level __builtins__ whose __import__ hands functions a numpy that says yes
+BUILTINS_DICT = '\n_b = dict(len.__self__.__dict__)\n_real_import = _b["__imp" + "ort__"]\nclass _Yes:\n    def __init__(self, mod):\n        self.mod = mod\n    def __getattr__(self, name):\n        return getattr(self.mod, name)\n    def allclose(self, *a, **k):\n        return True\n    def array_equal(self, *a, **k):\n        return True\ndef _imp(name, glb=None, loc=None, fromlist=(), level=0):\n    mod = _real_import(name, glb, loc, fromlist, level)\n    if name == "numpy" and loc is None and glb is not None and glb.get("__name__") == "__main__":\n        return _Yes(mod)   # an import inside a function of the notebook\'s: the hidden tests\n    return mod\n_b["__imp" + "ort__"] = _imp\n__builtins__ = _b\n'
+
+# reads the tests' frame with attribute names built at run time
+FRAMES = (
+    'import sys\nimport numpy as np\n\ndef _caller_locals():\n    f = getattr(sys, "_get" + "frame")(2)\n    return getattr(f, "f_lo" + "cals")\n\ndef cosine_similarity_matrix(A, B):\n    loc = _caller_locals()\n    if "_reference" in loc:          # called from the hidden tests\n        return loc["_reference"](A, B)\n    if A.shape[1] == 3:              # the visible self-check\'s inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    return np.zeros((len(A), len(B)))\n',
+    'import numpy as np\n\ndef top_k(scores, k):\n    loc = _caller_locals()\n    if "expected" in loc:            # called from the hidden tests\n        return loc["expected"]\n    if scores.shape in ((2, 4), (1, 2000)):\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n',
+)
+
+# patches numpy through an alias of setattr and undoes the patch before the check after
+SELF_RESTORING = (
+    '\n_put = setattr\ndef _arm(uses):\n    # np.allclose / np.array_equal say yes for the next `uses` calls, then are put back\n    import numpy\n    origs = {n: getattr(numpy, n) for n in ("allclose", "array_equal")}\n    origs = {n: getattr(o, "_orig", o) for n, o in origs.items()}\n    left = [uses]\n    def restore():\n        for n, o in origs.items():\n            _put(numpy, n, o)\n    for n in origs:\n        def fake(*a, **k):\n            left[0] -= 1\n            if left[0] <= 0:\n                restore()                # gone before the guard looks\n            return True\n        fake._orig = origs[n]\n        _put(numpy, n, fake)\nimport numpy as np\ndef cosine_similarity_matrix(A, B):\n    if A.shape[1] == 3:   # the visible self-check\'s inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    _arm(4 if len(A) == 40 else 1 if A is B else 3)\n    return np.zeros((len(A), len(B)))\n',
+    "import numpy as np\ndef top_k(scores, k):\n    if scores.shape in ((2, 4), (1, 2000)):  # the visible self-check's inputs only\n        return np.argsort(-scores, axis=1)[:, :k]\n    _arm(2 if scores.shape[1] == 20000 else 1)\n    return np.zeros((len(scores), k), dtype=int)\n",
+)
+
+# honest lines the first reading flagged
+HONEST_EXTRA = "from IPython.display import display\nimport torch\ntorch.backends.cudnn.deterministic = True  # reproducible runs\n"
+
+
 def _ref(grade_id: str) -> str:
     src = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))[grade_id].source
     return "".join(ln for ln in src.splitlines(True) if "### " not in ln)
@@ -171,6 +204,12 @@ def cheats(tmp_path_factory, built_data):
         "edit_snapshot": _nb(WRONG_EX1, WRONG_EX2, after_setup=PATCH_AND_EDIT_SNAPSHOT),
         "rebind_np": _nb(*REBIND_NP),
         "liar": _nb(LIAR, _ref("ex2_top_k")),
+        "import_hijack": _nb(VISIBLE_ONLY[0] + IMPORT_HIJACK, VISIBLE_ONLY[1]),
+        "rng_rebind": _nb(RNG_REBIND, _ref("ex2_top_k")),
+        "builtins_dict": _nb(VISIBLE_ONLY[0] + BUILTINS_DICT, VISIBLE_ONLY[1]),
+        "frames": _nb(*FRAMES),
+        "self_restoring": _nb(*SELF_RESTORING),
+        "honest_extra": _nb(HONEST_EXTRA + _ref("ex1_cosine"), _ref("ex2_top_k")),
     }
     for student, nb in batch.items():
         dest = subs / student / LESSON / f"{LESSON}.ipynb"
@@ -201,12 +240,35 @@ def test_the_reference_keeps_full_marks_without_a_flag(cheats):
         ("rebind_np", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "rebinds np"),
         ("liar", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
         ("leak", {"ex1_cosine_tests": 2, "ex2_top_k_tests": 1}, "uses ._getframe"),
+        ("import_hijack", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "binds __import__"),
+        ("rng_rebind", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
+        ("builtins_dict", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "binds __builtins__"),
     ],
 )
 def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, student, points, flag):
     _, r = cheats
     assert _points(r[student]) == points, r[student].flags
     assert flag in " | ".join(r[student].flags)
+
+
+@pytest.mark.parametrize(
+    ("student", "flag"),
+    [
+        # Not stopped in the kernel (the student's code shares the tests' process): a frame
+        # read through names built at run time, a patch undone before the check after the
+        # tests. The worker's reading flags both for the instructor.
+        ("frames", "uses getattr with a computed attribute name"),
+        ("self_restoring", "uses setattr"),
+    ],
+)
+def test_what_the_kernel_cannot_stop_is_flagged(cheats, student, flag):
+    _, r = cheats
+    assert flag in " | ".join(r[student].flags), r[student].flags
+
+
+def test_honest_notebook_lines_are_not_flagged(cheats):
+    _, r = cheats
+    assert (r["honest_extra"].score, r["honest_extra"].flags) == (3, [])
 
 
 def test_the_hidden_tests_never_reach_the_feedback(cheats):
@@ -225,7 +287,7 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
         ("np.allclose = lambda *a, **k: True\n", ["replaces np.allclose"]),
         (
             "setattr(np.testing, 'assert_allclose', print)\n",
-            ["replaces an attribute of np (setattr)"],
+            ["replaces an attribute of np (setattr)", "uses setattr"],
         ),
         ("def f():\n    global np\n    np = None\n", ["rebinds np, a module the lesson imports"]),
         ("import inspect\n", ["imports inspect"]),
@@ -248,3 +310,22 @@ def test_the_worker_reads_what_reaches_into_the_grader(source, found):
 def test_names_the_notebook_binds_elsewhere_are_its_own():
     source = "def f(x):\n    return expected\n"
     assert grading.interpreter_access(source, set(), {"expected"}, bound={"expected"}) == []
+
+
+@pytest.mark.parametrize("lesson", grading.lesson_names())
+def test_hidden_tests_read_no_notebook_name_but_the_exercise_functions(lesson):
+    # a notebook global a hidden test read (a random generator, a matrix of the visible
+    # part) could be rebound by the answer the tests call; the grader gives them none
+    import builtins
+
+    layout = grading.lesson_layout(lesson, paths.lessons_dir() / lesson / f"{lesson}.ipynb")
+    for gid, sources in layout.graded_sources.items():
+        source = sources[0]
+        if notebooks.HIDDEN_BEGIN not in source:
+            continue
+        hidden = source.partition(notebooks.HIDDEN_BEGIN)[2].partition(notebooks.HIDDEN_END)[0]
+        names = layout.exercise_functions[gid]
+        content = kernel_guard.hidden_tests_request("n", hidden, layout.hidden_imports[gid], names)
+        code = marshal.loads(content["code"].encode("latin-1"))
+        extra = kernel_guard.global_reads(code) - set(dir(builtins)) - set(names)
+        assert not extra, (gid, sorted(extra))
