@@ -65,18 +65,23 @@ def guess_lesson(notebook: Path, lessons: list[str]) -> str | None:
     m = build_patterns(lessons).file_re.search(notebook.name)
     if m:
         return next(x for x in lessons if x.lower() == m["lesson"].lower())
+    overlaps = _cell_overlaps(notebook, lessons)
+    best = max(overlaps, key=overlaps.get, default=None)
+    return best if best is not None and overlaps[best] > 0 else None
+
+
+def _cell_overlaps(notebook: Path, lessons: list[str]) -> dict[str, int]:
+    """Return, per lesson, how many of its graded cell ids the notebook holds ({}: unreadable)."""
     try:
         ids = set(notebooks.grade_cells(notebooks.read_notebook(notebook)))
     except Exception:  # noqa: BLE001 - an unreadable file is reported by validate itself
-        return None
-    best, overlap = None, 0
+        return {}
+    out = {}
     for lesson in lessons:
         release = paths.lessons_dir() / lesson / f"{lesson}.ipynb"
         if release.exists():
-            n = len(ids & set(notebooks.grade_cells(notebooks.read_notebook(release))))
-            if n > overlap:
-                best, overlap = lesson, n
-    return best
+            out[lesson] = len(ids & set(notebooks.grade_cells(notebooks.read_notebook(release))))
+    return out
 
 
 _FIXES = (
@@ -278,6 +283,13 @@ def validate(
     release = paths.lessons_dir() / lesson / f"{lesson}.ipynb"
     layout = grading.lesson_layout(lesson, release)
     v = Validation(notebook, lesson)
+    overlaps = _cell_overlaps(notebook, lessons)
+    cells_say = max(overlaps, key=overlaps.get, default=lesson)
+    if overlaps.get(cells_say, 0) > overlaps.get(lesson, 0):
+        v.problems.append(
+            f"its cells are lesson {cells_say}'s, not {lesson}'s, which the grader takes from "
+            f"the file name: submit the {lesson} notebook, or name this one {cells_say}.ipynb"
+        )
     t0 = time.perf_counter()
     prepared = grading.prepare_submission(notebook, layout)
     if prepared.nb is None:

@@ -121,6 +121,16 @@ def built_data() -> Path:
     return paths.build_dir()
 
 
+def sandboxed_batch(tmp_path_factory, name: str) -> tuple[Path, Path]:
+    """Return (submissions, graded) folders for a grading batch; fail if no sandbox works here."""
+    from autograder import sandbox
+
+    ok, why = sandbox.sandbox_status()
+    assert ok, f"the grading sandbox does not work here: {why}"
+    base = tmp_path_factory.mktemp(name)
+    return base / "submissions", base / "graded"
+
+
 def assert_build_is_noop(build, manifest, names: tuple[str, ...]) -> None:
     """Run ``build(manifest)`` again and check that it rewrote none of the ``names`` artefacts."""
     files = [manifest.folder / manifest.entries[n].path for n in names]

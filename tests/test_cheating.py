@@ -14,9 +14,9 @@ import marshal
 
 import nbformat
 import pytest
-from conftest import solution
+from conftest import sandboxed_batch, solution
 
-from autograder import grading, kernel_guard, notebooks, paths, sandbox
+from autograder import grading, kernel_guard, notebooks, paths
 
 LESSON = "00-setup"
 RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
@@ -189,10 +189,7 @@ def _nb(ex1: str | None = None, ex2: str | None = None, after_setup: str = ""):
 
 @pytest.fixture(scope="module")
 def cheats(tmp_path_factory, built_data):
-    ok, why = sandbox.sandbox_status()
-    assert ok, f"the grading sandbox does not work here: {why}"
-    base = tmp_path_factory.mktemp("cheats")
-    subs, out = base / "submissions", base / "graded"
+    subs, out = sandboxed_batch(tmp_path_factory, "cheats")
     batch = {
         "ref": notebooks.read_notebook(solution(LESSON)),
         "wrong": _nb(WRONG_EX1, WRONG_EX2),

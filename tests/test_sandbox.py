@@ -15,7 +15,7 @@ import sys
 
 import nbformat
 import pytest
-from conftest import solution
+from conftest import sandboxed_batch, solution
 
 from autograder import cli, grading, notebooks, paths, sandbox
 
@@ -173,10 +173,7 @@ def _submit(subs, student, nb) -> None:
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory, built_data):
-    ok, why = sandbox.sandbox_status()
-    assert ok, f"the grading sandbox does not work here: {why}"
-    base = tmp_path_factory.mktemp("attacks")
-    subs, out = base / "submissions", base / "graded"
+    subs, out = sandboxed_batch(tmp_path_factory, "attacks")
     subs.mkdir()
     _submit(subs, "ref", notebooks.read_notebook(solution(LESSON)))
     _submit(subs, "blank", notebooks.read_notebook(RELEASE))

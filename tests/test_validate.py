@@ -163,3 +163,11 @@ def test_duplicated_answer_and_grader_access_say_what_to_do(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "only the FIRST copy is graded: keep your answer in that one" in out
     assert "reaches into the grader (uses ._getframe)" in out and "remove that code" in out
+
+
+@pytest.mark.notebook
+def test_a_notebook_named_after_another_lesson_says_so(tmp_path, capsys):
+    path = _write(tmp_path, _answered(), "02-procrustes.ipynb")
+    assert cli.main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "its cells are lesson 00-setup's, not 02-procrustes's" in out

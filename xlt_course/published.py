@@ -243,11 +243,14 @@ PARAMETERS_STATED_M: dict[str, dict[str, float]] = {
     "XLM-R Large": {"Conneau et al. 2020, Table 7": 550.0},
 }  # fmt: skip
 
-DUFTER_SCHUTZE = Citation(
+_DS = dict(
     authors="Dufter, Schütze",
     year=2020,
     title='"Identifying Necessary Elements for BERT\'s Multilinguality"',
     venue="EMNLP",
+)
+DUFTER_SCHUTZE = Citation(
+    **_DS,
     location="experimental setup (small BERT on an English Bible plus Fake-English)",
     second_hand=(
         "the sizes and training length of the authors' released code (github.com/pdufter/"
@@ -259,10 +262,7 @@ DUFTER_SCHUTZE = Citation(
 #: standard model; only the two over-parameterised rows the text names). The tables were not
 #: read here: a public reader's notes on the paper transcribe these sentences.
 DUFTER_SCHUTZE_RESULTS_CITATION = Citation(
-    authors="Dufter, Schütze",
-    year=2020,
-    title='"Identifying Necessary Elements for BERT\'s Multilinguality"',
-    venue="EMNLP",
+    **_DS,
     location="section 3.1, the text on Table 1 (models 0, 15, 16 and 17)",
     second_hand=(
         "the sentences of section 3.1 that quote Table 1, as transcribed in a reader's public "
