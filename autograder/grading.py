@@ -666,7 +666,8 @@ INTERPRETER_ATTRIBUTES = frozenset(
      "set_custom_exc", "display_formatter", "user_ns", "user_global_ns", "excepthook",
      "displayhook", "events", "__dict__", "__self__", "__base__", "__bases__", "__mro__",
      "shell_handlers", "kernel", "f_lineno", "attrgetter", "methodcaller", "__getattribute__",
-     "__setattr__", "__delattr__"}
+     "__setattr__", "__delattr__", "__set__", "__get__", "_implementation", "__defaults__",
+     "__kwdefaults__"}
 )  # fmt: skip
 #: Names that look up other names, or the IPython shell and its history, at run time.
 INTERPRETER_NAMES = frozenset(
@@ -674,6 +675,20 @@ INTERPRETER_NAMES = frozenset(
      "__import__", "breakpoint", "_ih", "_oh", "_i", "_ii", "_iii", "In", "Out", "_dh",
      "setattr", "delattr"}
 )  # fmt: skip
+#: Strings that name the interpreter's inner parts (``getattr(sys, "_getframe")``).
+INTERPRETER_STRINGS = frozenset(
+    {"_getframe", "currentframe", "f_locals", "f_globals", "f_back", "f_code", "__code__",
+     "__globals__", "__builtins__", "__import__", "shell_handlers", "user_ns", "get_ipython",
+     "__self__", "_implementation", "__set__", "co_consts", "co_code", "settrace",
+     "setprofile", "__subclasses__", "__dict__"}
+)  # fmt: skip
+#: Cell magics whose body is Python the grader reads too; any other runs what it cannot read.
+PYTHON_CELL_MAGICS = frozenset({"capture", "time", "timeit"})
+HARMLESS_CELL_MAGICS = frozenset({"html", "markdown", "latex", "svg", "javascript", "js"})
+#: Line magics that run or load code the grader cannot read.
+CODE_LINE_MAGICS = frozenset(
+    {"run", "load", "loadpy", "load_ext", "reload_ext", "macro", "recall", "rerun", "edit"}
+)
 #: Names a notebook must not bind: the interpreter looks them up for everyone's code.
 INTERPRETER_BINDINGS = frozenset({"__import__", "__builtins__", "__build_class__"})
 #: Library settings a notebook may assign (``torch.backends.cudnn.deterministic = True``).
@@ -689,7 +704,9 @@ def interpreter_access(
     hide it: imports of :data:`INTERPRETER_MODULES`, the frame and shell attributes of
     :data:`INTERPRETER_ATTRIBUTES`, the run-time lookups of :data:`INTERPRETER_NAMES` and
     ``sys.modules``; assignments to (or ``setattr``/``delattr`` on) an attribute of a module
-    (``np.allclose = ...``); rebinding a module name the lesson imported (``np = ...``); and
+    (``np.allclose = ...``); ``getattr`` with a name built at run time, or with a literal
+    name from the lists above; strings naming them; magics that run code it cannot read
+    (IPython's own rewriting of magic lines is read, so ``%matplotlib`` hides nothing); and
     reads of names that only the lesson's hidden tests bind (``expected``), unless the
     notebook binds them somewhere itself (``bound``). None is needed by an exercise; each is
     flagged for the instructor's review, not scored.
@@ -698,18 +715,72 @@ def interpreter_access(
     """
     import ast
 
+    source = pysource.python_source(source)
     try:
         tree = pysource.parse(source)
-    except (SyntaxError, pysource.Unparseable):
-        return []
-    own_imports = _import_bindings(source)
-    aliases = module_aliases | _import_bindings(source, modules_only=True)
+    except pysource.Unparseable:
+        return ["is too deep for the grader to read"]
+    except SyntaxError:
+        return ["is not Python the grader can read"]
     found: set[str] = set()
 
     def root(node: Any) -> str | None:
         while isinstance(node, ast.Attribute | ast.Subscript):
             node = node.value
         return node.id if isinstance(node, ast.Name) else None
+
+    def text(node: Any) -> str | None:
+        return (
+            node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+        )
+
+    # names a ``for`` loop takes from a literal tuple or list of strings: known, not computed
+    literal_loops: dict[str, list[str]] = {}
+    magic_calls: set[int] = set()  # get_ipython() calls IPython wrote for a magic line
+    allowed_setattr: set[int] = set()  # object.__setattr__(self, ...) in a frozen dataclass
+    for n in ast.walk(tree):
+        if isinstance(n, ast.For) and isinstance(n.target, ast.Name):
+            items = n.iter.elts if isinstance(n.iter, ast.Tuple | ast.List) else None
+            if items is not None and all(text(x) is not None for x in items):
+                literal_loops.setdefault(n.target.id, []).extend(text(x) for x in items)
+        if (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Call)
+            and isinstance(n.func.value.func, ast.Name)
+            and n.func.value.func.id == "get_ipython"
+            and n.func.attr in ("run_line_magic", "run_cell_magic", "system", "getoutput")
+        ):
+            magic_calls.add(id(n.func.value.func))
+            name = text(n.args[0]) if n.args else None
+            if n.func.attr == "run_line_magic" and name in CODE_LINE_MAGICS:
+                found.add(f"runs %{name}")
+            elif n.func.attr == "run_cell_magic" and name is not None:
+                body = text(n.args[2]) if len(n.args) > 2 else None
+                if name in PYTHON_CELL_MAGICS and body is not None:
+                    found |= set(interpreter_access(body, module_aliases, test_names, bound))
+                elif name not in HARMLESS_CELL_MAGICS:
+                    found.add(f"runs %%{name}")
+        if (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "__setattr__"
+            and isinstance(n.func.value, ast.Name)
+            and n.func.value.id == "object"
+            and n.args
+            and isinstance(n.args[0], ast.Name)
+            and n.args[0].id == "self"
+        ):
+            allowed_setattr.add(id(n.func))
+    aliases = module_aliases | _import_bindings(source, modules_only=True)
+
+    def attribute(name: str, base: Any, store: bool, shown: str) -> None:
+        if name in INTERPRETER_ATTRIBUTES:
+            found.add(f"uses .{name}")
+        if name == "modules" and root(base) == "sys":
+            found.add("uses sys.modules")
+        if store and root(base) in aliases and not shown.startswith(SETTING_PREFIXES):
+            found.add(f"replaces {shown}")
 
     for n in ast.walk(tree):
         if isinstance(n, ast.Import | ast.ImportFrom):
@@ -721,23 +792,25 @@ def interpreter_access(
                 if hit and not m.startswith("IPython.display"):
                     found.add(f"imports {hit}")
         elif isinstance(n, ast.Attribute):
-            if n.attr in INTERPRETER_ATTRIBUTES:
-                found.add(f"uses .{n.attr}")
-            if n.attr == "modules" and root(n) == "sys":
-                found.add("uses sys.modules")
-            if (
-                isinstance(n.ctx, ast.Store | ast.Del)
-                and root(n) in aliases
-                and not ast.unparse(n).startswith(SETTING_PREFIXES)
-            ):
-                found.add(f"replaces {ast.unparse(n)}")
+            if id(n) not in allowed_setattr:
+                store = isinstance(n.ctx, ast.Store | ast.Del)
+                attribute(n.attr, n.value, store, ast.unparse(n))
         elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
-            if n.func.id in ("setattr", "delattr") and n.args and root(n.args[0]) in aliases:
-                found.add(f"replaces an attribute of {root(n.args[0])} ({n.func.id})")
-            # an attribute name built at run time: no reading of the code can say which
-            literal = len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
-            if n.func.id in ("getattr", "hasattr") and len(n.args) > 1 and not literal:
-                found.add(f"uses {n.func.id} with a computed attribute name")
+            fn = n.func.id
+            if fn in ("getattr", "hasattr", "setattr", "delattr") and len(n.args) > 1:
+                obj, key = n.args[0], n.args[1]
+                names = [text(key)] if text(key) is not None else None
+                if names is None and isinstance(key, ast.Name) and key.id in literal_loops:
+                    names = literal_loops[key.id]
+                if names is None:
+                    # an attribute name built at run time: no reading of the code can say which
+                    found.add(f"uses {fn} with a computed attribute name")
+                else:
+                    store = fn in ("setattr", "delattr")
+                    for name in names:
+                        attribute(name, obj, store, f"{ast.unparse(obj)}.{name}")
+                if fn in ("setattr", "delattr") and root(obj) in aliases:
+                    found.add(f"replaces an attribute of {root(obj)} ({fn})")
         elif (
             isinstance(n, ast.Name)
             and n.id in INTERPRETER_BINDINGS
@@ -748,14 +821,17 @@ def interpreter_access(
             n.name in INTERPRETER_BINDINGS
         ):
             found.add(f"binds {n.name}")
-    # module-level bindings only (``global`` ones included): a local ``tr`` is the function's
-    from autograder.cell_skip import global_symbols
-
-    with contextlib.suppress(SyntaxError):
-        module_bound, _ = global_symbols(source, declared_reads=False)
-        for name in sorted((module_bound & module_aliases) - own_imports):
-            found.add(f"rebinds {name}, a module the lesson imports")
-    for name in sorted(_unbound_names(source) & (INTERPRETER_NAMES | test_names) - bound):
+        elif text(n) in INTERPRETER_STRINGS:
+            found.add(f"names {text(n)} in a string")
+    unbound = _unbound_names(source)
+    magic_only = all(
+        id(x) in magic_calls
+        for x in ast.walk(tree)
+        if isinstance(x, ast.Name) and x.id == "get_ipython"
+    )
+    if magic_only:
+        unbound.discard("get_ipython")
+    for name in sorted(unbound & (INTERPRETER_NAMES | test_names) - bound):
         found.add(
             f"reads {name}, which only the tests define" if name in test_names else f"uses {name}"
         )
@@ -857,6 +933,7 @@ def forbidden_course_use(
     """
     import ast
 
+    source = pysource.python_source(source)  # a magic line must not hide the rest
     try:
         tree = pysource.parse(source)
     except pysource.Unparseable:

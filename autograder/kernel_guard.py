@@ -54,10 +54,27 @@ def _xltg_snapshot(mods: list[str], nonce: str) -> str:
 
     holder.ops = (dis.opmap["LOAD_GLOBAL"], dis.opmap["LOAD_NAME"], dis.opmap["EXTENDED_ARG"])
     holder.shifted = sys.version_info >= (3, 11)  # LOAD_GLOBAL's arg is (index << 1) | flag
+    # The functions' code too: swapping ``f.__code__`` keeps every object the same.
+    codes = []
+    for m, (_mod, saved) in snap.items():
+        for k, v in saved.items():
+            try:  # numpy's dispatchers keep the Python function in ``_implementation``
+                impl = getattr(v, "_implementation", None)
+            except Exception:  # noqa: BLE001 - a lazy attribute may raise anything
+                impl = None
+            for f in (v, impl):
+                if type(f) is types.FunctionType:
+                    codes.append((f"{m}.{k}", f, f.__code__, f.__defaults__, f.__kwdefaults__))
+    holder.codes = codes
     sys.modules["_xltg_" + nonce] = holder
     # The worker keeps this digest: a snapshot edited by the notebook no longer matches it.
     return str(
-        hash(tuple((m, id(mod), *map(id, saved.values())) for m, (mod, saved) in snap.items()))
+        hash(
+            (
+                tuple((m, id(mod), *map(id, saved.values())) for m, (mod, saved) in snap.items()),
+                tuple(id(c[2]) for c in codes),
+            )
+        )
     )
 
 
@@ -89,8 +106,14 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     if holder is None:
         return {"tampered": True}
     snap = holder.snap
+    codes = getattr(holder, "codes", [])
     digest = str(
-        hash(tuple((m, id(mod), *map(id, saved.values())) for m, (mod, saved) in snap.items()))
+        hash(
+            (
+                tuple((m, id(mod), *map(id, saved.values())) for m, (mod, saved) in snap.items()),
+                tuple(id(c[2]) for c in codes),
+            )
+        )
     )
 
     def attr(o: object, name: str) -> object:
@@ -158,6 +181,15 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
             if new is not v and (strict or from_notebook(new)):
                 changed.append(m + "." + k)
                 d[k] = v
+
+    for name, f, code, defaults, kwdefaults in codes:
+        if (
+            f.__code__ is not code
+            or f.__defaults__ is not defaults
+            or (f.__kwdefaults__ is not kwdefaults)
+        ):
+            f.__code__, f.__defaults__, f.__kwdefaults__ = code, defaults, kwdefaults
+            changed.append(name + ".__code__")
 
     def global_reads(c: object) -> set:
         # The names c reads as globals. Not c.co_names: it also holds attribute names, and
@@ -312,7 +344,13 @@ def _xltg_install(mods: list[str], nonce: str, snapshot: bytes, check: bytes) ->
         try:
             if content.get("nonce") != nonce:
                 raise PermissionError("not the grader's request")
-            if content.get("kind") == "check":
+            if kernel.shell_handlers.get("xltg_request") is not handle:
+                # the notebook put its own handler in front of this one
+                out = {"status": "ok", "value": {"tampered": True}}
+                if content.get("kind") != "check":
+                    out = {"status": "error", "ename": "GraderError", "evalue": "tampered"}
+                    out["traceback"] = ["GraderError: the grader's handler was replaced"]
+            elif content.get("kind") == "check":
                 value = run_check(content["fns"], content["allowed"], nonce, user_ns)
                 out = {"status": "ok", "value": value}
             else:

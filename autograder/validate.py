@@ -365,6 +365,8 @@ def validate(
                 f"it ran more than {cell_timeout} s (the grader's limit per cell): make it "
                 "faster, or skip long work when xlt_course.runtime.grading() is True"
             )
+        elif ename == "StdinNotImplementedError":
+            fix = "remove the input() call: the grader cannot type an answer"
         elif ename == "MemoryError":
             fix = f"it needs more memory than the grader allows ({memory_mb} MB): use less"
         elif ename == "NotImplementedError":

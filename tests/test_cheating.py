@@ -171,12 +171,47 @@ SELF_RESTORING = (
 HONEST_EXTRA = "from IPython.display import display\nimport torch\ntorch.backends.cudnn.deterministic = True  # reproducible runs\n"
 
 
+# Round 3: attacks on the second fixes (a third review of the grader)
+# numpy's and the checks' functions given another function's code: the objects stay the same
+CODE_SWAP = (
+    'import numpy as np\n\n\ndef cosine_similarity_matrix(A, B):\n    return np.zeros((len(A), len(B)))\n\nfrom xlt_course import checks\n\n\ndef _yes(*args, **kwargs):\n    return True\n\n\ndef _quiet(*args, **kwargs):\n    return None\n\n\n_code = getattr(type(_yes), "__code__")  # the function type\'s __code__ slot\n_code.__set__(np.allclose._implementation, getattr(_yes, "__code__"))\n_code.__set__(np.array_equal._implementation, getattr(_yes, "__code__"))\n_code.__set__(checks.check, getattr(_quiet, "__code__"))\n',
+    "import numpy as np\n\n\ndef top_k(scores, k):\n    return np.zeros((len(scores), k), dtype=int)\n",
+)
+
+# a magic line that made the whole cell unreadable to the worker, with a frame read under it
+MAGIC_FRAMES = (
+    '%config Completer.use_jedi = False\nimport sys\nimport numpy as np\n\n\ndef _caller_locals():\n    return sys._getframe(2).f_locals\n\n\ndef cosine_similarity_matrix(A, B):\n    loc = _caller_locals()\n    if "_reference" in loc:  # called from the hidden tests\n        return loc["_reference"](A, B)\n    if A.shape[1] == 3:  # the visible self-check\'s inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    return np.zeros((len(A), len(B)))\n',
+    '%config Completer.use_jedi = False\nimport numpy as np\n\n\ndef top_k(scores, k):\n    loc = _caller_locals()\n    if "expected" in loc:  # called from the hidden tests\n        return loc["expected"]\n    if scores.shape in ((2, 4), (1, 2000)):\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n',
+)
+
+# under a magic line, a correct answer that keeps the hidden tests' constants for a later cell
+MAGIC_LEAK = '%config Completer.use_jedi = False\nimport sys\nimport numpy as np\n\n_stash = []\n\n\ndef cosine_similarity_matrix(A, B):\n    f = sys._getframe(1)\n    if f.f_code.co_filename == "<hidden tests>" and not _stash:\n        code = f.f_code\n        _stash.append(("consts", [c for c in code.co_consts if not hasattr(c, "co_code")]))\n        _stash.append(("names", code.co_names))\n        _stash.append(("varnames", code.co_varnames))\n        _stash.append(("nested", [(c.co_name, c.co_consts, c.co_names) for c in code.co_consts if hasattr(c, "co_code")]))\n    A = A / np.linalg.norm(A, axis=1, keepdims=True)\n    B = B / np.linalg.norm(B, axis=1, keepdims=True)\n    return A @ B.T\n'
+PRINT_LATER = "print('LEAKED', _stash)\n"
+
+# the frame read with literal getattr names
+LITERAL_FRAMES = (
+    'import sys\nimport numpy as np\n\n\ndef _caller_locals():\n    return getattr(getattr(sys, "_getframe")(2), "f_locals")\n\n\ndef cosine_similarity_matrix(A, B):\n    loc = _caller_locals()\n    if "_reference" in loc:  # called from the hidden tests\n        return loc["_reference"](A, B)\n    if A.shape[1] == 3:  # the visible self-check\'s inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    return np.zeros((len(A), len(B)))\n',
+    'import numpy as np\n\n\ndef top_k(scores, k):\n    loc = _caller_locals()\n    if "expected" in loc:  # called from the hidden tests\n        return loc["expected"]\n    if scores.shape in ((2, 4), (1, 2000)):\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n',
+)
+
+# the grader's request handler replaced by one that answers "passed" without running the tests
+HANDLER_SWAP = (
+    'import numpy as np\n\n\ndef cosine_similarity_matrix(A, B):\n    if A.shape[1] == 3:  # the visible self-check\'s inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    return np.zeros((len(A), len(B)))\n\nimport sys\n\n_ip = getattr(getattr(sys, "modules")["IPython"], "get_ipython")()\n_kernel = getattr(_ip, "kernel")\n_handlers = getattr(_kernel, "shell_handlers")\n_real = _handlers["xltg_request"]\n\n\ndef _handler(stream, ident, parent):\n    if parent["content"].get("kind") == "check":\n        return _real(stream, ident, parent)  # the guard\'s checks: the real answer and digest\n    _kernel.session.send(stream, "xltg_reply", {"status": "ok"}, parent, ident)\n\n\n_handlers["xltg_request"] = _handler\n',
+    "import numpy as np\n\n\ndef top_k(scores, k):\n    if scores.shape in ((2, 4), (1, 2000)):  # the visible self-check's inputs only\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n",
+)
+
+# honest idioms the second reading flagged: a frozen dataclass, getattr over literal names,
+# and a scratch variable named like a module the lesson imports
+HONEST_IDIOMS = 'from dataclasses import dataclass\n\nimport numpy as np\n\n\n@dataclass(frozen=True)\nclass Options:\n    eps: float = 1e-12\n    normalize_rows: bool = True\n\n    def __post_init__(self):\n        object.__setattr__(self, "eps", float(self.eps))  # the usual frozen-dataclass idiom\n\n\ndef cosine_similarity_matrix(A, B, options=Options()):\n    for flag in ("normalize_rows",):\n        assert getattr(options, flag), flag\n    A = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), options.eps)\n    B = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), options.eps)\n    return A @ B.T\n'
+SCRATCH_STATS = 'stats = {"runs": 3}\n'
+
+
 def _ref(grade_id: str) -> str:
     src = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))[grade_id].source
     return "".join(ln for ln in src.splitlines(True) if "### " not in ln)
 
 
-def _nb(ex1: str | None = None, ex2: str | None = None, after_setup: str = ""):
+def _nb(ex1: str | None = None, ex2: str | None = None, after_setup: str = "", at_end: str = ""):
     nb = notebooks.read_notebook(RELEASE)
     cells = notebooks.grade_cells(nb)
     for gid, src in (("ex1_cosine", ex1), ("ex2_top_k", ex2)):
@@ -184,6 +219,8 @@ def _nb(ex1: str | None = None, ex2: str | None = None, after_setup: str = ""):
             cells[gid].source = src
     if after_setup:
         nb.cells.insert(1, nbformat.v4.new_code_cell(after_setup))
+    if at_end:
+        nb.cells.append(nbformat.v4.new_code_cell(at_end))
     return nb
 
 
@@ -207,6 +244,12 @@ def cheats(tmp_path_factory, built_data):
         "frames": _nb(*FRAMES),
         "self_restoring": _nb(*SELF_RESTORING),
         "honest_extra": _nb(HONEST_EXTRA + _ref("ex1_cosine"), _ref("ex2_top_k")),
+        "code_swap": _nb(*CODE_SWAP),
+        "magic_frames": _nb(*MAGIC_FRAMES),
+        "magic_leak": _nb(MAGIC_LEAK, _ref("ex2_top_k"), at_end=PRINT_LATER),
+        "literal_frames": _nb(*LITERAL_FRAMES),
+        "handler_swap": _nb(*HANDLER_SWAP),
+        "honest_idioms": _nb(HONEST_IDIOMS, _ref("ex2_top_k"), at_end=SCRATCH_STATS),
     }
     for student, nb in batch.items():
         dest = subs / student / LESSON / f"{LESSON}.ipynb"
@@ -234,12 +277,14 @@ def test_the_reference_keeps_full_marks_without_a_flag(cheats):
         ("transformer", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses get_ipython"),
         ("custom_exc", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses get_ipython"),
         ("edit_snapshot", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses sys.modules"),
-        ("rebind_np", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "rebinds np"),
+        ("rebind_np", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "computed attribute name"),
         ("liar", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
         ("leak", {"ex1_cosine_tests": 2, "ex2_top_k_tests": 1}, "uses ._getframe"),
         ("import_hijack", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "binds __import__"),
         ("rng_rebind", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
         ("builtins_dict", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "binds __builtins__"),
+        ("code_swap", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses .__set__"),
+        ("handler_swap", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses sys.modules"),
     ],
 )
 def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, student, points, flag):
@@ -256,6 +301,9 @@ def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, stud
         # tests. The worker's reading flags both for the instructor.
         ("frames", "uses getattr with a computed attribute name"),
         ("self_restoring", "uses setattr"),
+        ("magic_frames", "uses ._getframe"),
+        ("magic_leak", "uses ._getframe"),
+        ("literal_frames", "uses ._getframe"),
     ],
 )
 def test_what_the_kernel_cannot_stop_is_flagged(cheats, student, flag):
@@ -263,9 +311,10 @@ def test_what_the_kernel_cannot_stop_is_flagged(cheats, student, flag):
     assert flag in " | ".join(r[student].flags), r[student].flags
 
 
-def test_honest_notebook_lines_are_not_flagged(cheats):
+@pytest.mark.parametrize("student", ["honest_extra", "honest_idioms"])
+def test_honest_notebook_lines_are_not_flagged(cheats, student):
     _, r = cheats
-    assert (r["honest_extra"].score, r["honest_extra"].flags) == (3, [])
+    assert (r[student].score, r[student].flags) == (3, [])
 
 
 def test_the_hidden_tests_never_reach_the_feedback(cheats):
@@ -284,9 +333,13 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
         ("np.allclose = lambda *a, **k: True\n", ["replaces np.allclose"]),
         (
             "setattr(np.testing, 'assert_allclose', print)\n",
-            ["replaces an attribute of np (setattr)", "uses setattr"],
+            [
+                "replaces an attribute of np (setattr)",
+                "replaces np.testing.assert_allclose",
+                "uses setattr",
+            ],
         ),
-        ("def f():\n    global np\n    np = None\n", ["rebinds np, a module the lesson imports"]),
+        ("def f():\n    global np\n    np = None\n", []),  # the hidden tests import their own
         ("import inspect\n", ["imports inspect"]),
         ("from gc import get_objects\n", ["imports gc"]),
         ("import sys\nf = sys._getframe(1).f_locals\n", ["uses ._getframe", "uses .f_locals"]),
