@@ -619,13 +619,26 @@ def _top_level_imports(source: str) -> list[str]:
     ]
 
 
-def _is_module(name: str) -> bool:
+def _is_module(package: str, name: str) -> bool:
+    """Return True when ``name`` is a submodule of ``package`` (found on disk, not imported).
+
+    ``importlib.util.find_spec("torch.nn")`` would import torch into the grader for this.
+    """
     import importlib.util
 
+    top, _, rest = package.partition(".")
     try:
-        return importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(top)
     except (ImportError, ValueError, AttributeError):
         return False
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for part in [p for p in rest.split(".") if p]:  # down the package's own folders
+        locations = [str(Path(loc) / part) for loc in locations if (Path(loc) / part).is_dir()]
+    return any(
+        (Path(loc) / name).is_dir()
+        or any(f.suffix in (".py", ".so") for f in Path(loc).glob(f"{name}.*"))
+        for loc in locations
+    )
 
 
 def _import_bindings(source: str, *, modules_only: bool = False) -> set[str]:
@@ -645,7 +658,7 @@ def _import_bindings(source: str, *, modules_only: bool = False) -> set[str]:
                 for a in n.names:
                     if a.name == "*":
                         continue
-                    if modules_only and not _is_module(f"{n.module}.{a.name}"):
+                    if modules_only and not _is_module(n.module, a.name):
                         continue
                     names.add(a.asname or a.name)
     return names
