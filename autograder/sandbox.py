@@ -34,6 +34,7 @@ from pathlib import Path
 
 from autograder import paths
 from xlt_course import paths as course_paths
+from xlt_course.errors import XltCourseError
 
 MAX_PROCESSES = 256
 """Processes and threads a kernel may have at once (RLIMIT_NPROC of its own uid)."""
@@ -183,13 +184,23 @@ def _file_system(mounts: _Mounts, needed: list[Path]) -> list[Path]:
     return bound
 
 
+class SandboxError(XltCourseError, OSError):
+    """The grader cannot prepare a kernel's sandbox; the message says what to change."""
+
+
 def _readable_copies(folders: list[Path]) -> list[tuple[Path, Path]]:
     """Return ``(copy, original)`` for the files in ``folders`` that other users cannot read.
 
-    A root grader's kernel runs as another uid, so a course artefact written private
-    (``model.safetensors`` is 0600 after ``save_pretrained``) would be unreadable to it. It
-    gets a world-readable copy (made once per file version, in a root-only-writable folder)
-    bound over the original: the kernel reads the course data, nothing else.
+    A root grader's kernel runs as another uid, so a course artefact written private (a
+    checkpoint an older version saved 0600) would be unreadable to it. It gets a
+    world-readable copy bound over the original: the kernel reads the course data, nothing
+    else. The copies live in a root-only-writable folder, one per original path, and are
+    refreshed when the original changes, so the folder never holds more than the private
+    files themselves (the course writes none now: :func:`xlt_course.paths.share_files`).
+
+    Raises:
+        SandboxError: the copy cannot be made (a full disk, say); the message names the
+            file and the ``chmod`` that makes copying unnecessary.
     """
     store = Path(tempfile.gettempdir()) / f"xlt-readable-{os.getuid()}"
     found: dict[Path, Path] = {}
@@ -205,21 +216,42 @@ def _readable_copies(folders: list[Path]) -> list[tuple[Path, Path]]:
                     continue
                 if st.st_mode & stat.S_IROTH or not stat.S_ISREG(st.st_mode):
                     continue
-                key = hashlib.sha1(f"{f.resolve()}:{st.st_mtime_ns}:{st.st_size}".encode())
-                copy = store / key.hexdigest()
+                original = f.resolve()
+                copy = store / hashlib.sha1(str(original).encode()).hexdigest()
                 store.mkdir(mode=0o755, exist_ok=True)
                 own = store.lstat()
                 if own.st_uid != os.getuid() or own.st_mode & 0o022 or store.is_symlink():
-                    raise OSError(f"{store} is not the grader's own folder: remove it")
-                if not copy.exists():
-                    # a name of its own: grading threads of one process may copy at once
-                    fd, part = tempfile.mkstemp(dir=store, prefix=f"{copy.name}.", suffix=".part")
-                    os.close(fd)
-                    shutil.copyfile(f, part)
-                    os.chmod(part, 0o644)
-                    os.replace(part, copy)
-                found[f.resolve()] = copy
+                    raise SandboxError(f"{store} is not the grader's own folder: remove it")
+                if not _same_version(copy, st):
+                    _copy_readable(original, copy, st)
+                found[original] = copy
     return [(copy, original) for original, copy in sorted(found.items())]
+
+
+def _same_version(copy: Path, st: os.stat_result) -> bool:
+    try:
+        c = copy.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(c.st_mode) and (c.st_size, c.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def _copy_readable(original: Path, copy: Path, st: os.stat_result) -> None:
+    # a name of its own: grading threads of one process may copy at once
+    fd, part = tempfile.mkstemp(dir=copy.parent, prefix=f"{copy.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        shutil.copyfile(original, part)
+        os.chmod(part, 0o644)
+        os.utime(part, ns=(st.st_atime_ns, st.st_mtime_ns))  # how the next batch knows it
+        os.replace(part, copy)
+    except OSError as e:
+        Path(part).unlink(missing_ok=True)
+        raise SandboxError(
+            f"{original} is readable only by its owner, and the grading kernel (another "
+            f"user) needs it; copying it to {copy.parent} failed ({e.strerror or e}). "
+            f"Make it readable instead: chmod o+r '{original}'"
+        ) from e
 
 
 def _inside(p: Path, folders: list[Path]) -> bool:

@@ -378,6 +378,9 @@ def test_checkpoint_reloads_with_from_pretrained(tiny):
         c = cfg(tiny, pooling=pooling, save_checkpoint=True)
         res = tr.finetune(c, TRAIN, EVALS)
         assert res.checkpoint is not None and (res.checkpoint / "config.json").is_file()
+        # a root grader's kernel (another user) reads it: safetensors alone writes it 0600
+        modes = {f.name: f.stat().st_mode & 0o777 for f in res.checkpoint.iterdir()}
+        assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes
         model, tok, loaded = tr.load_checkpoint(res.checkpoint, device="cpu")
         assert loaded == c
         assert model.config.id2label == dict(enumerate(LABELS))

@@ -358,3 +358,46 @@ def test_a_script_run_from_tmp_does_not_bind_the_hosts_tmp(tmp_path, monkeypatch
         assert dest != "/tmp" and not (root / "cwd").is_relative_to(dest), dest
     # what it must still read is bound
     assert str(paths.PACKAGE_DIR.parent / "xlt_course") in " ".join(box.prefix)
+
+
+def _private_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    data = tmp_path / "data"
+    (data / "run").mkdir(parents=True)
+    private = data / "run" / "model.safetensors"
+    private.write_bytes(b"weights v1")
+    private.chmod(0o600)
+    (data / "run" / "config.json").write_text("{}")  # 0644: needs no copy
+    return data, private
+
+
+def test_a_private_course_file_gets_one_readable_copy_per_path(tmp_path, monkeypatch):
+    """A copy per file version filled the CI's disk (3 GB of checkpoints a batch, never freed)."""
+    data, private = _private_files(tmp_path, monkeypatch)
+    [(copy, original)] = sandbox._readable_copies([data])
+    assert original == private.resolve() and copy.read_bytes() == b"weights v1"
+    assert copy.stat().st_mode & 0o777 == 0o644
+    inode = copy.stat().st_ino
+    assert sandbox._readable_copies([data]) == [(copy, original)]
+    assert copy.stat().st_ino == inode  # the next batch reuses it
+    private.write_bytes(b"weights v2, retrained")
+    os.utime(private, ns=(1, 2))
+    assert sandbox._readable_copies([data]) == [(copy, original)]
+    assert copy.read_bytes() == b"weights v2, retrained"
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # the old version is gone
+
+
+def test_a_copy_that_cannot_be_made_says_which_file_and_how_to_fix_it(tmp_path, monkeypatch):
+    data, private = _private_files(tmp_path, monkeypatch)
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sandbox.shutil, "copyfile", disk_full)
+    with pytest.raises(sandbox.SandboxError) as e:
+        sandbox._readable_copies([data])
+    msg = str(e.value)
+    assert str(private) in msg and "No space left on device" in msg
+    assert f"chmod o+r '{private}'" in msg
+    assert list((tmp_path / "tmp").rglob("*.part")) == []  # nothing half-written is left

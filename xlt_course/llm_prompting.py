@@ -211,8 +211,7 @@ def build(manifest: Manifest, force: bool = False, names: Sequence[str] | None =
                 )
             _convert(staging, gguf.name)
             gguf.unlink()
-            for f in staging.iterdir():
-                f.chmod(0o644)
+            paths.share_files(staging)
             manifest.entries.pop(_artefact(name), None)
             if final.exists():
                 shutil.rmtree(final)

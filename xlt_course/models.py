@@ -568,11 +568,7 @@ def build(manifest: Manifest, force: bool = False) -> None:
         ):
             if not (staging / required).is_file():
                 raise DataError(f"building {final} did not produce {required}")
-        # safetensors writes its file 0600; artefacts are ordinary readable files (a grading
-        # kernel runs as another, unprivileged user).
-        for f in staging.iterdir():
-            if f.is_file():
-                f.chmod(0o644)
+        paths.share_files(staging)
 
         # Forget the old entries, then swap the complete folder in (an old one is moved
         # aside first): at any moment `final` is absent, unrecorded, or complete and recorded.

@@ -31,3 +31,19 @@ def build_dir() -> Path:
 def cache_dir() -> Path:
     """Return the folder where lessons cache expensive results."""
     return data_dir() / "cache"
+
+
+def share_files(folder: Path) -> None:
+    """Make the regular files directly in ``folder`` readable by every user (mode 0644).
+
+    ``save_pretrained`` writes ``model.safetensors`` 0600; course artefacts are ordinary
+    readable files, because a root grader runs each student's kernel as another user.
+
+    Args:
+        folder: a saved model or tokenizer folder.
+
+    Used by the fine-tuning engine, the encoder build and the LLM build (lessons 04-12).
+    """
+    for f in Path(folder).iterdir():
+        if f.is_file() and not f.is_symlink():
+            f.chmod(0o644)

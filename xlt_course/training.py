@@ -2383,6 +2383,7 @@ def _save_checkpoint(model, tokenizer, config: FinetuneConfig, folder: Path) -> 
     (folder / FINETUNE_CONFIG_FILE).write_text(
         json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8"
     )
+    paths.share_files(folder)
 
 
 def load_checkpoint(
