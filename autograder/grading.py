@@ -279,10 +279,6 @@ class _Worker:
             proc.wait()
 
 
-HIDDEN_BEGIN = notebooks.HIDDEN_BEGIN
-HIDDEN_END = notebooks.HIDDEN_END
-
-
 def strip_hidden_tests(nb: Any) -> int:
     """Remove hidden tests and their tracebacks from an autograded notebook, in place.
 
@@ -298,9 +294,8 @@ def strip_hidden_tests(nb: Any) -> int:
         meta = c.get("metadata", {}).get("nbgrader", {})
         if c.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
             continue
-        if HIDDEN_BEGIN in c.source:
-            head, _, rest = c.source.partition(HIDDEN_BEGIN)
-            _, _, tail = rest.partition(HIDDEN_END)
+        if notebooks.HIDDEN_BEGIN in c.source:
+            head, _, tail = notebooks.split_hidden(c.source)
             c.source = head + "# (hidden tests ran here when your notebook was graded)" + tail
             changed += 1
         for out in c.get("outputs", []):
@@ -569,8 +564,7 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         if c.cell_type != "code":
             continue
         module_aliases |= _import_bindings(c.source, modules_only=True)
-        head, _, rest = c.source.partition(HIDDEN_BEGIN)
-        hidden, _, tail = rest.partition(HIDDEN_END)
+        head, hidden, tail = notebooks.split_hidden(c.source)
         with contextlib.suppress(SyntaxError, pysource.Unparseable):
             bound_elsewhere.update(_bound_anywhere(pysource.parse(head + "\n" + tail)))
             bound_elsewhere.update(_import_bindings(hidden))

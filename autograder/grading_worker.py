@@ -373,7 +373,7 @@ class GuardedExecute(Execute):
 
         return run_sync(coro_fn)(self, arg)
 
-    def _snapshot(self, index: int) -> None:
+    def _snapshot(self) -> None:
         code = kernel_guard.install_expression(self.plan["nonce"], self.plan["watch_modules"])
         status, digest = kernel_guard.read_value(self._run(notebooks.eval_expression, code))
         self._digest = digest if status == "ok" else None
@@ -456,14 +456,14 @@ class GuardedExecute(Execute):
             self.km.set_ipc_writable(False)
 
         run_sync(restart)()
-        self._snapshot(index)
+        self._snapshot()
         for i in self._ran:
             orig, count = self.nb.cells[i], self.code_cells_executed
             try:
                 self.execute_cell(copy.deepcopy(orig), i, store_history=False)
             except DeadKernelError:
                 run_sync(restart)()
-                self._snapshot(index)
+                self._snapshot()
             finally:
                 self.nb.cells[i] = orig
                 self.code_cells_executed = count
@@ -492,7 +492,7 @@ class GuardedExecute(Execute):
             # the kernel is up (started and answered kernel_info) when the first cell comes
             self.timing.setdefault("kernel_ready", time.perf_counter())
             self.km.set_ipc_writable(False)
-            self._snapshot(index)
+            self._snapshot()
             self._snapped = True
         meta = cell.metadata.get("nbgrader", {})
         tests = meta.get("grade") and not meta.get("solution") and meta.get("grade_id")
@@ -501,8 +501,7 @@ class GuardedExecute(Execute):
         full, hidden = cell.source, None
         if tests and notebooks.HIDDEN_BEGIN in full:
             # the visible part runs as the cell; the hidden part apart, in a scope of its own
-            head, _, rest = full.partition(notebooks.HIDDEN_BEGIN)
-            hidden, _, tail = rest.partition(notebooks.HIDDEN_END)
+            head, hidden, tail = notebooks.split_hidden(full)
             cell.source = head + tail
         try:
             try:

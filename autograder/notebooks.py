@@ -18,6 +18,22 @@ HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
 
 
+def split_hidden(source: str) -> tuple[str, str, str]:
+    """Split a tests cell's source around its hidden tests.
+
+    Args:
+        source: a cell's source.
+
+    Returns:
+        ``(head, hidden, tail)``: the visible code before :data:`HIDDEN_BEGIN`, the code
+        between the markers, and the visible code after :data:`HIDDEN_END`. Without the
+        markers, ``(source, "", "")``.
+    """
+    head, _, rest = source.partition(HIDDEN_BEGIN)
+    hidden, _, tail = rest.partition(HIDDEN_END)
+    return head, hidden, tail
+
+
 @dataclass(frozen=True)
 class RepositorySetting:
     """Where the course is published: ``[tool.xlt-course]`` of pyproject.toml.

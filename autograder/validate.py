@@ -315,7 +315,8 @@ def validate(
         meta = c.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade") and not meta.get("solution"):
             c.source = template.get(meta["grade_id"], c.source)
-            c.source = c.source.split(grading.HIDDEN_BEGIN)[0]
+            head, _, tail = notebooks.split_hidden(c.source)
+            c.source = head + tail
     course_refs: dict[str, list[str]] = {}
     finished = _execute(
         nb, layout.kernel, cell_timeout, notebook_timeout, memory_mb, layout, course_refs

@@ -373,7 +373,7 @@ def test_hidden_tests_read_no_notebook_name_but_the_exercise_functions(lesson):
         source = sources[0]
         if notebooks.HIDDEN_BEGIN not in source:
             continue
-        hidden = source.partition(notebooks.HIDDEN_BEGIN)[2].partition(notebooks.HIDDEN_END)[0]
+        hidden = notebooks.split_hidden(source)[1]
         names = layout.exercise_functions[gid]
         content = kernel_guard.hidden_tests_request("n", hidden, layout.hidden_imports[gid], names)
         code = marshal.loads(content["code"].encode("latin-1"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import solution
 
-from autograder import cli, grading, notebooks, paths, validate
+from autograder import cli, notebooks, paths, validate
 
 LESSON = "00-setup"
 RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
@@ -35,7 +35,7 @@ def test_reference_solution_is_gradable(capsys):
     assert "✓ ex1_cosine_tests (2 points): self-check passes" in out
     assert "✓ ex2_top_k_tests (1 point): self-check passes" in out
     assert "GRADABLE: yes" in out
-    assert grading.HIDDEN_BEGIN not in out and "_reference" not in out
+    assert notebooks.HIDDEN_BEGIN not in out and "_reference" not in out
 
 
 @pytest.mark.notebook
