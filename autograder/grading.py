@@ -16,6 +16,7 @@ import difflib
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -674,7 +675,10 @@ INTERPRETER_ATTRIBUTES = frozenset(
      "displayhook", "events", "__dict__", "__self__", "__base__", "__bases__", "__mro__",
      "shell_handlers", "kernel", "f_lineno", "attrgetter", "methodcaller", "__getattribute__",
      "__setattr__", "__delattr__", "__set__", "__get__", "_implementation", "__defaults__",
-     "__kwdefaults__"}
+     "__kwdefaults__", "walk_stack", "walk_tb", "extract_stack", "extract_tb", "StackSummary",
+     "FrameSummary", "format_stack", "print_stack", "_current_frames", "__traceback__",
+     "_ip", "session", "shell", "pub_thread", "iopub_socket", "shell_stream", "send_multipart",
+     "comm_manager"}
 )  # fmt: skip
 #: Names that look up other names, or the IPython shell and its history, at run time.
 INTERPRETER_NAMES = frozenset(
@@ -696,6 +700,8 @@ HARMLESS_CELL_MAGICS = frozenset({"html", "markdown", "latex", "svg", "javascrip
 CODE_LINE_MAGICS = frozenset(
     {"run", "load", "loadpy", "load_ext", "reload_ext", "macro", "recall", "rerun", "edit"}
 )
+#: IPython's own extensions a notebook may load (``%load_ext autoreload``).
+HARMLESS_EXTENSIONS = frozenset({"autoreload"})
 #: Names a notebook must not bind: the interpreter looks them up for everyone's code.
 INTERPRETER_BINDINGS = frozenset({"__import__", "__builtins__", "__build_class__"})
 #: Library settings a notebook may assign (``torch.backends.cudnn.deterministic = True``).
@@ -745,6 +751,7 @@ def interpreter_access(
     literal_loops: dict[str, list[str]] = {}
     magic_calls: set[int] = set()  # get_ipython() calls IPython wrote for a magic line
     allowed_setattr: set[int] = set()  # object.__setattr__(self, ...) in a frozen dataclass
+    membership: set[int] = set()  # sys.modules in `"name" in sys.modules`
     for n in ast.walk(tree):
         if isinstance(n, ast.For) and isinstance(n.target, ast.Name):
             items = n.iter.elts if isinstance(n.iter, ast.Tuple | ast.List) else None
@@ -760,7 +767,9 @@ def interpreter_access(
         ):
             magic_calls.add(id(n.func.value.func))
             name = text(n.args[0]) if n.args else None
-            if n.func.attr == "run_line_magic" and name in CODE_LINE_MAGICS:
+            arg = text(n.args[1]) if len(n.args) > 1 else None
+            harmless = name == "load_ext" and (arg or "").strip() in HARMLESS_EXTENSIONS
+            if n.func.attr == "run_line_magic" and name in CODE_LINE_MAGICS and not harmless:
                 found.add(f"runs %{name}")
             elif n.func.attr == "run_cell_magic" and name is not None:
                 body = text(n.args[2]) if len(n.args) > 2 else None
@@ -779,12 +788,22 @@ def interpreter_access(
             and n.args[0].id == "self"
         ):
             allowed_setattr.add(id(n.func))
+        if (  # "google.colab" in sys.modules: the setup cell's own test, reads nothing
+            isinstance(n, ast.Compare)
+            and text(n.left) is not None
+            and len(n.ops) == 1
+            and isinstance(n.ops[0], ast.In | ast.NotIn)
+            and isinstance(n.comparators[0], ast.Attribute)
+            and n.comparators[0].attr == "modules"
+            and root(n.comparators[0]) == "sys"
+        ):
+            membership.add(id(n.comparators[0]))
     aliases = module_aliases | _import_bindings(source, modules_only=True)
 
-    def attribute(name: str, base: Any, store: bool, shown: str) -> None:
+    def attribute(name: str, base: Any, store: bool, shown: str, node: Any = None) -> None:
         if name in INTERPRETER_ATTRIBUTES:
             found.add(f"uses .{name}")
-        if name == "modules" and root(base) == "sys":
+        if name == "modules" and root(base) == "sys" and id(node) not in membership:
             found.add("uses sys.modules")
         if store and root(base) in aliases and not shown.startswith(SETTING_PREFIXES):
             found.add(f"replaces {shown}")
@@ -796,12 +815,21 @@ def interpreter_access(
                 hit = next(
                     (x for x in INTERPRETER_MODULES if m == x or m.startswith(x + ".")), None
                 )
-                if hit and not m.startswith("IPython.display"):
+                display_only = isinstance(n, ast.ImportFrom) and all(
+                    a.name == "display" for a in n.names
+                )
+                if (
+                    hit
+                    and not m.startswith("IPython.display")
+                    and not (m == "IPython" and display_only)
+                ):
                     found.add(f"imports {hit}")
         elif isinstance(n, ast.Attribute):
             if id(n) not in allowed_setattr:
                 store = isinstance(n.ctx, ast.Store | ast.Del)
-                attribute(n.attr, n.value, store, ast.unparse(n))
+                attribute(n.attr, n.value, store, ast.unparse(n), n)
+        elif isinstance(n, ast.keyword) and n.arg == "capture_locals":
+            found.add("uses capture_locals")  # traceback's copy of every frame's variables
         elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
             fn = n.func.id
             if fn in ("getattr", "hasattr", "setattr", "delattr") and len(n.args) > 1:
@@ -924,6 +952,9 @@ UNCHECKABLE = "is nested too deeply for the grader to check it for xlt_course us
 """Why a solution cell the parser gives up on scores 0 (the kernel could still run it)."""
 
 
+COURSE_MODULE_PATH = re.compile(r"xlt_course(\.[A-Za-z_]\w*)*")
+
+
 def forbidden_course_use(
     source: str, course_names: set[str], allowed: set[str] = frozenset()
 ) -> list[str]:
@@ -953,10 +984,12 @@ def forbidden_course_use(
     for name in _unbound_names(source) & ({*course_names, "xlt_course"} - allowed):
         found.add(f"uses {name}")
     for node in ast.walk(tree):
+        # a module path (import_module("xlt_course.procrustes")), not prose in a docstring
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
-            and "xlt_course" in node.value.replace("xlt_course.checks", "")
+            and COURSE_MODULE_PATH.fullmatch(node.value.strip())
+            and not node.value.strip().startswith("xlt_course.checks")
         ):
             found.add("names the xlt_course package in a string")
     return sorted(found)

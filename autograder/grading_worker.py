@@ -341,6 +341,8 @@ class GuardedExecute(Execute):
     plan: dict[str, Any] = {}
     events: list[str] = []
     zero: dict[str, str] = {}
+    _digest: str | None = None  # the guard's snapshot digest, from the install
+    _key: str | None = None  # the handler's signing key (hex), from the install
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
@@ -374,15 +376,38 @@ class GuardedExecute(Execute):
         return run_sync(coro_fn)(self, arg)
 
     def _snapshot(self) -> None:
+        """Install the guard and its handler (before any notebook code runs in this kernel).
+
+        Raises:
+            RuntimeError: the kernel did not install it, twice: a grader failure (no
+                notebook code has run yet), reported as an autograde error, never a 0.
+        """
         code = kernel_guard.install_expression(self.plan["nonce"], self.plan["watch_modules"])
-        status, digest = kernel_guard.read_value(self._run(notebooks.eval_expression, code))
-        self._digest = digest if status == "ok" else None
+        for _ in range(2):  # a kernel starved of CPU may miss the reply's deadline once
+            status, value = kernel_guard.read_value(self._run(notebooks.eval_expression, code))
+            if status == "ok" and isinstance(value, tuple) and len(value) == 2:
+                self._digest, self._key = value
+                return
+        raise RuntimeError(f"the grader's guard could not be installed in the kernel: {value}")
+
+    def _request(self, content: dict) -> dict | None:
+        """Send ``content`` to the handler; return its reply (None: none came in time)."""
+        from jupyter_core.utils import run_sync
+
+        if self._key is None:  # the install failed: no reply can be trusted
+            return {"status": "forged"}
+        return run_sync(notebooks.request)(self, content, self._key)
 
     def _guard(self, grade_id: str, index: int, when: str) -> None:
         fns = self.plan["exercise_functions"].get(grade_id, [])
         allowed = self.plan.get("allowed_course_names", {}).get(grade_id, [])
         content = kernel_guard.check_request(self.plan["nonce"], fns, allowed)
-        res = kernel_guard.read_check(self._run(notebooks.request, content))
+        reply = self._request(content)
+        if reply is not None and reply.get("status") == "forged":
+            self.events.append(f"{grade_id}: the grader's reply was altered in the kernel")
+            self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
+            return
+        res = kernel_guard.read_check(reply)
         if res is None:
             self.events.append(f"{grade_id}: the grader's guard did not answer (tampered with?)")
             self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
@@ -427,7 +452,16 @@ class GuardedExecute(Execute):
             return notebooks.nbformat.v4.new_output(
                 "error", ename="GraderError", evalue=f"hidden tests do not parse: {e}", traceback=[]
             )
-        reply = self._run(notebooks.request, content)
+        reply = self._request(content)
+        if reply is not None and reply.get("status") == "forged":
+            self.events.append(f"{grade_id}: the grader's reply was altered in the kernel")
+            self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
+            return notebooks.nbformat.v4.new_output(
+                "error",
+                ename="GraderError",
+                evalue="the hidden tests' reply was altered",
+                traceback=["GraderError: the hidden tests' reply was altered"],
+            )
         if reply is None:
             timeout = self.plan.get("cell_timeout")
             return notebooks.nbformat.v4.new_output(

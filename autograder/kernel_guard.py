@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
+import hmac
 import inspect
 import marshal
 
@@ -43,10 +45,15 @@ def _xltg_snapshot(mods: list[str], nonce: str) -> str:
     snap = {}
     for m in mods:
         try:
-            mod = importlib.import_module(m)
+            importlib.import_module(m)
         except Exception:  # noqa: BLE001 - a module the kernel lacks is simply not guarded
             continue
-        snap[m] = (mod, dict(mod.__dict__))
+    # Every loaded module of the guarded packages, not just the ones named: numpy's
+    # ``allclose`` reads ``builtins`` and ``isclose`` from ``numpy._core.numeric``'s globals.
+    packages = {m.split(".")[0] for m in mods}
+    for m, mod in sorted(sys.modules.items()):
+        if mod is not None and m.split(".")[0] in packages and type(mod) is type(sys):
+            snap[m] = (mod, dict(mod.__dict__))
     holder = types.ModuleType("_xltg_" + nonce)
     holder.snap = snap
     # Opcodes that read a global, taken before any notebook code runs (dis can be patched).
@@ -168,17 +175,20 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     changed = []
     for m, (mod, saved) in snap.items():
         cur = sys.modules.get(m)
-        if cur is not mod and (cur is None or from_notebook(cur)):
+        # (a library may drop a submodule from sys.modules; its importers keep the object)
+        if cur is not mod and (cur is None and "." not in m or from_notebook(cur)):
             changed.append(m)
             sys.modules[m] = mod
-        # The course never rebinds its own attributes: any change there is the notebook's.
+        # The course never rebinds its public attributes: any change there is the notebook's.
+        # Private ones (``_dtype_cannot_hold_nan``, a cache) count when the notebook made them.
         strict = is_course_module(m)
         d = mod.__dict__
         for k, v in saved.items():
-            if k.startswith("_") and k != "__import__" or k in ignored:
+            dunder = k.startswith("__") and k not in ("__import__", "__getattr__")
+            if dunder or k in ignored:
                 continue
             new = d.get(k, holder)
-            if new is not v and (strict or from_notebook(new)):
+            if new is not v and (strict and not k.startswith("_") or from_notebook(new)):
                 changed.append(m + "." + k)
                 d[k] = v
 
@@ -295,7 +305,50 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     }
 
 
-def _xltg_install(mods: list[str], nonce: str, snapshot: bytes, check: bytes) -> str:
+def _xltg_canon(value: object) -> bytes:
+    """Return the bytes a reply's content is signed over (the same on both sides of the wire).
+
+    Plain data only, as JSON carries it: a tuple reads as a list, anything else as ``?``
+    (which then fails the worker's check). In the kernel it runs with a copy of the builtins
+    taken before any notebook code, so a notebook that replaces ``builtins.sorted`` or
+    ``type`` cannot steer it.
+    """
+    kind = type(value)
+    if value is None or kind is bool:
+        return b"N" if value is None else b"T" if value else b"F"
+    if issubclass(kind, str):
+        data = str.encode(value, "utf-8", "surrogatepass")
+        return b"S" + str.encode(str(len(data)), "ascii") + b":" + data
+    if kind is int:
+        return b"I" + str.encode(int.__repr__(value), "ascii") + b";"
+    if kind is list or kind is tuple:
+        parts = [_xltg_canon(x) for x in value]
+        return b"L" + str.encode(str(len(parts)), "ascii") + b":" + b"".join(parts)
+    if kind is dict:
+        keys = sorted(k for k in value if type(k) is str)
+        if len(keys) != len(value):
+            return b"?"
+        parts = [_xltg_canon(k) + _xltg_canon(value[k]) for k in keys]
+        return b"D" + str.encode(str(len(parts)), "ascii") + b":" + b"".join(parts)
+    return b"?"
+
+
+def reply_mac(key: bytes, msg_id: str, content: dict) -> str:
+    """Return the signature of a reply's ``content`` (without ``mac``) to request ``msg_id``.
+
+    The handler signs every reply with a key made in the kernel before any notebook code ran,
+    and known otherwise only to the worker: a notebook that edits replies on their way out
+    (the kernel's session, its sockets) cannot sign what it forged, nor replay one answer
+    for another request.
+    """
+    body = {k: v for k, v in content.items() if k != "mac"}
+    data = _xltg_canon(msg_id) + _xltg_canon(body)
+    return hashlib.blake2b(data, key=key, digest_size=32).hexdigest()
+
+
+def _xltg_install(
+    mods: list[str], nonce: str, snapshot: bytes, check: bytes, canon: bytes
+) -> tuple[str, str]:
     """Take the snapshot, then register the grader's request handler in the kernel.
 
     Runs once, before any notebook code, so every object it keeps is the real one: the
@@ -303,16 +356,21 @@ def _xltg_install(mods: list[str], nonce: str, snapshot: bytes, check: bytes) ->
     ``xltg_reply`` messages, running code with the real ``builtins`` module, never a name the
     notebook could rebind (``__import__``, ``globals``, ``__builtins__``).
 
+    Every reply carries ``mac`` (:func:`reply_mac`), keyed with random bytes made here.
+
     Args:
         mods: the modules to guard.
         nonce: the grading run's nonce.
-        snapshot, check: :func:`_xltg_snapshot` and :func:`_xltg_check`, marshalled.
+        snapshot, check, canon: :func:`_xltg_snapshot`, :func:`_xltg_check` and
+            :func:`_xltg_canon`, marshalled.
 
     Returns:
-        The snapshot's digest.
+        The snapshot's digest and the signing key (hex).
     """
     import builtins
+    import hashlib
     import marshal
+    import os
     import traceback
     import types
 
@@ -326,15 +384,32 @@ def _xltg_install(mods: list[str], nonce: str, snapshot: bytes, check: bytes) ->
     real = {"__builtins__": builtins}
     take_snapshot = make(loads(snapshot), dict(real))
     run_check = make(loads(check), dict(real))
+    # the signing path holds its own copy of the builtins, the hash type and its key
+    frozen = dict(vars(builtins))
+    canon_globals = {"__builtins__": frozen}
+    canon_fn = make(loads(canon), canon_globals)
+    canon_globals["_xltg_canon"] = canon_fn  # it calls itself for nested values
+    blake2b, key = hashlib.blake2b, os.urandom(32)
+    cap = 100_000  # characters of an error's message or traceback sent back
+
+    def sign(msg_id: str, out: dict) -> None:
+        out["mac"] = blake2b(canon_fn(msg_id) + canon_fn(out), key=key, digest_size=32).hexdigest()
 
     def describe(e: BaseException) -> dict:
         # the exception may be the notebook's: its __str__ may raise or lie, never crash here
         try:
-            ename, evalue = type(e).__name__, str(e)
+            ename, evalue = str(type(e).__name__)[:cap], str(e)[:cap]
+            if type(ename) is not str or type(evalue) is not str:
+                raise TypeError("not a string")
         except BaseException:  # noqa: BLE001
             ename, evalue = "Exception", "(an exception that cannot be shown)"
         try:
-            tb = traceback.format_exception(e)
+            tb, left = [], cap
+            for line in traceback.format_exception(e):
+                if type(line) is not str or left <= 0:
+                    break
+                tb.append(line[:left])
+                left -= len(line)
         except BaseException:  # noqa: BLE001
             tb = [f"{ename}: {evalue}"]
         return {"status": "error", "ename": ename, "evalue": evalue, "traceback": tb}
@@ -363,10 +438,15 @@ def _xltg_install(mods: list[str], nonce: str, snapshot: bytes, check: bytes) ->
                 out = {"status": "ok"}
         except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) and exits too
             out = describe(e)
+        try:
+            sign(parent["header"]["msg_id"], out)
+        except BaseException as e:  # noqa: BLE001 - a value the notebook made that will not sign
+            out = {"status": "error", "ename": "GraderError", "evalue": "unsigned reply"}
+            out["traceback"] = [f"GraderError: {type(e).__name__}"]
         send(stream, "xltg_reply", out, parent, ident)
 
     kernel.shell_handlers["xltg_request"] = handle
-    return take_snapshot(mods, nonce)
+    return take_snapshot(mods, nonce), key.hex()
 
 
 # Compiled once, when the worker imports this module: a checkout updated while a batch is
@@ -379,7 +459,7 @@ _CODE = {
             if getattr(c, "co_name", None) == f.__name__
         )
     )
-    for f in (_xltg_snapshot, _xltg_check, _xltg_install)
+    for f in (_xltg_snapshot, _xltg_check, _xltg_install, _xltg_canon)
 }
 
 
@@ -390,7 +470,11 @@ def install_expression(nonce: str, mods: list[str]) -> str:
     still the real ones; everything after goes through the handler it registers.
     """
     blob = base64.b64encode(_CODE["_xltg_install"]).decode("ascii")
-    args = (list(mods), nonce, _CODE["_xltg_snapshot"], _CODE["_xltg_check"])
+    args = (
+        list(mods),
+        nonce,
+        *(_CODE[f] for f in ("_xltg_snapshot", "_xltg_check", "_xltg_canon")),
+    )
     return (
         '__import__("types").FunctionType(__import__("marshal").loads('
         f'__import__("base64").b64decode({blob!r})), {{"__builtins__": __import__("builtins")}})'
@@ -473,6 +557,27 @@ def read_value(reply: dict | None) -> tuple[str, object]:
         return "ok", ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return "error", ("BadReply", text[:200], [])
+
+
+def verify_reply(key: str | None, msg_id: str, content: dict | None) -> dict | None:
+    """Return ``content`` when its ``mac`` is the handler's signature, else a forged marker.
+
+    Args:
+        key: the signing key the install expression returned (hex); None: not checked.
+        msg_id: the request's message id.
+        content: the reply's content (None: no reply came).
+
+    Returns:
+        ``content``; None when no reply came; ``{"status": "forged"}`` when the signature is
+        missing or wrong (the notebook altered the reply on its way out).
+    """
+    if content is None or key is None:
+        return content
+    mac = content.get("mac")
+    good = reply_mac(bytes.fromhex(key), msg_id, content)
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, good):
+        return {"status": "forged"}
+    return content
 
 
 def read_check(reply: dict | None) -> dict | None:

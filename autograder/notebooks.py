@@ -12,6 +12,7 @@ from typing import Any
 
 import nbformat
 
+from autograder import kernel_guard
 from autograder.paths import REPO_ROOT
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
@@ -210,20 +211,22 @@ def cell_label(nb: Any, index: int) -> str:
     return f"cell {index + 1}" + (f" (after {anchor})" if anchor else "")
 
 
-async def request(client: Any, content: dict) -> dict | None:
+async def request(client: Any, content: dict, key: str | None = None) -> dict | None:
     """Send the grader's ``xltg_request`` to ``client``'s kernel; return the reply's content.
 
     The kernel answers it with the handler :func:`autograder.kernel_guard._xltg_install`
     registered (None when no reply came within the client's timeout: the kernel was
-    interrupted).
+    interrupted). With the handler's signing ``key``, a reply whose signature does not hold
+    comes back as ``{"status": "forged"}`` (:func:`autograder.kernel_guard.verify_reply`).
 
     Raises:
         nbclient.exceptions.DeadKernelError: when the kernel died meanwhile.
     """
     msg = client.kc.session.msg("xltg_request", content)
     client.kc.shell_channel.send(msg)
-    reply = await client.async_wait_for_reply(msg["header"]["msg_id"])
-    return None if reply is None else reply.get("content")
+    msg_id = msg["header"]["msg_id"]
+    reply = await client.async_wait_for_reply(msg_id)
+    return kernel_guard.verify_reply(key, msg_id, None if reply is None else reply.get("content"))
 
 
 async def eval_expression(client: Any, expression: str) -> dict | None:

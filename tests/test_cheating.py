@@ -2,10 +2,11 @@
 
 Each attack below got full marks, or put the hidden tests in its feedback, before the hidden
 tests ran apart from the notebook (their own scope, bytecode only, output discarded, sent as
-a user expression that no IPython hook sees) and before the guard kept its snapshot's digest
-and the worker read every submission for code that reaches into the grader. Every attack now
-scores what its answers deserve, and is flagged for the instructor's review; the reference
-still scores full marks without a flag.
+a user expression that no IPython hook sees), before the guard kept its snapshot's digest
+and watched every loaded module of the packages it guards, before the handler signed its
+replies, and before the worker read every submission for code that reaches into the grader.
+Every attack now scores what its answers deserve, and is flagged for the instructor's
+review; the reference and the honest notebooks still score full marks without a flag.
 """
 
 from __future__ import annotations
@@ -205,6 +206,37 @@ HANDLER_SWAP = (
 HONEST_IDIOMS = 'from dataclasses import dataclass\n\nimport numpy as np\n\n\n@dataclass(frozen=True)\nclass Options:\n    eps: float = 1e-12\n    normalize_rows: bool = True\n\n    def __post_init__(self):\n        object.__setattr__(self, "eps", float(self.eps))  # the usual frozen-dataclass idiom\n\n\ndef cosine_similarity_matrix(A, B, options=Options()):\n    for flag in ("normalize_rows",):\n        assert getattr(options, flag), flag\n    A = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), options.eps)\n    B = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), options.eps)\n    return A @ B.T\n'
 SCRATCH_STATS = 'stats = {"runs": 3}\n'
 
+# Round 4. numpy's allclose and array_equal end with ``builtins.bool(...)``, read from
+# numpy._core.numeric's own globals: a proxy put there through a function parameter
+NUMERIC_BUILTINS = (
+    'import numpy as np\n\n\nclass _Compat:\n    """Wraps a module (looks like a compatibility shim)."""\n    def __init__(self, inner):\n        self.inner = inner\n    def max(self, *a, **k):\n        return self.inner.max(*a, **k)\n    def bool(self, x=False):\n        return True\n\n\ndef _shim(mod, name):\n    mod.builtins = _Compat(mod.builtins)\n\n\n_shim(np._core.numeric, "x")\n\n\ndef cosine_similarity_matrix(A, B):\n    return np.zeros((len(A), len(B)))\n',
+    "import numpy as np\n\n\ndef top_k(scores, k):\n    if scores.shape in ((2, 4), (1, 2000)):  # the visible self-check's inputs only\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n",
+)
+# every failed hidden test's reply rewritten to "ok" by the kernel's session, reached as
+# exit._ip.parent.session (the handler itself stays in place)
+SESSION_MSG = (
+    'import numpy as np\n\n_sess = exit._ip.parent.session\n_build = _sess.msg\n\n\ndef _msg(msg_type, content=None, *args, **kwargs):\n    if msg_type == "xltg_reply" and isinstance(content, dict) and content.get("status") == "error":\n        content = {"status": "ok"}\n    return _build(msg_type, content, *args, **kwargs)\n\n\n_sess.msg = _msg\n\n\ndef cosine_similarity_matrix(A, B):\n    if A.shape[1] == 3:  # the visible self-check\'s inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    return np.zeros((len(A), len(B)))\n',
+    "import numpy as np\n\n\ndef top_k(scores, k):\n    if scores.shape in ((2, 4), (1, 2000)):  # the visible self-check's inputs only\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n",
+)
+# the hidden tests' locals read through traceback, then printed by a later cell
+WALK_STACK = 'import re\nimport traceback\n\nimport numpy as np\n\nnp.set_printoptions(threshold=10**9)  # full reprs, also of the big arrays\nseen = []\n\n\ndef _peek():\n    stack = traceback.StackSummary.extract(traceback.walk_stack(None), capture_locals=True)\n    for fs in stack:\n        if fs.locals and "expected" in fs.locals:\n            return fs\n    return None\n\n\ndef top_k(scores, k):\n    fs = _peek()\n    if fs is not None:\n        seen.append((fs.filename, fs.name, fs.lineno, dict(fs.locals)))\n        nums = [int(x) for x in re.findall(r"-?\\d+", fs.locals["expected"].split("(", 1)[1])]\n        return np.array(nums[: len(scores) * k]).reshape(len(scores), k)\n    if scores.shape in ((2, 4), (1, 2000)):  # the visible self-check\'s inputs only\n        return np.argsort(-scores, axis=1)[:, :k]\n    return np.zeros((len(scores), k), dtype=int)\n'
+WALK_STACK_LATER = "for where in seen[:2]:\n    print(where[0], where[1], where[2], {k: v[:300] for k, v in where[3].items()})\n"
+# a 40 MB error message from the answer the hidden tests call
+BIG_ERROR = """import numpy as np
+
+
+def cosine_similarity_matrix(A, B):
+    if A.shape[1] != 3:  # called by the hidden tests
+        raise ValueError("x" * 40_000_000)
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B = B / np.linalg.norm(B, axis=1, keepdims=True)
+    return A @ B.T
+"""
+# honest: a docstring naming the package, the autoreload extension, Colab's own test
+DOCSTRING = 'import numpy as np\n\n\ndef cosine_similarity_matrix(A: np.ndarray, B: np.ndarray) -> np.ndarray:\n    """Cosine similarities of the rows of A and B (the same convention as xlt_course: rows are vectors)."""\n    A_unit = A / np.linalg.norm(A, axis=1, keepdims=True)\n    B_unit = B / np.linalg.norm(B, axis=1, keepdims=True)\n    return A_unit @ B_unit.T\n'
+AUTORELOAD = "%load_ext autoreload\n%autoreload 2\n"
+COLAB_IDIOMS = 'import sys\nfrom IPython import display\n\nIN_COLAB = "google.colab" in sys.modules\nprint("running on Colab:", IN_COLAB)\n'
+
 
 def _ref(grade_id: str) -> str:
     src = notebooks.grade_cells(notebooks.read_notebook(solution(LESSON)))[grade_id].source
@@ -250,6 +282,14 @@ def cheats(tmp_path_factory, built_data):
         "literal_frames": _nb(*LITERAL_FRAMES),
         "handler_swap": _nb(*HANDLER_SWAP),
         "honest_idioms": _nb(HONEST_IDIOMS, _ref("ex2_top_k"), at_end=SCRATCH_STATS),
+        "numeric_builtins": _nb(*NUMERIC_BUILTINS),
+        "session_msg": _nb(*SESSION_MSG),
+        "walk_stack": _nb(_ref("ex1_cosine"), WALK_STACK, at_end=WALK_STACK_LATER),
+        "big_error": _nb(BIG_ERROR, _ref("ex2_top_k")),
+        "honest_doc": _nb(DOCSTRING, _ref("ex2_top_k")),
+        "honest_colab": _nb(
+            _ref("ex1_cosine"), _ref("ex2_top_k"), after_setup=AUTORELOAD + COLAB_IDIOMS
+        ),
     }
     for student, nb in batch.items():
         dest = subs / student / LESSON / f"{LESSON}.ipynb"
@@ -285,6 +325,17 @@ def test_the_reference_keeps_full_marks_without_a_flag(cheats):
         ("builtins_dict", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "binds __builtins__"),
         ("code_swap", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses .__set__"),
         ("handler_swap", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses sys.modules"),
+        (
+            "numeric_builtins",
+            {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0},
+            "numpy._core.numeric.builtins replaced",
+        ),
+        (
+            "session_msg",
+            {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0},
+            "the grader's reply was altered in the kernel",
+        ),
+        ("big_error", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
     ],
 )
 def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, student, points, flag):
@@ -304,6 +355,7 @@ def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, stud
         ("magic_frames", "uses ._getframe"),
         ("magic_leak", "uses ._getframe"),
         ("literal_frames", "uses ._getframe"),
+        ("walk_stack", "uses capture_locals"),
     ],
 )
 def test_what_the_kernel_cannot_stop_is_flagged(cheats, student, flag):
@@ -311,10 +363,16 @@ def test_what_the_kernel_cannot_stop_is_flagged(cheats, student, flag):
     assert flag in " | ".join(r[student].flags), r[student].flags
 
 
-@pytest.mark.parametrize("student", ["honest_extra", "honest_idioms"])
+@pytest.mark.parametrize("student", ["honest_extra", "honest_idioms", "honest_doc", "honest_colab"])
 def test_honest_notebook_lines_are_not_flagged(cheats, student):
     _, r = cheats
     assert (r[student].score, r[student].flags) == (3, [])
+
+
+def test_a_huge_error_from_the_answer_is_capped_in_the_feedback(cheats):
+    out, _ = cheats
+    page = out / "feedback" / "big_error" / f"{LESSON}.html"
+    assert page.stat().st_size < 1_000_000
 
 
 def test_the_hidden_tests_never_reach_the_feedback(cheats):
@@ -351,6 +409,23 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
         ("def f(x):\n    return expected\n", ["reads expected, which only the tests define"]),
         ("expected = 1\ndef f(x):\n    return expected\n", []),  # the student's own name
         ("def f(x):\n    return eval('x')\n", ["uses eval"]),
+        # round 4: the stack taken through traceback (with every frame's locals), and the
+        # kernel's session reached from IPython's exit helper
+        (
+            "import traceback\nst = traceback.StackSummary.extract(\n"
+            "    traceback.walk_stack(None), capture_locals=True)\n",
+            ["uses .StackSummary", "uses .walk_stack", "uses capture_locals"],
+        ),
+        ("s = exit._ip.parent.session\n", ["uses ._ip", "uses .session"]),
+        ("import sys\nnb = sys.stdout.session\n", ["uses .session"]),
+        ("def g(e):\n    return e.__traceback__\n", ["uses .__traceback__"]),
+        # honest lines: Colab's test, IPython's display module, the autoreload extension
+        ("import sys\nIN_COLAB = 'google.colab' in sys.modules\n", []),
+        ("from IPython import display\n", []),
+        ("get_ipython().run_line_magic('load_ext', 'autoreload')\n", []),
+        ("%load_ext autoreload\n%autoreload 2\n", []),
+        ("%load_ext some_extension\n", ["runs %load_ext"]),
+        ("from IPython import get_ipython\n", ["imports IPython"]),
     ],
 )
 def test_the_worker_reads_what_reaches_into_the_grader(source, found):

@@ -268,6 +268,12 @@ def test_static_check_allows_checks_and_forbids_the_rest():
     assert grading.forbidden_course_use("m = __import__('xlt_course.procrustes')", set()) == [
         "names the xlt_course package in a string"
     ]
+    # prose naming the package (a docstring, a comment string) is not a use of it
+    doc = 'def f(A):\n    """Rows are vectors, as in xlt_course: see lesson 01."""\n    return A\n'
+    assert grading.forbidden_course_use(doc, set()) == []
+    assert grading.forbidden_course_use("x = ' xlt_course '", set()) == [
+        "names the xlt_course package in a string"
+    ]
 
 
 def test_lesson_layout_knows_hidden_reference_names():
