@@ -79,7 +79,9 @@ def _grade(args: argparse.Namespace) -> int:
         shard=shard,
     )
     term_cli.print_intake(Path(args.out), started)
-    print(f"graded {len(results)} submissions -> {Path(args.out) / 'grades.csv'}")
+    reused = sum(r.reused for r in results)
+    unchanged = f" ({reused} unchanged since the last run: grades reused)" if reused else ""
+    print(f"graded {len(results)} submissions{unchanged} -> {Path(args.out) / 'grades.csv'}")
     if shard is not None:
         print(
             f"shard {shard}: merge every shard with `xlt-course grade-merge SHARD_DIRS... --out DIR`"

@@ -204,14 +204,21 @@ def apply_gradebook(out: Path, root: Path, grades: list[Grade]) -> list[str]:
         for g in grades:
             where = f"{g.student}/{g.lesson}"
             name = f"{g.lesson}.ipynb"
+            job_copy = Path(out) / ".work" / "jobs" / g.lesson / g.student / "submitted"
+            job_copy = job_copy / where / name
             same = same_file(
-                Path(out) / ".work" / "jobs" / g.lesson / g.student / "submitted" / where / name,
-                Path(root) / "autograder" / "work" / "submitted" / where / name,
+                job_copy, Path(root) / "autograder" / "work" / "submitted" / where / name
             )
             try:
                 sub = gb.find_submission_notebook(g.lesson, g.lesson, g.student)
             except MissingEntry:
                 same = None
+            if not same and not job_copy.is_file():
+                problems.append(
+                    f"{where}: exported from grades.csv: no notebook of it was graded (see its "
+                    "flags in grades.csv), so the gradebook has no hand-given scores for it"
+                )
+                continue
             if not same:
                 why = "another submission" if same is False else "no copy of it to compare"
                 problems.append(
@@ -331,9 +338,9 @@ def export(
             )
         if g.pending:
             problems.append(
-                f"{g.student}/{g.lesson}: {g.pending:g} of {g.max_score:g} points are written "
-                "answers not graded yet (counted 0): grade them in formgrader, then export "
-                "with the course gradebook ([export] gradebook, README)"
+                f"{g.student}/{g.lesson}: exported with {g.pending:g} of {g.max_score:g} points "
+                "of written answers not graded yet, counted 0: grade them in formgrader, then "
+                "export again with the course gradebook ([export] gradebook, README)"
             )
     people = read_roster(roster) if roster else {}
     by_student: dict[str, dict[str, Grade]] = {}

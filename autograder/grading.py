@@ -734,7 +734,7 @@ def interpreter_access(
     except pysource.Unparseable:
         return ["is too deep for the grader to read"]
     except SyntaxError:
-        return ["is not Python the grader can read"]
+        return []  # the kernel cannot run it either: the cell's SyntaxError is its grade
     found: set[str] = set()
 
     def root(node: Any) -> str | None:
@@ -1212,6 +1212,7 @@ class SubmissionResult:
     feedback: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     manual: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    reused: bool = field(default=False, compare=False)  # this run took the cached grade
 
     @property
     def manual_points(self) -> float:
@@ -1353,6 +1354,7 @@ def grade_one(
     key = _job_key(notebook, context.template, limits)
     cached = _load_result(record) if record.exists() else None
     if cached is not None and cached[0] == key:
+        cached[1].reused = True
         return cached[1]
     own = worker is None
     worker = worker or _Worker(limits, work / "worker.log")

@@ -74,6 +74,10 @@ LOOSE_PATTERNS = ("canvas", "moodle", "blackboard", "github-classroom", "folder"
 """Patterns whose student part is unambiguous whatever the file is called: a notebook
 named otherwise (``doe_12_34_Untitled.ipynb``) is taken when its cells tell the lesson."""
 
+LMS_PATTERNS = ("canvas", "moodle", "blackboard")
+"""Patterns of LMS downloads, which name every upload after its student: any file so named
+is that student's work, reported when it is not a notebook."""
+
 DEFAULT_PREFIXES = ("xlt-course",)
 """GitHub Classroom repository prefixes recognised besides the lesson ids."""
 
@@ -616,9 +620,15 @@ def collect(
         stem, dot, ext = path.rpartition(".")
         ext = ext.lower() if dot and "/" not in ext else ""
         # a notebook, a zip, or a file named like a submission but of another kind (a PDF,
-        # a .py); other files (a readme, data) are not student work for this grader
+        # a .py), with or without the lesson in its name (an LMS names every upload
+        # after its student); other files (a readme, data) are not student work
+        as_notebook = stem + ".ipynb"
         candidate = ext in ("ipynb", "zip") or (
-            ext not in ("", "txt") and isinstance(match_name(stem + ".ipynb", patterns), Submission)
+            ext not in ("", "txt")
+            and (
+                isinstance(match_name(as_notebook, patterns), Submission)
+                or any(rx.fullmatch(as_notebook) for k, rx in patterns.loose if k in LMS_PATTERNS)
+            )
         )
         if not candidate:
             continue
@@ -662,6 +672,22 @@ def collect(
                 chosen[key] = (found, data)
             continue
         chosen[key] = (found, data)
+    # an older download graded again must not undo a resubmission graded since
+    graded_before = {_key(s): s for s in (earlier.submissions if earlier else [])}
+    for key, (found, _) in list(chosen.items()):
+        before = graded_before.get(key)
+        if before is None or before.source == found.source:
+            continue
+        keep, _, why = _pick(before, found)
+        if keep is before and not why.startswith("AMBIGUOUS"):
+            intake.skipped.append(
+                (
+                    found.source,
+                    f"older than {before.source}, graded in an earlier batch into this folder "
+                    "(by " + why.rsplit(" by ", 1)[-1] + "): not graded again",
+                )
+            )
+            del chosen[key]
     if not chosen:
         # an empty zip, a zip of zips, a folder of something else: grading nothing and
         # saying "graded 0" would hide it

@@ -66,8 +66,10 @@ def _export(args: argparse.Namespace) -> int:
         gradebook=Path(args.gradebook) if args.gradebook else None,
     )
     print(f"{report.rows} students -> {report.path}")
+    if report.problems:
+        print(f"check before uploading ({len(report.problems)}):")
     for line in report.problems:
-        print(f"  not exported: {line}")
+        print(f"  {line}")
     return 0
 
 

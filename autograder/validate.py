@@ -204,6 +204,9 @@ def _execute(
                 "traceback": [],
             },
             resources={"metadata": {"path": str(work)}},
+            # the kernel's own notices (ipykernel's "running over TCP without encryption" on a
+            # private loopback kernel) are not the student's business; errors still show
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
         try:
             client.execute(preexec_fn=lambda: _limit(memory_mb))

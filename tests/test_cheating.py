@@ -426,6 +426,12 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
         ("%load_ext autoreload\n%autoreload 2\n", []),
         ("%load_ext some_extension\n", ["runs %load_ext"]),
         ("from IPython import get_ipython\n", ["imports IPython"]),
+        # a syntax error is the student's slip, not an attack: the kernel runs none of it
+        ("def f(x:\n    return x\n", []),
+        (
+            "import asyncio\nawait asyncio.sleep(0)\nimport sys\nf = sys._getframe(1)\n",
+            ["uses ._getframe"],
+        ),  # top-level await parses: IPython runs such cells
     ],
 )
 def test_the_worker_reads_what_reaches_into_the_grader(source, found):

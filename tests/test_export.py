@@ -58,7 +58,8 @@ def test_canvas_export_reimports_one_row_per_student(graded, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "4 students" in printed
-    assert "not exported: stranger: graded but not in the roster" in printed
+    assert "check before uploading" in printed
+    assert "  stranger: graded but not in the roster" in printed
     with open(graded / "export" / "canvas.csv", encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
@@ -290,9 +291,9 @@ def test_export_counts_the_scores_given_in_formgrader(tmp_path):
     # without the gradebook: the pending points are said, not silently counted 0
     alone = export.export(out, "canvas")
     assert alone.problems == [
-        "doejohn_123/00-setup: 4 of 6 points are written answers not graded yet (counted 0): "
-        "grade them in formgrader, then export with the course gradebook "
-        "([export] gradebook, README)"
+        "doejohn_123/00-setup: exported with 4 of 6 points of written answers not graded "
+        "yet, counted 0: grade them in formgrader, then export again with the course "
+        "gradebook ([export] gradebook, README)"
     ]
     formgrader.merge_results(out, root)
     _grade_by_hand(root, "doejohn_123", 3.5)

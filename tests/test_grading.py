@@ -383,6 +383,7 @@ def test_grades_are_byte_identical_serial_and_parallel(graded, tmp_path):
     again = grading.grade(subs, tmp_path / "serial", jobs=2, limits=LIMITS, progress=False)
     assert [p.stat().st_mtime_ns for p in records] == stamps
     assert [(x.student, x.points) for x in again] == [(x.student, x.points) for x in a]
+    assert all(x.reused for x in again) and not any(x.reused for x in a)  # said by `grade`
     assert (tmp_path / "serial" / "grades.csv").read_bytes() == serial
 
 

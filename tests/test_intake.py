@@ -29,6 +29,8 @@ MIXED = {
     "homework.ipynb": None,
     "s125_99-no-such-lesson.ipynb": None,
     f"s126_{LESSON}.pdf": None,  # a PDF where the notebook was expected
+    "parkle_1006_5006_report.pdf": None,  # Canvas: a student's only upload, no lesson in it
+    "data/extra.csv": None,  # not named after a student: not reported
 }
 
 
@@ -49,8 +51,14 @@ def test_mixed_zip_takes_every_matchable_name(tmp_path):
     for student, _ in want.values():
         assert (tmp_path / "out" / student / LESSON / f"{LESSON}.ipynb").is_file()
     skipped = dict(taken.skipped)
-    assert set(skipped) == {"homework.ipynb", "s125_99-no-such-lesson.ipynb", f"s126_{LESSON}.pdf"}
+    assert set(skipped) == {
+        "homework.ipynb",
+        "s125_99-no-such-lesson.ipynb",
+        f"s126_{LESSON}.pdf",
+        "parkle_1006_5006_report.pdf",
+    }
     assert skipped[f"s126_{LESSON}.pdf"] == "not a notebook (.pdf): not graded"
+    assert skipped["parkle_1006_5006_report.pdf"] == "not a notebook (.pdf): not graded"
     assert "matches no submission pattern" in skipped["homework.ipynb"]
     assert "'99-no-such-lesson' does not exist" in skipped["s125_99-no-such-lesson.ipynb"]
     jdoe = next(s for s in taken.submissions if s.student == "jdoe")
@@ -339,6 +347,14 @@ def test_a_second_batch_is_merged_into_intake_json(tmp_path):
     assert [n for n, _ in taken.skipped] == ["notes.pdf.ipynb"]  # this batch's report
     assert taken.summary().startswith("intake: 2 submissions (1 marked late), 1 skipped")
     assert "1 from earlier batches kept" in taken.summary()
+    # the first download graded again: roeann's resubmission (upload 458) is not undone by
+    # her older upload 457, and the report says why
+    again = _intake_only(first, out)
+    roe = next(s for s in again.submissions if s.student == "roeann_124")
+    assert roe.attachment == "458"
+    why = dict(again.skipped)[f"roeann_124_457_{LESSON}.ipynb"]
+    assert "older than roeann_LATE_124_458" in why and "LMS upload number" in why
+    assert "doejohn_123" in {s.student for s in again.submissions}
     # an intake.json that cannot be read stops the batch and stays as it is
     (out / "intake.json").write_text("{not json")
     with pytest.raises(intake.IntakeError, match="from an earlier batch.*unreadable"):
