@@ -1367,6 +1367,35 @@ def grade_one(
     return result
 
 
+def _write_unreadable_page(root: Path, result: SubmissionResult, reasons: list[str]) -> Path:
+    """Write, in the job folder ``root``, the feedback page of a file that is no notebook.
+
+    Returns:
+        The page (``root/feedback/STUDENT/LESSON/LESSON.html``, as nbgrader places them).
+    """
+    import html
+
+    if root.exists():
+        shutil.rmtree(root)  # an earlier grade's job folder
+    page = root / "feedback" / result.student / result.lesson / f"{result.lesson}.html"
+    page.parent.mkdir(parents=True)
+    items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons) or "<li>unreadable</li>"
+    page.write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(result.lesson)}: feedback</title></head><body>"
+        f"<h1>{html.escape(result.lesson)}</h1>"
+        "<p>Your submission could not be graded: the file is not a notebook this lesson "
+        "can read.</p>"
+        f"<ul>{items}</ul>"
+        f"<p>Score: 0 / {result.max_score:g}. Open the lesson's notebook in Jupyter, run "
+        "<code>xlt-course validate</code> on it, and submit that <code>.ipynb</code> file "
+        "again (ask your instructor whether a resubmission is still possible).</p>"
+        "</body></html>\n",
+        encoding="utf-8",
+    )
+    return page
+
+
 def _grade_fresh(
     student: str,
     lesson: str,
@@ -1385,9 +1414,11 @@ def _grade_fresh(
     )
     prepared = prepare_submission(notebook, context.layout)
     result.flags += prepared.flags
-    if prepared.nb is None:
-        return result
     root = work / lesson / student
+    if prepared.nb is None:
+        # the student still gets a page: why nothing could be graded
+        result.feedback = _write_unreadable_page(root, result, prepared.flags)
+        return result
     if root.exists():
         shutil.rmtree(root)
     _write_course(root)

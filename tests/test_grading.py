@@ -209,9 +209,12 @@ def test_edited_tests_cell_is_restored_and_flagged(graded):
     ],
 )
 def test_unreadable_submissions_score_zero_with_reason(graded, student, flag):
-    _, r = graded
+    out, r = graded
     assert r[student].score == 0 and r[student].max_score == 3
     assert flag in _flags(r[student])
+    # the student gets a page saying why, too
+    page = (out / "feedback" / student / f"{LESSON}.html").read_text(encoding="utf-8")
+    assert "could not be graded" in page and "0 / 3" in page
 
 
 @pytest.mark.parametrize(
