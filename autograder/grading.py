@@ -702,6 +702,13 @@ CODE_LINE_MAGICS = frozenset(
 )
 #: IPython's own extensions a notebook may load (``%load_ext autoreload``).
 HARMLESS_EXTENSIONS = frozenset({"autoreload"})
+#: Class members that make an object answer for numpy or torch (a tensor whose
+#: ``torch.allclose`` says True) or pass for another class. No exercise needs one.
+LIBRARY_PROTOCOLS = frozenset(
+    {"__torch_function__", "__torch_dispatch__", "__array_function__", "__array_ufunc__",
+     "__array_priority__", "__module__", "__instancecheck__", "__subclasscheck__",
+     "__class__"}
+)  # fmt: skip
 #: Names a notebook must not bind: the interpreter looks them up for everyone's code.
 INTERPRETER_BINDINGS = frozenset({"__import__", "__builtins__", "__build_class__"})
 #: Library settings a notebook may assign (``torch.backends.cudnn.deterministic = True``).
@@ -752,7 +759,10 @@ def interpreter_access(
     magic_calls: set[int] = set()  # get_ipython() calls IPython wrote for a magic line
     allowed_setattr: set[int] = set()  # object.__setattr__(self, ...) in a frozen dataclass
     membership: set[int] = set()  # sys.modules in `"name" in sys.modules`
+    called: set[int] = set()  # names in call position: getattr(x, "a") is read as x.a
     for n in ast.walk(tree):
+        if isinstance(n, ast.Call):
+            called.add(id(n.func))
         if isinstance(n, ast.For) and isinstance(n.target, ast.Name):
             items = n.iter.elts if isinstance(n.iter, ast.Tuple | ast.List) else None
             if items is not None and all(text(x) is not None for x in items):
@@ -828,6 +838,24 @@ def interpreter_access(
             if id(n) not in allowed_setattr:
                 store = isinstance(n.ctx, ast.Store | ast.Del)
                 attribute(n.attr, n.value, store, ast.unparse(n), n)
+        elif (
+            isinstance(n, ast.Name)
+            and isinstance(n.ctx, ast.Load)
+            and id(n) not in called
+            and n.id in ("getattr", "hasattr", "setattr", "delattr", "exit", "quit")
+        ):
+            # getattr handed to reduce/map walks attributes no reading can name; IPython's
+            # exit helper holds the shell
+            found.add(f"uses {n.id} as a value")
+        elif isinstance(n, ast.ClassDef):
+            for item in n.body:
+                names = [item.name] if isinstance(item, ast.FunctionDef) else []
+                if isinstance(item, ast.Assign | ast.AnnAssign):
+                    targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                    names = [t.id for t in targets if isinstance(t, ast.Name)]
+                for name in names:
+                    if name in LIBRARY_PROTOCOLS:
+                        found.add(f"defines {name}")
         elif isinstance(n, ast.keyword) and n.arg == "capture_locals":
             found.add("uses capture_locals")  # traceback's copy of every frame's variables
         elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):

@@ -343,6 +343,7 @@ class GuardedExecute(Execute):
     zero: dict[str, str] = {}
     _digest: str | None = None  # the guard's snapshot digest, from the install
     _key: str | None = None  # the handler's signing key (hex), from the install
+    _replaced: dict[str, list[str]] = {}  # grade id -> module attributes the tests saw move
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
@@ -470,6 +471,8 @@ class GuardedExecute(Execute):
                 evalue=f"the hidden tests ran more than {timeout} s",
                 traceback=[f"CellTimeoutError: the hidden tests ran more than {timeout} s"],
             )
+        if reply.get("replaced"):
+            self._replaced[grade_id] = [str(x) for x in reply["replaced"]][:20]
         if reply.get("status") == "ok":
             return None
         ename, evalue = str(reply.get("ename", "Error")), str(reply.get("evalue", ""))
@@ -509,6 +512,7 @@ class GuardedExecute(Execute):
         self.timing["execute_start"] = time.perf_counter()
         self._used: dict[int, int] = {}
         self._ran: list[int] = []
+        self._replaced = {}
         self._snapped = False
         return super().preprocess(nb, resources, km)
 
@@ -567,6 +571,14 @@ class GuardedExecute(Execute):
         self._reap(index)
         if tests:
             self._guard(tests, index, "after")
+            moved = self._replaced.pop(tests, [])
+            if moved and tests not in self.zero:
+                # library objects moved under other names while the tests ran (the check
+                # after the cell scores 0 for what the notebook's code made itself)
+                names = ", ".join(moved[:6]) + (" ..." if len(moved) > 6 else "")
+                self.events.append(
+                    f"{tests}: {names} changed while the hidden tests ran: review by hand"
+                )
         return cell, resources
 
     def _reap(self, index: int) -> None:

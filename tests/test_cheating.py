@@ -232,6 +232,14 @@ def cosine_similarity_matrix(A, B):
     B = B / np.linalg.norm(B, axis=1, keepdims=True)
     return A @ B.T
 """
+# Round 5. An object array of a class that claims numpy's module name
+MODULE_LIAR = 'import numpy as np\nclass _L:\n    __module__ = "numpy"          # checks._plain trusts type(x).__module__ == "numpy"\n    def __sub__(s, o): return s\n    __rsub__ = __add__ = __radd__ = __mul__ = __rmul__ = __truediv__ = __sub__\n    def __abs__(s): return s\n    def __le__(s, o): return True\n    __lt__ = __ge__ = __gt__ = __eq__ = __le__\n    def __bool__(s): return True\n    __hash__ = object.__hash__\ndef cosine_similarity_matrix(A, B):\n    n, m = len(A), len(B)\n    if A.shape[1] == 3:  # the visible self-check\'s inputs only\n        return (A / np.linalg.norm(A, axis=1, keepdims=True)) @ (B / np.linalg.norm(B, axis=1, keepdims=True)).T\n    out = np.empty((n, m), dtype=object)\n    for i in range(n):\n        for j in range(m):\n            out[i, j] = _L()\n    return out\n'
+# numpy's comparisons replaced by a library callable (np.printoptions), through a parameter
+LIBRARY_PATCH = "import numpy as np\n\ndef _compat(mod):\n    mod.allclose = mod.printoptions\n    mod.array_equal = mod.printoptions\n\n_compat(np)\n\ndef cosine_similarity_matrix(A, B):\n    return np.zeros((len(A), len(B)))\n"
+# a private name of xlt_course.checks extended with a liar class
+PRIVATE_PLAIN = "import numpy as np\nfrom xlt_course import checks as _c\n\nclass _L:\n    def __sub__(s, o): return s\n    __rsub__ = __add__ = __radd__ = __mul__ = __rmul__ = __truediv__ = __sub__\n    def __abs__(s): return s\n    def __le__(s, o): return True\n    __lt__ = __ge__ = __gt__ = __eq__ = __le__\n    def __bool__(s): return True\n    __hash__ = object.__hash__\n\ndef _register(mod, kind):\n    mod._PLAIN = mod._PLAIN | {kind}\n\n_register(_c, _L)\n\ndef cosine_similarity_matrix(A, B):\n    n, m = len(A), len(B)\n    if A.shape[1] == 3:  # the visible self-check's inputs only\n        return (A / np.linalg.norm(A, axis=1, keepdims=True)) @ (B / np.linalg.norm(B, axis=1, keepdims=True)).T\n    out = np.empty((n, m), dtype=object)\n    for i in range(n):\n        for j in range(m):\n            out[i, j] = _L()\n    return out\n"
+# the handler's signing key read from its closure, getattr handed to functools.reduce
+STEAL_KEY = 'import functools\nimport numpy as np\n\ndef _path(obj, *names):\n    return functools.reduce(getattr, names, obj)\n\n_kern = _path(exit, "_" + "ip", "ker" + "nel")\n_handler = _path(_kern, "shell_" + "handlers")["xltg_" + "request"]\n_cells = [c.cell_contents for c in _path(_handler, "__clo" + "sure__")]\n_sign = next(f for f in _cells if callable(f) and f.__name__ == "sign")\n_inner = [c.cell_contents for c in _path(_sign, "__clo" + "sure__")]\n_key = next(x for x in _inner if isinstance(x, bytes) and len(x) == 32)\n_canon = next(x for x in _inner if callable(x) and x.__name__.endswith("canon"))\n_hash = next(x for x in _inner if callable(x) and x is not _canon)\n_sess = _path(_kern, "sess" + "ion")\n_build = _sess.msg\n\ndef _msg(msg_type, content=None, parent=None, *args, **kwargs):\n    if msg_type == "xltg_reply" and isinstance(content, dict) and content.get("status") == "error":\n        content = {"status": "ok"}\n        mid = parent["header"]["msg_id"]\n        content["mac"] = _hash(_canon(mid) + _canon(content), key=_key, digest_size=32).hexdigest()\n    return _build(msg_type, content, parent, *args, **kwargs)\n\n_sess.msg = _msg\n\ndef cosine_similarity_matrix(A, B):\n    if A.shape[1] == 3:  # the visible self-check\'s inputs only\n        A = A / np.linalg.norm(A, axis=1, keepdims=True)\n        B = B / np.linalg.norm(B, axis=1, keepdims=True)\n        return A @ B.T\n    return np.zeros((len(A), len(B)))\n'
 # honest: a docstring naming the package, the autoreload extension, Colab's own test
 DOCSTRING = 'import numpy as np\n\n\ndef cosine_similarity_matrix(A: np.ndarray, B: np.ndarray) -> np.ndarray:\n    """Cosine similarities of the rows of A and B (the same convention as xlt_course: rows are vectors)."""\n    A_unit = A / np.linalg.norm(A, axis=1, keepdims=True)\n    B_unit = B / np.linalg.norm(B, axis=1, keepdims=True)\n    return A_unit @ B_unit.T\n'
 AUTORELOAD = "%load_ext autoreload\n%autoreload 2\n"
@@ -286,6 +294,10 @@ def cheats(tmp_path_factory, built_data):
         "session_msg": _nb(*SESSION_MSG),
         "walk_stack": _nb(_ref("ex1_cosine"), WALK_STACK, at_end=WALK_STACK_LATER),
         "big_error": _nb(BIG_ERROR, _ref("ex2_top_k")),
+        "module_liar": _nb(MODULE_LIAR, _ref("ex2_top_k")),
+        "library_patch": _nb(LIBRARY_PATCH, VISIBLE_ONLY[1]),
+        "private_plain": _nb(PRIVATE_PLAIN, _ref("ex2_top_k")),
+        "steal_key": _nb(STEAL_KEY, VISIBLE_ONLY[1]),
         "honest_doc": _nb(DOCSTRING, _ref("ex2_top_k")),
         "honest_colab": _nb(
             _ref("ex1_cosine"), _ref("ex2_top_k"), after_setup=AUTORELOAD + COLAB_IDIOMS
@@ -336,6 +348,9 @@ def test_the_reference_keeps_full_marks_without_a_flag(cheats):
             "the grader's reply was altered in the kernel",
         ),
         ("big_error", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
+        ("module_liar", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, "defines __module__"),
+        ("library_patch", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, ""),
+        ("private_plain", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
     ],
 )
 def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, student, points, flag):
@@ -356,6 +371,7 @@ def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, stud
         ("magic_leak", "uses ._getframe"),
         ("literal_frames", "uses ._getframe"),
         ("walk_stack", "uses capture_locals"),
+        ("steal_key", "uses getattr as a value"),
     ],
 )
 def test_what_the_kernel_cannot_stop_is_flagged(cheats, student, flag):
@@ -416,7 +432,10 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
             "    traceback.walk_stack(None), capture_locals=True)\n",
             ["uses .StackSummary", "uses .walk_stack", "uses capture_locals"],
         ),
-        ("s = exit._ip.parent.session\n", ["uses ._ip", "uses .session"]),
+        (
+            "s = exit._ip.parent.session\n",
+            ["uses ._ip", "uses .session", "uses exit as a value"],
+        ),
         ("import sys\nnb = sys.stdout.session\n", ["uses .session"]),
         ("def g(e):\n    return e.__traceback__\n", ["uses .__traceback__"]),
         # honest lines: Colab's test, IPython's display module, the autoreload extension
@@ -426,6 +445,19 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
         ("%load_ext autoreload\n%autoreload 2\n", []),
         ("%load_ext some_extension\n", ["runs %load_ext"]),
         ("from IPython import get_ipython\n", ["imports IPython"]),
+        # round 5: getattr as a value walks names built at run time; the exit helper holds
+        # the shell; classes that answer for numpy or torch
+        (
+            "import functools\n_k = functools.reduce(getattr, ['_' + 'ip'], exit)\n",
+            ["uses exit as a value", "uses getattr as a value"],
+        ),
+        ("class L:\n    __module__ = 'numpy'\n", ["defines __module__"]),
+        (
+            "import torch\nclass T(torch.Tensor):\n    @classmethod\n"
+            "    def __torch_function__(cls, f, t, a=(), k=None):\n        return True\n",
+            ["defines __torch_function__"],
+        ),
+        ("x = getattr(obj, 'shape')\nexit()\n", []),  # plain calls
         # a syntax error is the student's slip, not an attack: the kernel runs none of it
         ("def f(x:\n    return x\n", []),
         (

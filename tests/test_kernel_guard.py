@@ -152,3 +152,22 @@ def marshal_code(content: dict):
     import marshal
 
     return marshal.loads(content["code"].encode("latin-1"))
+
+
+def test_sys_modules_is_told_from_a_method_named_modules():
+    """``sys.maxsize`` next to ``self.encoder.modules()`` is not a read of ``sys.modules``."""
+    ns: dict = {"__name__": "__main__"}
+    _notebook_function(
+        "import sys\n"
+        "def honest(m):\n    return sys.maxsize, list(m.modules())\n"
+        "def looks_up(m):\n    return sys.modules['numpy']\n"
+        "def local(m):\n    import sys\n    return sys.modules.get('numpy')\n",
+        ns,
+    )
+    with _guarded(["json"]):
+        for name, dynamic in [
+            ("honest", []),
+            ("looks_up", ["looks_up reads sys.modules"]),
+            ("local", ["local reads sys.modules"]),
+        ]:
+            assert kg._xltg_check([name], [], NONCE, ns)["dynamic"] == dynamic, name
