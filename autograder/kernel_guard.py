@@ -449,16 +449,40 @@ def _xltg_install(
     rebound = ("get_ipython", "exit", "quit", "display", "input", "getpass")
     kept_dunders = ("__import__", "__getattr__", "__build_class__")
 
+    # a library's own state, set lazily on first use (a flag, a cache filled from None):
+    # put back, the library would only set it again
+    state = (type(None), bool, int, float, complex, str, bytes)
+
+    def wraps(new: object, old: object) -> bool:
+        # a library decorating its own function later on (torch._dynamo wraps
+        # torch.manual_seed when it is first imported)
+        for _ in range(4):
+            try:
+                new = new.__dict__.get("__wrapped__") if hasattr(new, "__dict__") else None
+            except Exception:  # noqa: BLE001 - the notebook's object may raise anything
+                return False
+            if new is None:
+                return False
+            if new is old:
+                return True
+        return False
+
     def pristine(restore: bool) -> list:
-        # every attribute of the guarded modules that is not the snapshot's (put back)
+        # every attribute of the guarded modules that is not the snapshot's (put back): any
+        # change in the course's own modules; elsewhere a public object replaced, not a
+        # library's private state or its own wrapper around the same function
         snap, codes = saved_state[0]
         moved = []
         for m, (mod, saved) in snap.items():
             d = mod.__dict__
+            course = m == "xlt_course" or m.startswith("xlt_course.")
             for k, v in saved.items():
                 if k.startswith("__") and k not in kept_dunders or k in rebound:
                     continue
-                if d.get(k, snap) is not v:
+                if not course and (type(v) in state or k[:1] == "_" and k not in kept_dunders):
+                    continue
+                new = d.get(k, snap)
+                if new is not v and (course or not wraps(new, v)):
                     moved.append(m + "." + k)
                     if restore:
                         d[k] = v
