@@ -39,9 +39,7 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         ) from None
 
 
-_PLAIN = frozenset(
-    {int, float, complex, bool, str, bytes, type(None), *np.sctypeDict.values()}
-)
+_PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None), *np.sctypeDict.values()})
 
 
 def _plain(x: Any, depth: int = 0) -> bool:
