@@ -391,22 +391,28 @@ class GuardedExecute(Execute):
                 return
         raise RuntimeError(f"the grader's guard could not be installed in the kernel: {value}")
 
-    def _request(self, content: dict) -> dict | None:
-        """Send ``content`` to the handler; return its reply (None: none came in time)."""
+    def _request(self, content: dict, grade_id: str) -> dict | None:
+        """Send ``content`` to the handler; return its reply (None: none came in time).
+
+        A reply whose signature does not hold (``{"status": "forged"}``) scores ``grade_id``
+        0 and is flagged.
+        """
         from jupyter_core.utils import run_sync
 
-        if self._key is None:  # the install failed: no reply can be trusted
-            return {"status": "forged"}
-        return run_sync(notebooks.request)(self, content, self._key)
+        reply = {"status": "forged"}  # the install failed: no reply can be trusted
+        if self._key is not None:
+            reply = run_sync(notebooks.request)(self, content, self._key)
+        if reply is not None and reply.get("status") == "forged":
+            self.events.append(f"{grade_id}: the grader's reply was altered in the kernel")
+            self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
+        return reply
 
     def _guard(self, grade_id: str, index: int, when: str) -> None:
         fns = self.plan["exercise_functions"].get(grade_id, [])
         allowed = self.plan.get("allowed_course_names", {}).get(grade_id, [])
         content = kernel_guard.check_request(self.plan["nonce"], fns, allowed)
-        reply = self._request(content)
+        reply = self._request(content, grade_id)
         if reply is not None and reply.get("status") == "forged":
-            self.events.append(f"{grade_id}: the grader's reply was altered in the kernel")
-            self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
             return
         res = kernel_guard.read_check(reply)
         if res is None:
@@ -453,10 +459,8 @@ class GuardedExecute(Execute):
             return notebooks.nbformat.v4.new_output(
                 "error", ename="GraderError", evalue=f"hidden tests do not parse: {e}", traceback=[]
             )
-        reply = self._request(content)
+        reply = self._request(content, grade_id)
         if reply is not None and reply.get("status") == "forged":
-            self.events.append(f"{grade_id}: the grader's reply was altered in the kernel")
-            self.zero.setdefault(grade_id, "the grader's integrity check was tampered with")
             return notebooks.nbformat.v4.new_output(
                 "error",
                 ename="GraderError",
