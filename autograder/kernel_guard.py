@@ -223,7 +223,7 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
     def reads_sys_modules(c: object) -> bool:
         # a ``sys`` (global or local) whose next instruction reads the attribute ``modules``
         load_global, load_name, extended = holder.ops
-        attr_ops = getattr(holder, "attr_ops", ())
+        attr_ops = holder.attr_ops
         raw, high, after_sys = c.co_code, 0, False
         for i in range(0, len(raw) - 1, 2):
             op, arg = raw[i], raw[i + 1] | high
@@ -234,7 +234,7 @@ def _xltg_check(fns: list[str], allowed: list[str], nonce: str, namespace: dict)
                 after_sys = c.co_names[arg >> 1 if holder.shifted else arg] == "sys"
             elif op == load_name:
                 after_sys = c.co_names[arg] == "sys"
-            elif op == getattr(holder, "load_fast", -1):
+            elif op == holder.load_fast:
                 after_sys = arg < len(c.co_varnames) and c.co_varnames[arg] == "sys"
             else:
                 if after_sys and op in attr_ops:
