@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from autograder import notebooks, paths, pysource, sandbox
+from autograder import notebooks, paths, pysource, sandbox, verdict
 from xlt_course.errors import XltCourseError
 
 CONFIG_FILE = paths.CONFIG_FILE
@@ -438,6 +438,8 @@ class LessonLayout:
         module_aliases: names the lesson's cells bind to modules by importing (``np``).
         test_names: names only hidden tests bind, other than by importing (``expected``,
             ``_reference``): no student sees them, and the hidden tests keep them local.
+        kernel_verdict: tests grade ids whose hidden part runs in the kernel
+            (:data:`autograder.verdict.KERNEL_MARK`); every other one runs in the worker.
     """
 
     cells: list[Any]
@@ -453,6 +455,7 @@ class LessonLayout:
     hidden_imports: dict[str, list[str]] = field(default_factory=dict)
     module_aliases: set[str] = field(default_factory=set)
     test_names: set[str] = field(default_factory=set)
+    kernel_verdict: set[str] = field(default_factory=set)
 
 
 def _nbgrader_meta(cell: Any) -> dict:
@@ -571,6 +574,7 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
             bound_elsewhere.update(_import_bindings(hidden))
             bound_by_tests.update(_bound_anywhere(pysource.parse(hidden)))
     hidden_imports: dict[str, list[str]] = {}
+    kernel_verdict: set[str] = set()
     imports: list[str] = []
     for c in source.cells:
         meta = _nbgrader_meta(c)
@@ -579,6 +583,8 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         imports += [i for i in _top_level_imports(c.source) if i not in imports]
         if meta.get("grade") and meta.get("grade_id"):
             hidden_imports[meta["grade_id"]] = list(imports)
+            if verdict.kept_in_kernel(notebooks.split_hidden(c.source)[1]):
+                kernel_verdict.add(meta["grade_id"])
     return LessonLayout(
         list(release.cells),
         order,
@@ -593,6 +599,7 @@ def lesson_layout(lesson: str, release_nb: Path) -> LessonLayout:
         hidden_imports,
         module_aliases,
         bound_by_tests - bound_elsewhere,
+        kernel_verdict,
     )
 
 
@@ -1489,6 +1496,7 @@ def _grade_fresh(
         "solutions_of": layout.solutions_of,
         "allowed_course_names": {k: sorted(v) for k, v in layout.allowed.items()},
         "hidden_imports": layout.hidden_imports,
+        "kernel_verdict": sorted(layout.kernel_verdict),
         "zero": prepared.zero,
         "skip_cells": skip,
         "kernel_prefix": box.prefix if use_bwrap else [],

@@ -16,11 +16,15 @@ worker is trusted code; the kernel it starts runs the student's notebook and is 
   functions the tests rely on (``numpy``, ``xlt_course.checks``, builtins, ...) when the
   student's code replaced them, and checks that the exercise's functions do not call the
   course's own implementation;
-- a tests cell's hidden part runs apart from its visible part: one function call sent as
-  bytecode to the handler the guard installed before any cell ran
-  (:func:`autograder.kernel_guard.hidden_tests_request`), with fresh globals (the
-  exercise's functions and the real builtins), its printed output discarded, only its
-  exception kept.
+- a tests cell's hidden part runs here, in this process, never in the kernel
+  (:mod:`autograder.verdict`): the exercise's functions are stubs that send their arguments
+  to the kernel as data, where the handler the guard installed before any cell ran calls
+  the student's function and sends back its value as data. The tests' code, expected values
+  and comparisons never exist in the student's process. A cell marked
+  :data:`autograder.verdict.KERNEL_MARK` (its tests hand the student's code an object that
+  is not data) runs in the kernel instead, as one function call sent as bytecode to the
+  same handler (:func:`autograder.kernel_guard.hidden_tests_request`), with fresh globals.
+  Either way the functions' printed output is discarded and only an exception is kept.
 
 Everything the worker notices is printed as one JSON line (``flags``) for the parent.
 """
@@ -43,7 +47,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import Execute
 
-from autograder import kernel_guard, notebooks, sandbox
+from autograder import kernel_guard, notebooks, sandbox, verdict
 from autograder.cell_skip import NOTE as SKIP_NOTE
 
 OUTPUT_CAP_CHARS = 1_000_000
@@ -447,34 +451,81 @@ class GuardedExecute(Execute):
     def _hidden_tests(self, grade_id: str, source: str) -> dict | None:
         """Run a tests cell's hidden part; return the error output it earned (None: passed).
 
-        Its printed output is discarded (a function under test that prints the caller's code
-        would otherwise put the hidden tests in the feedback); an exception's type, message and
-        traceback are kept (no line of the hidden tests is in it: the kernel has no source).
+        It runs here (:func:`autograder.verdict.run_hidden_tests`): the kernel only runs the
+        exercise's functions on the data the tests send and returns data. A cell marked
+        :data:`autograder.verdict.KERNEL_MARK` runs in the kernel instead
+        (:meth:`_hidden_tests_in_kernel`). Nothing the student's functions print is kept;
+        an exception's type, message and traceback are (no line of the hidden tests is in it).
         """
         imports = self.plan.get("hidden_imports", {}).get(grade_id, [])
         names = self.plan["exercise_functions"].get(grade_id, [])
+        if grade_id in self.plan.get("kernel_verdict", ()):
+            return self._hidden_tests_in_kernel(grade_id, source, imports, names)
+        deadline = time.monotonic() + float(self.plan.get("cell_timeout") or 600)
+
+        def call(name: str, args: tuple, kwargs: dict) -> object:
+            values, payload = verdict.call_payload(args, kwargs)
+            content = kernel_guard.call_request(self.plan["nonce"], name, payload)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise verdict.Stop(self._timeout_output())
+            saved, self.timeout = self.timeout, max(1, int(left + 0.999))
+            try:
+                reply = self._request(content, grade_id)
+            except DeadKernelError as e:
+                raise verdict.Stop(cause=e) from e
+            finally:
+                self.timeout = saved
+            if reply is None:
+                raise verdict.Stop(self._timeout_output())
+            if reply.get("status") == "forged":
+                raise verdict.Stop(self._forged_output())
+            return verdict.read_return(name, reply, values)
+
+        try:
+            out = verdict.run_hidden_tests(source, imports, names, call)
+        except SyntaxError as e:  # the lesson's own bug, not the student's
+            return self._grader_error(f"hidden tests do not parse: {e}")
+        except verdict.Stop as stop:
+            if stop.cause is not None:
+                raise stop.cause from None
+            out = stop.output
+        if out is None:
+            return None
+        return notebooks.nbformat.v4.new_output(
+            "error", ename=out["ename"], evalue=out["evalue"], traceback=out["traceback"]
+        )
+
+    def _grader_error(self, text: str) -> Any:
+        return notebooks.nbformat.v4.new_output(
+            "error", ename="GraderError", evalue=text, traceback=[f"GraderError: {text}"]
+        )
+
+    def _forged_output(self) -> dict:
+        text = "the hidden tests' reply was altered"
+        return {"ename": "GraderError", "evalue": text, "traceback": [f"GraderError: {text}"]}
+
+    def _timeout_output(self) -> dict:
+        text = f"the hidden tests ran more than {self.plan.get('cell_timeout')} s"
+        return {
+            "ename": "CellTimeoutError",
+            "evalue": text,
+            "traceback": [f"CellTimeoutError: {text}"],
+        }
+
+    def _hidden_tests_in_kernel(
+        self, grade_id: str, source: str, imports: list[str], names: list[str]
+    ) -> dict | None:
+        """Run a hidden part in the kernel, as one call through the guard's handler."""
         try:
             content = kernel_guard.hidden_tests_request(self.plan["nonce"], source, imports, names)
         except SyntaxError as e:  # the lesson's own bug, not the student's
-            return notebooks.nbformat.v4.new_output(
-                "error", ename="GraderError", evalue=f"hidden tests do not parse: {e}", traceback=[]
-            )
+            return self._grader_error(f"hidden tests do not parse: {e}")
         reply = self._request(content, grade_id)
         if reply is not None and reply.get("status") == "forged":
-            return notebooks.nbformat.v4.new_output(
-                "error",
-                ename="GraderError",
-                evalue="the hidden tests' reply was altered",
-                traceback=["GraderError: the hidden tests' reply was altered"],
-            )
+            return notebooks.nbformat.v4.new_output("error", **self._forged_output())
         if reply is None:
-            timeout = self.plan.get("cell_timeout")
-            return notebooks.nbformat.v4.new_output(
-                "error",
-                ename="CellTimeoutError",
-                evalue=f"the hidden tests ran more than {timeout} s",
-                traceback=[f"CellTimeoutError: the hidden tests ran more than {timeout} s"],
-            )
+            return notebooks.nbformat.v4.new_output("error", **self._timeout_output())
         if reply.get("replaced"):
             self._replaced[grade_id] = [str(x) for x in reply["replaced"]][:20]
         if reply.get("status") == "ok":

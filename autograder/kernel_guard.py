@@ -29,7 +29,7 @@ import hmac
 import inspect
 import marshal
 
-from autograder import pysource
+from autograder import pysource, verdict
 
 
 def _xltg_snapshot(mods: list[str], nonce: str) -> str:
@@ -376,7 +376,7 @@ def reply_mac(key: bytes, msg_id: str, content: dict) -> str:
 
 
 def _xltg_install(
-    mods: list[str], nonce: str, snapshot: bytes, check: bytes, canon: bytes
+    mods: list[str], nonce: str, snapshot: bytes, check: bytes, canon: bytes, codec: bytes
 ) -> tuple[str, str]:
     """Take the snapshot, then register the grader's request handler in the kernel.
 
@@ -390,8 +390,8 @@ def _xltg_install(
     Args:
         mods: the modules to guard.
         nonce: the grading run's nonce.
-        snapshot, check, canon: :func:`_xltg_snapshot`, :func:`_xltg_check` and
-            :func:`_xltg_canon`, marshalled.
+        snapshot, check, canon, codec: :func:`_xltg_snapshot`, :func:`_xltg_check`,
+            :func:`_xltg_canon` and :func:`autograder.verdict._xltv_codec`, marshalled.
 
     Returns:
         The snapshot's digest and the signing key (hex).
@@ -420,6 +420,10 @@ def _xltg_install(
     canon_fn = make(loads(canon), canon_globals)
     canon_globals["_xltg_canon"] = canon_fn  # it calls itself for nested values
     blake2b, key = hashlib.blake2b, os.urandom(32)
+    # values out as data only; arguments in may be a transformers config too
+    to_wire = make(loads(codec), dict(real))(False)[0]
+    from_wire = make(loads(codec), dict(real))(True)[1]
+    containers = (list, dict, set)
     cap = 100_000  # characters of an error's message or traceback sent back
 
     def sign(msg_id: str, out: dict) -> None:
@@ -494,6 +498,43 @@ def _xltg_install(
                     f.__code__, f.__defaults__, f.__kwdefaults__ = code, defaults, kwdefaults
         return moved
 
+    def call(content: dict) -> dict:
+        # one call of the notebook's function for tests that run in the worker: what
+        # comes back is data (autograder.verdict), never an object the grader runs
+        values = from_wire(content["values"])
+        n, keys = content["n_args"], content["keys"]
+        fn = user_ns.get(content["name"])
+        try:
+            if fn is None:
+                raise NameError(f"name {content['name']!r} is not defined")
+            result = fn(*values[:n], **dict(zip(keys, values[n:], strict=True)))
+        except BaseException as e:  # noqa: BLE001 - an interrupt (a timeout) and exits too
+            out = describe(e)
+            try:
+                out["bases"] = [c.__name__ for c in type(e).__mro__ if c.__module__ == "builtins"]
+            except BaseException:  # noqa: BLE001 - the notebook's class may raise anything
+                out["bases"] = []
+        else:
+            try:
+                out = {"status": "ok", "value": to_wire(result, values)}
+            except BaseException as e:  # noqa: BLE001 - a value too large, too deep
+                out = describe(e)
+                out["bases"] = []
+        after = []
+        for i, v in enumerate(values):
+            mutable = type(v) in containers or hasattr(v, "__array_interface__")
+            mutable = mutable or hasattr(type(v), "__dataclass_fields__")
+            if mutable or type(v).__name__ in ("Tensor", "Parameter", "Generator"):
+                try:
+                    now = to_wire(v)
+                except BaseException:  # noqa: BLE001
+                    continue
+                if now != content["values"]["v"][i]:
+                    after.append([i, now])
+        if after:
+            out["after"] = after
+        return out
+
     def handle(stream, ident, parent):  # noqa: ANN001, ANN202 - ipykernel's handler API
         content = parent.get("content", {})
         try:
@@ -505,6 +546,8 @@ def _xltg_install(
                 if content.get("kind") != "check":
                     out = {"status": "error", "ename": "GraderError", "evalue": "tampered"}
                     out["traceback"] = ["GraderError: the grader's handler was replaced"]
+            elif content.get("kind") == "call":
+                out = call(content)
             elif content.get("kind") == "check":
                 value = run_check(content["fns"], content["allowed"], nonce, user_ns)
                 out = {"status": "ok", "value": value}
@@ -552,7 +595,7 @@ _CODE = {
             if getattr(c, "co_name", None) == f.__name__
         )
     )
-    for f in (_xltg_snapshot, _xltg_check, _xltg_install, _xltg_canon)
+    for f in (_xltg_snapshot, _xltg_check, _xltg_install, _xltg_canon, verdict._xltv_codec)
 }
 
 
@@ -566,7 +609,7 @@ def install_expression(nonce: str, mods: list[str]) -> str:
     args = (
         list(mods),
         nonce,
-        *(_CODE[f] for f in ("_xltg_snapshot", "_xltg_check", "_xltg_canon")),
+        *(_CODE[f] for f in ("_xltg_snapshot", "_xltg_check", "_xltg_canon", "_xltv_codec")),
     )
     return (
         '__import__("types").FunctionType(__import__("marshal").loads('
@@ -580,40 +623,34 @@ def check_request(nonce: str, fns: list[str], allowed: list[str]) -> dict:
     return {"nonce": nonce, "kind": "check", "fns": list(fns), "allowed": list(allowed)}
 
 
-HIDDEN_FILENAME = "<hidden tests>"
-"""File name of the hidden tests' code in the kernel: no source is registered under it."""
-
-
 def hidden_tests_request(nonce: str, source: str, imports: list[str], names: list[str]) -> dict:
-    """Return the content of the request that runs hidden tests as one function call.
+    """Return the content of the request that runs hidden tests in the kernel, as one call.
 
-    The tests run in a function of their own, with fresh globals holding only ``names`` (the
-    exercise's functions, taken from the notebook) and the real builtins: the names they
-    bind (an expected value, a reference implementation) are locals, never the notebook's
-    globals, and a notebook that rebinds ``np``, ``rng`` or ``__import__`` does not reach
-    them. ``imports`` (the lesson's import statements up to the tests cell) run first inside
-    the function. The kernel receives bytecode, not the tests' text.
+    Only for a tests cell marked :data:`autograder.verdict.KERNEL_MARK`; every other cell's
+    hidden part runs in the worker (:func:`autograder.verdict.run_hidden_tests`). The tests
+    run in a function of their own (:func:`autograder.verdict.hidden_tests_code`), with fresh
+    globals holding only ``names`` (the exercise's functions, taken from the notebook) and the
+    real builtins. The kernel receives bytecode, not the tests' text.
 
     Raises:
         SyntaxError: when ``source`` does not parse (the lesson's own bug).
     """
-    body = [*pysource.parse("\n".join(imports)).body, *pysource.parse(source).body]
-    fn = ast.FunctionDef(
-        name="_xltg_hidden_tests",
-        args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
-        body=body or [ast.Pass()],
-        decorator_list=[],
-        returns=None,
-    )
-    module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
-    code = pysource.compile_code(module, HIDDEN_FILENAME)
-    fcode = next(c for c in code.co_consts if getattr(c, "co_name", None) == fn.name)
+    fcode = verdict.hidden_tests_code(source, imports)
     return {
         "nonce": nonce,
         "kind": "hidden",
         "code": marshal.dumps(fcode).decode("latin-1"),
         "names": list(names),
     }
+
+
+def call_request(nonce: str, name: str, payload: dict) -> dict:
+    """Return the content of the request that calls the notebook's ``name`` on ``payload``.
+
+    ``payload`` is :func:`autograder.verdict.call_payload`'s; the reply carries the encoded
+    return value (or the error), and the arguments the function changed in place.
+    """
+    return {"nonce": nonce, "kind": "call", "name": name, **payload}
 
 
 def global_reads(code: object) -> set[str]:

@@ -79,6 +79,7 @@ INFRASTRUCTURE_TEST_FILES = {
     "test_topics.py",
     "test_validate.py",
     "test_vectors.py",
+    "test_verdict.py",
 }
 
 

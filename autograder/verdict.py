@@ -1,0 +1,551 @@
+"""Decide the hidden tests outside the student's kernel: the kernel only runs their functions.
+
+A tests cell's hidden part runs in the grader's worker, never in the kernel. Its globals are
+the real builtins, the lesson's imports (run here) and, for each function the exercise
+defines, a stub: calling it sends the arguments to the kernel as plain data, the kernel's
+handler (:mod:`autograder.kernel_guard`) calls the student's function there and sends its
+return value back the same way, and the tests go on here with a fresh copy. No test's code,
+constant, expected value or frame ever exists in the student's process, and nothing the
+student's code does to numpy, torch, the course or the kernel can change how the tests
+compare. What crosses is data only (:func:`_xltv_codec`): numbers, strings, bytes, lists,
+tuples, dicts, sets, numpy arrays and scalars of numeric or text dtypes, numpy random
+generators (their state), torch tensors and dtypes, and the course's own dataclasses
+(``TopicSplit``); the grader decodes a reply without running any of the student's code (no pickle, no
+object arrays, no classes of theirs).
+
+A tests cell whose hidden part must hand the student's code something that is not data (a
+callable, an ``nn.Module``, a tensor whose gradient the tests read back) says so with
+:data:`KERNEL_MARK` on a line of its hidden part; those cells run in the kernel as before,
+with the guard's defences and limits (README, grading).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import random
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+from autograder import pysource
+
+KERNEL_MARK = "# verdict: in the kernel"
+"""A line of a hidden part that starts with this keeps that cell's verdict in the kernel."""
+
+MAX_PAYLOAD_CHARS = 200_000_000
+"""Most characters of encoded arrays one call's arguments or return value may take."""
+
+NOT_DATA = (
+    "the grader can check only numbers, strings, bytes, lists, tuples, dicts, sets, numpy "
+    "arrays and scalars, and torch tensors"
+)
+
+
+HIDDEN_FILENAME = "<hidden tests>"
+"""File name of the hidden tests' code: no source is registered under it, here or there."""
+
+
+def hidden_tests_code(source: str, imports: list[str]) -> types.CodeType:
+    """Compile a tests cell's hidden part into the code of a function of its own.
+
+    ``imports`` (the lesson's import statements up to the tests cell) run first inside it.
+    The names the tests bind (an expected value, a reference implementation) are then locals,
+    never globals anyone else shares.
+
+    Raises:
+        SyntaxError: when ``source`` does not parse (the lesson's own bug).
+    """
+    body = [*pysource.parse("\n".join(imports)).body, *pysource.parse(source).body]
+    fn = ast.FunctionDef(
+        name="_xltg_hidden_tests",
+        args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
+        body=body or [ast.Pass()],
+        decorator_list=[],
+        returns=None,
+    )
+    module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
+    code = pysource.compile_code(module, HIDDEN_FILENAME)
+    return next(c for c in code.co_consts if getattr(c, "co_name", None) == fn.name)
+
+
+def kept_in_kernel(hidden: str) -> bool:
+    """Return whether a hidden part asks to be run in the kernel (:data:`KERNEL_MARK`)."""
+    return any(line.strip().startswith(KERNEL_MARK) for line in hidden.splitlines())
+
+
+def _xltv_codec(configs: bool) -> tuple[Any, Any]:
+    """Return ``(encode, decode)``: plain data to and from a JSON- and signature-safe form.
+
+    Shipped to the kernel as bytecode (so it imports what it needs inside). ``encode(value,
+    refs)`` gives nested lists, dicts with string keys, ints, bools, strings and None only
+    (floats as exact hex strings: the reply's signature covers no float); a value that is not
+    data becomes ``{"t": "opaque", "type": name}``, and one of the objects in ``refs`` (by
+    identity) becomes ``{"t": "ref", "i": index}``. ``decode(payload, refs)`` builds fresh
+    objects and raises ``ValueError`` on anything malformed. With ``configs``, a transformers
+    config travels too (the tests' arguments to the kernel, never a reply to the grader).
+    """
+    import base64
+    import sys
+
+    limit = [0]
+
+    def b64(data: bytes) -> str:
+        limit[0] += len(data)
+        if limit[0] > 150_000_000:
+            raise ValueError("more than 150 MB of array data in one value")
+        return base64.b64encode(data).decode("ascii")
+
+    def encode(value: object, refs: list | None = None, depth: int = 0) -> object:
+        if depth == 0:
+            limit[0] = 0
+        if depth > 60:
+            raise ValueError("nested more than 60 levels deep")
+        for i, r in enumerate(refs or ()):
+            if value is r and type(r) not in (bool, int, float, str, type(None)):
+                return {"t": "ref", "i": i}
+        kind = type(value)
+        if value is None or kind is bool or kind is str or kind is int:
+            return value
+        # a subclass of a built-in type travels as that type (a namedtuple as a tuple, an
+        # OrderedDict as a dict): its own methods stay in the kernel
+        for base, plain in ((str, str.__str__), (int, int.__int__), (float, float.__float__)):
+            if kind is not base and isinstance(value, base) and kind is not bool:
+                return encode(plain(value), None, depth + 1)
+        for base in (list, tuple, dict, set, frozenset):
+            if kind is not base and isinstance(value, base):
+                items = dict.items(value) if base is dict else base.__iter__(value)
+                return encode(dict(items) if base is dict else base(items), None, depth + 1)
+        if kind is float:
+            return {"t": "f", "v": float.hex(value)}
+        if kind is complex:
+            return {"t": "c", "v": [float.hex(value.real), float.hex(value.imag)]}
+        if kind is bytes:
+            return {"t": "bytes", "v": b64(value)}
+        if kind in (list, tuple, set, frozenset):
+            items = sorted(value, key=repr) if kind in (set, frozenset) else value
+            return {"t": kind.__name__, "v": [encode(x, None, depth + 1) for x in items]}
+        if kind is dict:
+            return {
+                "t": "dict",
+                "k": [encode(k, None, depth + 1) for k in value],
+                "v": [encode(v, None, depth + 1) for v in value.values()],
+            }
+        if kind.__name__ in ("list_iterator", "tuple_iterator") and kind.__module__ == "builtins":
+            return {"t": "iter", "v": [encode(x, None, depth + 1) for x in value]}
+        fields = getattr(kind, "__dataclass_fields__", None)
+        module = getattr(kind, "__module__", "")
+        if fields is not None and type(module) is str and module.split(".")[0] == "xlt_course":
+            # one of the course's own records (a TopicSplit): its fields travel
+            names = [k for k, f in fields.items() if getattr(f, "init", False)]
+            return {
+                "t": "dc",
+                "m": module,
+                "c": kind.__qualname__,
+                "f": names,
+                "v": [encode(getattr(value, k), None, depth + 1) for k in names],
+            }
+        np = sys.modules.get("numpy")
+        torch = sys.modules.get("torch")
+        if np is not None and isinstance(value, np.ndarray | np.generic):
+            arr = np.asarray(value)
+            if arr.dtype.kind in "biufcUS" and arr.dtype.fields is None and not arr.dtype.hasobject:
+                data = np.ascontiguousarray(arr).tobytes()
+                tag = "nd" if isinstance(value, np.ndarray) else "np"
+                return {"t": tag, "d": arr.dtype.str, "s": list(arr.shape), "v": b64(data)}
+        plain_dtype = np is not None and isinstance(value, np.dtype) and value.fields is None
+        if plain_dtype and value.kind in "biufcUS":
+            return {"t": "npdtype", "v": value.str}
+        if np is not None and isinstance(value, type) and issubclass(value, np.generic):
+            dt = np.dtype(value)
+            if dt.kind in "biufcUS":
+                return {"t": "nptype", "v": dt.str}
+        if np is not None and type(value) is np.random.Generator:
+            # its state travels, and comes back advanced by the draws made with it
+            return {"t": "rng", "v": encode(value.bit_generator.state, None, depth + 1)}
+        if torch is not None and isinstance(value, torch.dtype):
+            return {"t": "tdtype", "v": str(value).removeprefix("torch.")}
+        if torch is not None and isinstance(value, torch.Tensor):
+            t = torch.Tensor.as_subclass(value.detach(), torch.Tensor)
+            if t.layout == torch.strided and not t.is_quantized and t.device.type != "meta":
+                t = t.cpu().contiguous()
+                name = str(t.dtype).removeprefix("torch.")
+                if t.dtype == torch.bfloat16:
+                    t = t.view(torch.int16)
+                arr = t.numpy()
+                if arr.dtype.kind in "biufc":
+                    out = {"t": "tensor", "d": name, "s": list(value.shape)}
+                    out["v"] = b64(arr.tobytes())
+                    out["grad"] = bool(value.requires_grad)
+                    return out
+        if configs:
+            transformers = sys.modules.get("transformers")
+            if transformers is not None and isinstance(value, transformers.PretrainedConfig):
+                cls = type(value).__name__
+                if getattr(transformers, cls, None) is type(value):
+                    return {"t": "hfconfig", "cls": cls, "v": encode(value.to_dict(), None, 1)}
+        try:
+            name = str(type.__getattribute__(kind, "__qualname__"))[:200]
+        except Exception:  # noqa: BLE001 - the student's class may say anything
+            name = "object"
+        return {"t": "opaque", "type": name}
+
+    def need(cond: object, what: str) -> None:
+        if not cond:
+            raise ValueError(f"malformed value from the kernel: {what}")
+
+    def unb64(text: object, size: int) -> bytes:
+        need(type(text) is str, "array data is not text")
+        data = base64.b64decode(text, validate=True)
+        need(len(data) == size, "array data of the wrong length")
+        return data
+
+    def shape_of(s: object) -> tuple:
+        need(type(s) is list and len(s) <= 32, "bad shape")
+        need(all(type(n) is int and 0 <= n < 2**40 for n in s), "bad shape")
+        return tuple(s)
+
+    def np_dtype(text: object) -> object:
+        import numpy as np
+
+        need(type(text) is str and len(text) <= 12, "bad dtype")
+        dt = np.dtype(text)
+        need(dt.kind in "biufcUS" and dt.fields is None and not dt.hasobject, "bad dtype")
+        need(dt.subdtype is None, "bad dtype")
+        return dt
+
+    def tdtype(text: object) -> object:
+        import torch
+
+        need(type(text) is str and text.isidentifier(), "bad tensor dtype")
+        dt = getattr(torch, text, None)
+        need(isinstance(dt, torch.dtype), "bad tensor dtype")
+        return dt
+
+    def decode(p: object, refs: list | None = None, depth: int = 0) -> object:
+        need(depth <= 60, "nested too deep")
+        if p is None or type(p) in (bool, str, int):
+            return p
+        need(type(p) is dict and type(p.get("t")) is str, "not a tagged value")
+        t, v = p["t"], p.get("v")
+        if t == "f":
+            need(type(v) is str, "bad float")
+            return float.fromhex(v)
+        if t == "c":
+            need(type(v) is list and len(v) == 2 and all(type(x) is str for x in v), "bad complex")
+            return complex(float.fromhex(v[0]), float.fromhex(v[1]))
+        if t == "bytes":
+            need(type(v) is str, "bad bytes")
+            return base64.b64decode(v, validate=True)
+        if t in ("list", "tuple", "set", "frozenset"):
+            need(type(v) is list, "bad sequence")
+            items = [decode(x, None, depth + 1) for x in v]
+            return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[t](items)
+        if t == "dict":
+            k = p.get("k")
+            need(type(k) is list and type(v) is list and len(k) == len(v), "bad dict")
+            return {
+                decode(a, None, depth + 1): decode(b, None, depth + 1)
+                for a, b in zip(k, v, strict=True)
+            }
+        if t == "iter":
+            need(type(v) is list, "bad iterator")
+            return iter([decode(x, None, depth + 1) for x in v])
+        if t == "dc":
+            m, c, names = p.get("m"), p.get("c"), p.get("f")
+            need(
+                type(m) is str and (m == "xlt_course" or m.startswith("xlt_course.")), "bad record"
+            )
+            need(type(c) is str and c.isidentifier() and m in sys.modules, "bad record")
+            cls = getattr(sys.modules[m], c, None)
+            need(isinstance(cls, type) and hasattr(cls, "__dataclass_fields__"), "bad record")
+            need(type(names) is list and type(v) is list and len(names) == len(v), "bad record")
+            init = [k for k, f in cls.__dataclass_fields__.items() if getattr(f, "init", False)]
+            need(names == init, "bad record")
+            return cls(**{k: decode(x, None, depth + 1) for k, x in zip(names, v, strict=True)})
+        if t == "ref":
+            i = p.get("i")
+            need(refs is not None and type(i) is int and 0 <= i < len(refs), "bad reference")
+            return refs[i]
+        if t in ("nd", "np"):
+            import numpy as np
+
+            dt, shape = np_dtype(p.get("d")), shape_of(p.get("s"))
+            need(t == "nd" or shape == (), "a scalar with a shape")
+            n = 1
+            for x in shape:
+                n *= x
+            arr = np.frombuffer(unb64(v, n * dt.itemsize), dtype=dt).reshape(shape).copy()
+            return arr if t == "nd" else arr[()]
+        if t == "rng":
+            import numpy as np
+
+            state = decode(v, None, depth + 1)
+            need(type(state) is dict, "bad generator state")
+            name = state.get("bit_generator")
+            need(name in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"), "bad generator")
+            bits = getattr(np.random, name)()
+            bits.state = state
+            return np.random.Generator(bits)
+        if t == "npdtype":
+            return np_dtype(v)
+        if t == "nptype":
+            return np_dtype(v).type
+        if t == "tdtype":
+            return tdtype(v)
+        if t == "tensor":
+            import numpy as np
+            import torch
+
+            dt, shape = tdtype(p.get("d")), shape_of(p.get("s"))
+            need(type(p.get("grad")) is bool, "bad tensor")
+            wire = torch.int16 if dt == torch.bfloat16 else dt
+            npdt = torch.empty(0, dtype=wire).numpy().dtype
+            n = 1
+            for x in shape:
+                n *= x
+            arr = np.frombuffer(unb64(v, n * npdt.itemsize), dtype=npdt).reshape(shape).copy()
+            out = torch.from_numpy(arr)
+            if dt == torch.bfloat16:
+                out = out.view(torch.bfloat16)
+            if p["grad"] and out.is_floating_point():
+                out.requires_grad_(True)
+            return out
+        if t == "hfconfig" and configs:
+            import transformers
+
+            cls = p.get("cls")
+            need(type(cls) is str and cls.endswith("Config"), "bad config")
+            kind = getattr(transformers, cls, None)
+            need(isinstance(kind, type) and issubclass(kind, transformers.PretrainedConfig), "")
+            return kind.from_dict(decode(v, None, depth + 1))
+        if t == "opaque":
+            return Opaque(str(p.get("type", "object"))[:200])
+        raise ValueError(f"malformed value from the kernel: unknown tag {t[:40]!r}")
+
+    class Opaque:
+        """A value that could not travel: what it was, for the message."""
+
+        def __init__(self, type_name: str) -> None:
+            self.type_name = type_name
+
+    decode.Opaque = Opaque
+    return encode, decode
+
+
+encode, decode = _xltv_codec(configs=True)
+_, decode_reply = _xltv_codec(configs=False)
+Opaque = decode_reply.Opaque
+
+
+class Stop(BaseException):
+    """Ends the hidden tests from a stub; not an ``Exception``, so no test can catch it."""
+
+    def __init__(self, output: dict | None = None, cause: BaseException | None = None) -> None:
+        super().__init__(output)
+        self.output, self.cause = output, cause
+
+
+def _first_opaque(value: object, depth: int = 0) -> str | None:
+    if isinstance(value, dict):
+        if value.get("t") == "opaque":
+            return str(value.get("type"))
+        items = [*value.get("k", []), *value.get("v", [])] if value.get("t") == "dict" else []
+        if value.get("t") in ("list", "tuple", "set", "frozenset", "iter", "dc"):
+            items = value["v"]
+        for x in items:
+            found = _first_opaque(x, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def remote_exception(reply: dict) -> BaseException:
+    """Return the exception to raise in the tests for the student's function's error reply.
+
+    The nearest built-in class of the student's exception (``bases``, nearest first) is
+    raised with its message, so ``except ValueError`` in the tests catches a subclass of
+    ``ValueError`` the student defined, as it would in the kernel. A student's exception that
+    is not an ``Exception`` (``SystemExit``, an interrupt) ends the tests.
+    """
+    ename, evalue = str(reply.get("ename", "Exception")), str(reply.get("evalue", ""))
+    remote_tb = [str(x) for x in reply.get("traceback", [])][:200]
+    for base in reply.get("bases", []):
+        cls = getattr(builtins, str(base), None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                e = cls(evalue)
+            except Exception:  # noqa: BLE001, S112 - a class that takes other arguments
+                continue
+            e.remote_traceback = remote_tb
+            e.remote_ename = ename
+            return e
+    out = {"status": "error", "ename": ename, "evalue": evalue, "traceback": remote_tb}
+    return Stop(out)
+
+
+def write_back(original: object, changed: object) -> None:
+    """Copy what the student's function did to an argument in place into the tests' own.
+
+    Only what the tests could observe changing: arrays and tensors of the same shape, lists,
+    dicts, sets, the course's dataclasses (field by field) and a numpy ``Generator``'s state
+    (advanced by the draws made with it).
+    """
+    np = sys.modules.get("numpy")
+    torch = sys.modules.get("torch")
+    if np is not None and isinstance(original, np.ndarray) and isinstance(changed, np.ndarray):
+        if original.shape == changed.shape and original.flags.writeable:
+            with contextlib.suppress(TypeError, ValueError):
+                np.copyto(original, changed, casting="unsafe")
+    elif torch is not None and isinstance(original, torch.Tensor):
+        if isinstance(changed, torch.Tensor) and original.shape == changed.shape:
+            with torch.no_grad(), contextlib.suppress(RuntimeError):
+                original.copy_(changed)
+    elif np is not None and type(original) is np.random.Generator:
+        if type(changed) is np.random.Generator:
+            original.bit_generator.state = changed.bit_generator.state
+    elif hasattr(type(original), "__dataclass_fields__") and type(changed) is type(original):
+        for k in type(original).__dataclass_fields__:
+            mine, theirs = getattr(original, k, None), getattr(changed, k, None)
+            if type(mine) in (list, dict, set) or hasattr(mine, "shape"):
+                write_back(mine, theirs)
+            else:
+                setattr(original, k, theirs)
+    elif type(original) is list and isinstance(changed, list):
+        original[:] = changed
+    elif type(original) in (dict, set) and type(changed) is type(original):
+        original.clear()
+        original.update(changed)
+
+
+def call_payload(args: tuple, kwargs: dict) -> tuple[list, dict]:
+    """Return the encoded arguments of a call (the tests' side).
+
+    Raises:
+        TypeError: an argument is not data (the lesson must mark its cell
+            :data:`KERNEL_MARK`): a grader error, never the student's fault.
+    """
+    values = [*args, *kwargs.values()]
+    payload = encode(values)
+    bad = _first_opaque(payload)
+    if bad is not None:
+        raise TypeError(
+            f"the hidden tests pass a {bad} to the student's function, which cannot be sent "
+            f"to the kernel: mark the tests cell with {KERNEL_MARK!r}"
+        )
+    return values, {"values": payload, "n_args": len(args), "keys": list(kwargs)}
+
+
+def read_return(name: str, reply: dict, values: list) -> object:
+    """Return the student's function's value from a call's reply (the tests' side).
+
+    Arguments the function changed in place are changed the same way in the tests' copies
+    first. A value that is not data raises ``TypeError`` naming its type.
+    """
+    for item in reply.get("after", []) or []:
+        ok = type(item) is list and len(item) == 2 and type(item[0]) is int
+        if ok and 0 <= item[0] < len(values):
+            write_back(values[item[0]], decode_reply(item[1]))
+    if reply.get("status") != "ok":
+        raise remote_exception(reply)
+    value = decode_reply(reply.get("value"), values)
+    bad = _find_opaque_value(value)
+    if bad is not None:
+        raise TypeError(f"{name} returned a {bad}: {NOT_DATA}")
+    return value
+
+
+def _find_opaque_value(value: object, depth: int = 0) -> str | None:
+    if isinstance(value, Opaque):
+        return value.type_name
+    if depth < 60 and type(value) in (list, tuple, set, frozenset):
+        for x in value:
+            found = _find_opaque_value(x, depth + 1)
+            if found:
+                return found
+    if depth < 60 and hasattr(type(value), "__dataclass_fields__"):
+        for k in type(value).__dataclass_fields__:
+            found = _find_opaque_value(getattr(value, k, None), depth + 1)
+            if found:
+                return found
+    if depth < 60 and type(value) is dict:
+        for x in [*value.keys(), *value.values()]:
+            found = _find_opaque_value(x, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _reseed() -> None:
+    # tests that draw from a library's global generator get the same draws for every student
+    random.seed(0)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(0)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(0)
+
+
+def run_hidden_tests(
+    source: str,
+    imports: list[str],
+    names: list[str],
+    call: Callable[[str, tuple, dict], object],
+) -> dict | None:
+    """Run a tests cell's hidden part here, its exercise's functions called through ``call``.
+
+    Args:
+        source: the hidden part.
+        imports: the lesson's import statements up to the tests cell (run first, here).
+        names: the exercise's function names, each bound to a stub that calls
+            ``call(name, args, kwargs)`` (which asks the kernel; it raises :class:`Stop`
+            when the grading of the cell must end: a timeout, a forged reply, a dead kernel).
+        call: see ``names``.
+
+    Returns:
+        None when the tests pass, else the error output (``ename``, ``evalue``, ``traceback``)
+        the cell earns: no line of the hidden tests is in it.
+
+    Raises:
+        Stop: from ``call``, with the output to record or the exception to re-raise.
+        SyntaxError: the hidden tests do not parse (the lesson's own bug).
+    """
+    code = hidden_tests_code(source, imports)
+    glb: dict[str, Any] = {"__builtins__": builtins, "__name__": "__xltg_hidden__"}
+    for name in names:
+
+        def stub(*args: object, _name: str = name, **kwargs: object) -> object:
+            return call(_name, args, kwargs)
+
+        stub.__name__ = stub.__qualname__ = name
+        glb[name] = stub
+    _reseed()
+    try:
+        types.FunctionType(code, glb)()
+    except Stop:
+        raise
+    except BaseException as e:  # noqa: BLE001 - an exit or interrupt from the tests too
+        return describe(e)
+    return None
+
+
+def describe(e: BaseException) -> dict:
+    """Return the error output of a failed hidden test: its type, message and where it failed.
+
+    The traceback holds the hidden tests' line numbers (no text: there is no source for
+    them) and, for an error of the student's function, the kernel's traceback of that call.
+    """
+    ename = getattr(e, "remote_ename", None) or type(e).__name__
+    evalue = str(e)[:100_000]
+    tb = ["Traceback (most recent call last):\n"]
+    for frame in traceback.extract_tb(e.__traceback__):
+        if frame.filename == HIDDEN_FILENAME:
+            tb.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n')
+    remote = getattr(e, "remote_traceback", None)
+    if remote:
+        tb += ["The student's function failed in the kernel:\n", *remote]
+    else:
+        tb.append(f"{ename}: {evalue}")
+    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": tb}

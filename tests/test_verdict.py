@@ -1,0 +1,253 @@
+"""The hidden tests' verdict outside the kernel: what crosses, and what the grader refuses.
+
+Unit tests of :mod:`autograder.verdict`'s codec (both directions, as the kernel and the
+worker use it) and of the stubs' rules: arguments changed in place come back, the student's
+exceptions keep their built-in class, anything but data is refused without running any of
+the student's code. Real grading runs through it in ``test_grading_skip.py`` (every lesson's
+reference, blank and wrong answers) and ``test_cheating.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from autograder import grading, notebooks, paths, verdict
+from xlt_course.data.topics import TopicSplit
+
+# the kernel's side: values out as data only, arguments in may hold a transformers config
+kernel_encode = verdict._xltv_codec(False)[0]
+kernel_decode = verdict._xltv_codec(True)[1]
+
+
+def _roundtrip(value):
+    """Send ``value`` as the tests would, decode it as the kernel, send it back, read it."""
+    values, payload = verdict.call_payload((value,), {})
+    in_kernel = kernel_decode(payload["values"])[0]
+    reply = {"status": "ok", "value": kernel_encode(in_kernel)}
+    return verdict.read_return("f", reply, values)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        -(2**70),
+        0.1,
+        float("inf"),
+        -0.0,
+        1 + 2j,
+        "déjà ▁工具",
+        b"\x00\xff",
+        [1, [2.5, "x"]],
+        (1, (2,)),
+        {"a": 1, 2: [3], (1, 2): None},
+        {3, 1, 2},
+        frozenset({"a"}),
+        np.arange(12, dtype=np.int32).reshape(3, 4),
+        np.array([[1.5, np.nan]], dtype=np.float32),
+        np.array(["ab", "c"]),
+        np.zeros((0, 3)),
+        np.float32(2.5),
+        np.int64(-3),
+        np.bool_(True),
+        np.dtype("float32"),
+        np.float64,
+        torch.float16,
+    ],
+)
+def test_data_comes_back_equal_and_of_the_same_type(value):
+    got = _roundtrip(value)
+    assert type(got) is type(value)
+    if isinstance(value, np.ndarray):
+        assert got.dtype == value.dtype and got.shape == value.shape
+        assert np.array_equal(got, value, equal_nan=value.dtype.kind in "fc")
+    elif isinstance(value, float) and value != value:
+        assert got != got
+    else:
+        assert got == value
+        if isinstance(value, float):
+            assert str(got) == str(value)  # -0.0 stays -0.0
+
+
+@pytest.mark.parametrize(
+    "t",
+    [
+        torch.randn(3, 4),
+        torch.arange(6).reshape(2, 3),
+        torch.ones(2, dtype=torch.bfloat16),
+        torch.tensor([True, False]),
+        torch.randn(4, 4)[:, ::2],  # not contiguous
+        torch.randn(2, 3).requires_grad_(True),
+    ],
+)
+def test_tensors_come_back_with_their_dtype_shape_and_grad_flag(t):
+    got = _roundtrip(t)
+    assert type(got) is torch.Tensor and got.dtype == t.dtype and got.shape == t.shape
+    assert torch.equal(got.detach(), t.detach()) and got.requires_grad == t.requires_grad
+
+
+def test_subclasses_travel_as_their_built_in_type():
+    from collections import OrderedDict, namedtuple
+
+    pair = namedtuple("pair", "a b")
+    for value, kind in [
+        (pair(1, 2), tuple),
+        (OrderedDict(a=1), dict),
+        (np.ma.masked_array([1.0, 2.0]), np.ndarray),
+        (torch.nn.Parameter(torch.ones(2)), torch.Tensor),
+    ]:
+        assert type(kernel_decode(kernel_encode(value))) is kind
+
+
+def test_the_course_records_and_generators_travel_and_come_back_changed():
+    split = TopicSplit("de", ["a", "b"], np.array([0, 1]), ("x", "y"), ["i1", "i2"])
+    rng = np.random.default_rng(5)
+    values, payload = verdict.call_payload((split, rng), {})
+    split_k, rng_k = kernel_decode(payload["values"])
+    assert isinstance(split_k, TopicSplit) and split_k.texts == ["a", "b"]
+    # the student's function draws from the generator and edits the record in place
+    drawn = rng_k.random()
+    split_k.texts.append("c")
+    split_k.labels[0] = 9
+    after = [[i, kernel_encode(v)] for i, v in enumerate((split_k, rng_k))]
+    texts = split.texts
+    verdict.read_return("f", {"status": "ok", "value": None, "after": after}, values)
+    assert split.texts == ["a", "b", "c"] and split.texts is texts and split.labels[0] == 9
+    assert rng.random() == np.random.default_rng(5).random(2)[1] and drawn != 0
+
+
+def test_an_argument_returned_is_the_tests_own_object():
+    x = np.ones(3)
+    values, payload = verdict.call_payload((x,), {})
+    (in_kernel,) = kernel_decode(payload["values"])
+    in_kernel *= 2  # in place, then returned
+    reply = {"status": "ok", "value": kernel_encode(in_kernel, [in_kernel])}
+    reply["after"] = [[0, kernel_encode(in_kernel)]]
+    got = verdict.read_return("f", reply, values)
+    assert got is x and np.array_equal(x, [2.0, 2.0, 2.0])
+
+
+def test_a_transformers_config_reaches_the_kernel_but_never_comes_back():
+    from transformers import BertConfig
+
+    cfg = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1)
+    _, payload = verdict.call_payload((cfg,), {})
+    got = kernel_decode(payload["values"])[0]
+    assert type(got) is BertConfig and got.vocab_size == 100
+    forged = {"t": "hfconfig", "cls": "BertConfig", "v": {"t": "dict", "k": [], "v": []}}
+    with pytest.raises(ValueError, match="unknown tag"):
+        verdict.decode_reply(forged)
+
+
+def test_what_is_not_data_is_refused_with_its_type_named():
+    class Liar:
+        def __eq__(self, other):
+            return True
+
+    @dataclass
+    class Mine:  # a record of the student's, not the course's
+        x: int
+
+    for value in (Liar(), np.array([Liar()], dtype=object), Mine(1), lambda: 0, iter(range(3))):
+        reply = {"status": "ok", "value": kernel_encode(value)}
+        with pytest.raises(TypeError, match="returned a"):
+            verdict.read_return("pca_2d", reply, [])
+    with pytest.raises(TypeError, match="mark the tests cell"):
+        verdict.call_payload((lambda x: x,), {})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"t": "nd", "d": "|O", "s": [1], "v": base64.b64encode(b"\0" * 8).decode()},
+        {"t": "nd", "d": "<f8", "s": [2], "v": base64.b64encode(b"\0" * 8).decode()},
+        {"t": "nd", "d": "<f8", "s": [-1], "v": ""},
+        {"t": "nd", "d": "[('a', '<f8')]", "s": [1], "v": base64.b64encode(b"\0" * 8).decode()},
+        {"t": "tensor", "d": "nn", "s": [1], "v": "", "grad": False},
+        {"t": "dc", "m": "os", "c": "system", "f": [], "v": []},
+        {"t": "rng", "v": {"t": "dict", "k": ["bit_generator"], "v": ["os.system"]}},
+        {"t": "pickle", "v": "gASVAAAAAAAAAAA="},
+        {"t": "f", "v": 1.5},
+        {"t": "list", "v": "abc"},
+        {"no tag": 1},
+        [1, 2],
+        1.5,
+    ],
+)
+def test_a_malformed_reply_is_refused_without_running_anything(payload):
+    with pytest.raises(ValueError, match="malformed|unknown tag"):
+        verdict.decode_reply(payload)
+
+
+def test_nesting_and_size_are_bounded():
+    deep: list = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(ValueError, match="deep"):
+        kernel_encode(deep)
+    nested: dict = {"t": "list", "v": []}
+    for _ in range(100):
+        nested = {"t": "list", "v": [nested]}
+    with pytest.raises(ValueError, match="deep"):
+        verdict.decode_reply(nested)
+    with pytest.raises(ValueError, match="150 MB"):
+        kernel_encode(np.zeros(20_000_000))  # 160 MB
+
+
+def test_the_students_exception_keeps_its_built_in_class():
+    reply = {
+        "status": "error",
+        "ename": "ShapeError",
+        "evalue": "bad shape",
+        "traceback": ["  File 'cell', line 3\n"],
+        "bases": ["ValueError", "Exception", "BaseException", "object"],
+    }
+    e = verdict.remote_exception(reply)
+    assert type(e) is ValueError and str(e) == "bad shape"
+    out = verdict.describe(e)
+    assert out["ename"] == "ShapeError" and "cell" in "".join(out["traceback"])
+    stop = verdict.remote_exception({**reply, "ename": "SystemExit", "bases": ["SystemExit"]})
+    assert isinstance(stop, verdict.Stop) and stop.output["ename"] == "SystemExit"
+
+
+def test_hidden_tests_run_here_on_what_the_kernel_returns():
+    calls = []
+
+    def call(name, args, kwargs):
+        calls.append(name)
+        values, payload = verdict.call_payload(args, kwargs)
+        a = kernel_decode(payload["values"])
+        reply = {"status": "ok", "value": kernel_encode(np.asarray(a[0]) * 2)}
+        return verdict.read_return(name, reply, values)
+
+    ok = "assert np.array_equal(double(np.arange(3)), [0, 2, 4])\n"
+    assert verdict.run_hidden_tests(ok, ["import numpy as np"], ["double"], call) is None
+    bad = "x = 1\nassert double(1) == 3, 'not tripled'\n"
+    out = verdict.run_hidden_tests(bad, ["import numpy as np"], ["double"], call)
+    assert out["ename"] == "AssertionError" and out["evalue"] == "not tripled"
+    assert "line 2" in "".join(out["traceback"]) and "x = 1" not in "".join(out["traceback"])
+    assert calls == ["double", "double"]
+
+
+@pytest.mark.parametrize("lesson", grading.lesson_names())
+def test_only_marked_cells_keep_their_verdict_in_the_kernel(lesson):
+    layout = grading.lesson_layout(lesson, paths.lessons_dir() / lesson / f"{lesson}.ipynb")
+    marked = {
+        gid
+        for gid, sources in layout.graded_sources.items()
+        if verdict.kept_in_kernel(notebooks.split_hidden(sources[0])[1])
+    }
+    assert layout.kernel_verdict == marked
+    # the cells whose tests must hand the answer a function, a model or a gradient
+    expected = {
+        "07-translate-train-test": {"ex3_translate_test_tests"},
+        "09-prompts-and-code-switching": {"ex1_prepend_tests", "ex2_prompt_module_tests"},
+        "12-llm-prompting": {"ex2_scorer_tests"},
+    }
+    assert marked == expected.get(lesson, set())
