@@ -6,12 +6,15 @@ a user expression that no IPython hook sees), before the guard kept its snapshot
 and watched every loaded module of the packages it guards, before the handler signed its
 replies, and before the worker read every submission for code that reaches into the grader.
 Every attack now scores what its answers deserve, and is flagged for the instructor's
-review; the reference and the honest notebooks still score full marks without a flag.
+review; the reference and the honest notebooks still score full marks without a flag. Since
+the hidden tests run in the worker (:mod:`autograder.verdict`), the attacks that reached the
+tests' frames or the handler's key find nothing of the tests in the kernel.
 """
 
 from __future__ import annotations
 
 import marshal
+import re
 
 import nbformat
 import pytest
@@ -343,9 +346,10 @@ def test_the_reference_keeps_full_marks_without_a_flag(cheats):
             "numpy._core.numeric.builtins replaced",
         ),
         (
+            # the replies it rewrites no longer carry a verdict: the answers' own values do
             "session_msg",
             {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0},
-            "the grader's reply was altered in the kernel",
+            "uses .session",
         ),
         ("big_error", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, ""),
         ("module_liar", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 1}, "defines __module__"),
@@ -360,23 +364,41 @@ def test_each_attack_scores_what_its_answers_deserve_and_is_flagged(cheats, stud
 
 
 @pytest.mark.parametrize(
-    ("student", "flag"),
+    ("student", "points", "flag"),
     [
-        # Not stopped in the kernel (the student's code shares the tests' process): a frame
-        # read through names built at run time, a patch undone before the check after the
-        # tests. The worker's reading flags both for the instructor.
-        ("frames", "uses getattr with a computed attribute name"),
-        ("self_restoring", "uses setattr"),
-        ("magic_frames", "uses ._getframe"),
-        ("magic_leak", "uses ._getframe"),
-        ("literal_frames", "uses ._getframe"),
-        ("walk_stack", "uses capture_locals"),
-        ("steal_key", "uses getattr as a value"),
+        # Each scored full marks while the hidden tests ran in the kernel, where nothing
+        # stopped them (the student's code shared the tests' process): a frame read through
+        # names built at run time, a patch undone before the check after the tests, the
+        # handler's signing key read to forge its replies. The tests now run in the worker
+        # (autograder/verdict.py): there is no test frame, comparison or reply to reach in
+        # the kernel, so they score what their answers deserve; the reading still flags them.
+        ("frames", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "computed attribute name"),
+        ("self_restoring", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses setattr"),
+        ("magic_frames", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses ._getframe"),
+        # a correct answer that also copies the hidden tests' code objects for a later cell
+        ("magic_leak", {"ex1_cosine_tests": 2, "ex2_top_k_tests": 1}, "uses ._getframe"),
+        ("literal_frames", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses ._getframe"),
+        ("walk_stack", {"ex1_cosine_tests": 2, "ex2_top_k_tests": 0}, "uses capture_locals"),
+        ("steal_key", {"ex1_cosine_tests": 0, "ex2_top_k_tests": 0}, "uses getattr as a value"),
     ],
 )
-def test_what_the_kernel_cannot_stop_is_flagged(cheats, student, flag):
+def test_attacks_on_the_tests_process_find_nothing_there_and_are_flagged(
+    cheats, student, points, flag
+):
     _, r = cheats
+    assert _points(r[student]) == points, r[student].flags
     assert flag in " | ".join(r[student].flags), r[student].flags
+
+
+def test_a_frame_reader_finds_no_test_constant_to_print(cheats):
+    out, _ = cheats
+    page = (out / "feedback" / "magic_leak" / f"{LESSON}.html").read_text(encoding="utf-8")
+    # its caller in the kernel was the grader's handler: nothing stashed
+    assert re.search(r"LEAKED\s*\[\]", re.sub(r"<[^>]+>", "", page))
+    for student in ("magic_leak", "walk_stack"):
+        page = (out / "feedback" / student / f"{LESSON}.html").read_text(encoding="utf-8")
+        for hidden in ("_reference", "expected", "A0", "rng"):
+            assert f"'{hidden}'" not in page and f"{hidden}=" not in page, (student, hidden)
 
 
 @pytest.mark.parametrize("student", ["honest_extra", "honest_idioms", "honest_doc", "honest_colab"])
