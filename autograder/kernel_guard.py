@@ -4,19 +4,22 @@ The ``_xltg_*`` functions run in the student's kernel, not here. Before any note
 runs, the worker sends :func:`_xltg_install` (marshalled bytecode, as the one user expression
 of an empty execute request): it takes the snapshot (:func:`_xltg_snapshot`) and registers a
 handler for the grader's own ``xltg_request`` messages. Every later check
-(:func:`_xltg_check`) and every tests cell's hidden part go through that handler, which holds
-the real ``builtins``, ``marshal`` and ``types`` it captured: no input transformer, AST
-transformer, run hook or custom exception handler a notebook installs sees them, no name the
-notebook binds (``__import__``, ``globals``, ``__builtins__``) reaches them, nothing enters
-the history or the line cache, and answers come back in ``xltg_reply`` messages, not in
-printed output a notebook could imitate. The snapshot lives in
-``sys.modules["_xltg_<nonce>"]`` (random per grading run) and its digest stays with the
-worker, so a notebook that finds and edits the snapshot is caught by the next check.
+(:func:`_xltg_check`), every call of a student's function for the hidden tests that run in
+the worker (:mod:`autograder.verdict`) and the hidden part of the few tests cells that run
+in the kernel go through that handler, which holds the real ``builtins``, ``marshal`` and
+``types`` it captured: no input transformer, AST transformer, run hook or custom exception
+handler a notebook installs sees them, no name the notebook binds (``__import__``,
+``globals``, ``__builtins__``) reaches them, nothing enters the history or the line cache,
+and answers come back in signed ``xltg_reply`` messages, not in printed output a notebook
+could imitate. The snapshot lives in ``sys.modules["_xltg_<nonce>"]`` (random per grading
+run) and its digest stays with the worker, so a notebook that finds and edits the snapshot
+is caught by the next check.
 
-:func:`install_expression`, :func:`check_request` and :func:`hidden_tests_request` (worker
-side) build what is sent; :func:`read_check` parses the check's answer.
+:func:`install_expression`, :func:`check_request`, :func:`call_request` and
+:func:`hidden_tests_request` (worker side) build what is sent; :func:`read_check` parses the
+check's answer.
 
-What a notebook's code could still do, in the same process as the tests, is stated in the
+What a notebook's code could still do, in the same process as the guard, is stated in the
 README (grading, the sandbox's threat model): the grader flags such code for review.
 """
 
