@@ -379,7 +379,13 @@ def reply_mac(key: bytes, msg_id: str, content: dict) -> str:
 
 
 def _xltg_install(
-    mods: list[str], nonce: str, snapshot: bytes, check: bytes, canon: bytes, codec: bytes
+    mods: list[str],
+    nonce: str,
+    snapshot: bytes,
+    check: bytes,
+    canon: bytes,
+    codec: bytes,
+    call: bytes,
 ) -> tuple[str, str]:
     """Take the snapshot, then register the grader's request handler in the kernel.
 
@@ -393,8 +399,9 @@ def _xltg_install(
     Args:
         mods: the modules to guard.
         nonce: the grading run's nonce.
-        snapshot, check, canon, codec: :func:`_xltg_snapshot`, :func:`_xltg_check`,
-            :func:`_xltg_canon` and :func:`autograder.verdict._xltv_codec`, marshalled.
+        snapshot, check, canon, codec, call: :func:`_xltg_snapshot`, :func:`_xltg_check`,
+            :func:`_xltg_canon`, :func:`autograder.verdict._xltv_codec` and
+            :func:`autograder.verdict._xltv_call`, marshalled.
 
     Returns:
         The snapshot's digest and the signing key (hex).
@@ -426,7 +433,7 @@ def _xltg_install(
     # values out as data only; arguments in may be a transformers config too
     to_wire = make(loads(codec), dict(real))(False)[0]
     from_wire = make(loads(codec), dict(real))(True)[1]
-    containers = (list, dict, set)
+    run_call = make(loads(call), dict(real))
     cap = 100_000  # characters of an error's message or traceback sent back
 
     def sign(msg_id: str, out: dict) -> None:
@@ -501,43 +508,6 @@ def _xltg_install(
                     f.__code__, f.__defaults__, f.__kwdefaults__ = code, defaults, kwdefaults
         return moved
 
-    def call(content: dict) -> dict:
-        # one call of the notebook's function for tests that run in the worker: what
-        # comes back is data (autograder.verdict), never an object the grader runs
-        values = from_wire(content["values"])
-        n, keys = content["n_args"], content["keys"]
-        fn = user_ns.get(content["name"])
-        try:
-            if fn is None:
-                raise NameError(f"name {content['name']!r} is not defined")
-            result = fn(*values[:n], **dict(zip(keys, values[n:], strict=True)))
-        except BaseException as e:  # noqa: BLE001 - an interrupt (a timeout) and exits too
-            out = describe(e)
-            try:
-                out["bases"] = [c.__name__ for c in type(e).__mro__ if c.__module__ == "builtins"]
-            except BaseException:  # noqa: BLE001 - the notebook's class may raise anything
-                out["bases"] = []
-        else:
-            try:
-                out = {"status": "ok", "value": to_wire(result, values)}
-            except BaseException as e:  # noqa: BLE001 - a value too large, too deep
-                out = describe(e)
-                out["bases"] = []
-        after = []
-        for i, v in enumerate(values):
-            mutable = type(v) in containers or hasattr(v, "__array_interface__")
-            mutable = mutable or hasattr(type(v), "__dataclass_fields__")
-            if mutable or type(v).__name__ in ("Tensor", "Parameter", "Generator"):
-                try:
-                    now = to_wire(v)
-                except BaseException:  # noqa: BLE001
-                    continue
-                if now != content["values"]["v"][i]:
-                    after.append([i, now])
-        if after:
-            out["after"] = after
-        return out
-
     def handle(stream, ident, parent):  # noqa: ANN001, ANN202 - ipykernel's handler API
         content = parent.get("content", {})
         try:
@@ -550,7 +520,8 @@ def _xltg_install(
                     out = {"status": "error", "ename": "GraderError", "evalue": "tampered"}
                     out["traceback"] = ["GraderError: the grader's handler was replaced"]
             elif content.get("kind") == "call":
-                out = call(content)
+                fn = user_ns.get(content["name"])
+                out = run_call(fn, content, to_wire, from_wire, describe)
             elif content.get("kind") == "check":
                 value = run_check(content["fns"], content["allowed"], nonce, user_ns)
                 out = {"status": "ok", "value": value}
@@ -598,7 +569,14 @@ _CODE = {
             if getattr(c, "co_name", None) == f.__name__
         )
     )
-    for f in (_xltg_snapshot, _xltg_check, _xltg_install, _xltg_canon, verdict._xltv_codec)
+    for f in (
+        _xltg_snapshot,
+        _xltg_check,
+        _xltg_install,
+        _xltg_canon,
+        verdict._xltv_codec,
+        verdict._xltv_call,
+    )
 }
 
 
@@ -612,7 +590,10 @@ def install_expression(nonce: str, mods: list[str]) -> str:
     args = (
         list(mods),
         nonce,
-        *(_CODE[f] for f in ("_xltg_snapshot", "_xltg_check", "_xltg_canon", "_xltv_codec")),
+        *(
+            _CODE[f]
+            for f in ("_xltg_snapshot", "_xltg_check", "_xltg_canon", "_xltv_codec", "_xltv_call")
+        ),
     )
     return (
         '__import__("types").FunctionType(__import__("marshal").loads('

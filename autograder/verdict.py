@@ -336,6 +336,49 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
     return encode, decode
 
 
+def _xltv_call(fn: Any, content: dict, to_wire: Any, from_wire: Any, describe: Any) -> dict:
+    """Call the notebook's ``fn`` on a call request's arguments; return the reply (kernel side).
+
+    Shipped to the kernel as bytecode with the kernel's codec (``to_wire`` without configs,
+    ``from_wire`` with) and its ``describe`` of an exception. The reply holds the encoded
+    return value (an argument returned travels as a reference to it) or the error with the
+    names of its built-in classes, and ``after``: the arguments the call changed in place.
+    """
+    values = from_wire(content["values"])
+    n, keys = content["n_args"], content["keys"]
+    try:
+        if fn is None:
+            raise NameError(f"name {content['name']!r} is not defined")
+        result = fn(*values[:n], **dict(zip(keys, values[n:], strict=True)))
+    except BaseException as e:  # noqa: BLE001 - an interrupt (a timeout) and exits too
+        out = describe(e)
+        try:
+            out["bases"] = [c.__name__ for c in type(e).__mro__ if c.__module__ == "builtins"]
+        except BaseException:  # noqa: BLE001 - the notebook's class may raise anything
+            out["bases"] = []
+    else:
+        try:
+            out = {"status": "ok", "value": to_wire(result, values)}
+        except BaseException as e:  # noqa: BLE001 - a value too large, too deep
+            out = describe(e)
+            out["bases"] = []
+    after = []
+    for i, v in enumerate(values):
+        kind = type(v)
+        mutable = kind in (list, dict, set) or hasattr(v, "__array_interface__")
+        mutable = mutable or hasattr(kind, "__dataclass_fields__")
+        if mutable or kind.__name__ in ("Tensor", "Parameter", "Generator"):
+            try:
+                now = to_wire(v)
+            except BaseException:  # noqa: BLE001, S112
+                continue
+            if now != content["values"]["v"][i]:
+                after.append([i, now])
+    if after:
+        out["after"] = after
+    return out
+
+
 encode, decode = _xltv_codec(configs=True)
 _, decode_reply = _xltv_codec(configs=False)
 Opaque = decode_reply.Opaque

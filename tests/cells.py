@@ -1,15 +1,39 @@
 """Run one cell of a solution notebook in isolation: how tests prove that test cells catch mistakes.
 
 Test-only helpers (``from cells import run_test_cell, solution_namespace``); grading never
-uses them.
+uses them. A tests cell whose hidden tests run in the grader's worker gets each function
+through the same wire as when graded (:mod:`autograder.verdict`): its arguments and return
+value are encoded and decoded by the kernel's and the worker's own code, so a correct variant
+that returns something the wire refuses fails here too.
 """
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 from typing import Any
 
-from autograder import notebooks
+from autograder import notebooks, verdict
+
+_TO_WIRE = verdict._xltv_codec(False)[0]  # the kernel's side
+_FROM_WIRE = verdict._xltv_codec(True)[1]
+
+
+def _describe(e: BaseException) -> dict:
+    return {"status": "error", "ename": type(e).__name__, "evalue": str(e), "traceback": []}
+
+
+def through_the_wire(name: str, fn: Any) -> Any:
+    """Return ``fn`` called as the grader calls it from hidden tests run in the worker."""
+
+    def stub(*args: Any, **kwargs: Any) -> Any:
+        values, payload = verdict.call_payload(args, kwargs)
+        content = {"name": name, **payload}
+        reply = verdict._xltv_call(fn, content, _TO_WIRE, _FROM_WIRE, _describe)
+        return verdict.read_return(name, reply, values)
+
+    stub.__name__ = name
+    return stub
 
 
 def cell_source(nb_path: Path, grade_id: str) -> str:
@@ -33,5 +57,17 @@ def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
     Raises:
         AssertionError: a test in the cell fails (as it would when graded).
     """
+    source = cell_source(nb_path, grade_id)
+    head, hidden, tail = notebooks.split_hidden(source)
+    name = f"{nb_path.name}:{grade_id}"
     ns: dict[str, Any] = {"__name__": "__tests__", **functions}
-    exec(compile(cell_source(nb_path, grade_id), f"{nb_path.name}:{grade_id}", "exec"), ns)
+    if not hidden or verdict.kept_in_kernel(hidden):
+        exec(compile(source, name, "exec"), ns)
+        return
+    # as graded: the visible part in the kernel, with the functions themselves; the hidden
+    # part in the worker, each function called through the wire
+    exec(compile(head + tail, name, "exec"), ns)
+    for k, f in functions.items():
+        if isinstance(f, types.FunctionType):
+            ns[k] = through_the_wire(k, f)
+    exec(compile(hidden, name + ":hidden", "exec"), ns)
