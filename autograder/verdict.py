@@ -9,8 +9,8 @@ constant, expected value or frame ever exists in the student's process, and noth
 student's code does to numpy, torch, the course or the kernel can change how the tests
 compare. What crosses is data only (:func:`_xltv_codec`): numbers, strings, bytes, lists,
 tuples, dicts, sets, numpy arrays and scalars of numeric or text dtypes, numpy random
-generators (their state), torch tensors and dtypes, and the course's own dataclasses
-(``TopicSplit``); the grader decodes a reply without running any of the student's code (no pickle, no
+generators (their state), pandas series and data frames (labels and values), torch tensors
+and dtypes, and the course's own dataclasses (``TopicSplit``); the grader decodes a reply without running any of the student's code (no pickle, no
 object arrays, no classes of theirs).
 
 A tests cell whose hidden part must hand the student's code something that is not data (a
@@ -41,7 +41,7 @@ MAX_PAYLOAD_CHARS = 200_000_000
 
 NOT_DATA = (
     "the grader can check only numbers, strings, bytes, lists, tuples, dicts, sets, numpy "
-    "arrays and scalars, and torch tensors"
+    "arrays and scalars, pandas series and data frames, and torch tensors"
 )
 
 
@@ -91,7 +91,7 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
     import base64
     import sys
 
-    limit = [0]
+    limit = [0, 0]  # bytes of array data, items
 
     def b64(data: bytes) -> str:
         limit[0] += len(data)
@@ -101,9 +101,12 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
 
     def encode(value: object, refs: list | None = None, depth: int = 0) -> object:
         if depth == 0:
-            limit[0] = 0
+            limit[0] = limit[1] = 0
         if depth > 60:
             raise ValueError("nested more than 60 levels deep")
+        limit[1] += 1
+        if limit[1] > 10_000_000:
+            raise ValueError("more than 10 million items in one value")
         for i, r in enumerate(refs or ()):
             if value is r and type(r) not in (bool, int, float, str, type(None)):
                 return {"t": "ref", "i": i}
@@ -181,6 +184,17 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
                     out["v"] = b64(arr.tobytes())
                     out["grad"] = bool(value.requires_grad)
                     return out
+        pd = sys.modules.get("pandas")
+        if pd is not None and isinstance(value, pd.Series | pd.DataFrame):
+            # a table of data travels as its labels and its values, column by column
+            cols = [value] if isinstance(value, pd.Series) else [value[c] for c in value.columns]
+            return {
+                "t": "series" if isinstance(value, pd.Series) else "frame",
+                "i": encode(list(value.index), None, depth + 1),
+                "n": encode(value.name if isinstance(value, pd.Series) else None, None, depth + 1),
+                "c": encode([] if isinstance(value, pd.Series) else list(value.columns), None, 1),
+                "v": [encode(c.tolist(), None, depth + 1) for c in cols],
+            }
         if configs:
             transformers = sys.modules.get("transformers")
             if transformers is not None and isinstance(value, transformers.PretrainedConfig):
@@ -290,6 +304,21 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
             bits = getattr(np.random, name)()
             bits.state = state
             return np.random.Generator(bits)
+        if t in ("series", "frame"):
+            import pandas as pd
+
+            index, name = decode(p.get("i"), None, depth + 1), decode(p.get("n"), None, depth + 1)
+            columns = decode(p.get("c"), None, depth + 1)
+            need(type(v) is list and type(index) is list and type(columns) is list, "bad table")
+            cols = [decode(c, None, depth + 1) for c in v]
+            need(all(type(c) is list and len(c) == len(index) for c in cols), "bad table")
+            if t == "series":
+                need(len(cols) == 1, "bad table")
+                return pd.Series(cols[0], index=index, name=name)
+            need(len(cols) == len(columns), "bad table")
+            return pd.DataFrame(
+                dict(zip(range(len(cols)), cols, strict=True)), index=index
+            ).set_axis(columns, axis=1)
         if t == "npdtype":
             return np_dtype(v)
         if t == "nptype":

@@ -92,6 +92,17 @@ def test_tensors_come_back_with_their_dtype_shape_and_grad_flag(t):
     assert torch.equal(got.detach(), t.detach()) and got.requires_grad == t.requires_grad
 
 
+def test_pandas_tables_travel_as_labels_and_values():
+    import pandas as pd
+
+    series = pd.Series([0.5, 0.25], index=["NOUN", "VERB"], name="f1")
+    got = _roundtrip(series)
+    assert type(got) is pd.Series and got.name == "f1" and got.to_dict() == series.to_dict()
+    frame = pd.DataFrame({"lang": ["de", "fr"], "acc": [0.7, 0.6]}, index=[3, 4])
+    got = _roundtrip(frame)
+    assert type(got) is pd.DataFrame and got.equals(frame)
+
+
 def test_subclasses_travel_as_their_built_in_type():
     from collections import OrderedDict, namedtuple
 
@@ -198,6 +209,8 @@ def test_nesting_and_size_are_bounded():
         verdict.decode_reply(nested)
     with pytest.raises(ValueError, match="150 MB"):
         kernel_encode(np.zeros(20_000_000))  # 160 MB
+    with pytest.raises(ValueError, match="10 million items"):
+        kernel_encode([0] * 10_000_001)
 
 
 def test_the_students_exception_keeps_its_built_in_class():
