@@ -667,10 +667,14 @@ def _import_bindings(source: str, *, modules_only: bool = False) -> set[str]:
 
 
 #: Modules that reach into the interpreter running the tests (frames, the garbage collector,
-#: compiled code, IPython itself): no exercise needs them.
+#: compiled code, IPython itself) or fetch any object by a name built at run time (pickle's
+#: loads, pkgutil's resolve_name: the course's implementation without naming it): no
+#: exercise needs them.
 INTERPRETER_MODULES = frozenset(
     {"gc", "ctypes", "inspect", "linecache", "marshal", "dis", "builtins", "importlib",
-     "IPython", "ipykernel", "code", "codeop", "sys.monitoring"}
+     "IPython", "ipykernel", "code", "codeop", "sys.monitoring", "pickle", "_pickle",
+     "pickletools", "copyreg", "shelve", "dill", "cloudpickle", "pkgutil", "runpy",
+     "zipimport"}
 )  # fmt: skip
 #: Attributes of frames, code and the IPython shell that lead to the tests' code or state.
 INTERPRETER_ATTRIBUTES = frozenset(

@@ -480,7 +480,10 @@ class GuardedExecute(Execute):
                 raise verdict.Stop(self._timeout_output())
             if reply.get("status") == "forged":
                 raise verdict.Stop(self._forged_output())
-            return verdict.read_return(name, reply, values)
+            try:
+                return verdict.read_return(name, reply, values, deadline)
+            except TimeoutError:
+                raise verdict.Stop(self._timeout_output()) from None
 
         try:
             out = verdict.run_hidden_tests(source, imports, names, call)

@@ -90,6 +90,7 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
     """
     import base64
     import sys
+    import time
 
     limit = [0, 0]  # bytes of array data, items
 
@@ -167,8 +168,17 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
             if dt.kind in "biufcUS":
                 return {"t": "nptype", "v": dt.str}
         if np is not None and type(value) is np.random.Generator:
-            # its state travels, and comes back advanced by the draws made with it
-            return {"t": "rng", "v": encode(value.bit_generator.state, None, depth + 1)}
+            # its state and its seed sequence travel (rng.spawn() derives children from the
+            # latter), and come back advanced by the draws and the spawns made with it
+            bits = value.bit_generator
+            seq = getattr(bits, "seed_seq", None)
+            out = {"t": "rng", "v": encode(bits.state, None, depth + 1), "ss": None}
+            if type(seq) is np.random.SeedSequence:
+                entropy = seq.entropy
+                entropy = entropy if type(entropy) is int else [int(x) for x in entropy]
+                spec = [entropy, [int(x) for x in seq.spawn_key], seq.pool_size]
+                out["ss"] = encode([*spec, seq.n_children_spawned], None, depth + 1)
+            return out
         if torch is not None and isinstance(value, torch.dtype):
             return {"t": "tdtype", "v": str(value).removeprefix("torch.")}
         if torch is not None and isinstance(value, torch.Tensor):
@@ -234,13 +244,29 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
     def tdtype(text: object) -> object:
         import torch
 
-        need(type(text) is str and text.isidentifier(), "bad tensor dtype")
+        names = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16")
+        names += ("float32", "float64", "complex64", "complex128")
+        need(text in names, "bad tensor dtype")
         dt = getattr(torch, text, None)
         need(isinstance(dt, torch.dtype), "bad tensor dtype")
         return dt
 
+    budget = [0, None]  # items decoded so far, the deadline (time.monotonic) if any
+
+    def hashed(items: list) -> list:
+        # a set or dict of values that share one hash builds in quadratic time
+        if len(items) > 1000 and len(set(map(hash, items))) < len(items) // 2:
+            raise ValueError("malformed value from the kernel: too many equal hashes")
+        return items
+
     def decode(p: object, refs: list | None = None, depth: int = 0) -> object:
         need(depth <= 60, "nested too deep")
+        if depth == 0:
+            budget[0] = 0
+        budget[0] += 1
+        need(budget[0] <= 10_000_000, "more than 10 million items")
+        if budget[0] % 4096 == 0 and budget[1] is not None and time.monotonic() > budget[1]:
+            raise TimeoutError("reading the value took past the cell's time limit")
         if p is None or type(p) in (bool, str, int):
             return p
         need(type(p) is dict and type(p.get("t")) is str, "not a tagged value")
@@ -257,14 +283,14 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
         if t in ("list", "tuple", "set", "frozenset"):
             need(type(v) is list, "bad sequence")
             items = [decode(x, None, depth + 1) for x in v]
+            if t in ("set", "frozenset"):
+                items = hashed(items)
             return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[t](items)
         if t == "dict":
             k = p.get("k")
             need(type(k) is list and type(v) is list and len(k) == len(v), "bad dict")
-            return {
-                decode(a, None, depth + 1): decode(b, None, depth + 1)
-                for a, b in zip(k, v, strict=True)
-            }
+            keys = hashed([decode(a, None, depth + 1) for a in k])
+            return dict(zip(keys, [decode(b, None, depth + 1) for b in v], strict=True))
         if t == "iter":
             need(type(v) is list, "bad iterator")
             return iter([decode(x, None, depth + 1) for x in v])
@@ -300,8 +326,28 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
             state = decode(v, None, depth + 1)
             need(type(state) is dict, "bad generator state")
             name = state.get("bit_generator")
-            need(name in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"), "bad generator")
-            bits = getattr(np.random, name)()
+            need(name in ("PCG64", "PCG64DXSM", "MT19937"), "bad generator")
+            if name == "MT19937":
+                inner = state.get("state")
+                need(type(inner) is dict and type(inner.get("pos")) is int, "bad generator state")
+                need(0 <= inner["pos"] <= 624, "bad generator state")
+                key = inner.get("key")
+                need(isinstance(key, np.ndarray) and key.shape == (624,), "bad generator state")
+            seq = decode(p.get("ss"), None, depth + 1)
+            if seq is None:
+                bits = getattr(np.random, name)()
+            else:
+                need(type(seq) is list and len(seq) == 4, "bad seed sequence")
+                entropy, key, pool, n = seq
+                need(type(entropy) is int or type(entropy) is list, "bad seed sequence")
+                need(
+                    type(key) is list and type(pool) is int and type(n) is int, "bad seed sequence"
+                )
+                need(0 < pool <= 64 and 0 <= n < 2**32 and len(key) <= 64, "bad seed sequence")
+                ss = np.random.SeedSequence(
+                    entropy, spawn_key=key, pool_size=pool, n_children_spawned=n
+                )
+                bits = getattr(np.random, name)(ss)
             bits.state = state
             return np.random.Generator(bits)
         if t in ("series", "frame"):
@@ -362,6 +408,7 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
             self.type_name = type_name
 
     decode.Opaque = Opaque
+    decode.budget = budget
     return encode, decode
 
 
@@ -478,6 +525,13 @@ def write_back(original: object, changed: object) -> None:
                 original.copy_(changed)
     elif np is not None and type(original) is np.random.Generator:
         if type(changed) is np.random.Generator:
+            mine = getattr(original.bit_generator, "seed_seq", None)
+            theirs = getattr(changed.bit_generator, "seed_seq", None)
+            spawned = getattr(theirs, "n_children_spawned", 0) - getattr(
+                mine, "n_children_spawned", 0
+            )
+            if type(mine) is np.random.SeedSequence and 0 < spawned <= 10_000:
+                mine.spawn(spawned)  # its count of children is read-only: spawn as many
             original.bit_generator.state = changed.bit_generator.state
     elif hasattr(type(original), "__dataclass_fields__") and type(changed) is type(original):
         for k in type(original).__dataclass_fields__:
@@ -511,12 +565,14 @@ def call_payload(args: tuple, kwargs: dict) -> tuple[list, dict]:
     return values, {"values": payload, "n_args": len(args), "keys": list(kwargs)}
 
 
-def read_return(name: str, reply: dict, values: list) -> object:
+def read_return(name: str, reply: dict, values: list, deadline: float | None = None) -> object:
     """Return the student's function's value from a call's reply (the tests' side).
 
     Arguments the function changed in place are changed the same way in the tests' copies
-    first. A value that is not data raises ``TypeError`` naming its type.
+    first. A value that is not data raises ``TypeError`` naming its type; one that takes
+    past ``deadline`` (``time.monotonic``) to read raises ``TimeoutError``.
     """
+    decode_reply.budget[1] = deadline
     for item in reply.get("after", []) or []:
         ok = type(item) is list and len(item) == 2 and type(item[0]) is int
         if ok and 0 <= item[0] < len(values):

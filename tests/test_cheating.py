@@ -438,6 +438,9 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
         ("def f():\n    global np\n    np = None\n", []),  # the hidden tests import their own
         ("import inspect\n", ["imports inspect"]),
         ("from gc import get_objects\n", ["imports gc"]),
+        # round 6: the course's implementation fetched by a name built at run time
+        ("import pickle\nf = pickle.loads(bytes.fromhex(h))\n", ["imports pickle"]),
+        ("from pkgutil import resolve_name\n", ["imports pkgutil"]),
         ("import sys\nf = sys._getframe(1).f_locals\n", ["uses ._getframe", "uses .f_locals"]),
         ("import sys\nx = sys.modules\n", ["uses sys.modules"]),
         (

@@ -257,10 +257,77 @@ def test_only_marked_cells_keep_their_verdict_in_the_kernel(lesson):
         if verdict.kept_in_kernel(notebooks.split_hidden(sources[0])[1])
     }
     assert layout.kernel_verdict == marked
-    # the cells whose tests must hand the answer a function, a model or a gradient
+    # the cells whose tests hand the answer a function, a model or a gradient, or read the
+    # kernel's own state around a call
     expected = {
         "07-translate-train-test": {"ex3_translate_test_tests"},
-        "09-prompts-and-code-switching": {"ex1_prepend_tests", "ex2_prompt_module_tests"},
+        "09-prompts-and-code-switching": {
+            "ex1_prepend_tests",
+            "ex2_prompt_module_tests",
+            "ex3_code_switch_tests",  # reads the global random state around each call
+        },
         "12-llm-prompting": {"ex2_scorer_tests"},
     }
     assert marked == expected.get(lesson, set())
+
+
+def test_a_generator_keeps_its_seed_sequence_so_spawned_children_match():
+    # rng.spawn() derives children from the seed sequence, not the state (round 6: a correct
+    # answer using it got other draws than the same seed gives, and scored 0)
+    rng = np.random.default_rng(5)
+    values, payload = verdict.call_payload((rng,), {})
+    (in_kernel,) = kernel_decode(payload["values"])
+    child = in_kernel.spawn(1)[0]
+    assert child.random() == np.random.default_rng(5).spawn(1)[0].random()
+    after = [[0, kernel_encode(in_kernel)]]
+    verdict.read_return("f", {"status": "ok", "value": None, "after": after}, values)
+    assert rng.bit_generator.seed_seq.n_children_spawned == 1
+    assert rng.spawn(1)[0].random() == np.random.default_rng(5).spawn(2)[1].random()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"bit_generator": "MT19937", "state": {"key": np.zeros(624, np.uint32), "pos": 10**9}},
+        {"bit_generator": "Philox", "state": {}},
+        {"bit_generator": "os.system", "state": {}},
+    ],
+)
+def test_a_generator_state_that_could_crash_the_grader_is_refused(state):
+    # a position past the key made numpy read out of bounds (a segfault when drawn from)
+    payload = {"t": "rng", "v": kernel_encode(state), "ss": None}
+    with pytest.raises(ValueError, match="malformed"):
+        verdict.decode_reply(payload)
+
+
+def test_a_tensor_dtype_is_one_of_torchs_own_names_only():
+    for name in ("_dynamo", "nn", "float"):
+        payload = {"t": "tensor", "d": name, "s": [0], "v": "", "grad": False}
+        with pytest.raises(ValueError, match="malformed"):
+            verdict.decode_reply(payload)
+
+
+def test_a_set_of_equal_hashes_is_refused_and_reading_stops_at_the_deadline():
+    import time
+
+    collide = [1 + k * (2**61 - 1) for k in range(5000)]  # one hash: quadratic to build
+    for tag in ("set", "frozenset"):
+        with pytest.raises(ValueError, match="equal hashes"):
+            verdict.decode_reply({"t": tag, "v": collide})
+    with pytest.raises(ValueError, match="equal hashes"):
+        verdict.decode_reply({"t": "dict", "k": collide, "v": [None] * len(collide)})
+    reply = {"status": "ok", "value": {"t": "list", "v": list(range(100_000))}}
+    with pytest.raises(TimeoutError):
+        verdict.read_return("f", reply, [], deadline=time.monotonic() - 1)
+    assert len(verdict.read_return("f", reply, [], deadline=None)) == 100_000
+
+
+@pytest.mark.parametrize("lesson", grading.lesson_names())
+def test_hidden_tests_run_in_the_worker_never_read_global_random_state(lesson):
+    # the worker's generators are not the kernel's: such a check could never fail there
+    layout = grading.lesson_layout(lesson, paths.lessons_dir() / lesson / f"{lesson}.ipynb")
+    for gid, sources in layout.graded_sources.items():
+        hidden = notebooks.split_hidden(sources[0])[1]
+        if hidden and not verdict.kept_in_kernel(hidden):
+            for call in ("getstate(", "get_state(", "get_rng_state(", "random.seed("):
+                assert call not in hidden, (gid, call)
