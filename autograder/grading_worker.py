@@ -463,8 +463,7 @@ class GuardedExecute(Execute):
             return self._hidden_tests_in_kernel(grade_id, source, imports, names)
         deadline = time.monotonic() + float(self.plan.get("cell_timeout") or 600)
 
-        def call(name: str, args: tuple, kwargs: dict) -> object:
-            values, payload = verdict.call_payload(args, kwargs)
+        def send(name: str, payload: dict) -> dict:
             content = kernel_guard.call_request(self.plan["nonce"], name, payload)
             left = deadline - time.monotonic()
             if left <= 0:
@@ -480,13 +479,10 @@ class GuardedExecute(Execute):
                 raise verdict.Stop(self._timeout_output())
             if reply.get("status") == "forged":
                 raise verdict.Stop(self._forged_output())
-            try:
-                return verdict.read_return(name, reply, values, deadline)
-            except TimeoutError:
-                raise verdict.Stop(self._timeout_output()) from None
+            return reply
 
         try:
-            out = verdict.run_hidden_tests(source, imports, names, call)
+            out = verdict.run_hidden_tests(source, imports, names, send, deadline)
         except SyntaxError as e:  # the lesson's own bug, not the student's
             return self._grader_error(f"hidden tests do not parse: {e}")
         except verdict.Stop as stop:

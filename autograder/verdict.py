@@ -620,43 +620,70 @@ def run_hidden_tests(
     source: str,
     imports: list[str],
     names: list[str],
-    call: Callable[[str, tuple, dict], object],
+    send: Callable[[str, dict], dict],
+    deadline: float | None = None,
 ) -> dict | None:
-    """Run a tests cell's hidden part here, its exercise's functions called through ``call``.
+    """Run a tests cell's hidden part here, its exercise's functions called through ``send``.
+
+    Each of ``names`` is bound to a stub that encodes its arguments (:func:`call_payload`),
+    gets the kernel's reply from ``send(name, payload)`` and reads it (:func:`read_return`).
+    When the tests pass and a call changed its arguments in place, they run a second time
+    with nothing written back: a verdict must not depend on what the answer did to its
+    inputs (an answer that rewrote them into a trivial case, and returned that case's
+    answer, passed tests that compute their expected value after the call).
 
     Args:
         source: the hidden part.
         imports: the lesson's import statements up to the tests cell (run first, here).
-        names: the exercise's function names, each bound to a stub that calls
-            ``call(name, args, kwargs)`` (which asks the kernel; it raises :class:`Stop`
-            when the grading of the cell must end: a timeout, a forged reply, a dead kernel).
-        call: see ``names``.
+        names: the exercise's function names.
+        send: asks the kernel to call a function (:func:`autograder.kernel_guard.call_request`)
+            and returns the reply; raises :class:`Stop` when the grading of the cell must end
+            (a timeout, a forged reply, a dead kernel).
+        deadline: ``time.monotonic()`` by which reading the replies must be done.
 
     Returns:
         None when the tests pass, else the error output (``ename``, ``evalue``, ``traceback``)
         the cell earns: no line of the hidden tests is in it.
 
     Raises:
-        Stop: from ``call``, with the output to record or the exception to re-raise.
+        Stop: from ``send``, with the output to record or the exception to re-raise.
         SyntaxError: the hidden tests do not parse (the lesson's own bug).
     """
     code = hidden_tests_code(source, imports)
-    glb: dict[str, Any] = {"__builtins__": builtins, "__name__": "__xltg_hidden__"}
-    for name in names:
+    changed = [False]
 
-        def stub(*args: object, _name: str = name, **kwargs: object) -> object:
-            return call(_name, args, kwargs)
+    def run(write: bool) -> dict | None:
+        glb: dict[str, Any] = {"__builtins__": builtins, "__name__": "__xltg_hidden__"}
+        for name in names:
 
-        stub.__name__ = stub.__qualname__ = name
-        glb[name] = stub
-    _reseed()
-    try:
-        types.FunctionType(code, glb)()
-    except Stop:
-        raise
-    except BaseException as e:  # noqa: BLE001 - an exit or interrupt from the tests too
-        return describe(e)
-    return None
+            def stub(*args: object, _name: str = name, **kwargs: object) -> object:
+                values, payload = call_payload(args, kwargs)
+                reply = send(_name, payload)
+                changed[0] = changed[0] or bool(reply.get("after"))
+                if not write:
+                    reply = {k: v for k, v in reply.items() if k != "after"}
+                try:
+                    return read_return(_name, reply, values, deadline)
+                except TimeoutError as e:
+                    text = f"{e} (a value returned by {_name})"
+                    out = {"ename": "CellTimeoutError", "evalue": text, "traceback": [text]}
+                    raise Stop(out) from None
+
+            stub.__name__ = stub.__qualname__ = name
+            glb[name] = stub
+        _reseed()
+        try:
+            types.FunctionType(code, glb)()
+        except Stop:
+            raise
+        except BaseException as e:  # noqa: BLE001 - an exit or interrupt from the tests too
+            return describe(e)
+        return None
+
+    out = run(write=True)
+    if out is None and changed[0]:
+        out = run(write=False)
+    return out
 
 
 def describe(e: BaseException) -> dict:

@@ -9,6 +9,8 @@ that returns something the wire refuses fails here too.
 
 from __future__ import annotations
 
+import builtins
+import functools
 import types
 from pathlib import Path
 from typing import Any
@@ -23,17 +25,17 @@ def _describe(e: BaseException) -> dict:
     return {"status": "error", "ename": type(e).__name__, "evalue": str(e), "traceback": []}
 
 
-def through_the_wire(name: str, fn: Any) -> Any:
-    """Return ``fn`` called as the grader calls it from hidden tests run in the worker."""
+def kernel_call(fn: Any, name: str, payload: dict) -> dict:
+    """Return the kernel's reply to a call of ``fn`` (the handler's own code, run here)."""
+    return verdict._xltv_call(fn, {"name": name, **payload}, _TO_WIRE, _FROM_WIRE, _describe)
 
-    def stub(*args: Any, **kwargs: Any) -> Any:
-        values, payload = verdict.call_payload(args, kwargs)
-        content = {"name": name, **payload}
-        reply = verdict._xltv_call(fn, content, _TO_WIRE, _FROM_WIRE, _describe)
-        return verdict.read_return(name, reply, values)
 
-    stub.__name__ = name
-    return stub
+@functools.cache
+def _hidden_imports(lesson: str) -> dict[str, list[str]]:
+    from autograder import grading, paths
+
+    release = paths.lessons_dir() / lesson / f"{lesson}.ipynb"
+    return grading.lesson_layout(lesson, release).hidden_imports
 
 
 def cell_source(nb_path: Path, grade_id: str) -> str:
@@ -65,9 +67,17 @@ def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
         exec(compile(source, name, "exec"), ns)
         return
     # as graded: the visible part in the kernel, with the functions themselves; the hidden
-    # part in the worker, each function called through the wire
+    # part as the worker runs it (its own globals, the lesson's imports), each function
+    # called through the wire
     exec(compile(head + tail, name, "exec"), ns)
-    for k, f in functions.items():
-        if isinstance(f, types.FunctionType):
-            ns[k] = through_the_wire(k, f)
-    exec(compile(hidden, name + ":hidden", "exec"), ns)
+    lesson = nb_path.stem
+    imports = _hidden_imports(lesson).get(grade_id, [])
+    fns = {k: f for k, f in functions.items() if isinstance(f, types.FunctionType)}
+    out = verdict.run_hidden_tests(
+        hidden, imports, list(fns), lambda k, payload: kernel_call(fns[k], k, payload)
+    )
+    if out is not None:
+        kind = getattr(builtins, out["ename"], None)
+        if isinstance(kind, type) and issubclass(kind, BaseException):
+            raise kind(out["evalue"])
+        raise AssertionError(f"{out['ename']}: {out['evalue']}")

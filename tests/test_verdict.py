@@ -229,23 +229,58 @@ def test_the_students_exception_keeps_its_built_in_class():
     assert isinstance(stop, verdict.Stop) and stop.output["ename"] == "SystemExit"
 
 
+def _sender(fn, calls=None):
+    """Return ``send`` for :func:`verdict.run_hidden_tests`: the handler's code, run here."""
+    from cells import kernel_call
+
+    def send(name, payload):
+        if calls is not None:
+            calls.append(name)
+        return kernel_call(fn, name, payload)
+
+    return send
+
+
 def test_hidden_tests_run_here_on_what_the_kernel_returns():
     calls = []
-
-    def call(name, args, kwargs):
-        calls.append(name)
-        values, payload = verdict.call_payload(args, kwargs)
-        a = kernel_decode(payload["values"])
-        reply = {"status": "ok", "value": kernel_encode(np.asarray(a[0]) * 2)}
-        return verdict.read_return(name, reply, values)
-
+    send = _sender(lambda x: np.asarray(x) * 2, calls)
     ok = "assert np.array_equal(double(np.arange(3)), [0, 2, 4])\n"
-    assert verdict.run_hidden_tests(ok, ["import numpy as np"], ["double"], call) is None
+    assert verdict.run_hidden_tests(ok, ["import numpy as np"], ["double"], send) is None
     bad = "x = 1\nassert double(1) == 3, 'not tripled'\n"
-    out = verdict.run_hidden_tests(bad, ["import numpy as np"], ["double"], call)
+    out = verdict.run_hidden_tests(bad, ["import numpy as np"], ["double"], send)
     assert out["ename"] == "AssertionError" and out["evalue"] == "not tripled"
     assert "line 2" in "".join(out["traceback"]) and "x = 1" not in "".join(out["traceback"])
     assert calls == ["double", "double"]
+
+
+# the expected value computed after the call, from the very array the tests passed
+AFTER_THE_CALL = """
+x = np.array([3.0, 1.0, 2.0])
+got = total(x)
+assert got == x.sum(), "wrong total"
+"""
+
+
+def test_a_verdict_does_not_depend_on_what_the_answer_did_to_its_inputs():
+    def trivial(x):  # rewrites its input into a case whose answer it knows
+        x[:] = 0
+        return 0.0
+
+    def honest(x):  # sorts in place (the statement does not forbid it), then sums
+        x.sort()
+        return float(x.sum())
+
+    args = (AFTER_THE_CALL, ["import numpy as np"], ["total"])
+    calls = []
+    out = verdict.run_hidden_tests(*args, _sender(trivial, calls))
+    assert out is not None and out["evalue"] == "wrong total"
+    assert calls == ["total", "total"]  # passed once with its rewrite, then failed without
+    calls = []
+    assert verdict.run_hidden_tests(*args, _sender(honest, calls)) is None
+    assert calls == ["total", "total"]
+    calls = []
+    assert verdict.run_hidden_tests(*args, _sender(lambda x: float(x.sum()), calls)) is None
+    assert calls == ["total"]  # nothing changed: one run
 
 
 @pytest.mark.parametrize("lesson", grading.lesson_names())
