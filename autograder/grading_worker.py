@@ -463,6 +463,8 @@ class GuardedExecute(Execute):
             return self._hidden_tests_in_kernel(grade_id, source, imports, names)
         deadline = time.monotonic() + float(self.plan.get("cell_timeout") or 600)
 
+        entered: list[str] = []  # course functions the calls entered (the kernel's watch)
+
         def send(name: str, payload: dict) -> dict:
             content = kernel_guard.call_request(self.plan["nonce"], name, payload)
             left = deadline - time.monotonic()
@@ -479,6 +481,9 @@ class GuardedExecute(Execute):
                 raise verdict.Stop(self._timeout_output())
             if reply.get("status") == "forged":
                 raise verdict.Stop(self._forged_output())
+            course = reply.get("course")
+            if isinstance(course, list):
+                entered.extend(str(x)[:200] for x in course[:20] if str(x) not in entered)
             return reply
 
         try:
@@ -489,6 +494,16 @@ class GuardedExecute(Execute):
             if stop.cause is not None:
                 raise stop.cause from None
             out = stop.output
+        own = verdict.reference_functions(source)
+        called = [f for f in entered if f in own or f.rpartition(".")[0] in own]
+        if called:
+            # the exercise's own implementation, reached at run time (by a name the
+            # reading of the notebook cannot see: pickle, pkgutil, getattr on a string)
+            what = ", ".join(called[:3])
+            self.events.append(f"{grade_id}: calls the course's implementation ({what})")
+            self.zero.setdefault(
+                grade_id, f"the exercise calls xlt_course's own implementation ({what})"
+            )
         if out is None:
             return None
         return notebooks.nbformat.v4.new_output(

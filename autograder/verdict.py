@@ -72,6 +72,25 @@ def hidden_tests_code(source: str, imports: list[str]) -> types.CodeType:
     return next(c for c in code.co_consts if getattr(c, "co_name", None) == fn.name)
 
 
+def reference_functions(hidden: str) -> set[str]:
+    """Return the course functions a hidden part imports by name (``module.name``).
+
+    ``from xlt_course.shared_space import distance_ratio as _reference`` gives
+    ``xlt_course.shared_space.distance_ratio``: the exercise's own implementation, which no
+    answer may call.
+    """
+    found: set[str] = set()
+    try:
+        tree = pysource.parse(hidden)
+    except (SyntaxError, pysource.Unparseable):
+        return found
+    for node in ast.walk(tree):
+        module = getattr(node, "module", None) or ""
+        if isinstance(node, ast.ImportFrom) and module.split(".")[0] == "xlt_course":
+            found.update(f"{module}.{a.name}" for a in node.names if a.name != "checks")
+    return found
+
+
 def kept_in_kernel(hidden: str) -> bool:
     """Return whether a hidden part asks to be run in the kernel (:data:`KERNEL_MARK`)."""
     return any(line.strip().startswith(KERNEL_MARK) for line in hidden.splitlines())
@@ -418,14 +437,42 @@ def _xltv_call(fn: Any, content: dict, to_wire: Any, from_wire: Any, describe: A
     Shipped to the kernel as bytecode with the kernel's codec (``to_wire`` without configs,
     ``from_wire`` with) and its ``describe`` of an exception. The reply holds the encoded
     return value (an argument returned travels as a reference to it) or the error with the
-    names of its built-in classes, and ``after``: the arguments the call changed in place.
+    names of its built-in classes, ``after``: the arguments the call changed in place, and
+    ``course``: the functions of ``xlt_course`` the call entered from outside the course
+    (watched with ``sys.setprofile`` while it runs).
     """
+    import sys
+
     values = from_wire(content["values"])
     n, keys = content["n_args"], content["keys"]
+    # the course's functions the call enters from outside the course, however it reached
+    # them (a name built at run time, pickle): what no reading of the notebook can see
+    course = sys.modules.get("xlt_course")
+    root = (getattr(course, "__file__", None) or "").rpartition("/")[0] + "/"
+    entered: list = []
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        code = frame.f_code
+        if event != "call" or root == "/" or not code.co_filename.startswith(root):
+            return
+        if code.co_name == "<module>":  # a course module imported, not a function called
+            return
+        back = frame.f_back
+        if back is not None and back.f_code.co_filename.startswith(root):
+            return
+        name = str(frame.f_globals.get("__name__", "?")) + "." + code.co_qualname
+        if name not in entered and len(entered) < 20:
+            entered.append(name)
+
+    before = sys.getprofile()
     try:
         if fn is None:
             raise NameError(f"name {content['name']!r} is not defined")
-        result = fn(*values[:n], **dict(zip(keys, values[n:], strict=True)))
+        sys.setprofile(watch)
+        try:
+            result = fn(*values[:n], **dict(zip(keys, values[n:], strict=True)))
+        finally:
+            sys.setprofile(before)
     except BaseException as e:  # noqa: BLE001 - an interrupt (a timeout) and exits too
         out = describe(e)
         try:
@@ -452,6 +499,8 @@ def _xltv_call(fn: Any, content: dict, to_wire: Any, from_wire: Any, describe: A
                 after.append([i, now])
     if after:
         out["after"] = after
+    if entered:
+        out["course"] = entered
     return out
 
 

@@ -366,3 +366,29 @@ def test_hidden_tests_run_in_the_worker_never_read_global_random_state(lesson):
         if hidden and not verdict.kept_in_kernel(hidden):
             for call in ("getstate(", "get_state(", "get_rng_state(", "random.seed("):
                 assert call not in hidden, (gid, call)
+
+
+def test_the_call_reports_the_course_functions_it_enters_however_it_found_them():
+    import pkgutil
+
+    def fetched_at_run_time(A, B):
+        # round 6: the exercise's own implementation, by a name no reading of the code sees
+        ref = pkgutil.resolve_name("xlt" + "_course.shared_space:distance_ratio")
+        return ref(A, B)
+
+    A = np.random.default_rng(0).normal(size=(5, 3))
+    _, payload = verdict.call_payload((A, A + 0.1), {})
+    from cells import kernel_call
+
+    reply = kernel_call(fetched_at_run_time, "distance_ratio", payload)
+    assert reply["status"] == "ok"
+    assert reply["course"] == ["xlt_course.shared_space.distance_ratio"]
+    assert "course" not in kernel_call(lambda A, B: 1.0, "distance_ratio", payload)
+    hidden = notebooks.split_hidden(
+        notebooks.grade_cells(
+            notebooks.read_notebook(
+                paths.solutions_dir() / "01-shared-space" / "01-shared-space.ipynb"
+            )
+        )["ex1_distance_ratio_tests"].source
+    )[1]
+    assert "xlt_course.shared_space.distance_ratio" in verdict.reference_functions(hidden)
