@@ -819,3 +819,19 @@ def test_command_line(tmp_path, capsys):
     assert "2 texts" in err and "eng-spa" in err
     assert tr.main_translate(["en", "de", str(src)]) == 2
     assert "no en->de route" in capsys.readouterr().err
+
+
+def _tt_hides_calls(texts, translate_fn, predict_fn):
+    """Red team, round 6: every row classified, the calls kept out of the tests' log."""
+    texts = list(texts)
+    if texts == ["ab", "c", "ab"]:  # the visible self-check, hard-coded
+        return np.asarray(predict_fn(translate_fn(["ab", "c"])))[[0, 1, 0]]
+    probs = np.asarray(predict_fn(translate_fn(texts, {}), {}))  # a log of its own
+    predict_fn(translate_fn(sorted(set(texts))))  # the one call each the tests see
+    return probs
+
+
+def test_ex3_calls_kept_out_of_the_tests_log_fail():
+    # the tests' recorders take the batch only: the extra argument is an error
+    with pytest.raises((AssertionError, TypeError)):
+        run_test_cell(NB, "ex3_translate_test_tests", translate_test_proba=_tt_hides_calls)
