@@ -392,3 +392,46 @@ def test_the_call_reports_the_course_functions_it_enters_however_it_found_them()
         )["ex1_distance_ratio_tests"].source
     )[1]
     assert "xlt_course.shared_space.distance_ratio" in verdict.reference_functions(hidden)
+
+
+# round 6: the exercise's own implementation, fetched by names no reading of the code sees
+COURSE_BY_PICKLE = """import pickle
+
+import numpy as np
+
+
+def csls_matrix(X_src_mapped: np.ndarray, Y_tgt: np.ndarray, k: int = 10) -> np.ndarray:
+    course_fn = pickle.loads(bytes.fromhex(
+        "63786c745f636f757273652e72657472696576616c0a63736c735f73636f7265730a2e"
+    ))  # the unpickler's "global" opcode: xlt_course.retrieval.csls_scores
+    return course_fn(X_src_mapped, Y_tgt, k=k)
+"""
+COURSE_BY_PKGUTIL = """import pkgutil
+
+
+def shared_anchors(pieces_a, pieces_b) -> dict[str, list[str]]:
+    return pkgutil.resolve_name("xlt" + "_course.tokenization:shared_anchors")(pieces_a, pieces_b)
+"""
+
+
+def test_calling_the_exercises_implementation_at_run_time_scores_0(tmp_path_factory, built_data):
+    from conftest import sandboxed_batch
+
+    subs, out = sandboxed_batch(tmp_path_factory, "course_at_run_time")
+    for student, lesson, gid, source in [
+        ("pickle", "02-procrustes", "ex2_csls", COURSE_BY_PICKLE),
+        ("pkgutil", "04-subwords-and-anchors", "ex3_anchors", COURSE_BY_PKGUTIL),
+    ]:
+        nb = notebooks.read_notebook(paths.lessons_dir() / lesson / f"{lesson}.ipynb")
+        notebooks.grade_cells(nb)[gid].source = source
+        dest = subs / student / lesson / f"{lesson}.ipynb"
+        dest.parent.mkdir(parents=True)
+        dest.write_text(notebooks.dumps(nb), encoding="utf-8")
+    limits = grading.GradeLimits(notebook_timeout=400, cell_timeout=40, memory_mb=2500)
+    got = {r.student: r for r in grading.grade(subs, out, jobs=2, limits=limits, progress=False)}
+    assert got["pickle"].points["ex2_csls_tests"][0] == 0
+    assert "calls the course's implementation (xlt_course.retrieval.csls_scores)" in " | ".join(
+        got["pickle"].flags
+    )
+    assert got["pkgutil"].points["ex3_anchors_tests"][0] == 0
+    assert "(xlt_course.tokenization.shared_anchors)" in " | ".join(got["pkgutil"].flags)
