@@ -674,7 +674,8 @@ INTERPRETER_MODULES = frozenset(
     {"gc", "ctypes", "inspect", "linecache", "marshal", "dis", "builtins", "importlib",
      "IPython", "ipykernel", "code", "codeop", "sys.monitoring", "pickle", "_pickle",
      "pickletools", "copyreg", "shelve", "dill", "cloudpickle", "pkgutil", "runpy",
-     "zipimport"}
+     "zipimport", "pydoc", "logging.config", "threading", "_thread", "concurrent.futures",
+     "multiprocessing"}
 )  # fmt: skip
 #: Attributes of frames, code and the IPython shell that lead to the tests' code or state.
 INTERPRETER_ATTRIBUTES = frozenset(
@@ -689,7 +690,8 @@ INTERPRETER_ATTRIBUTES = frozenset(
      "__kwdefaults__", "walk_stack", "walk_tb", "extract_stack", "extract_tb", "StackSummary",
      "FrameSummary", "format_stack", "print_stack", "_current_frames", "__traceback__",
      "_ip", "session", "shell", "pub_thread", "iopub_socket", "shell_stream", "send_multipart",
-     "comm_manager"}
+     "comm_manager", "getprofile", "gettrace", "get_field", "Formatter", "locate",
+     "importfile", "resolve_name"}
 )  # fmt: skip
 #: Names that look up other names, or the IPython shell and its history, at run time.
 INTERPRETER_NAMES = frozenset(

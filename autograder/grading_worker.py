@@ -483,7 +483,7 @@ class GuardedExecute(Execute):
                 raise verdict.Stop(self._forged_output())
             course = reply.get("course")
             if isinstance(course, list):
-                entered.extend(str(x)[:200] for x in course[:20] if str(x) not in entered)
+                entered.extend(str(x)[:200] for x in course[:500] if str(x) not in entered)
             return reply
 
         try:

@@ -26,6 +26,7 @@ import builtins
 import contextlib
 import random
 import sys
+import time
 import traceback
 import types
 from collections.abc import Callable
@@ -461,30 +462,38 @@ def _xltv_call(fn: Any, content: dict, to_wire: Any, from_wire: Any, describe: A
         if back is not None and back.f_code.co_filename.startswith(root):
             return
         name = str(frame.f_globals.get("__name__", "?")) + "." + code.co_qualname
-        if name not in entered and len(entered) < 20:
+        if name not in entered and len(entered) < 500:
             entered.append(name)
 
+    threading = sys.modules.get("threading")
     before = sys.getprofile()
+    before_threads = threading.getprofile() if threading is not None else None
+    # watched while the function runs, in threads it starts, and while its value is
+    # encoded (a class of the answer's may run code then)
+    sys.setprofile(watch)
+    if threading is not None:
+        threading.setprofile(watch)
     try:
-        if fn is None:
-            raise NameError(f"name {content['name']!r} is not defined")
-        sys.setprofile(watch)
         try:
+            if fn is None:
+                raise NameError(f"name {content['name']!r} is not defined")
             result = fn(*values[:n], **dict(zip(keys, values[n:], strict=True)))
-        finally:
-            sys.setprofile(before)
-    except BaseException as e:  # noqa: BLE001 - an interrupt (a timeout) and exits too
-        out = describe(e)
-        try:
-            out["bases"] = [c.__name__ for c in type(e).__mro__ if c.__module__ == "builtins"]
-        except BaseException:  # noqa: BLE001 - the notebook's class may raise anything
-            out["bases"] = []
-    else:
-        try:
-            out = {"status": "ok", "value": to_wire(result, values)}
-        except BaseException as e:  # noqa: BLE001 - a value too large, too deep
+        except BaseException as e:  # noqa: BLE001 - an interrupt (a timeout) and exits too
             out = describe(e)
-            out["bases"] = []
+            try:
+                out["bases"] = [c.__name__ for c in type(e).__mro__ if c.__module__ == "builtins"]
+            except BaseException:  # noqa: BLE001 - the notebook's class may raise anything
+                out["bases"] = []
+        else:
+            try:
+                out = {"status": "ok", "value": to_wire(result, values)}
+            except BaseException as e:  # noqa: BLE001 - a value too large, too deep
+                out = describe(e)
+                out["bases"] = []
+    finally:
+        sys.setprofile(before)
+        if threading is not None:
+            threading.setprofile(before_threads)
     after = []
     for i, v in enumerate(values):
         kind = type(v)
@@ -614,18 +623,26 @@ def call_payload(args: tuple, kwargs: dict) -> tuple[list, dict]:
     return values, {"values": payload, "n_args": len(args), "keys": list(kwargs)}
 
 
-def read_return(name: str, reply: dict, values: list, deadline: float | None = None) -> object:
+def read_return(
+    name: str, reply: dict, values: list, deadline: float | None = None, write: bool = True
+) -> object:
     """Return the student's function's value from a call's reply (the tests' side).
 
     Arguments the function changed in place are changed the same way in the tests' copies
-    first. A value that is not data raises ``TypeError`` naming its type; one that takes
-    past ``deadline`` (``time.monotonic``) to read raises ``TimeoutError``.
+    first (``write``); without ``write`` the tests' copies stay as they were, and a changed
+    argument the function returns comes back as its changed copy. A value that is not data
+    raises ``TypeError`` naming its type; one that takes past ``deadline``
+    (``time.monotonic``) to read raises ``TimeoutError``.
     """
     decode_reply.budget[1] = deadline
+    values = list(values)
     for item in reply.get("after", []) or []:
         ok = type(item) is list and len(item) == 2 and type(item[0]) is int
         if ok and 0 <= item[0] < len(values):
-            write_back(values[item[0]], decode_reply(item[1]))
+            if write:
+                write_back(values[item[0]], decode_reply(item[1]))
+            else:
+                values[item[0]] = decode_reply(item[1])
     if reply.get("status") != "ok":
         raise remote_exception(reply)
     value = decode_reply(reply.get("value"), values)
@@ -669,8 +686,8 @@ def run_hidden_tests(
     source: str,
     imports: list[str],
     names: list[str],
-    send: Callable[[str, dict], dict],
-    deadline: float | None = None,
+    send: Callable[[str, dict, float | None], dict],
+    seconds: float | None = None,
 ) -> dict | None:
     """Run a tests cell's hidden part here, its exercise's functions called through ``send``.
 
@@ -685,10 +702,12 @@ def run_hidden_tests(
         source: the hidden part.
         imports: the lesson's import statements up to the tests cell (run first, here).
         names: the exercise's function names.
-        send: asks the kernel to call a function (:func:`autograder.kernel_guard.call_request`)
-            and returns the reply; raises :class:`Stop` when the grading of the cell must end
-            (a timeout, a forged reply, a dead kernel).
-        deadline: ``time.monotonic()`` by which reading the replies must be done.
+        send: ``send(name, payload, deadline)`` asks the kernel to call a function
+            (:func:`autograder.kernel_guard.call_request`) and returns the reply; raises
+            :class:`Stop` when the grading of the cell must end (a timeout, a forged reply, a
+            dead kernel).
+        seconds: the time each run of the tests has (each gets the whole of it: an answer
+            that draws from its generator argument is not given half the time).
 
     Returns:
         None when the tests pass, else the error output (``ename``, ``evalue``, ``traceback``)
@@ -703,16 +722,15 @@ def run_hidden_tests(
 
     def run(write: bool) -> dict | None:
         glb: dict[str, Any] = {"__builtins__": builtins, "__name__": "__xltg_hidden__"}
+        deadline = None if seconds is None else time.monotonic() + seconds
         for name in names:
 
             def stub(*args: object, _name: str = name, **kwargs: object) -> object:
                 values, payload = call_payload(args, kwargs)
-                reply = send(_name, payload)
+                reply = send(_name, payload, deadline)
                 changed[0] = changed[0] or bool(reply.get("after"))
-                if not write:
-                    reply = {k: v for k, v in reply.items() if k != "after"}
                 try:
-                    return read_return(_name, reply, values, deadline)
+                    return read_return(_name, reply, values, deadline, write)
                 except TimeoutError as e:
                     text = f"{e} (a value returned by {_name})"
                     out = {"ename": "CellTimeoutError", "evalue": text, "traceback": [text]}

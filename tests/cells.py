@@ -74,7 +74,7 @@ def run_test_cell(nb_path: Path, grade_id: str, **functions: Any) -> None:
     imports = _hidden_imports(lesson).get(grade_id, [])
     fns = {k: f for k, f in functions.items() if isinstance(f, types.FunctionType)}
     out = verdict.run_hidden_tests(
-        hidden, imports, list(fns), lambda k, payload: kernel_call(fns[k], k, payload)
+        hidden, imports, list(fns), lambda k, payload, _deadline: kernel_call(fns[k], k, payload)
     )
     if out is not None:
         kind = getattr(builtins, out["ename"], None)

@@ -441,6 +441,9 @@ def test_the_hidden_tests_never_reach_the_feedback(cheats):
         # round 6: the course's implementation fetched by a name built at run time
         ("import pickle\nf = pickle.loads(bytes.fromhex(h))\n", ["imports pickle"]),
         ("from pkgutil import resolve_name\n", ["imports pkgutil"]),
+        # round 7: pydoc.locate fetches anything by a dotted name; a thread escapes a watch
+        ("import pydoc\n", ["imports pydoc"]),
+        ("import threading\n", ["imports threading"]),
         ("import sys\nf = sys._getframe(1).f_locals\n", ["uses ._getframe", "uses .f_locals"]),
         ("import sys\nx = sys.modules\n", ["uses sys.modules"]),
         (

@@ -233,7 +233,7 @@ def _sender(fn, calls=None):
     """Return ``send`` for :func:`verdict.run_hidden_tests`: the handler's code, run here."""
     from cells import kernel_call
 
-    def send(name, payload):
+    def send(name, payload, deadline):
         if calls is not None:
             calls.append(name)
         return kernel_call(fn, name, payload)
@@ -435,3 +435,35 @@ def test_calling_the_exercises_implementation_at_run_time_scores_0(tmp_path_fact
     )
     assert got["pkgutil"].points["ex3_anchors_tests"][0] == 0
     assert "(xlt_course.tokenization.shared_anchors)" in " | ".join(got["pkgutil"].flags)
+
+
+def test_an_argument_changed_and_returned_comes_back_changed_in_the_second_run():
+    # round 7: sorting a list in place and returning it failed the run without write-back
+    def sort_in_place(xs):
+        xs.sort()
+        return xs
+
+    hidden = "xs = [3, 1, 2]\ngot = sorted_copy(xs)\nassert got == [1, 2, 3], got\n"
+    calls = []
+    assert (
+        verdict.run_hidden_tests(hidden, [], ["sorted_copy"], _sender(sort_in_place, calls)) is None
+    )
+    assert calls == ["sorted_copy", "sorted_copy"]
+
+
+def test_each_run_of_the_tests_gets_the_whole_time():
+    # round 7: a correct answer that draws from its generator runs the tests twice
+    import time
+
+    deadlines = []
+
+    def send(name, payload, deadline):
+        deadlines.append(deadline)
+        from cells import kernel_call
+
+        return kernel_call(lambda rng: float(rng.random()), name, payload)
+
+    hidden = "import numpy as np\nr = np.random.default_rng(1)\nassert 0 <= draw(r) < 1\n"
+    start = time.monotonic()
+    assert verdict.run_hidden_tests(hidden, [], ["draw"], send, 30.0) is None
+    assert len(deadlines) == 2 and all(d >= start + 30.0 for d in deadlines)
