@@ -461,13 +461,12 @@ class GuardedExecute(Execute):
         names = self.plan["exercise_functions"].get(grade_id, [])
         if grade_id in self.plan.get("kernel_verdict", ()):
             return self._hidden_tests_in_kernel(grade_id, source, imports, names)
-        deadline = time.monotonic() + float(self.plan.get("cell_timeout") or 600)
-
+        seconds = float(self.plan.get("cell_timeout") or 600)
         entered: list[str] = []  # course functions the calls entered (the kernel's watch)
 
-        def send(name: str, payload: dict) -> dict:
+        def send(name: str, payload: dict, deadline: float | None) -> dict:
             content = kernel_guard.call_request(self.plan["nonce"], name, payload)
-            left = deadline - time.monotonic()
+            left = (deadline or time.monotonic() + seconds) - time.monotonic()
             if left <= 0:
                 raise verdict.Stop(self._timeout_output())
             saved, self.timeout = self.timeout, max(1, int(left + 0.999))
@@ -487,7 +486,7 @@ class GuardedExecute(Execute):
             return reply
 
         try:
-            out = verdict.run_hidden_tests(source, imports, names, send, deadline)
+            out = verdict.run_hidden_tests(source, imports, names, send, seconds)
         except SyntaxError as e:  # the lesson's own bug, not the student's
             return self._grader_error(f"hidden tests do not parse: {e}")
         except verdict.Stop as stop:
