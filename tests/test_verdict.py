@@ -467,3 +467,38 @@ def test_each_run_of_the_tests_gets_the_whole_time():
     start = time.monotonic()
     assert verdict.run_hidden_tests(hidden, [], ["draw"], send, 30.0) is None
     assert len(deadlines) == 2 and all(d >= start + 30.0 for d in deadlines)
+
+
+def test_the_watch_follows_a_thread_the_call_starts_and_the_encoding_of_its_value():
+    import threading
+
+    from cells import kernel_call
+
+    def in_a_thread(A, B):
+        # round 7: a thread escaped a watch of the calling thread only
+        out = []
+        t = threading.Thread(target=lambda: out.append(_course_fn()(A, B)))
+        t.start()
+        t.join()
+        return out[0]
+
+    def _course_fn():
+        import importlib
+
+        return importlib.import_module("xlt" + "_course.shared_space").distance_ratio
+
+    A = np.random.default_rng(0).normal(size=(5, 3))
+    _, payload = verdict.call_payload((A, A + 0.1), {})
+    reply = kernel_call(in_a_thread, "distance_ratio", payload)
+    assert "xlt_course.shared_space.distance_ratio" in reply["course"]
+
+    class Meta(type):  # runs the course when the encoder looks its class up
+        def __getattr__(cls, name):
+            _course_fn()(A, A + 0.1)
+            raise AttributeError(name)
+
+    class Late(metaclass=Meta):
+        pass
+
+    reply = kernel_call(lambda A, B: Late(), "distance_ratio", payload)
+    assert "xlt_course.shared_space.distance_ratio" in reply["course"]
