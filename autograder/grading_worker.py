@@ -463,9 +463,10 @@ class GuardedExecute(Execute):
             return self._hidden_tests_in_kernel(grade_id, source, imports, names)
         seconds = float(self.plan.get("cell_timeout") or 600)
         entered: list[str] = []  # course functions the calls entered (the kernel's watch)
+        own = verdict.reference_functions(source)  # the course functions no answer may call
 
         def send(name: str, payload: dict, deadline: float | None) -> dict:
-            content = kernel_guard.call_request(self.plan["nonce"], name, payload)
+            content = kernel_guard.call_request(self.plan["nonce"], name, payload, bool(own))
             left = (deadline or time.monotonic() + seconds) - time.monotonic()
             if left <= 0:
                 raise verdict.Stop(self._timeout_output())
@@ -493,7 +494,6 @@ class GuardedExecute(Execute):
             if stop.cause is not None:
                 raise stop.cause from None
             out = stop.output
-        own = verdict.reference_functions(source)
         called = [f for f in entered if f in own or f.rpartition(".")[0] in own]
         if called:
             # the exercise's own implementation, reached at run time (by a name the

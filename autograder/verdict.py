@@ -470,8 +470,11 @@ def _xltv_call(fn: Any, content: dict, to_wire: Any, from_wire: Any, describe: A
     before_threads = threading.getprofile() if threading is not None else None
     # watched while the function runs, in threads it starts, and while its value is
     # encoded (a class of the answer's may run code then)
-    sys.setprofile(watch)
-    if threading is not None:
+    # (Python-level code runs about 4x slower watched: only where a reference is to be seen)
+    watching = content.get("watch", True)
+    if watching:
+        sys.setprofile(watch)
+    if watching and threading is not None:
         threading.setprofile(watch)
     try:
         try:
