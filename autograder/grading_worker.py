@@ -511,20 +511,15 @@ class GuardedExecute(Execute):
 
     def _grader_error(self, text: str) -> Any:
         return notebooks.nbformat.v4.new_output(
-            "error", ename="GraderError", evalue=text, traceback=[f"GraderError: {text}"]
+            "error", **verdict.error_output("GraderError", text)
         )
 
     def _forged_output(self) -> dict:
-        text = "the hidden tests' reply was altered"
-        return {"ename": "GraderError", "evalue": text, "traceback": [f"GraderError: {text}"]}
+        return verdict.error_output("GraderError", "the hidden tests' reply was altered")
 
     def _timeout_output(self) -> dict:
         text = f"the hidden tests ran more than {self.plan.get('cell_timeout')} s"
-        return {
-            "ename": "CellTimeoutError",
-            "evalue": text,
-            "traceback": [f"CellTimeoutError: {text}"],
-        }
+        return verdict.error_output("CellTimeoutError", text)
 
     def _hidden_tests_in_kernel(
         self, grade_id: str, source: str, imports: list[str], names: list[str]

@@ -8,10 +8,12 @@ return value back the same way, and the tests go on here with a fresh copy. No t
 constant, expected value or frame ever exists in the student's process, and nothing the
 student's code does to numpy, torch, the course or the kernel can change how the tests
 compare. What crosses is data only (:func:`_xltv_codec`): numbers, strings, bytes, lists,
-tuples, dicts, sets, numpy arrays and scalars of numeric or text dtypes, numpy random
-generators (their state), pandas series and data frames (labels and values), torch tensors
-and dtypes, and the course's own dataclasses (``TopicSplit``); the grader decodes a reply without running any of the student's code (no pickle, no
-object arrays, no classes of theirs).
+tuples, dicts, sets, ranges, numpy arrays and scalars of numeric or text dtypes, numpy object
+arrays of such data, numpy random generators (their state), pandas series and data frames
+(labels and values), torch tensors and dtypes, and the course's own dataclasses
+(``TopicSplit``); a returned generator, ``map``, ``zip`` or dict view travels as the items it
+gives. The grader decodes a reply without running any of the student's code (no pickle, no
+classes of theirs).
 
 A tests cell whose hidden part must hand the student's code something that is not data (a
 callable, an ``nn.Module``, a tensor whose gradient the tests read back) says so with
@@ -111,8 +113,14 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
     import base64
     import sys
     import time
+    from collections import Counter
+    from collections.abc import Iterator
+    from decimal import Decimal
+    from fractions import Fraction
 
     limit = [0, 0]  # bytes of array data, items
+    VIEWS = {"dict_keys": "keys", "odict_keys": "keys", "dict_values": "values"}
+    VIEWS |= {"odict_values": "values", "dict_items": "items", "odict_items": "items"}
 
     def b64(data: bytes) -> str:
         limit[0] += len(data)
@@ -139,6 +147,8 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
         for base, plain in ((str, str.__str__), (int, int.__int__), (float, float.__float__)):
             if kind is not base and isinstance(value, base) and kind is not bool:
                 return encode(plain(value), None, depth + 1)
+        if kind is Counter:
+            return {"t": "counter", "v": encode(dict(value), None, depth + 1)}
         for base in (list, tuple, dict, set, frozenset):
             if kind is not base and isinstance(value, base):
                 items = dict.items(value) if base is dict else base.__iter__(value)
@@ -158,7 +168,22 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
                 "k": [encode(k, None, depth + 1) for k in value],
                 "v": [encode(v, None, depth + 1) for v in value.values()],
             }
-        if kind.__name__ in ("list_iterator", "tuple_iterator") and kind.__module__ == "builtins":
+        if kind is range:
+            return {"t": "range", "v": [value.start, value.stop, value.step]}
+        if isinstance(value, Fraction):
+            # an exact number (the tests take any real number: float(x), x - y)
+            exact = Fraction.as_integer_ratio(value)
+            return {"t": "frac", "v": [int.__int__(exact[0]), int.__int__(exact[1])]}
+        if isinstance(value, Decimal):
+            return {"t": "dec", "v": Decimal.__str__(value)}
+        native = getattr(kind, "__module__", None) in ("builtins", "itertools", "collections")
+        if native and kind.__name__ in VIEWS:
+            items = [encode(x, None, depth + 1) for x in value]
+            return {"t": "view", "k": VIEWS[kind.__name__], "v": items}
+        if native and kind.__name__ == "deque":
+            return {"t": "list", "v": [encode(x, None, depth + 1) for x in value]}
+        if native and isinstance(value, Iterator):
+            # a generator, map or zip is read once here, as the tests would read it
             return {"t": "iter", "v": [encode(x, None, depth + 1) for x in value]}
         fields = getattr(kind, "__dataclass_fields__", None)
         module = getattr(kind, "__module__", "")
@@ -180,6 +205,15 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
                 data = np.ascontiguousarray(arr).tobytes()
                 tag = "nd" if isinstance(value, np.ndarray) else "np"
                 return {"t": tag, "d": arr.dtype.str, "s": list(arr.shape), "v": b64(data)}
+            if (
+                arr.dtype.kind in "OT"
+                and arr.dtype.fields is None
+                and isinstance(value, np.ndarray)
+            ):
+                # an array of Python objects or of numpy's variable-width strings: its items
+                # travel as data, and it comes back an object array
+                items = [encode(x, None, depth + 1) for x in arr.reshape(-1).tolist()]
+                return {"t": "ndo", "s": list(arr.shape), "v": items}
         plain_dtype = np is not None and isinstance(value, np.dtype) and value.fields is None
         if plain_dtype and value.kind in "biufcUS":
             return {"t": "npdtype", "v": value.str}
@@ -215,6 +249,15 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
                     out["grad"] = bool(value.requires_grad)
                     return out
         pd = sys.modules.get("pandas")
+        if pd is not None and value is pd.NA:
+            return {"t": "pdna"}
+        if pd is not None and isinstance(value, pd.Index):
+            items = encode(value.tolist(), None, depth + 1)
+            return {"t": "pdindex", "v": items, "n": encode(value.name, None, depth + 1)}
+        if pd is not None and isinstance(value, pd.api.extensions.ExtensionArray):
+            # pandas' own arrays (strings backed by Arrow, categoricals, nullable integers)
+            items = [encode(x, None, depth + 1) for x in value.tolist()]
+            return {"t": "ndo", "s": [len(items)], "v": items}
         if pd is not None and isinstance(value, pd.Series | pd.DataFrame):
             # a table of data travels as its labels and its values, column by column
             cols = [value] if isinstance(value, pd.Series) else [value[c] for c in value.columns]
@@ -265,6 +308,7 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
         import torch
 
         names = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16")
+        names += ("uint16", "uint32", "uint64")
         names += ("float32", "float64", "complex64", "complex128")
         need(text in names, "bad tensor dtype")
         dt = getattr(torch, text, None)
@@ -340,6 +384,64 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
                 n *= x
             arr = np.frombuffer(unb64(v, n * dt.itemsize), dtype=dt).reshape(shape).copy()
             return arr if t == "nd" else arr[()]
+        if t == "ndo":
+            import numpy as np
+
+            shape = shape_of(p.get("s"))
+            n = 1
+            for x in shape:
+                n *= x
+            need(type(v) is list and len(v) == n, "bad object array")
+            arr = np.empty(shape, dtype=object)
+            flat = arr.reshape(-1)
+            for i, x in enumerate(v):
+                flat[i] = decode(x, None, depth + 1)
+            return arr
+        if t == "range":
+            need(type(v) is list and len(v) == 3 and all(type(x) is int for x in v), "bad range")
+            need(v[2] != 0, "bad range")
+            # counted as its items: the tests may walk it
+            try:
+                size = len(range(*v))
+            except OverflowError:
+                size = 10**19
+            budget[0] += size
+            need(budget[0] <= 10_000_000, "more than 10 million items")
+            return range(*v)
+        if t == "frac":
+            need(type(v) is list and len(v) == 2 and all(type(x) is int for x in v), "bad number")
+            need(v[1] > 0 and max(abs(v[0]), v[1]).bit_length() <= 4096, "bad number")
+            return Fraction(v[0], v[1])
+        if t == "dec":
+            need(type(v) is str and len(v) <= 1000, "bad number")
+            try:
+                return Decimal(v)
+            except ArithmeticError:
+                need(False, "bad number")
+        if t == "view":
+            need(type(v) is list and p.get("k") in ("keys", "values", "items"), "bad view")
+            items = [decode(x, None, depth + 1) for x in v]
+            if p["k"] == "keys":
+                return dict.fromkeys(hashed(items)).keys()
+            if p["k"] == "values":
+                return dict(enumerate(items)).values()
+            need(all(type(x) is tuple and len(x) == 2 for x in items), "bad view")
+            keys = hashed([x[0] for x in items])
+            return dict(zip(keys, [x[1] for x in items], strict=True)).items()
+        if t == "counter":
+            inner = decode(v, None, depth + 1)
+            need(type(inner) is dict, "bad counter")
+            return Counter(inner)
+        if t == "pdna":
+            import pandas as pd
+
+            return pd.NA
+        if t == "pdindex":
+            import pandas as pd
+
+            items = decode(v, None, depth + 1)
+            need(type(items) is list, "bad index")
+            return pd.Index(items, name=decode(p.get("n"), None, depth + 1))
         if t == "rng":
             import numpy as np
 
@@ -427,7 +529,6 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
         def __init__(self, type_name: str) -> None:
             self.type_name = type_name
 
-    decode.Opaque = Opaque
     decode.budget = budget
     return encode, decode
 
@@ -518,7 +619,6 @@ def _xltv_call(fn: Any, content: dict, to_wire: Any, from_wire: Any, describe: A
 
 encode = _xltv_codec(configs=True)[0]  # the tests' arguments may hold a transformers config
 _, decode_reply = _xltv_codec(configs=False)
-Opaque = decode_reply.Opaque
 
 
 class Stop(BaseException):
@@ -530,16 +630,23 @@ class Stop(BaseException):
 
 
 def _first_opaque(value: object, depth: int = 0) -> str | None:
-    if isinstance(value, dict):
-        if value.get("t") == "opaque":
-            return str(value.get("type"))
-        items = [*value.get("k", []), *value.get("v", [])] if value.get("t") == "dict" else []
-        if value.get("t") in ("list", "tuple", "set", "frozenset", "iter", "dc"):
-            items = value["v"]
-        for x in items:
-            found = _first_opaque(x, depth + 1)
-            if found:
-                return found
+    """Return the type named by the first value of an encoded payload that is not data."""
+    if type(value) is not dict or depth > 60:
+        return None
+    tag, items = value.get("t"), value.get("v")
+    if tag == "opaque":
+        return str(value.get("type"))[:200]
+    if tag == "dict" and type(value.get("k")) is list and type(items) is list:
+        items = [*value["k"], *items]
+    elif tag in ("series", "frame", "pdindex", "counter"):
+        items = [value.get("i"), value.get("n"), value.get("c"), items]
+        items = [*items[:3], *(items[3] if type(items[3]) is list else [items[3]])]
+    elif tag not in ("list", "tuple", "set", "frozenset", "iter", "dc", "ndo", "view"):
+        return None
+    for x in items if type(items) is list else ():
+        found = _first_opaque(x, depth + 1)
+        if found:
+            return found
     return None
 
 
@@ -648,32 +755,10 @@ def read_return(
                 values[item[0]] = decode_reply(item[1])
     if reply.get("status") != "ok":
         raise remote_exception(reply)
-    value = decode_reply(reply.get("value"), values)
-    bad = _find_opaque_value(value)
+    bad = _first_opaque(reply.get("value"))
     if bad is not None:
         raise TypeError(f"{name} returned a {bad}: {NOT_DATA}")
-    return value
-
-
-def _find_opaque_value(value: object, depth: int = 0) -> str | None:
-    if isinstance(value, Opaque):
-        return value.type_name
-    if depth < 60 and type(value) in (list, tuple, set, frozenset):
-        for x in value:
-            found = _find_opaque_value(x, depth + 1)
-            if found:
-                return found
-    if depth < 60 and hasattr(type(value), "__dataclass_fields__"):
-        for k in type(value).__dataclass_fields__:
-            found = _find_opaque_value(getattr(value, k, None), depth + 1)
-            if found:
-                return found
-    if depth < 60 and type(value) is dict:
-        for x in [*value.keys(), *value.values()]:
-            found = _find_opaque_value(x, depth + 1)
-            if found:
-                return found
-    return None
+    return decode_reply(reply.get("value"), values)
 
 
 def _reseed() -> None:
@@ -736,8 +821,7 @@ def run_hidden_tests(
                     return read_return(_name, reply, values, deadline, write)
                 except TimeoutError as e:
                     text = f"{e} (a value returned by {_name})"
-                    out = {"ename": "CellTimeoutError", "evalue": text, "traceback": [text]}
-                    raise Stop(out) from None
+                    raise Stop(error_output("CellTimeoutError", text)) from None
 
             stub.__name__ = stub.__qualname__ = name
             glb[name] = stub
@@ -754,6 +838,11 @@ def run_hidden_tests(
     if out is None and changed[0]:
         out = run(write=False)
     return out
+
+
+def error_output(ename: str, text: str) -> dict:
+    """Return the error output of a cell the grader ended (a timeout, an altered reply)."""
+    return {"ename": ename, "evalue": text, "traceback": [f"{ename}: {text}"]}
 
 
 def describe(e: BaseException) -> dict:
