@@ -415,9 +415,15 @@ def _xltv_codec(configs: bool) -> tuple[Any, Any]:
         if t == "dec":
             need(type(v) is str and len(v) <= 1000, "bad number")
             try:
-                return Decimal(v)
+                number = Decimal(v)
             except ArithmeticError:
-                need(False, "bad number")
+                number = None
+            need(number is not None, "bad number")
+            # int() or str() of 1e10000000 takes minutes: the digits and the exponent stay
+            # within what Python converts quickly
+            exponent = number.as_tuple().exponent
+            need(type(exponent) is str or abs(exponent) <= 1000, "bad number")
+            return number
         if t == "view":
             need(type(v) is list and p.get("k") in ("keys", "values", "items"), "bad view")
             items = [decode(x, None, depth + 1) for x in v]
