@@ -645,8 +645,9 @@ def _first_opaque(value: object, depth: int = 0) -> str | None:
     if tag == "dict" and type(value.get("k")) is list and type(items) is list:
         items = [*value["k"], *items]
     elif tag in ("series", "frame", "pdindex", "counter"):
-        items = [value.get("i"), value.get("n"), value.get("c"), items]
-        items = [*items[:3], *(items[3] if type(items[3]) is list else [items[3]])]
+        # labels, name and columns too; a table's values are a list of columns
+        values = items if type(items) is list else [items]
+        items = [value.get("i"), value.get("n"), value.get("c"), *values]
     elif tag not in ("list", "tuple", "set", "frozenset", "iter", "dc", "ndo", "view"):
         return None
     for x in items if type(items) is list else ():
