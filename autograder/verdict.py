@@ -27,7 +27,9 @@ import ast
 import builtins
 import contextlib
 import random
+import signal
 import sys
+import threading
 import time
 import traceback
 import types
@@ -777,6 +779,65 @@ def _reseed() -> None:
         sys.modules["torch"].manual_seed(0)
 
 
+class _Alarm:
+    """End the hidden tests' own code with :class:`Stop` once ``deadline`` has passed.
+
+    A value small on the wire can still be slow to test (a loop over it); without this the
+    cell ran on until the whole notebook's limit, and the notebook got no score at all. A
+    ``SIGALRM`` timer, so only in the main thread (elsewhere nothing changes). It is paused
+    while a stub waits on the kernel: ``send`` keeps its own deadline there, and an
+    exception raised inside the kernel client's I/O could leave a message half read. A
+    timer that was already running (a test runner's) is put back when the tests end.
+    """
+
+    def __init__(self, deadline: float | None, output: dict) -> None:
+        self.deadline, self.output = deadline, output
+        self.on = False
+        self.usable = deadline is not None and threading.current_thread() is threading.main_thread()
+
+    def _fire(self, signum: int, frame: object) -> None:
+        if self.on:
+            self.on = False
+            raise Stop(self.output)
+
+    def _arm(self) -> None:
+        left = self.deadline - time.monotonic()  # type: ignore[operator]
+        if left <= 0:
+            raise Stop(self.output)
+        self.on = True
+        signal.setitimer(signal.ITIMER_REAL, left)
+
+    def __enter__(self) -> _Alarm:
+        if self.usable:
+            self.started = time.monotonic()
+            self.before = signal.signal(signal.SIGALRM, self._fire)
+            self.outer = signal.setitimer(signal.ITIMER_REAL, 0)
+            self._arm()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.usable:
+            return
+        self.on = False  # first: a signal arriving from here on is ignored
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.before)
+        remaining, interval = self.outer
+        if remaining > 0:
+            elapsed = time.monotonic() - self.started
+            signal.setitimer(signal.ITIMER_REAL, max(remaining - elapsed, 1e-3), interval)
+
+    @contextlib.contextmanager
+    def paused(self) -> Any:
+        """Stop the timer while the block runs (a call waiting on the kernel)."""
+        if not self.usable or not self.on:
+            yield
+            return
+        self.on = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        yield  # a Stop from the call (its own timeout, a dead kernel) passes on unchanged
+        self._arm()
+
+
 def run_hidden_tests(
     source: str,
     imports: list[str],
@@ -802,7 +863,8 @@ def run_hidden_tests(
             :class:`Stop` when the grading of the cell must end (a timeout, a forged reply, a
             dead kernel).
         seconds: the time each run of the tests has (each gets the whole of it: an answer
-            that draws from its generator argument is not given half the time).
+            that draws from its generator argument is not given half the time); the tests'
+            own code is stopped there too (:class:`_Alarm`), with a ``CellTimeoutError``.
 
     Returns:
         None when the tests pass, else the error output (``ename``, ``evalue``, ``traceback``)
@@ -818,11 +880,15 @@ def run_hidden_tests(
     def run(write: bool) -> dict | None:
         glb: dict[str, Any] = {"__builtins__": builtins, "__name__": "__xltg_hidden__"}
         deadline = None if seconds is None else time.monotonic() + seconds
+        alarm = _Alarm(deadline, error_output(
+            "CellTimeoutError", f"the hidden tests ran more than {seconds or 0:g} s"
+        ))  # fmt: skip
         for name in names:
 
             def stub(*args: object, _name: str = name, **kwargs: object) -> object:
                 values, payload = call_payload(args, kwargs)
-                reply = send(_name, payload, deadline)
+                with alarm.paused():
+                    reply = send(_name, payload, deadline)
                 changed[0] = changed[0] or bool(reply.get("after"))
                 try:
                     return read_return(_name, reply, values, deadline, write)
@@ -834,7 +900,8 @@ def run_hidden_tests(
             glb[name] = stub
         _reseed()
         try:
-            types.FunctionType(code, glb)()
+            with alarm:
+                types.FunctionType(code, glb)()
         except Stop:
             raise
         except BaseException as e:  # noqa: BLE001 - an exit or interrupt from the tests too

@@ -330,6 +330,40 @@ def test_hidden_tests_run_here_on_what_the_kernel_returns():
     assert calls == ["double", "double"]
 
 
+def test_the_hidden_tests_own_work_stops_at_the_cell_limit():
+    import signal
+    import time
+
+    # a value small on the wire, slow to test: the cell, not the whole notebook, times out
+    send = _sender(lambda n: n)
+    slow = "n = echo(10)\nwhile True:\n    n += 1\n"
+    start = time.monotonic()
+    with pytest.raises(verdict.Stop) as stop:  # the worker records its output as the cell's
+        verdict.run_hidden_tests(slow, [], ["echo"], send, seconds=1)
+    assert time.monotonic() - start < 5
+    out = stop.value.output
+    assert out["ename"] == "CellTimeoutError" and out["evalue"].endswith("more than 1 s")
+    # a call past the deadline: the kernel's wait keeps its own limit, the tests end after it
+    late = lambda name, payload, deadline: (time.sleep(1.2), send(name, payload, deadline))[1]  # noqa: E731
+    with pytest.raises(verdict.Stop) as stop:
+        verdict.run_hidden_tests("assert echo(1) == 1\n", [], ["echo"], late, seconds=1)
+    assert stop.value.output["ename"] == "CellTimeoutError" and stop.value.cause is None
+    # tests that pass leave no timer behind, and a timer already running (a test runner's)
+    # is put back with its handler
+    fired = []
+    before = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 60)
+        assert verdict.run_hidden_tests("assert echo(2) == 2\n", [], ["echo"], send, 1) is None
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 55 < remaining <= 60 and not fired
+        assert signal.getsignal(signal.SIGALRM) is not signal.default_int_handler
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 # the expected value computed after the call, from the very array the tests passed
 AFTER_THE_CALL = """
 x = np.array([3.0, 1.0, 2.0])
