@@ -70,6 +70,12 @@ class _Canon(ast.NodeTransformer):
     def visit_Constant(self, node: ast.Constant) -> ast.AST:
         return ast.Name(id=f"<{type(node.value).__name__}>", ctx=ast.Load())
 
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.AST:
+        # an f-string is a literal too, but its fields are code: keep them, canonicalised
+        # (a name standing in for its text parts is more than ast.unparse can print)
+        fields = [self.visit(v.value) for v in node.values if isinstance(v, ast.FormattedValue)]
+        return ast.Call(func=ast.Name(id="<fstr>", ctx=ast.Load()), args=fields, keywords=[])
+
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         if isinstance(node.operand, ast.Constant):  # -1 is a literal like 1
             return self.visit_Constant(node.operand)
@@ -129,7 +135,9 @@ def normalise(source: str) -> list[str]:
         tree = _Canon(_bound_names(tree)).visit(tree)
         ast.fix_missing_locations(tree)
         return _lines(tree.body)
-    except RecursionError:  # an expression too deep for the recursive visitors: compare as typed
+    except (RecursionError, ValueError):
+        # an expression too deep for the recursive visitors, or a tree ast.unparse cannot
+        # print: compare the cell as typed rather than fail the whole report
         return [" ".join(ln.split()) for ln in code.splitlines() if ln.strip()]
 
 
