@@ -50,7 +50,6 @@ def test_normalise_ignores_names_literals_comments_and_docstrings():
     assert similarity.normalise("def f(:\n") == []  # a syntax error compares as nothing
 
 
-
 def test_an_f_string_is_a_literal_whose_fields_are_code():
     # an f-string anywhere in an answer made ast.unparse raise, which ended the whole report
     a = 'def f(x, w):\n    raise ValueError(f"bad {x!r:>{w}}: {len(x)} items")\n'
@@ -58,6 +57,7 @@ def test_an_f_string_is_a_literal_whose_fields_are_code():
     c = 'def g(y, z):\n    raise ValueError(f"wrong {z}, {len(y)}")\n'
     assert similarity.normalise(a) == similarity.normalise(b) != similarity.normalise(c)
     assert similarity.normalise(a)[1] == "  raise ValueError(<fstr>(v1, len(v1)))"
+
 
 def _submit(folder, student, source):
     nb = notebooks.read_notebook(RELEASE)
