@@ -238,16 +238,25 @@ def _key(s: Submission) -> tuple[str, str]:
 
 
 def compile_pattern(
-    template: str, lessons: list[str], prefixes: tuple[str, ...] = ()
+    template: str,
+    lessons: list[str],
+    prefixes: tuple[str, ...] = (),
+    any_lessons: list[str] | None = None,
 ) -> re.Pattern:
     """Expand ``{lesson}``/``{any}``/``{prefix}``/``{copy}`` in ``template`` and compile it.
 
     The first ``{lesson}`` becomes the group ``lesson``, later ones must repeat it.
+    ``{any}`` stands for ``any_lessons`` (default: ``lessons``).
 
     Raises:
         IntakeError: the pattern is not a valid regular expression.
     """
-    alt = "|".join(re.escape(n) for n in sorted(lessons, key=len, reverse=True)) or "(?!)"
+
+    def alternatives(names: list[str]) -> str:
+        return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or "(?!)"
+
+    alt = alternatives(lessons)
+    any_alt = alternatives(lessons if any_lessons is None else any_lessons)
     pre = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True)) or "(?!)"
     first = [True]
 
@@ -258,7 +267,7 @@ def compile_pattern(
         return "(?P=lesson)"
 
     text = re.sub(r"\{lesson\}", lesson, template)
-    text = text.replace("{any}", f"(?:{alt})").replace("{prefix}", f"(?:{pre})")
+    text = text.replace("{any}", f"(?:{any_alt})").replace("{prefix}", f"(?:{pre})")
     text = text.replace("{copy}", _COPY).replace("{{", "{").replace("}}", "}")
     try:
         return re.compile(text, re.IGNORECASE)
@@ -303,7 +312,10 @@ def build_patterns(lessons: list[str], config: dict[str, Any] | None = None) -> 
     prefixes = tuple(cfg.get("github_prefixes", DEFAULT_PREFIXES))
     templates = [*extra_items, *((k, DEFAULT_PATTERNS[k]) for k in DEFAULT_PATTERNS if k in keep)]
     named = [(k, compile_pattern(t, lessons, prefixes)) for k, t in templates]
-    blank = [(k, compile_pattern(t, [], prefixes)) for k, t in templates]
+    # the lesson group left open, {any} still the real lessons: a lesson folder must never
+    # be read as the student (STUDENT/00-setup/Copy of 00-setup.ipynb), nor a GitHub
+    # Classroom clone's lesson prefix as part of the user
+    blank = [(k, compile_pattern(t, [], prefixes, any_lessons=lessons)) for k, t in templates]
 
     def any_lesson(rx: str, keep: tuple[str, ...] | None = None) -> list[tuple[str, re.Pattern]]:
         return [
@@ -412,21 +424,29 @@ def match_name(
             continue
         lesson = next(x for x in patterns.lessons if x.lower() == lesson.lower())
         return _submission(name, g, path, lesson)
+    unknown = None
     for _, rx in patterns.generic:
         m = rx.fullmatch(path)
         if m and m.groupdict().get("lesson"):
-            return f"lesson {m['lesson']!r} does not exist (lessons: {', '.join(patterns.lessons)})"
+            unknown = (
+                f"lesson {m['lesson']!r} does not exist (lessons: {', '.join(patterns.lessons)})"
+            )
+            break
+    # a clear student part and a notebook whose cells tell the lesson: graded, whatever the
+    # file is called (Colab's "Copy of 00-setup.ipynb", "00-setup-final.ipynb")
     for name, rx in patterns.loose:
         m = rx.fullmatch(path)
         if m is None or lesson_of is None:
             continue
         lesson = lesson_of()
         if lesson is None:
-            return "the file name has no lesson id and its cells match no lesson"
+            return unknown or "the file name has no lesson id and its cells match no lesson"
         g = {k: v for k, v in m.groupdict().items() if v is not None}
         g.pop("copy", None)
         return _submission(f"{name} (lesson from its cells)", g, path, lesson)
-    return "the name matches no submission pattern (see [intake] in autograder/term.toml)"
+    return (
+        unknown or "the name matches no submission pattern (see [intake] in autograder/term.toml)"
+    )
 
 
 def lesson_from_cells(data: bytes, lessons: list[str]) -> str | None:
@@ -619,6 +639,12 @@ def collect(
     for path, opener in members:
         stem, dot, ext = path.rpartition(".")
         ext = ext.lower() if dot and "/" not in ext else ""
+        named = path  # the name the patterns read
+        if ext in ("txt", "json") and stem.lower().endswith(".ipynb"):
+            # a browser or an LMS saved the notebook as NN-topic.ipynb.txt / .ipynb.json
+            named, ext = stem, "ipynb"
+            intake.notes.append((path, f"saved as .{path.rpartition('.')[2]}: read as a notebook"))
+            stem = stem[: -len(".ipynb")]
         # a notebook, a zip, or a file named like a submission but of another kind (a PDF,
         # a .py), with or without the lesson in its name (an LMS names every upload
         # after its student); other files (a readme, data) are not student work
@@ -646,10 +672,12 @@ def collect(
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             intake.skipped.append((path, f"unreadable in the download ({e})"))
             continue
-        found = match_name(path, patterns, lambda d=data: lesson_from_cells(d, lessons))
+        found = match_name(named, patterns, lambda d=data: lesson_from_cells(d, lessons))
         if isinstance(found, str):
             intake.skipped.append((path, found))
             continue
+        if named != path:
+            found = Submission(**{**asdict(found), "source": path})
         if not found.submitted_at:
             stamp = PurePosixPath(path).parent / "timestamp.txt"
             opener_ts = by_path.get(str(stamp) if str(stamp) != "." else "timestamp.txt")

@@ -239,6 +239,32 @@ def test_a_notebook_named_otherwise_is_told_by_its_cells(tmp_path):
     ]
 
 
+def test_a_lesson_folder_is_never_the_student(tmp_path):
+    # audit 13: Colab's download name inside STUDENT/NN-topic/ made every student "00-setup"
+    # (the class collapsed into one row, the others skipped as duplicates)
+    release = (paths.lessons_dir() / LESSON / f"{LESSON}.ipynb").read_bytes()
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for student in ("alice", "bob", "carol"):
+            z.writestr(f"subs/{student}/{LESSON}/Copy of {LESSON}.ipynb", release)
+        z.writestr(f"dave/{LESSON}/{LESSON}-final.ipynb", release)
+        z.writestr(f"{LESSON}-jdoe/Copy of {LESSON}.ipynb", release)  # GitHub Classroom
+        z.writestr("erin/05-no-such/05-no-such.ipynb", b'{"cells": []}')
+        z.writestr(f"frank/{LESSON}/{LESSON}.ipynb.txt", release)  # saved by a browser
+        z.writestr(f"gina_71_72_{LESSON}.ipynb.json", release)  # Canvas, saved as .json
+    taken = intake.collect(archive, tmp_path / "out", LESSONS)
+    got = sorted((s.student, s.lesson) for s in taken.submissions)
+    assert got == [
+        (s, LESSON) for s in ("alice", "bob", "carol", "dave", "frank", "gina_71", "jdoe")
+    ]
+    gina = next(s for s in taken.submissions if s.student == "gina_71")
+    assert gina.source == f"gina_71_72_{LESSON}.ipynb.json" and gina.lms_id == "71"
+    assert dict(taken.skipped) == {
+        "erin/05-no-such/05-no-such.ipynb": f"lesson '05-no-such' does not exist (lessons: {', '.join(LESSONS)})"
+    }
+    assert f"frank/{LESSON}/{LESSON}.ipynb.txt" in dict(taken.notes)
+
+
 def _layout(root, files):
     for name, body in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
