@@ -356,9 +356,11 @@ def export(
         for (student, _), rec in sorted(records.items()):
             if student == s:
                 row.setdefault("name", rec.get("name", ""))
-                if rec.get("pattern") == "canvas":
+                # "canvas" or "canvas (lesson from its cells)": the same LMS name
+                kind = str(rec.get("pattern", "")).split(" ")[0]
+                if kind == "canvas":
                     row.setdefault("lms_id", rec.get("lms_id", ""))
-                if rec.get("pattern") == "moodle":
+                if kind == "moodle":
                     row.setdefault("moodle_participant", rec.get("lms_id", ""))
         ident[s] = {k: v for k, v in row.items() if v}
     buf = io.StringIO()

@@ -81,6 +81,20 @@ def test_canvas_without_roster_uses_the_ids_in_canvas_names(graded):
     assert "00-setup (501)" in rows[0]
     assert [r["ID"] for r in rows] == ["12345", "222"]
     assert any("Zoë_Müller_77: no Canvas ID" in p for p in report.problems)
+    # a Canvas file told by its cells ("Copy of 00-setup.ipynb") carries the same id (audit 13)
+    taken = Intake.load(graded / "intake.json")
+    taken.submissions = [
+        Submission(
+            s.student, s.lesson, s.source, "canvas (lesson from its cells)", s.name, s.lms_id
+        )
+        if s.student == "doejohn_12345"
+        else s
+        for s in taken.submissions
+    ]
+    taken.save(graded / "intake.json")
+    again = export.export(graded, "canvas")
+    with open(again.path, encoding="utf-8") as f:
+        assert [r["ID"] for r in csv.DictReader(f)] == ["12345", "222"]
 
 
 def test_moodle_export_and_wide_table_with_late_policy(graded, tmp_path):
