@@ -142,16 +142,35 @@ def normalise(source: str) -> list[str]:
 
 
 def answer_cells(nb_path: Path) -> dict[str, str]:
-    """Return ``grade_id -> source`` of a notebook's answer (solution) cells ({} if unreadable)."""
+    """Return ``grade_id -> source`` of a notebook's answer (solution) cells ({} if unreadable).
+
+    The student's own code cells that follow an answer cell (before the next nbgrader cell),
+    and a second copy of it, count as part of that answer, under ``"{grade_id} +1"``,
+    ``"+2"``...: the grader runs them with it, and an answer retyped in a new cell lives
+    there. Each is its own entry, since names are canonicalised cell by cell.
+    """
     try:
         nb = notebooks.read_notebook(nb_path)
     except Exception:  # noqa: BLE001 - a broken submission has nothing to compare
         return {}
-    out = {}
+    out: dict[str, str] = {}
+    current: str | None = None
     for c in nb.cells:
-        meta = c.get("metadata", {}).get("nbgrader", {})
-        if c.cell_type == "code" and meta.get("solution") and meta.get("grade_id"):
-            out.setdefault(meta["grade_id"], c.source)
+        meta = (c.get("metadata") or {}).get("nbgrader") or {}  # null in some editors' saves
+        if not isinstance(meta, dict):
+            meta = {}
+        if meta.get("grade_id") or meta.get("locked"):
+            current = None
+        if c.get("cell_type") != "code" or not isinstance(c.get("source"), str):
+            continue
+        if meta.get("solution") and meta.get("grade_id"):
+            current = str(meta["grade_id"])
+            if current not in out:
+                out[current] = c.source
+                continue
+        if current is not None and (not meta or meta.get("grade_id") == current):
+            n = sum(k.startswith(f"{current} +") for k in out) + 1
+            out[f"{current} +{n}"] = c.source
     return out
 
 
@@ -211,6 +230,36 @@ def compare_lesson(
     return pairs
 
 
+def submitted_notebooks(folder: Path) -> list[tuple[str, str, Path]]:
+    """Return ``(student, lesson, notebook)`` of every submission in ``folder``.
+
+    ``folder`` is ``STUDENT/NN-topic/NN-topic.ipynb`` submissions, or the ``--out`` folder of
+    ``xlt-course grade``: its notebooks as graded (rebuilt in the lesson's structure), else
+    the LMS download's notebooks as taken in.
+
+    Raises:
+        FileNotFoundError: no submission in it (a wrong folder must not read as "no pairs").
+    """
+    jobs, taken = folder / ".work" / "jobs", folder / ".work" / "intake"
+    graded_output = (folder / "grades.csv").is_file()
+    found: list[tuple[str, str, Path]] = []
+    if graded_output and jobs.is_dir():
+        # .work/jobs/LESSON/STUDENT/submitted/STUDENT/LESSON/LESSON.ipynb
+        for nb in sorted(jobs.glob("*/*/submitted/*/*/*.ipynb")):
+            found.append((nb.parent.parent.name, nb.parent.name, nb))
+    else:
+        root = taken if graded_output and taken.is_dir() else folder
+        for nb in sorted(root.glob("*/*/*.ipynb")):
+            found.append((nb.parent.parent.name, nb.parent.name, nb))
+    found = [(s, lesson, nb) for s, lesson, nb in found if nb.stem == lesson]
+    if not found:
+        raise FileNotFoundError(
+            f"no submissions in {folder}: expected STUDENT/NN-topic/NN-topic.ipynb, or the "
+            "--out folder of xlt-course grade"
+        )
+    return found
+
+
 def similarity_report(
     submissions: Path,
     dest: Path,
@@ -223,8 +272,8 @@ def similarity_report(
     """Compare every pair of students per lesson; write ``dest/similarity.html`` and ``.json``.
 
     Args:
-        submissions: ``STUDENT/NN-topic/NN-topic.ipynb`` (e.g. ``OUT/.work/intake`` after
-            grading an LMS zip).
+        submissions: ``STUDENT/NN-topic/NN-topic.ipynb``, or a grading output folder
+            (:func:`submitted_notebooks`).
         dest: the folder to write the report to.
         lessons: only these lessons (default: every lesson submitted).
         threshold: see :func:`compare_lesson`.
@@ -244,11 +293,9 @@ def similarity_report(
         raise FileNotFoundError(f"submissions folder {submissions} does not exist")
     release = release or paths.lessons_dir()
     by_lesson: dict[str, dict[str, dict[str, str]]] = {}
-    for nb in sorted(submissions.glob("*/*/*.ipynb")):
-        student, lesson = nb.parent.parent.name, nb.parent.name
-        if nb.stem != lesson or (lessons and lesson not in lessons):
-            continue
-        by_lesson.setdefault(lesson, {})[student] = answer_cells(nb)
+    for student, lesson, nb in submitted_notebooks(submissions):
+        if not lessons or lesson in lessons:
+            by_lesson.setdefault(lesson, {})[student] = answer_cells(nb)
     pairs: list[Pair] = []
     for lesson, answers in sorted(by_lesson.items()):
         starter = answer_cells(release / lesson / f"{lesson}.ipynb")

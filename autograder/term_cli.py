@@ -76,12 +76,13 @@ def _export(args: argparse.Namespace) -> int:
 def _similarity(args: argparse.Namespace) -> int:
     from autograder import similarity
 
-    subs = Path(args.submissions)
-    if (subs / ".work" / "intake").is_dir() and (subs / "grades.csv").exists():
-        subs = subs / ".work" / "intake"  # a grading output folder fed by an LMS download
-    pairs = similarity.similarity_report(
-        subs, Path(args.out), lessons=args.lesson, threshold=args.threshold
-    )
+    try:
+        pairs = similarity.similarity_report(
+            Path(args.submissions), Path(args.out), lessons=args.lesson, threshold=args.threshold
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"xlt-course: error: {e}", file=sys.stderr)
+        return 2
     for p in pairs:
         print(f"{p.lesson}: {p.a} / {p.b}  {p.similarity:.0%} ({p.shared} shared lines)")
     print(

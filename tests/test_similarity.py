@@ -93,3 +93,39 @@ def test_report_pairs_copies_side_by_side_and_skips_starter_code(tmp_path, capsy
 def test_threshold_is_checked(tmp_path):
     with pytest.raises(ValueError, match="threshold"):
         similarity.similarity_report(tmp_path, tmp_path / "r", threshold=1.5)
+
+
+def test_a_grading_output_and_retyped_or_odd_cells_are_read(tmp_path, capsys):
+    # audit 13: a grading output graded from a folder read as "0 pairs"; a cell whose
+    # nbgrader metadata is null ended the report; an answer retyped in a new cell was unseen
+    out = tmp_path / "OUT"
+    (out / ".work" / "jobs").mkdir(parents=True)
+    (out / "grades.csv").write_text("student,lesson\n", encoding="utf-8")
+    graded = tmp_path / "graded"
+    _submit(graded, "ana", ORIGINAL)
+    _submit(graded, "ben", RENAMED)
+    for student in ("ana", "ben"):
+        job = out / ".work" / "jobs" / LESSON / student / "submitted" / student / LESSON
+        job.mkdir(parents=True)
+        (job / f"{LESSON}.ipynb").write_bytes(
+            (graded / student / LESSON / f"{LESSON}.ipynb").read_bytes()
+        )
+    assert cli.main(["similarity", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert "00-setup: ana / ben  100%" in capsys.readouterr().out
+    # an empty or wrong folder is an error, not "no pairs"
+    assert cli.main(["similarity", str(tmp_path / "rep"), "--out", str(tmp_path / "r2")]) == 2
+    assert "no submissions in" in capsys.readouterr().err
+    # the answer retyped below a stub left as it was, beside a null nbgrader field
+    nb = notebooks.read_notebook(RELEASE)
+    stub = notebooks.grade_cells(nb)["ex1_cosine"]
+    at = nb.cells.index(stub)
+    nb.cells.insert(at + 1, notebooks.nbformat.v4.new_code_cell(RENAMED))
+    nb.cells.insert(at + 2, notebooks.nbformat.v4.new_code_cell("x = 1"))
+    nb.cells[at + 2].metadata["nbgrader"] = None
+    path = tmp_path / "subs" / "cy" / LESSON / f"{LESSON}.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(notebooks.dumps(nb), encoding="utf-8")
+    assert similarity.answer_cells(path)["ex1_cosine +1"] == RENAMED
+    _submit(tmp_path / "subs", "ana", ORIGINAL)
+    pairs = similarity.similarity_report(tmp_path / "subs", tmp_path / "r3", threshold=0.5)
+    assert [(p.a, p.b) for p in pairs] == [("ana", "cy")]
