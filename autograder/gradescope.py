@@ -57,6 +57,7 @@ def results_json(
     *,
     visibility: Visibility = "after_published",
     seconds: float | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Return Gradescope's ``results.json`` for one graded notebook.
 
@@ -65,6 +66,7 @@ def results_json(
         checks: the self-check results of :func:`autograder.validate.validate` (optional).
         visibility: when students see the scores the hidden tests decide.
         seconds: the grading time (``execution_time``).
+        notes: lines for the student about the upload (which notebook was graded).
 
     Returns:
         The JSON object (no top-level ``score``: Gradescope sums the tests).
@@ -82,7 +84,8 @@ def results_json(
                 "output": (
                     "All tests pass."
                     if score >= max_score
-                    else "Some tests fail: see your feedback for the hint of each failed test."
+                    else "Some tests fail: the self-check results below say what is wrong "
+                    "where a self-check can tell."
                 ),
             }
         )
@@ -106,7 +109,8 @@ def results_json(
             "max_score": 0.0,
             "status": "failed" if result.flags else "passed",
             "visibility": "visible",
-            "output": "\n".join(result.flags) or "The notebook was graded as submitted.",
+            "output": "\n".join([*(notes or []), *result.flags])
+            or "The notebook was graded as submitted.",
         }
     )
     payload: dict[str, Any] = {
@@ -156,7 +160,24 @@ def run(
         if lesson is not None:
             named = [p for p in found if lesson in p.name]
             found = named or found
-        if not found:
+        notes: list[str] = []
+        refusal = None
+        if len(found) > 1:
+            # a second upload (an older download, "00-setup (1).ipynb"): grade the one named
+            # exactly like the lesson, else refuse to guess
+            exact = [p for p in found if lesson is not None and p.name == f"{lesson}.ipynb"]
+            if len(exact) == 1:
+                others = ", ".join(p.name for p in found if p != exact[0])
+                notes.append(f"Graded {exact[0].name}; also uploaded, not graded: {others}.")
+                found = exact
+            else:
+                refusal = (
+                    f"{len(found)} notebooks were uploaded ({', '.join(p.name for p in found)}):"
+                    f" upload only your lesson notebook, named {lesson or 'NN-topic'}.ipynb"
+                )
+        if refusal is not None:
+            payload = _failure(refusal)
+        elif not found:
             payload = _failure("no .ipynb file was submitted")
         else:
             nb = found[0]
@@ -174,8 +195,9 @@ def run(
                     )  # fmt: skip
                     checks = validate.validate(nb, lesson).checks if self_checks else None
                 payload = results_json(
-                    result, checks, visibility=visibility, seconds=time.perf_counter() - t0
-                )
+                    result, checks, visibility=visibility, seconds=time.perf_counter() - t0,
+                    notes=notes,
+                )  # fmt: skip
     except Exception as e:  # noqa: BLE001 - Gradescope must always get a results.json
         payload = _failure(f"{type(e).__name__}: {e}")
     results = Path(results)

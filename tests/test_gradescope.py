@@ -60,6 +60,29 @@ def test_run_always_writes_results_json(tmp_path, monkeypatch):
     res = gradescope.run(empty, tmp_path / "r2.json")
     notebook = next(t for t in res["tests"] if t["name"] == "notebook")
     assert notebook["output"] == "cells reordered"
+    # two uploads (audit 13: the first in sorted order, an old blank copy, was graded
+    # unsaid): the one named like the lesson is graded and the student told; else refused
+    graded = []
+    monkeypatch.setattr(
+        grading,
+        "grade",
+        lambda subs, *a, **k: (
+            graded.extend(p.read_text() for p in subs.rglob("*.ipynb")) or [_result()]
+        ),
+    )
+    (empty / "my_00-setup.ipynb").unlink()
+    (empty / f"{LESSON}.ipynb").write_text('{"v": "mine"}', encoding="utf-8")
+    (empty / f"{LESSON} (1).ipynb").write_text('{"v": "old"}', encoding="utf-8")
+    res = gradescope.run(empty, tmp_path / "r3.json", lesson=LESSON)
+    assert graded == ['{"v": "mine"}']
+    notebook = next(t for t in res["tests"] if t["name"] == "notebook")
+    assert (
+        notebook["output"]
+        == f"Graded {LESSON}.ipynb; also uploaded, not graded: {LESSON} (1).ipynb."
+    )
+    (empty / f"{LESSON}.ipynb").rename(empty / f"{LESSON} (2).ipynb")
+    res = gradescope.run(empty, tmp_path / "r4.json", lesson=LESSON)
+    assert res["score"] == 0.0 and "2 notebooks were uploaded" in res["output"]
 
 
 def test_bundle_has_the_gradescope_entry_points(tmp_path, capsys):
