@@ -11,6 +11,7 @@ output): then they were given to another answer, so they are cleared and reporte
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import sys
@@ -186,4 +187,16 @@ def merge_results(out: Path, root: Path | None = None) -> MergeReport:
                         shutil.rmtree(dest)
                     shutil.copytree(src, dest)
             report.merged.append((student, lesson))
+    # a notebook that could not be graded at all (empty, not JSON) has a row in grades.csv
+    # but no job gradebook: say so, or the student silently does not exist in formgrader
+    merged = {(s, lesson) for s, lesson in report.merged}
+    said = {line.split(":")[0] for line in report.skipped}
+    rows = Path(out) / "grades.csv"
+    if rows.is_file():
+        with open(rows, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                key = (row.get("student", ""), row.get("lesson", ""))
+                if key not in merged and f"{key[0]}/{key[1]}" not in said:
+                    why = (row.get("flags") or "no notebook could be graded").split(";")[0]
+                    report.skipped.append(f"{key[0]}/{key[1]}: not in its gradebook ({why})")
     return report

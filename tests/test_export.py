@@ -297,6 +297,20 @@ def test_remerging_a_resubmission_clears_its_hand_grading_and_says_so(tmp_path, 
 
 
 @pytest.mark.filterwarnings("ignore:.*not in session")  # nbgrader's own
+def test_a_submission_that_could_not_be_graded_is_said_when_merging(tmp_path):
+    # audit 13: an empty or non-JSON notebook has no job gradebook and vanished unsaid
+    from autograder import formgrader
+
+    out, root = tmp_path / "graded", tmp_path / "course"
+    _graded_job(out, "doejohn_123", '{"answer": "a careful essay"}')
+    with open(out / "grades.csv", "a", encoding="utf-8") as f:
+        f.write(f"roe_124,{LESSON},0,2,0,0,4,0,6,,empty file\n")
+    report = formgrader.merge_results(out, root)
+    assert report.merged == [("doejohn_123", LESSON)]
+    assert report.skipped == [f"roe_124/{LESSON}: not in its gradebook (empty file)"]
+
+
+@pytest.mark.filterwarnings("ignore:.*not in session")  # nbgrader's own
 def test_export_counts_the_scores_given_in_formgrader(tmp_path):
     from autograder import formgrader
 
