@@ -59,6 +59,8 @@ def _write_course(root: Path, *, source: str = "source", release: str = "release
         "c.CourseDirectory.autograded_directory = 'autograded'\n"
         "c.CourseDirectory.feedback_directory = 'feedback'\n"
         f"c.CourseDirectory.db_url = {'sqlite:///' + str(root / 'gradebook.db')!r}\n"
+        # feedback pages: what the notebook's code displayed runs no script there
+        "c.HTMLExporter.preprocessors = ['autograder.grading.sanitize_feedback_outputs']\n"
     )
     (root / "nbgrader_config.py").write_text(text, encoding="utf-8")
 
@@ -1038,11 +1040,153 @@ def forbidden_course_use(
 
 @dataclass
 class Prepared:
-    """A submission made gradable: the canonical notebook, flags, and exercises scored 0."""
+    """A submission made gradable: the canonical notebook, flags, and exercises scored 0.
+
+    ``review`` lists written answers left unchanged while the student wrote text in another
+    cell: they wait for the instructor (pending), never a final 0.
+    """
 
     nb: Any | None
     flags: list[str] = field(default_factory=list)
     zero: dict[str, str] = field(default_factory=dict)
+    review: list[str] = field(default_factory=list)
+
+
+DELETED_STUB_NOTE = (
+    "# The answer cell was deleted from the submission: the lesson's stub stands in its place."
+)
+"""First line of the stub put back for a deleted code answer cell (the feedback shows it)."""
+
+
+def normalised_text(source: str) -> str:
+    """Return ``source`` with ``\\n`` line endings, no trailing whitespace and no blank ends."""
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip()
+
+
+def _code_shape(source: str) -> str | None:
+    """Return the ``ast.dump`` of a code cell's source, positions left out (None: no parse)."""
+    import ast
+
+    try:
+        return ast.dump(pysource.parse(pysource.python_source(normalised_text(source))))
+    except (SyntaxError, ValueError, RecursionError, MemoryError, pysource.Unparseable):
+        return None
+
+
+def same_locked_source(source: str, originals: set[str] | tuple, *, code: bool) -> bool:
+    """Return whether a locked cell's ``source`` is one of ``originals``, up to formatting.
+
+    Line endings and trailing whitespace never count (CRLF, an editor's trailing spaces);
+    in a code cell, a reformatting that leaves the same syntax tree (ruff or black run by a
+    format-on-save) does not count either. Any other change does.
+    """
+    text = normalised_text(source)
+    if any(text == normalised_text(o) for o in originals):
+        return True
+    if not code:
+        return False
+    shape = _code_shape(source)
+    return shape is not None and any(shape == _code_shape(o) for o in originals)
+
+
+#: Syntax that Python 3.12 accepts and 3.11 rejects (PEP 695 aliases and generics).
+_NEWER_SYNTAX = (
+    (re.compile(r"^[ \t]*type[ \t]+[A-Za-z_]\w*[ \t]*(\[[^\]\n]*\])?[ \t]*=", re.M),
+     "a `type X = ...` alias"),
+    (re.compile(r"^[ \t]*(async[ \t]+)?def[ \t]+\w+[ \t]*\[", re.M), "a generic `def f[T](...)`"),
+    (re.compile(r"^[ \t]*class[ \t]+\w+[ \t]*\[", re.M), "a generic `class C[T]`"),
+)  # fmt: skip
+
+
+def newer_syntax(source: str, message: str, version: Any = None) -> str | None:
+    """Return why a cell that fails to parse here may be valid in a newer Python (None: no sign).
+
+    Args:
+        source: the cell's source.
+        message: the SyntaxError's message.
+        version: the notebook's ``metadata.language_info.version`` (where it last ran).
+
+    Returns:
+        e.g. "a `type X = ...` alias needs Python 3.12 or newer", or None when nothing says
+        that the syntax is newer than the grader's Python.
+    """
+    if sys.version_info >= (3, 12):
+        return None  # the grader reads every syntax the signs below point to
+    for pattern, what in _NEWER_SYNTAX:
+        if pattern.search(source):
+            return f"{what} needs Python 3.12 or newer"
+    if message.startswith("f-string"):
+        return (
+            "an f-string that reuses its quotes, or holds a backslash or a comment, inside "
+            "{...} needs Python 3.12 or newer"
+        )
+    m = re.match(r"(\d+)\.(\d+)", str(version or ""))
+    if m and (int(m[1]), int(m[2])) > sys.version_info[:2]:
+        return f"the notebook last ran on Python {version}, whose syntax may be newer"
+    return None
+
+
+GRADER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+"""The grader's (and its kernels') Python version, as messages name it."""
+
+#: HTML in a student's text that runs code when a page shows it: script-like elements (with
+#: their content), ``on*=`` event handlers and ``javascript:`` URLs.
+_ACTIVE_ELEMENTS = re.compile(
+    r"<\s*(script|style|iframe|frame|frameset|object|embed|applet|base|meta|link|form)\b"
+    r"[^>]*>(.*?<\s*/\s*\1\s*>)?|<\s*/\s*(script|style|iframe|object|embed|applet|form)\s*>",
+    re.I | re.S,
+)
+_TAG = re.compile(r"<\s*[A-Za-z][^<>]*>", re.S)
+_EVENT_ATTRIBUTE = re.compile(r"""[\s/"']on[a-z]+\s*=\s*("[^"]*"|'[^']*'|[^\s>]*)""", re.I)
+_SCRIPT_URL = re.compile(r"(?:java|vb)script\s*:", re.I)
+_SCRIPT_LINK = re.compile(r"(\]\(\s*<?)\s*(?:java|vb)script\s*:", re.I)
+
+
+def strip_active_html(source: str) -> str:
+    """Return a student's markdown ``source`` without the HTML that would run as script.
+
+    Removes script-like elements, event-handler attributes and ``javascript:`` URLs (in tags
+    and in markdown links); prose, markdown and harmless HTML (``<b>``, ``<img src>``) stay.
+    """
+    out = _ACTIVE_ELEMENTS.sub("", source)
+
+    def clean_tag(m: re.Match) -> str:
+        tag = _EVENT_ATTRIBUTE.sub(lambda a: a[0][0], m[0])
+        return _SCRIPT_URL.sub("", tag)
+
+    out = _TAG.sub(clean_tag, out)
+    return _SCRIPT_LINK.sub(r"\1#", out)
+
+
+#: Output types a feedback page would run as script (widgets need their JavaScript too).
+ACTIVE_OUTPUTS = ("application/javascript", "application/vnd.jupyter.widget-view+json")
+
+
+def sanitize_feedback_outputs(nb: Any, resources: Any) -> tuple[Any, Any]:
+    """Remove what would run as script from the outputs of ``nb`` (nbconvert preprocessor).
+
+    The feedback page shows what the student's code displayed: JavaScript and widget
+    outputs are dropped (their text form stays), and HTML, SVG and markdown outputs lose
+    script-like elements and event handlers (:func:`strip_active_html`).
+
+    Returns:
+        ``(nb, resources)``, as nbconvert's preprocessors do.
+    """
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if not data:
+                continue
+            for kind in ACTIVE_OUTPUTS:
+                data.pop(kind, None)
+            for kind in ("text/html", "image/svg+xml", "text/markdown"):
+                value = data.get(kind)
+                if isinstance(value, list):
+                    value = "".join(value)
+                if isinstance(value, str):
+                    data[kind] = strip_active_html(value)
+    return nb, resources
 
 
 def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
@@ -1051,10 +1195,16 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
     - a missing, empty, non-JSON or non-notebook file is not graded (``nb`` is None);
       nbformat 3 (and older) is converted to 4;
     - every nbgrader cell is put back in the lesson's order with the lesson's metadata: a
-      deleted cell comes back from the lesson (a deleted solution as the blank stub), an
-      edited locked cell is restored, a duplicate keeps its first copy graded (later copies
-      of a solution run as ordinary cells after it, as they would in Jupyter);
+      deleted cell comes back from the lesson (a deleted solution as the blank stub, placed
+      before the student's own cells that took its place, so that their code still runs
+      after it as in Jupyter), an edited locked cell is restored (line endings, trailing
+      whitespace and code reformatting are no edit), a duplicate keeps its first copy
+      graded (later copies of a solution run as ordinary cells after it, as they would in
+      Jupyter);
     - the student's own cells follow the nbgrader cell they followed;
+    - a written answer left as the lesson's placeholder, with the student's text in a cell
+      beside it, is flagged and waits for the instructor (``review``);
+    - HTML that would run as script is removed from the student's text (feedback pages);
     - the kernel is the lesson's;
     - a solution cell that uses ``xlt_course`` beyond ``checks`` scores 0 for its tests.
 
@@ -1072,7 +1222,7 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
         p.flags.append("empty file")
         return p
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8-sig"))  # a BOM: Notepad, PowerShell 5.1
     except (UnicodeDecodeError, ValueError) as e:
         p.flags.append(f"invalid notebook: not JSON ({str(e).splitlines()[0][:120]})")
         return p
@@ -1083,7 +1233,7 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
     try:
         with warnings.catch_warnings():  # e.g. duplicate cell ids: fixed below
             warnings.simplefilter("ignore")
-            nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+            nb = nbformat.reads(raw.decode("utf-8-sig"), as_version=4)
         if major != 4:
             p.flags.append(f"nbformat {major} notebook converted to nbformat 4")
     except Exception as e:  # noqa: BLE001 - nbformat raises many types for bad input
@@ -1093,14 +1243,26 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
     if kernel is not None and kernel != layout.kernel:
         p.flags.append(f"kernel {kernel!r} replaced by {layout.kernel!r}")
     template = {_nbgrader_meta(c)["grade_id"]: c for c in layout.cells if _nbgrader_meta(c)}
+    lesson_text = {normalised_text(c.source) for c in layout.cells}
+    # the lesson's plain cells between each graded cell and the graded cell before it
+    lead_in: dict[str, set[str]] = {}
+    plain_run: set[str] = set()
+    for t in layout.cells:
+        gid = _nbgrader_meta(t).get("grade_id")
+        if gid:
+            lead_in[gid], plain_run = plain_run, set()
+        else:
+            plain_run.add(normalised_text(t.source))
     known: dict[str, Any] = {}
+    above: dict[str, Any] = {}  # the cell right above each graded cell, as submitted
     attached: dict[str | None, list[Any]] = {None: []}
     anchor: str | None = None
     seen_order: list[str] = []
-    for c in nb.cells:
+    for i, c in enumerate(nb.cells):
         gid = _nbgrader_meta(c).get("grade_id")
         if gid in template and gid not in known:
             known[gid] = c
+            above[gid] = nb.cells[i - 1] if i else None
             seen_order.append(gid)
             anchor = gid
             attached.setdefault(gid, [])
@@ -1116,21 +1278,51 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
         attached.setdefault(anchor, []).append(plain)
     if seen_order != [g for g in layout.order if g in known]:
         p.flags.append("cells reordered (graded in the lesson's order)")
+
+    def own_text(cell: Any) -> bool:
+        """Return whether ``cell`` holds text the student wrote (not the lesson's)."""
+        return (
+            cell is not None
+            and cell.get("cell_type") in ("markdown", "raw")
+            and bool(cell.get("source", "").strip())
+            and normalised_text(cell.source) not in lesson_text
+        )
+
     cells = list(attached[None])
+    mark = 0  # where the previous graded cell's attached cells start
     for gid in layout.order:
         t = template[gid]
         meta = _nbgrader_meta(t)
         c = known.get(gid)
-        if c is None:
-            what = "solution" if meta.get("solution") else "locked"
+        if c is None and meta.get("solution"):
+            # The student's own cells attached to the previous graded cell may hold the
+            # answer (retyped in a new cell, metadata cleared, merged into the cell above):
+            # the stub goes before them, after the lesson's cells that lead into it, so
+            # their definition wins as it does when the notebook runs top to bottom.
             p.flags.append(
-                f"{what} cell {gid} deleted ({'graded blank' if meta.get('solution') else 'restored'})"
+                f"solution cell {gid} deleted (the lesson's stub put back before the "
+                "student's own cells)"
             )
+            c = copy.deepcopy(t)
+            if c.cell_type == "code":
+                c.source = f"{DELETED_STUB_NOTE}\n{c.source}"
+            c.metadata = copy.deepcopy(t.metadata)
+            pos = mark
+            while pos < len(cells) and normalised_text(cells[pos].source) in lead_in[gid]:
+                pos += 1
+            cells.insert(pos, c)
+            mark = pos + 1
+            continue
+        if c is None:
+            p.flags.append(f"locked cell {gid} deleted (restored)")
             c = copy.deepcopy(t)
         else:
             c = copy.deepcopy(c)
-            if meta.get("locked") and c.source.strip() not in layout.locked_sources.get(gid, ()):
-                p.flags.append(f"locked cell {gid} edited (restored from the lesson)")
+            if meta.get("locked"):
+                if not same_locked_source(
+                    c.source, layout.locked_sources.get(gid, ()), code=t.cell_type == "code"
+                ):
+                    p.flags.append(f"locked cell {gid} edited (restored from the lesson)")
                 c.source = t.source
             c.cell_type = t.cell_type
             if c.cell_type == "code":
@@ -1141,8 +1333,33 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
                 c.pop("execution_count", None)
         c.metadata = copy.deepcopy(t.metadata)
         cells.append(c)
+        mark = len(cells)
         cells.extend(attached.get(gid, []))
+    for gid in layout.order:
+        t = template[gid]
+        meta = _nbgrader_meta(t)
+        c = known.get(gid)
+        if not (meta.get("solution") and meta.get("grade")) or c is None:
+            continue
+        if normalised_text(c.source) == normalised_text(t.source):
+            below = any(own_text(x) for x in attached.get(gid, []))
+            over = own_text(above.get(gid))
+            if below or over:
+                where = " and ".join(w for w, b in (("above", over), ("below", below)) if b)
+                p.flags.append(
+                    f"{gid}: answer cell unchanged, but the student wrote text {where} it: "
+                    "review by hand"
+                )
+                p.review.append(gid)
     nb.cells = cells
+    for i, c in enumerate(cells):
+        # the feedback page shows the student's text as HTML: nothing in it may run there
+        if c.cell_type == "markdown" and (_nbgrader_meta(c).get("solution") or own_text(c)):
+            clean = strip_active_html(c.source)
+            if clean != c.source:
+                where = notebooks.cell_label(nb, i)
+                p.flags.append(f"{where}: scripts or event handlers removed from its HTML")
+                c.source = clean
     nb.metadata["kernelspec"] = {
         "display_name": "Python 3",
         "language": "python",
@@ -1187,6 +1404,21 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
             p.flags.append(
                 f"{where}: reaches into the grader ({'; '.join(what[:6])}): review by hand"
             )
+    version = (nb.metadata.get("language_info") or {}).get("version")
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code" or c.source.strip() in lesson_code:
+            continue
+        try:
+            pysource.parse(pysource.python_source(c.source))
+        except SyntaxError as e:
+            why = newer_syntax(c.source, str(e.msg or ""), version)
+            if why:
+                where = _nbgrader_meta(c).get("grade_id") or notebooks.cell_label(nb, i)
+                p.flags.append(
+                    f"{where}: SyntaxError under the grader's Python {GRADER_PYTHON} ({why})"
+                )
+        except (ValueError, RecursionError, MemoryError, pysource.Unparseable):
+            pass  # flagged above when it matters (an answer the grader cannot check)
     for i, c in enumerate(nb.cells):
         c["id"] = f"cell-{i:03d}"
     p.nb = nb
@@ -1276,6 +1508,25 @@ class SubmissionResult:
         return self.score + self.manual_points
 
 
+def _await_review(root: Path, lesson: str, student: str, gids: list[str]) -> None:
+    """Mark written answers as waiting for the instructor in the job's gradebook.
+
+    nbgrader scores an answer cell left as the placeholder 0; where the student wrote the
+    answer in another cell (:attr:`Prepared.review`) it must wait for a person instead, in
+    ``grades.csv`` and in formgrader (which lists it as needing a grade once merged).
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        for gid in gids:
+            try:
+                g = gb.find_grade(gid, lesson, lesson, student)
+            except MissingEntry:
+                continue
+            g.auto_score, g.needs_manual_grade = None, True
+        gb.db.commit()
+
+
 def _read_scores(root: Path, lesson: str, student: str) -> tuple[float, float, dict, dict]:
     """Return the autograded ``(score, max_score, points)`` and the written answers' points.
 
@@ -1315,7 +1566,7 @@ def _template_max(template: Path, lesson: str) -> tuple[float, dict, dict]:
         return sum(m for _, m in points.values()), points, manual
 
 
-GRADER_VERSION = 5
+GRADER_VERSION = 6
 """Bumped when grading changes what a submission scores (stored results are then redone)."""
 
 
@@ -1535,6 +1786,8 @@ def _grade_fresh(
     if status.get("regraded_all_cells"):
         result.seconds["cells_skipped"] = 0.0
         result.seconds["regraded_all_cells"] = 1.0
+    if prepared.review:
+        _await_review(root, lesson, student, prepared.review)
     result.score, result.max_score, result.points, result.manual = _read_scores(
         root, lesson, student
     )
@@ -1576,7 +1829,11 @@ def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
     """List ``(student, lesson, notebook)`` from ``SUBMISSIONS/STUDENT/NN-topic/NN-topic.ipynb``.
 
     A lesson folder without its notebook is listed too (it grades as "missing notebook").
+    The student id is the folder's name in Unicode NFC, as intake writes ids (macOS and its
+    zips name folders in NFD: ``zoe`` + a combining diaeresis).
     """
+    import unicodedata
+
     if not submissions.is_dir():
         raise FileNotFoundError(f"submissions folder {submissions} does not exist")
     known = set(lesson_names())
@@ -1584,9 +1841,8 @@ def find_submissions(submissions: Path) -> list[tuple[str, str, Path]]:
     for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
         for lesson_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
             if lesson_dir.name in known:
-                found.append(
-                    (student_dir.name, lesson_dir.name, lesson_dir / f"{lesson_dir.name}.ipynb")
-                )
+                student = unicodedata.normalize("NFC", student_dir.name)
+                found.append((student, lesson_dir.name, lesson_dir / f"{lesson_dir.name}.ipynb"))
     return found
 
 
@@ -1719,6 +1975,10 @@ def grade(
         submissions = unpacked
     elif submissions.is_dir():
         intake.merge_saved(saved, intake.folder_records(find_submissions(submissions)))
+    if students is not None:
+        import unicodedata
+
+        students = [unicodedata.normalize("NFC", s) for s in students]
     batch = [
         j
         for j in find_submissions(submissions)

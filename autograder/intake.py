@@ -454,9 +454,9 @@ def lesson_from_cells(data: bytes, lessons: list[str]) -> str | None:
     from autograder import paths
 
     try:
-        nb = json.loads(data.decode("utf-8"))
+        nb = json.loads(data.decode("utf-8-sig"))  # a BOM: Notepad, PowerShell 5.1
         ids = {
-            c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            ((c.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
             for c in nb.get("cells", [])
             if isinstance(c, dict)
         } - {None}

@@ -175,9 +175,12 @@ def dumps(nb: nbformat.NotebookNode) -> str:
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
-    """Read a notebook (any nbformat 4 minor version), raising ValueError naming the file."""
+    """Read a notebook (any nbformat 4 minor version), raising ValueError naming the file.
+
+    A UTF-8 byte-order mark (Windows Notepad, PowerShell 5.1) is no error.
+    """
     try:
-        return nbformat.read(str(path), as_version=4)
+        return nbformat.reads(Path(path).read_bytes().decode("utf-8-sig"), as_version=4)
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - nbformat raises many types for bad input

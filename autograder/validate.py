@@ -84,8 +84,24 @@ def _cell_overlaps(notebook: Path, lessons: list[str]) -> dict[str, int]:
     return out
 
 
+#: Modules the grader's rules keep out of graded answer cells although ordinary programs use
+#: them: threads, processes and pickling can reach the grader's process state.
+CONCURRENCY_MODULES = frozenset(
+    {"threading", "_thread", "concurrent.futures", "multiprocessing", "pickle", "_pickle",
+     "pickletools", "copyreg", "shelve", "dill", "cloudpickle"}
+)  # fmt: skip
+CONCURRENCY_FIX = (
+    "the grader's rules do not allow threads, processes or pickling in graded answer "
+    "cells (they can reach the grader's own process state, so your instructor is shown "
+    "this for review): write plain single-process code without these modules"
+)
+
 _FIXES = (
-    ("deleted (graded blank)", "copy the cell back from the lesson and write your answer in it"),
+    (
+        "deleted (the lesson's stub put back",
+        "copy the answer cell back from the lesson and write your answer in it (the grader "
+        "puts the lesson's blank stub where it was and runs your own cells after it)",
+    ),
     ("deleted (restored)", "copy the cell back from the lesson, unchanged"),
     ("edited (restored from the lesson)", "undo your edits to it (the grader uses the original)"),
     (
@@ -102,14 +118,36 @@ _FIXES = (
 _WARN_ONLY = ("kernel", "nbformat", "unknown nbgrader cell")
 
 
+def _concurrency_only(flag: str) -> list[str]:
+    """Return the modules of a flag naming only :data:`CONCURRENCY_MODULES` ([]: more)."""
+    inside = flag.partition("reaches into the grader (")[2].rpartition("): review by hand")[0]
+    reasons = [r.strip() for r in inside.split(";") if r.strip()]
+    mods = [r.removeprefix("imports ") for r in reasons if r.startswith("imports ")]
+    return mods if len(mods) == len(reasons) and set(mods) <= CONCURRENCY_MODULES else []
+
+
 def _structure(v: Validation, flags: list[str], lesson: str) -> None:
     where = f"lessons/{lesson}/{lesson}.ipynb"
     for flag in flags:
-        if flag.startswith(_WARN_ONLY):
+        if flag.startswith(_WARN_ONLY) or "scripts or event handlers removed" in flag:
             v.warnings.append(flag)
             continue
-        if ": scored 0, solution uses xlt_course" in flag:
-            continue  # reported from Prepared.zero, with the fix
+        if ": scored 0, solution uses xlt_course" in flag or "SyntaxError under the" in flag:
+            continue  # reported with the fix: from Prepared.zero, or when the cell runs
+        if ": answer cell unchanged, but the student wrote text " in flag:
+            gid, _, rest = flag.partition(": answer cell unchanged, but the student wrote text ")
+            v.problems.append(
+                f"{gid}: the answer cell still says YOUR ANSWER HERE, and your text is in "
+                f"another cell ({rest.partition(':')[0]}): write your answer in the answer "
+                "cell itself (replace YOUR ANSWER HERE), not in a cell of your own or in the "
+                "question"
+            )
+            continue
+        mods = _concurrency_only(flag) if "reaches into the grader" in flag else []
+        if mods:
+            cell = flag.partition(": reaches into the grader")[0]
+            v.problems.append(f"{cell} imports {', '.join(mods)}: {CONCURRENCY_FIX}")
+            continue
         fix = next((f for key, f in _FIXES if key in flag), None)
         if fix is None:
             v.problems.append(f"{flag}: re-download {where} and copy your answers into it")
@@ -337,6 +375,7 @@ def validate(
             f"the notebook ran more than {notebook_timeout:g} s (the grader's limit): "
             "long training must not run while graded (see xlt_course.runtime.grading())"
         )
+    version = (nb.metadata.get("language_info") or {}).get("version")
     for i, c in enumerate(nb.cells):
         if c.cell_type != "code":
             continue
@@ -377,6 +416,11 @@ def validate(
             fix = (
                 "an exercise is not written yet: replace its `raise NotImplementedError()` "
                 "with your answer"
+            )
+        elif ename == "SyntaxError" and (newer := grading.newer_syntax(c.source, evalue, version)):
+            fix = (
+                f"the grader runs Python {grading.GRADER_PYTHON}, and {newer}: rewrite it "
+                f"for Python {grading.GRADER_PYTHON}"
             )
         else:
             fix = "fix it so that the notebook runs from top to bottom (Kernel > Restart & Run All)"

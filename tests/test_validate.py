@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 from conftest import solution
 
-from autograder import cli, notebooks, paths, validate
+from autograder import cli, grading, notebooks, paths, validate
 
 LESSON = "00-setup"
 RELEASE = paths.lessons_dir() / LESSON / f"{LESSON}.ipynb"
@@ -171,3 +173,49 @@ def test_a_notebook_named_after_another_lesson_says_so(tmp_path, capsys):
     assert cli.main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "its cells are lesson 00-setup's, not 02-procrustes's" in out
+
+
+@pytest.mark.notebook
+def test_an_answer_written_elsewhere_and_parallel_code_say_what_the_rules_are(tmp_path, capsys):
+    nb = _answered()
+    cells = notebooks.grade_cells(nb)
+    cells["q1_answer"].source = "YOUR ANSWER HERE"  # the placeholder, as released
+    i = next(i for i, c in enumerate(nb.cells) if c is cells["q1_answer"])
+    nb.cells.insert(i + 1, notebooks.nbformat.v4.new_markdown_cell("My answer: the CPU."))
+    cells["ex2_top_k"].source = "import threading\n" + cells["ex2_top_k"].source
+    assert cli.main(["validate", str(_write(tmp_path, nb))]) == 1
+    out = capsys.readouterr().out
+    assert "q1_answer: the answer cell still says YOUR ANSWER HERE, and your text is in " in out
+    assert "another cell (below it): write your answer in the answer cell itself" in out
+    assert "ex2_top_k imports threading: the grader's rules do not allow threads" in out
+    assert "write plain single-process code" in out and "remove that code" not in out
+
+
+@pytest.mark.notebook
+def test_syntax_of_a_newer_python_names_the_graders_version(tmp_path, capsys):
+    nb = _answered()
+    cell = notebooks.grade_cells(nb)["ex1_cosine"]
+    cell.source = "type Matrix = np.ndarray\n" + cell.source
+    nb.metadata["language_info"] = {"name": "python", "version": "3.12.3"}
+    path = _write(tmp_path, nb)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # and a BOM (Windows Notepad)
+    assert cli.main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "answer cell ex1_cosine raises SyntaxError" in out
+    assert (
+        f"the grader runs Python {grading.GRADER_PYTHON}, and a `type X = ...` alias needs "
+        "Python 3.12 or newer" in out
+    )
+    assert "not JSON" not in out and "✓ ex2_top_k_tests" in out
+
+
+def test_formatting_of_locked_cells_is_no_edit(tmp_path, monkeypatch):
+    monkeypatch.setattr(validate, "_execute", lambda *a, **k: True)  # structure only
+    nb = _answered()
+    for c in notebooks.grade_cells(nb).values():
+        if c.metadata["nbgrader"].get("locked"):  # format-on-save, then CRLF and trailing spaces
+            c.source = "\r\n".join(
+                f"{line} " for line in ast.unparse(ast.parse(c.source)).split("\n")
+            )
+    v = validate.validate(_write(tmp_path, nb))
+    assert not any("locked cell" in p for p in v.problems), v.problems
