@@ -1189,6 +1189,70 @@ def sanitize_feedback_outputs(nb: Any, resources: Any) -> tuple[Any, Any]:
     return nb, resources
 
 
+def _definitions_only(source: str) -> set[str]:
+    """Return the names a cell of only imports, functions and classes binds (else none)."""
+    import ast
+
+    try:
+        tree = pysource.parse(pysource.python_source(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError, pysource.Unparseable):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            return set()  # it computes something: running it earlier could change what
+    return names
+
+
+def _names_read(source: str) -> set[str]:
+    """Return the names a cell's code reads (none if it does not parse)."""
+    import ast
+
+    try:
+        tree = pysource.parse(pysource.python_source(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError, pysource.Unparseable):
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def _definitions_before_use(cells: list[Any], origin: dict[int, int]) -> list[Any]:
+    """Return ``cells`` with the student's definition cells moved before the answers using them.
+
+    A reordered notebook is graded in the lesson's order, and the student's own cells go
+    with the graded cell they followed. A cell of the student's that only defines functions
+    or imports (a helper) and that an answer *below it in the student's notebook* uses may
+    then land after that answer's tests: it moves to just before the first such answer, so
+    the answer finds it as it did in Jupyter. Nothing else moves.
+
+    Args:
+        cells: the rebuilt notebook's cells, in the lesson's order.
+        origin: ``id(cell)`` -> the cell's index in the submission (graded and own cells).
+    """
+    out = list(cells)
+    for cell in list(out):
+        since = origin.get(id(cell))
+        if since is None or cell.get("cell_type") != "code" or _nbgrader_meta(cell):
+            continue
+        names = _definitions_only(cell.source)
+        if not names:
+            continue
+        here = next(i for i, c in enumerate(out) if c is cell)
+        users = [
+            i
+            for i, c in enumerate(out[:here])
+            if _nbgrader_meta(c).get("solution")
+            and origin.get(id(c), -1) > since
+            and names & _names_read(c.source)
+        ]
+        if users:
+            out.insert(users[0], out.pop(here))
+    return out
+
+
 def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
     """Read a submitted notebook and rebuild it in the lesson's structure.
 
@@ -1201,7 +1265,9 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
       whitespace and code reformatting are no edit), a duplicate keeps its first copy
       graded (later copies of a solution run as ordinary cells after it, as they would in
       Jupyter);
-    - the student's own cells follow the nbgrader cell they followed;
+    - the student's own cells follow the nbgrader cell they followed (in a reordered
+      notebook, a cell of theirs that only defines functions or imports moves before an
+      answer that used it below it: :func:`_definitions_before_use`);
     - a written answer left as the lesson's placeholder, with the student's text in a cell
       beside it, is flagged and waits for the instructor (``review``);
     - HTML that would run as script is removed from the student's text (feedback pages);
@@ -1254,6 +1320,8 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
         else:
             plain_run.add(normalised_text(t.source))
     known: dict[str, Any] = {}
+    at: dict[str, int] = {}  # where each graded cell stood in the submission
+    origin: dict[int, int] = {}  # id() of a rebuilt cell -> its index in the submission
     above: dict[str, Any] = {}  # the cell right above each graded cell, as submitted
     attached: dict[str | None, list[Any]] = {None: []}
     anchor: str | None = None
@@ -1262,6 +1330,7 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
         gid = _nbgrader_meta(c).get("grade_id")
         if gid in template and gid not in known:
             known[gid] = c
+            at[gid] = i
             above[gid] = nb.cells[i - 1] if i else None
             seen_order.append(gid)
             anchor = gid
@@ -1275,8 +1344,10 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
             p.flags.append(f"unknown nbgrader cell {gid!r} graded as an ordinary cell")
         plain = copy.deepcopy(c)
         plain.get("metadata", {}).pop("nbgrader", None)
+        origin[id(plain)] = i
         attached.setdefault(anchor, []).append(plain)
-    if seen_order != [g for g in layout.order if g in known]:
+    reordered = seen_order != [g for g in layout.order if g in known]
+    if reordered:
         p.flags.append("cells reordered (graded in the lesson's order)")
 
     def own_text(cell: Any) -> bool:
@@ -1318,6 +1389,7 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
             c = copy.deepcopy(t)
         else:
             c = copy.deepcopy(c)
+            origin[id(c)] = at[gid]
             if meta.get("locked"):
                 if not same_locked_source(
                     c.source, layout.locked_sources.get(gid, ()), code=t.cell_type == "code"
@@ -1351,6 +1423,8 @@ def prepare_submission(notebook: Path, layout: LessonLayout) -> Prepared:
                     "review by hand"
                 )
                 p.review.append(gid)
+    if reordered:
+        cells = _definitions_before_use(cells, origin)
     nb.cells = cells
     for i, c in enumerate(cells):
         # the feedback page shows the student's text as HTML: nothing in it may run there

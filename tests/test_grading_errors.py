@@ -109,6 +109,27 @@ def _reformatted() -> nbformat.NotebookNode:
     return nb
 
 
+def _reordered_with_helper() -> nbformat.NotebookNode:
+    """Return a correct notebook with exercise 2 moved above exercise 1 and a helper between.
+
+    As the student's notebook runs top to bottom: ex2's answer and tests, then the helper
+    ``_unit``, then ex1's answer (which uses it) and tests.
+    """
+    nb = _answered()
+    ex1, ex2 = _at(nb, "ex1_cosine"), _at(nb, "ex2_top_k")
+    block2 = nb.cells[ex2 : _at(nb, "ex2_top_k_tests") + 1]
+    for c in block2:
+        nb.cells.remove(c)
+    helper = nbformat.v4.new_code_cell(
+        "import numpy as np\n\n\ndef _unit(X):\n    return X / np.linalg.norm(X, axis=1, keepdims=True)\n"
+    )
+    nb.cells[ex1:ex1] = [*block2, helper]
+    notebooks.grade_cells(nb)[
+        "ex1_cosine"
+    ].source = "def cosine_similarity_matrix(A, B):\n    return _unit(A) @ _unit(B).T\n"
+    return nb
+
+
 def _prepare(nb, tmp_path, name="sub.ipynb", prefix=b""):
     path = tmp_path / name
     path.write_bytes(prefix + notebooks.dumps(nb).encode("utf-8"))
@@ -129,6 +150,21 @@ def test_an_answer_cell_without_metadata_runs_after_the_stub_put_back(tmp_path, 
     # student's cell with the answer is above the exercise's heading, and so is the stub)
     heading = next(i for i, c in enumerate(p.nb.cells) if c.source.startswith("## Exercise 1"))
     assert heading < stub if how != "merged" else stub < heading
+
+
+def test_a_helper_of_a_reordered_notebook_stays_before_the_answer_using_it(tmp_path):
+    # audit 13: graded in the lesson's order, the helper went with ex2's tests, after ex1
+    p = _prepare(_reordered_with_helper(), tmp_path)
+    assert "cells reordered (graded in the lesson's order)" in p.flags
+    helper = next(i for i, c in enumerate(p.nb.cells) if "def _unit" in c.source)
+    assert helper < _at(p.nb, "ex1_cosine") < _at(p.nb, "ex2_top_k")
+    # a cell that computes something stays where it was attached
+    nb = _reordered_with_helper()
+    i = next(i for i, c in enumerate(nb.cells) if "def _unit" in c.source)
+    nb.cells[i].source += "\nprint(_unit(np.eye(2)))\n"
+    p = _prepare(nb, tmp_path)
+    helper = next(i for i, c in enumerate(p.nb.cells) if "def _unit" in c.source)
+    assert helper > _at(p.nb, "ex2_top_k_tests")
 
 
 def test_a_written_answer_beside_the_placeholder_waits_for_review(tmp_path):
@@ -263,6 +299,7 @@ def test_messy_notebooks_grade_as_they_run_in_jupyter(tmp_path, built_data):
     submit("elsewhere", _written_elsewhere())
     submit("reformatted", _reformatted())
     submit("bom", _answered(), b"\xef\xbb\xbf")
+    submit("reordered", _reordered_with_helper())
     nb = _answered()
     notebooks.grade_cells(nb)[
         "q1_answer"
@@ -297,7 +334,7 @@ def test_messy_notebooks_grade_as_they_run_in_jupyter(tmp_path, built_data):
     with Gradebook(f"sqlite:///{job_db}", grading.COURSE_ID) as gb:
         q1 = gb.find_grade("q1_answer", LESSON, LESSON, "elsewhere")
         assert q1.needs_manual_grade and q1.auto_score is None
-    for student in ("reformatted", "bom"):
+    for student in ("reformatted", "bom", "reordered"):
         assert results[student].points == CORRECT_TESTS, results[student].flags
         assert not any("locked" in f or "invalid" in f for f in results[student].flags)
     zoe = results["zo\u00eb"]

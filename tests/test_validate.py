@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import pytest
 from conftest import solution
@@ -128,6 +129,13 @@ def test_a_folder_a_zip_and_an_unknown_notebook_say_what_to_give(tmp_path, capsy
     assert "cannot tell which lesson homework.ipynb is" in capsys.readouterr().err
 
 
+def _not_gradable(tmp_path, nb_or_path, capsys) -> str:
+    """Run ``xlt-course validate`` on a notebook or its path; check it says no; return its output."""
+    path = nb_or_path if isinstance(nb_or_path, Path) else _write(tmp_path, nb_or_path)
+    assert cli.main(["validate", str(path)]) == 1
+    return capsys.readouterr().out
+
+
 def test_unknown_lesson_is_one_line(tmp_path, capsys):
     path = _write(tmp_path, _answered())
     assert cli.main(["validate", str(path), "--lesson", "99-nope"]) == 2
@@ -140,8 +148,7 @@ def test_a_cell_that_kills_the_kernel_is_named_not_a_traceback(tmp_path, capsys)
     nb = _answered()
     cell = notebooks.grade_cells(nb)["ex2_top_k"]
     cell.source = "import os\nos._exit(0)\n" + cell.source
-    assert cli.main(["validate", str(_write(tmp_path, nb))]) == 1
-    out = capsys.readouterr().out
+    out = _not_gradable(tmp_path, nb, capsys)
     assert "answer cell ex2_top_k raises KernelDied" in out
     assert "✗ ex2_top_k_tests (1 point): did not run" in out
     assert "GRADABLE: no" in out
@@ -161,8 +168,7 @@ def test_duplicated_answer_and_grader_access_say_what_to_do(tmp_path, capsys):
     nb.cells.insert(
         1, notebooks.nbformat.v4.new_code_cell("import sys\nframe = sys._getframe(0)\n")
     )
-    assert cli.main(["validate", str(_write(tmp_path, nb))]) == 1
-    out = capsys.readouterr().out
+    out = _not_gradable(tmp_path, nb, capsys)
     assert "only the FIRST copy is graded: keep your answer in that one" in out
     assert "reaches into the grader (uses ._getframe)" in out and "remove that code" in out
 
@@ -183,8 +189,7 @@ def test_an_answer_written_elsewhere_and_parallel_code_say_what_the_rules_are(tm
     i = next(i for i, c in enumerate(nb.cells) if c is cells["q1_answer"])
     nb.cells.insert(i + 1, notebooks.nbformat.v4.new_markdown_cell("My answer: the CPU."))
     cells["ex2_top_k"].source = "import threading\n" + cells["ex2_top_k"].source
-    assert cli.main(["validate", str(_write(tmp_path, nb))]) == 1
-    out = capsys.readouterr().out
+    out = _not_gradable(tmp_path, nb, capsys)
     assert "q1_answer: the answer cell still says YOUR ANSWER HERE, and your text is in " in out
     assert "another cell (below it): write your answer in the answer cell itself" in out
     assert "ex2_top_k imports threading: the grader's rules do not allow threads" in out
@@ -199,8 +204,7 @@ def test_syntax_of_a_newer_python_names_the_graders_version(tmp_path, capsys):
     nb.metadata["language_info"] = {"name": "python", "version": "3.12.3"}
     path = _write(tmp_path, nb)
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # and a BOM (Windows Notepad)
-    assert cli.main(["validate", str(path)]) == 1
-    out = capsys.readouterr().out
+    out = _not_gradable(tmp_path, path, capsys)
     assert "answer cell ex1_cosine raises SyntaxError" in out
     assert (
         f"the grader runs Python {grading.GRADER_PYTHON}, and a `type X = ...` alias needs "
