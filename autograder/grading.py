@@ -1117,9 +1117,10 @@ def newer_syntax(source: str, message: str, version: Any = None) -> str | None:
         if pattern.search(source):
             return f"{what} needs Python 3.12 or newer"
     if message.startswith("f-string"):
-        return (
-            "an f-string that reuses its quotes, or holds a backslash or a comment, inside "
-            "{...} needs Python 3.12 or newer"
+        return (  # or a plain mistake in it: say both
+            "an f-string this Python cannot read: if the cell runs where you wrote it, it "
+            "reuses its quotes, or holds a backslash or a comment, inside {...}, which needs "
+            "Python 3.12 or newer"
         )
     m = re.match(r"(\d+)\.(\d+)", str(version or ""))
     if m and (int(m[1]), int(m[2])) > sys.version_info[:2]:
