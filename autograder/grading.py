@@ -1064,14 +1064,20 @@ def normalised_text(source: str) -> str:
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
+def _parse_cell(source: str) -> Any | None:
+    """Return the AST of a code cell as IPython runs it (magics rewritten); None: no parse."""
+    try:
+        return pysource.parse(pysource.python_source(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError, pysource.Unparseable):
+        return None
+
+
 def _code_shape(source: str) -> str | None:
     """Return the ``ast.dump`` of a code cell's source, positions left out (None: no parse)."""
     import ast
 
-    try:
-        return ast.dump(pysource.parse(pysource.python_source(normalised_text(source))))
-    except (SyntaxError, ValueError, RecursionError, MemoryError, pysource.Unparseable):
-        return None
+    tree = _parse_cell(normalised_text(source))
+    return None if tree is None else ast.dump(tree)
 
 
 def same_locked_source(source: str, originals: set[str] | tuple, *, code: bool) -> bool:
@@ -1194,9 +1200,8 @@ def _definitions_only(source: str) -> set[str]:
     """Return the names a cell of only imports, functions and classes binds (else none)."""
     import ast
 
-    try:
-        tree = pysource.parse(pysource.python_source(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError, pysource.Unparseable):
+    tree = _parse_cell(source)
+    if tree is None:
         return set()
     names: set[str] = set()
     for node in tree.body:
@@ -1213,11 +1218,8 @@ def _names_read(source: str) -> set[str]:
     """Return the names a cell's code reads (none if it does not parse)."""
     import ast
 
-    try:
-        tree = pysource.parse(pysource.python_source(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError, pysource.Unparseable):
-        return set()
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    tree = _parse_cell(source)
+    return set() if tree is None else {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
 def _definitions_before_use(cells: list[Any], origin: dict[int, int]) -> list[Any]:
